@@ -1,0 +1,44 @@
+# One-line targets; the work lives in the Python commands (see README.md).
+PY := .venv/bin/python
+MODELS ?= edge_cnn camera_cnn
+SOURCE ?= 0
+MODEL_FILE ?= runs/camera_cnn/deploy/model_int8.tflite
+
+.PHONY: setup benchmark benchmark-quick test test-fast train train-all convert run demo doctor clean
+
+setup:
+	@scripts/setup.sh
+
+benchmark: setup
+	$(PY) -m benchmarks
+
+benchmark-quick: setup
+	$(PY) -m benchmarks --quick
+
+test: setup
+	$(PY) -m pytest
+
+test-fast: setup
+	$(PY) -m pytest -m "not slow"
+
+train: setup
+	$(PY) -m train $(MODELS)
+
+train-all: setup
+	$(PY) -m train mlp128 mlp512 mlp256_64 seed_cnn edge_cnn camera_cnn
+
+convert: setup
+	$(PY) -m convert $(MODELS)
+
+run: setup
+	$(PY) -m edge_runtime --model $(MODEL_FILE) --source $(SOURCE)
+
+demo: setup
+	$(PY) -m benchmarks.demo
+
+doctor: setup
+	$(PY) -m edge_runtime doctor
+
+clean:
+	rm -rf .venv build *.egg-info .pytest_cache reports/*.tmp
+	find . -name __pycache__ -type d -prune -exec rm -rf {} +

@@ -1,0 +1,86 @@
+"""Typed training configuration; the resolved config is saved beside every run as config.json."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+from edge_runtime.errors import EdgeError
+
+from . import augment, models
+
+SCHEDULES = ("cosine", "constant")
+OPTIMIZERS = ("adam", "rmsprop", "sgd")
+STRATEGIES = ("default", "mirrored", "multiworker")
+
+
+class ConfigError(EdgeError):
+    """An option value that cannot work."""
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """One training run. ``None`` means "the registry's default for this model"."""
+
+    model: str
+    epochs: int | None = None
+    batch_size: int | None = None  # per replica; the global batch is this times the replica count
+    learning_rate: float | None = None  # for one replica; scaled linearly with replicas
+    schedule: str | None = None
+    warmup_epochs: float = 1.0  # linear warm-up keeps BatchNorm models stable at high rates
+    optimizer: str | None = None
+    augment: str | None = None
+    label_smoothing: float | None = None
+    patience: int | None = None
+    val_fraction: float | None = None
+    seed: int = 0
+    data_dir: str | None = None
+    folder: str | None = None  # a folder dataset root (camera models): ROOT/<class>/*.jpg
+    output_dir: str | None = None  # default: runs/ in the checkout ($EDGE_RUNS_DIR overrides)
+    strategy: str = "default"
+    width: float = 1.0  # filter multiplier; below 1 only for quick tests
+    input_size: int | None = None  # square input override (tests); the registry size otherwise
+    train_limit: int | None = None  # first N training images only (quick tests)
+    test_limit: int | None = None
+    scenes_per_epoch: int | None = None
+    plots: bool = True
+    fresh: bool = False  # ignore an unfinished run's checkpoint and start over
+
+    def resolved(self) -> "TrainConfig":
+        """Fill every ``None`` from the registry and validate the result."""
+        spec = models.get(self.model)
+        defaults = asdict(spec.defaults)
+        values = {f.name: getattr(self, f.name) for f in fields(self)}
+        for key, default in defaults.items():
+            if values.get(key) is None:
+                values[key] = default
+        config = TrainConfig(**values)
+        config.validate()
+        return config
+
+    def validate(self) -> None:
+        def need(ok: bool, message: str) -> None:
+            if not ok:
+                raise ConfigError(message)
+
+        need(self.epochs is None or self.epochs >= 1, f"--epochs must be at least 1, got {self.epochs}")
+        need(self.batch_size is None or self.batch_size >= 1, f"--batch-size must be at least 1, got {self.batch_size}")
+        need(self.learning_rate is None or self.learning_rate > 0, f"--learning-rate must be positive, got {self.learning_rate}")
+        need(self.schedule is None or self.schedule in SCHEDULES,
+             f"--schedule {self.schedule!r} is not one of {', '.join(SCHEDULES)}{models.suggest(str(self.schedule), SCHEDULES)}")
+        need(self.optimizer is None or self.optimizer in OPTIMIZERS,
+             f"--optimizer {self.optimizer!r} is not one of {', '.join(OPTIMIZERS)}{models.suggest(str(self.optimizer), OPTIMIZERS)}")
+        need(self.augment is None or self.augment in augment.AUGMENTATIONS,
+             f"--augment {self.augment!r} is not one of {', '.join(augment.AUGMENTATIONS)}")
+        need(self.strategy in STRATEGIES,
+             f"--strategy {self.strategy!r} is not one of {', '.join(STRATEGIES)}{models.suggest(self.strategy, STRATEGIES)}")
+        need(self.val_fraction is None or 0.0 < self.val_fraction < 0.9, f"--val-fraction must be in (0, 0.9), got {self.val_fraction}")
+        need(self.label_smoothing is None or 0.0 <= self.label_smoothing < 1.0, "--label-smoothing must be in [0, 1)")
+        need(self.warmup_epochs >= 0, "--warmup-epochs must not be negative")
+        need(0.0 < self.width <= 4.0, f"--width must be in (0, 4], got {self.width}")
+        need(self.input_size is None or 8 <= self.input_size <= 1024, "--input-size must be in 8..1024")
+        need(self.train_limit is None or self.train_limit >= 10, "--train-limit must be at least 10")
+        need(self.test_limit is None or self.test_limit >= 1, "--test-limit must be at least 1")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)

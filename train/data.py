@@ -1,0 +1,191 @@
+"""Training data for a run: splits, per-epoch batches, and the fixed validation and test sets.
+
+Batches for epoch ``e`` depend only on ``(seed, e)``: the order, the augmentation and (for the
+camera model) the freshly rendered scenes. A run resumed after a kill therefore sees exactly the
+batches an uninterrupted run would have seen.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+
+from edge_runtime.contract import InputSpec
+from edge_runtime.errors import DatasetError
+
+from . import augment
+from .datasets import camera_scenes, fashion_mnist, folder
+
+log = logging.getLogger("edge_classify.train")
+BatchFn = Callable[[int, int], tuple[np.ndarray, np.ndarray]]  # (epoch, batch index) -> (x, y)
+
+
+@dataclass
+class TrainData:
+    """Everything a training run reads; images are uint8 NHWC in the model's colour order."""
+
+    class_names: tuple[str, ...]
+    input_spec: InputSpec
+    train_count: int
+    batch_size: int
+    make_batch: BatchFn
+    val: tuple[np.ndarray, np.ndarray]
+    test: tuple[np.ndarray, np.ndarray]
+    samples: tuple[np.ndarray, np.ndarray]  # 25 training images for the tutorials' grid
+    test_name: str  # what the test set is, for reports
+
+    @property
+    def steps_per_epoch(self) -> int:
+        return max(1, self.train_count // self.batch_size)
+
+
+def load(dataset: str, input_spec: InputSpec, *, batch_size: int, seed: int, val_fraction: float,
+         augmentation: str, data_dir: str | None = None, folder_root: str | None = None,
+         train_limit: int | None = None, test_limit: int | None = None,
+         scenes_per_epoch: int | None = None) -> TrainData:
+    """Load and split the dataset a model trains on.
+
+    Args:
+        dataset: ``"fashion_mnist"`` or ``"camera_scenes"``; a ``folder_root`` overrides either.
+        input_spec: the model's input (images are produced at this size and colour order).
+        train_limit / test_limit: use only the first N images (quick tests).
+        scenes_per_epoch: camera scenes rendered per epoch (default: one per training garment).
+    """
+    if augmentation not in augment.AUGMENTATIONS:
+        raise DatasetError(f"unknown augmentation {augmentation!r}; choose from {', '.join(augment.AUGMENTATIONS)}")
+    if folder_root is not None:
+        return _folder_data(folder_root, input_spec, batch_size, seed, val_fraction, augmentation, train_limit, test_limit)
+    if dataset == "fashion_mnist":
+        return _fashion_data(input_spec, batch_size, seed, val_fraction, augmentation, data_dir, train_limit, test_limit)
+    if dataset == "camera_scenes":
+        return _scene_data(input_spec, batch_size, seed, val_fraction, data_dir, train_limit, test_limit, scenes_per_epoch)
+    raise DatasetError(f"unknown dataset {dataset!r}")
+
+
+def _fashion_data(spec: InputSpec, batch_size: int, seed: int, val_fraction: float, augmentation: str,
+                  data_dir: str | None, train_limit: int | None, test_limit: int | None) -> TrainData:
+    train, test = fashion_mnist.load(data_dir)
+    train_idx, val_idx = fashion_mnist.stratified_split(train.labels, val_fraction, seed)
+    if train_limit:
+        train_idx = train_idx[:train_limit]
+        val_idx = val_idx[: max(1, train_limit // 5)]
+    x_train = _to_spec(train.images[train_idx], spec)
+    y_train = train.labels[train_idx].astype(np.int64)
+    x_test = _to_spec(test.images[:test_limit], spec)
+    y_test = test.labels[:test_limit].astype(np.int64)
+    return TrainData(
+        class_names=fashion_mnist.CLASS_NAMES, input_spec=spec, train_count=len(x_train), batch_size=batch_size,
+        make_batch=_array_batches(x_train, y_train, batch_size, seed, augmentation),
+        val=(_to_spec(train.images[val_idx], spec), train.labels[val_idx].astype(np.int64)),
+        test=(x_test, y_test), samples=(x_train[:25], y_train[:25]),
+        test_name=f"Fashion-MNIST test split ({len(y_test)} images)",
+    )
+
+
+def _scene_data(spec: InputSpec, batch_size: int, seed: int, val_fraction: float, data_dir: str | None,
+                train_limit: int | None, test_limit: int | None, scenes_per_epoch: int | None) -> TrainData:
+    train, test = fashion_mnist.load(data_dir)
+    train_idx, val_idx = fashion_mnist.stratified_split(train.labels, val_fraction, seed)
+    if train_limit:
+        train_idx = train_idx[:train_limit]
+        val_idx = val_idx[: max(1, train_limit // 5)]
+    renderer = camera_scenes.SceneRenderer()
+    garments, labels = train.images, train.labels.astype(np.int64)
+    count = scenes_per_epoch or len(train_idx)
+
+    def make_batch(epoch: int, index: int) -> tuple[np.ndarray, np.ndarray]:
+        # Each epoch draws `count` garments from the training part (with a fresh scene each).
+        order = np.random.default_rng([seed, epoch, 7]).choice(train_idx, size=count, replace=count > len(train_idx))
+        chosen = order[index * batch_size:(index + 1) * batch_size]
+        images = camera_scenes.render_batch(garments, chosen, seed=seed, split="train", epoch=epoch, spec=spec,
+                                            renderer=renderer)
+        return images, labels[chosen]
+
+    val_images = camera_scenes.render_batch(garments, val_idx, seed=seed, split="val", epoch=0, spec=spec,
+                                            renderer=renderer)
+    x_test, y_test = camera_scenes.test_scenes(test.images, test.labels.astype(np.int64), spec, count=test_limit)
+    samples = make_batch(0, 0)
+    return TrainData(
+        class_names=fashion_mnist.CLASS_NAMES, input_spec=spec, train_count=count, batch_size=batch_size,
+        make_batch=make_batch, val=(val_images, labels[val_idx]), test=(x_test, y_test),
+        samples=(samples[0][:25], samples[1][:25]),
+        test_name=f"fixed camera test scenes ({len(y_test)} scenes from Fashion-MNIST test garments)",
+    )
+
+
+def _folder_data(root: str, spec: InputSpec, batch_size: int, seed: int, val_fraction: float, augmentation: str,
+                 train_limit: int | None, test_limit: int | None) -> TrainData:
+    if folder.has_splits(root):
+        train_set = folder.open_folder(root, "train")
+        names = train_set.class_names
+        x_train, y_train = train_set.load(spec)
+        x_val, y_val = _optional_split(root, "val", names, spec)
+        x_test, y_test = _optional_split(root, "test", names, spec)
+        if x_val is None:
+            x_train, y_train, x_val, y_val = _carve(x_train, y_train, val_fraction, seed)
+        if x_test is None:
+            log.warning("%s has no test/ split; reporting validation accuracy as test accuracy", root)
+            x_test, y_test = x_val, y_val
+    else:
+        train_set = folder.open_folder(root)
+        names = train_set.class_names
+        images, labels = train_set.load(spec)
+        x_train, y_train, x_test, y_test = _carve(images, labels, 0.2, seed + 1)
+        x_train, y_train, x_val, y_val = _carve(x_train, y_train, val_fraction, seed)
+    if len(names) < 2:
+        raise DatasetError(f"{root}: only one class ({names[0]}); a classifier needs at least two class folders")
+    log.info("%s", train_set.summary())
+    if train_limit:
+        x_train, y_train = x_train[:train_limit], y_train[:train_limit]
+    if test_limit:
+        x_test, y_test = x_test[:test_limit], y_test[:test_limit]
+    augmentation = "tutorial" if augmentation == "scenes" else augmentation
+    return TrainData(
+        class_names=names, input_spec=spec, train_count=len(x_train), batch_size=batch_size,
+        make_batch=_array_batches(x_train, y_train, batch_size, seed, augmentation),
+        val=(x_val, y_val), test=(x_test, y_test), samples=(x_train[:25], y_train[:25]),
+        test_name=f"folder dataset {root} ({len(y_test)} test images)",
+    )
+
+
+def _array_batches(images: np.ndarray, labels: np.ndarray, batch_size: int, seed: int, augmentation: str) -> BatchFn:
+    def make_batch(epoch: int, index: int) -> tuple[np.ndarray, np.ndarray]:
+        order = np.random.default_rng([seed, epoch]).permutation(len(images))
+        chosen = order[index * batch_size:(index + 1) * batch_size]
+        batch = images[chosen]
+        rng = np.random.default_rng([seed, epoch, index, 1])
+        if augmentation == "shift_flip":
+            batch = augment.shift_flip(batch, rng)
+        elif augmentation == "tutorial":
+            batch = augment.tutorial_affine(batch, rng)
+        return batch, labels[chosen]
+
+    return make_batch
+
+
+def _to_spec(images: np.ndarray, spec: InputSpec) -> np.ndarray:
+    """Fashion-MNIST (N, 28, 28) -> the model's NHWC input, through the runtime's preprocessing."""
+    if images.shape[1:3] == (spec.height, spec.width) and spec.channels == 1:
+        return images[..., None]  # already what to_model_image would return; skip 60k calls
+    from edge_runtime.preprocess import to_model_image
+
+    return np.stack([to_model_image(image, spec) for image in images]) if len(images) else \
+        np.empty((0, spec.height, spec.width, spec.channels), np.uint8)
+
+
+def _optional_split(root: str, split: str, names: tuple[str, ...], spec: InputSpec):
+    from pathlib import Path
+
+    if not (Path(root) / split).is_dir():
+        return None, None
+    return folder.open_folder(root, split, class_names=names).load(spec)
+
+
+def _carve(images: np.ndarray, labels: np.ndarray, fraction: float, seed: int):
+    rest, held = fashion_mnist.stratified_split(labels, fraction, seed)
+    if len(held) == 0 or len(rest) == 0:
+        raise DatasetError(f"too few images ({len(labels)}) to hold out {fraction:.0%} for validation; add images")
+    return images[rest], labels[rest], images[held], labels[held]

@@ -1,0 +1,171 @@
+"""Image-folder datasets: ``root/<class_name>/*.jpg`` (optionally under ``train/``, ``val/``, ``test/``).
+
+The tutorials' cats/dogs and CIFAR subsets use this layout. Images are decoded with OpenCV and
+resized/colour-converted by the runtime's own preprocessing, so a model trained here sees on the
+device exactly what it saw in training. Large folders stream in batches.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterator, Sequence
+
+import numpy as np
+
+from edge_runtime.contract import InputSpec
+from edge_runtime.errors import DatasetError
+from edge_runtime.preprocess import to_model_image
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
+SPLITS = ("train", "val", "test")
+_MAX_FILE_BYTES = 256 * 1024 * 1024
+log = logging.getLogger("edge_classify.data")
+
+
+@dataclass
+class FolderDataset:
+    """The files of one folder dataset split and their class indices."""
+
+    root: Path
+    class_names: tuple[str, ...]
+    files: list[tuple[Path, int]]
+    skipped: dict[str, int] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def counts(self) -> dict[str, int]:
+        """Number of listed files per class name."""
+        per_class = np.bincount([label for _, label in self.files], minlength=len(self.class_names))
+        return {name: int(n) for name, n in zip(self.class_names, per_class)}
+
+    def iter_batches(self, spec: InputSpec, batch_size: int = 64, *, shuffle: bool = False,
+                     seed: int = 0) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """Decode and yield ``(images uint8 NHWC, labels int64)`` batches; memory stays one batch.
+
+        Files that cannot be decoded are skipped with one warning line each and counted in
+        ``skipped``.
+        """
+        order = np.arange(len(self.files))
+        if shuffle:
+            np.random.default_rng(seed).shuffle(order)
+        images: list[np.ndarray] = []
+        labels: list[int] = []
+        for index in order:
+            path, label = self.files[index]
+            image = self._decode(path, spec)
+            if image is None:
+                continue
+            images.append(image)
+            labels.append(label)
+            if len(images) == batch_size:
+                yield np.stack(images), np.asarray(labels, dtype=np.int64)
+                images, labels = [], []
+        if images:
+            yield np.stack(images), np.asarray(labels, dtype=np.int64)
+
+    def load(self, spec: InputSpec) -> tuple[np.ndarray, np.ndarray]:
+        """All images in memory (fine for the tutorials' few-thousand-image folders)."""
+        batches = list(self.iter_batches(spec, batch_size=256))
+        if not batches:
+            raise DatasetError(f"{self.root}: none of the {len(self.files)} files could be decoded as images")
+        return np.concatenate([b[0] for b in batches]), np.concatenate([b[1] for b in batches])
+
+    def summary(self) -> str:
+        skipped = sum(self.skipped.values())
+        detail = f" (skipped {skipped}: " + ", ".join(f"{k} {v}" for k, v in sorted(self.skipped.items())) + ")" if skipped else ""
+        return f"{self.root}: {len(self.files)} files in {len(self.class_names)} classes{detail}"
+
+    def _decode(self, path: Path, spec: InputSpec) -> np.ndarray | None:
+        import cv2
+
+        try:
+            size = path.stat().st_size
+            if size == 0:
+                return self._skip(path, "empty file", "empty")
+            if size > _MAX_FILE_BYTES:
+                return self._skip(path, f"{size} bytes is too large for an image", "too large")
+            raw = np.fromfile(path, dtype=np.uint8)
+        except OSError as exc:
+            return self._skip(path, f"cannot read ({exc.strerror or exc})", "unreadable")
+        image = cv2.imdecode(raw, cv2.IMREAD_COLOR)
+        if image is None or image.size == 0:
+            return self._skip(path, "not a decodable image", "not an image")
+        return to_model_image(image, spec)
+
+    def _skip(self, path: Path, why: str, kind: str) -> None:
+        log.warning("skipping %s: %s", path, why)
+        self.skipped[kind] = self.skipped.get(kind, 0) + 1
+        return None
+
+
+def has_splits(root: str | Path) -> bool:
+    """True when ``root`` uses the ``train/ val/ test/`` layout."""
+    return (Path(root) / "train").is_dir()
+
+
+def open_folder(root: str | Path, split: str | None = None, *,
+                class_names: Sequence[str] | None = None) -> FolderDataset:
+    """List a folder dataset without decoding anything.
+
+    Args:
+        root: the dataset folder.
+        split: ``"train"``, ``"val"`` or ``"test"`` for the split layout; None for a flat one.
+        class_names: force this class order (to match a trained model); default: sorted folders.
+
+    Raises:
+        DatasetError: missing root, no class folders, an empty class, or a class that is missing
+            from this split.
+    """
+    base = Path(root).expanduser()
+    if split is not None:
+        if split not in SPLITS:
+            raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
+        base = base / split
+    if not base.is_dir():
+        raise DatasetError(f"{base}: no such folder; a folder dataset looks like ROOT/<class>/*.jpg")
+    found = sorted(entry.name for entry in _scandir(base) if _is_dir(entry) and not entry.name.startswith("."))
+    if split is None:
+        found = [name for name in found if name not in SPLITS] or found
+    if not found:
+        raise DatasetError(f"{base}: no class folders; a folder dataset looks like ROOT/<class>/*.jpg")
+    names = tuple(class_names) if class_names is not None else tuple(found)
+    missing = [name for name in names if name not in found]
+    if missing:
+        raise DatasetError(f"{base}: class folder(s) {', '.join(missing)} missing")
+    dataset = FolderDataset(root=base, class_names=names, files=[])
+    for label, name in enumerate(names):
+        files = sorted(
+            Path(entry.path) for entry in _scandir(base / name)
+            if entry.name.lower().endswith(IMAGE_SUFFIXES) and _is_file(entry)
+        )
+        if not files:
+            raise DatasetError(f"{base / name}: class {name!r} has no images ({', '.join(IMAGE_SUFFIXES)})")
+        dataset.files.extend((path, label) for path in files)
+    return dataset
+
+
+def _scandir(folder: Path) -> list[os.DirEntry]:
+    try:
+        with os.scandir(folder) as entries:
+            return list(entries)
+    except OSError as exc:
+        raise DatasetError(f"{folder}: cannot list folder ({exc.strerror or exc})") from None
+
+
+def _is_dir(entry: os.DirEntry) -> bool:
+    try:
+        return entry.is_dir()
+    except OSError:  # symlink loops and dangling links are not classes
+        return False
+
+
+def _is_file(entry: os.DirEntry) -> bool:
+    try:
+        return entry.is_file()
+    except OSError:
+        log.warning("skipping %s: broken or looping link", entry.path)
+        return False

@@ -1,0 +1,245 @@
+"""The model registry: one entry per model name, the single source of truth for every model.
+
+Each :class:`ModelSpec` says the model's input contract, the dataset it trains on, how to build
+it and its training defaults. ``train``, ``convert``, ``benchmarks`` and the tests all read
+:data:`REGISTRY`. Normalization is the first layer of every graph (``Rescaling(1/255)``), so
+deployable files take raw 0..255 pixels. Augmentation never lives in a graph: Keras random
+layers are traced into exports and break TFLite conversion.
+"""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Any, Callable
+
+from edge_runtime.contract import InputSpec
+from edge_runtime.errors import EdgeError
+
+if TYPE_CHECKING:  # keras is imported lazily: listing models must not start TensorFlow
+    import keras
+
+FASHION_INPUT = InputSpec(height=28, width=28, channels=1, color_order="GRAY")
+CAMERA_INPUT = InputSpec(height=128, width=128, channels=3, color_order="RGB")
+
+
+class UnknownModelError(EdgeError):
+    """A model name that is not in the registry."""
+
+
+@dataclass(frozen=True)
+class TrainDefaults:
+    """Training recipe defaults; every field can be overridden on the command line."""
+
+    epochs: int = 15
+    batch_size: int = 128
+    learning_rate: float = 3e-3
+    schedule: str = "cosine"  # warm-up then cosine decay: robust without per-model tuning
+    optimizer: str = "adam"
+    augment: str = "shift_flip"  # none | shift_flip | scenes | tutorial
+    label_smoothing: float = 0.0
+    patience: int = 10  # early stopping on validation loss, as in the tutorials
+    val_fraction: float = 0.1
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """One registry entry."""
+
+    name: str
+    description: str
+    input: InputSpec
+    dataset: str  # "fashion_mnist" or "camera_scenes" (camera models also train on folders)
+    builder: Callable[..., "keras.Model"]
+    defaults: TrainDefaults = field(default_factory=TrainDefaults)
+
+    def build(self, num_classes: int = 10, *, width: float = 1.0, input_spec: InputSpec | None = None) -> "keras.Model":
+        """Build a fresh, uncompiled Keras model.
+
+        Args:
+            num_classes: size of the softmax output.
+            width: filter multiplier (tests use tiny widths).
+            input_spec: override the input size (tests use 32x32 camera models).
+        """
+        spec = input_spec or self.input
+        model = self.builder(spec, num_classes, width)
+        model.name = self.name  # type: ignore[misc]
+        return model
+
+
+def _inputs(spec: InputSpec) -> tuple[Any, Any]:
+    import keras
+    from keras import layers
+
+    inputs = keras.Input(shape=(spec.height, spec.width, spec.channels), name="image")
+    low, high = spec.pixel_range
+    return inputs, layers.Rescaling(1.0 / (high - low), offset=-low / (high - low), name="normalize")(inputs)
+
+
+def _filters(n: int, width: float) -> int:
+    return max(2, int(round(n * width)))
+
+
+def _mlp(*units: int) -> Callable[..., "keras.Model"]:
+    def build(spec: InputSpec, num_classes: int, width: float) -> "keras.Model":
+        import keras
+        from keras import layers
+
+        inputs, x = _inputs(spec)
+        x = layers.Flatten(name="flatten")(x)
+        for i, n in enumerate(units):
+            x = layers.Dense(_filters(n, width), activation="relu", name=f"dense{i + 1}")(x)
+        outputs = layers.Dense(num_classes, activation="softmax", name="probabilities")(x)
+        return keras.Model(inputs, outputs)
+
+    return build
+
+
+def _seed_cnn(conv_activation: str | None) -> Callable[..., "keras.Model"]:
+    """The tutorials' CNN: Conv32 -> pool -> Conv64 -> pool -> Dense512 -> softmax."""
+
+    def build(spec: InputSpec, num_classes: int, width: float) -> "keras.Model":
+        import keras
+        from keras import layers
+
+        inputs, x = _inputs(spec)
+        x = layers.Conv2D(_filters(32, width), 3, activation=conv_activation, name="conv1")(x)
+        x = layers.MaxPooling2D(2, name="pool1")(x)
+        x = layers.Conv2D(_filters(64, width), 3, activation=conv_activation, name="conv2")(x)
+        x = layers.MaxPooling2D(2, name="pool2")(x)
+        x = layers.Flatten(name="flatten")(x)
+        x = layers.Dense(_filters(512, width), activation="relu", name="dense")(x)
+        outputs = layers.Dense(num_classes, activation="softmax", name="probabilities")(x)
+        return keras.Model(inputs, outputs)
+
+    return build
+
+
+def _conv_bn(x: Any, filters: int, kernel: int, strides: int, name: str) -> Any:
+    from keras import layers
+
+    x = layers.Conv2D(filters, kernel, strides=strides, padding="same", use_bias=False, name=f"{name}_conv")(x)
+    x = layers.BatchNormalization(name=f"{name}_bn")(x)
+    # ReLU6 keeps activations in a fixed range, which is kind to int8 calibration.
+    return layers.ReLU(6.0, name=f"{name}_relu")(x)
+
+
+def _separable(x: Any, filters: int, strides: int, name: str) -> Any:
+    """MobileNet block: depthwise 3x3 + BN + ReLU6, pointwise 1x1 + BN + ReLU6 (BN folds away)."""
+    from keras import layers
+
+    x = layers.DepthwiseConv2D(3, strides=strides, padding="same", use_bias=False, name=f"{name}_dw")(x)
+    x = layers.BatchNormalization(name=f"{name}_dw_bn")(x)
+    x = layers.ReLU(6.0, name=f"{name}_dw_relu")(x)
+    return _conv_bn(x, filters, 1, 1, f"{name}_pw")
+
+
+def _edge_cnn(spec: InputSpec, num_classes: int, width: float) -> "keras.Model":
+    """28x28 model built for accuracy per microsecond on CPUs and for int8.
+
+    A stride-2 stem halves the resolution before any wide layer (the 28x28 stage is where a
+    plain CNN spends most of its time); depthwise-separable blocks do the work at 14x14 and 7x7;
+    the head flattens the 7x7 map instead of averaging it, because Fashion-MNIST garments are
+    centred and where a feature sits (a sleeve, a heel) is itself informative.
+    """
+    import keras
+    from keras import layers
+
+    inputs, x = _inputs(spec)
+    x = _conv_bn(x, _filters(32, width), 3, 2, "stem")
+    x = _separable(x, _filters(96, width), 1, "block1")
+    x = _separable(x, _filters(160, width), 2, "block2")
+    x = _separable(x, _filters(160, width), 1, "block3")
+    x = layers.Flatten(name="flatten")(x)
+    x = layers.Dropout(0.3, name="dropout")(x)
+    outputs = layers.Dense(num_classes, activation="softmax", name="probabilities")(x)
+    return keras.Model(inputs, outputs)
+
+
+def _camera_cnn(spec: InputSpec, num_classes: int, width: float) -> "keras.Model":
+    """128x128 RGB model for live cameras: early striding, MobileNet-style blocks, global pooling.
+
+    Global average pooling makes the prediction independent of where the object is in the frame.
+    """
+    import keras
+    from keras import layers
+
+    inputs, x = _inputs(spec)
+    x = _conv_bn(x, _filters(16, width), 3, 2, "stem")
+    x = _separable(x, _filters(32, width), 2, "block1")
+    x = _separable(x, _filters(32, width), 1, "block2")
+    x = _separable(x, _filters(64, width), 2, "block3")
+    x = _separable(x, _filters(64, width), 1, "block4")
+    x = _separable(x, _filters(128, width), 2, "block5")
+    x = _separable(x, _filters(128, width), 1, "block6")
+    x = layers.GlobalAveragePooling2D(name="pool")(x)
+    x = layers.Dropout(0.2, name="dropout")(x)
+    outputs = layers.Dense(num_classes, activation="softmax", name="probabilities")(x)
+    return keras.Model(inputs, outputs)
+
+
+_MLP_RECIPE = TrainDefaults(epochs=10, batch_size=32, learning_rate=1e-3, schedule="constant", augment="none")
+
+REGISTRY: dict[str, ModelSpec] = {
+    spec.name: spec
+    for spec in (
+        ModelSpec("mlp128", "tutorial MLP: Flatten -> Dense(128) -> Dense(10)", FASHION_INPUT, "fashion_mnist",
+                  _mlp(128), replace(_MLP_RECIPE, epochs=5)),
+        ModelSpec("mlp512", "tutorial MLP: Flatten -> Dense(512) -> Dense(10)", FASHION_INPUT, "fashion_mnist",
+                  _mlp(512), _MLP_RECIPE),
+        ModelSpec("mlp256_64", "tutorial MLP: Flatten -> Dense(256) -> Dense(64) -> Dense(10)", FASHION_INPUT,
+                  "fashion_mnist", _mlp(256, 64), replace(_MLP_RECIPE, epochs=30)),
+        ModelSpec("seed_cnn", "tutorial CNN (843,658 params) with ReLU on its convolutions, Adam, batch 128",
+                  FASHION_INPUT, "fashion_mnist", _seed_cnn("relu"),
+                  TrainDefaults(epochs=10, batch_size=128, learning_rate=1e-3, schedule="constant", augment="none")),
+        ModelSpec("seed_cnn_tutorial", "tutorial CNN exactly as written: no conv activation, RMSprop 1e-4, batch 200",
+                  FASHION_INPUT, "fashion_mnist", _seed_cnn(None),
+                  TrainDefaults(epochs=5, batch_size=200, learning_rate=1e-4, schedule="constant",
+                                optimizer="rmsprop", augment="none", val_fraction=0.2)),
+        ModelSpec("edge_cnn", "our 28x28 model: stride-2 stem, separable blocks, BN, ReLU6 (default)",
+                  FASHION_INPUT, "fashion_mnist", _edge_cnn,
+                  TrainDefaults(epochs=15, batch_size=128, learning_rate=3e-3, augment="shift_flip")),
+        ModelSpec("camera_cnn", "128x128 RGB camera model: early striding, MobileNet-style blocks",
+                  CAMERA_INPUT, "camera_scenes", _camera_cnn,
+                  TrainDefaults(epochs=12, batch_size=64, learning_rate=3e-3, augment="scenes", patience=6)),
+    )
+}
+DEFAULT_MODEL = "edge_cnn"
+
+
+def get(name: str) -> ModelSpec:
+    """Look a model up by name.
+
+    Raises:
+        UnknownModelError: naming the closest registered model.
+    """
+    try:
+        return REGISTRY[name]
+    except KeyError:
+        raise UnknownModelError(f"unknown model {name!r}{suggest(name, REGISTRY)}; choose from {', '.join(REGISTRY)}") from None
+
+
+def suggest(name: str, choices: Any) -> str:
+    """`` (did you mean 'x'?)`` for a near miss, else an empty string."""
+    close = difflib.get_close_matches(name, list(choices), n=1, cutoff=0.5)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def count_macs(model: "keras.Model") -> int:
+    """Multiply-accumulates for one image through conv, depthwise and dense layers."""
+    from keras import layers
+
+    total = 0
+    for layer in model.layers:
+        if isinstance(layer, layers.DepthwiseConv2D):
+            _, h, w, c = layer.output.shape
+            kh, kw = layer.kernel_size
+            total += h * w * c * kh * kw
+        elif isinstance(layer, layers.Conv2D):
+            _, h, w, c_out = layer.output.shape
+            c_in = layer.input.shape[-1]
+            kh, kw = layer.kernel_size
+            total += h * w * c_out * kh * kw * c_in // layer.groups
+        elif isinstance(layer, layers.Dense):
+            total += int(layer.input.shape[-1]) * layer.units
+    return int(total)

@@ -1,0 +1,408 @@
+"""A training run: build, fit epoch by epoch with crash-safe checkpoints, evaluate, write the run folder.
+
+Run folder (fixed names)::
+
+    runs/<MODEL>/model.keras     best epoch by validation loss (architecture + weights)
+    runs/<MODEL>/labels.txt      one class name per line, in output order
+    runs/<MODEL>/config.json     the resolved TrainConfig
+    runs/<MODEL>/metrics.json    test accuracy, per class, confusion matrix, robustness, size, time
+    runs/<MODEL>/history.csv     one row per epoch
+    runs/<MODEL>/plots/          the tutorials' pictures, and better
+    runs/<MODEL>/checkpoint/     only while a run is unfinished: what a restart resumes from
+
+Every file is written to a temporary name and renamed, so a kill at any moment leaves either
+the old file or the new one, never half of one.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+import logging
+import os
+import shutil
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edge_runtime.cliutil import atomic_write_text, dump_json, temp_path_beside
+from edge_runtime.contract import InputSpec
+from edge_runtime.errors import EdgeError, OutputError
+
+from . import augment, data as data_mod, models, paths
+from .config import ConfigError, TrainConfig
+
+log = logging.getLogger("edge_classify.train")
+HISTORY_FIELDS = ("epoch", "loss", "accuracy", "val_loss", "val_accuracy", "learning_rate", "seconds")
+# Settings that change what a checkpoint means; a resume with other values would mix two runs.
+_RESUME_KEYS = ("model", "epochs", "batch_size", "learning_rate", "schedule", "warmup_epochs", "optimizer", "augment",
+                "label_smoothing", "val_fraction", "seed", "folder", "strategy", "width", "input_size", "train_limit",
+                "scenes_per_epoch")
+
+
+@dataclass
+class RunResult:
+    run_dir: Path
+    metrics: dict[str, Any]
+    resumed_from: int = 0
+
+
+@dataclass
+class _State:
+    """What checkpoint/state.json holds: enough to continue exactly where a run stopped."""
+
+    epoch: int = 0  # completed epochs
+    last: str | None = None
+    best: str | None = None
+    best_val_loss: float = float("inf")
+    best_epoch: int = 0
+    wait: int = 0
+    stopped_early: bool = False
+    elapsed_s: float = 0.0
+    history: list[dict[str, float]] = field(default_factory=list)
+    config: dict[str, Any] = field(default_factory=dict)
+
+
+def run(config: TrainConfig) -> RunResult:
+    """Train one model as configured and write its run folder.
+
+    Raises:
+        EdgeError subclasses for bad options, missing data or unwritable output.
+    """
+    config = config.resolved()
+    spec = models.get(config.model)
+    input_spec = _input_spec(spec, config)
+    out_root = Path(config.output_dir).expanduser() if config.output_dir else paths.default_runs_dir()
+    run_dir = out_root / spec.name
+    _check_output(run_dir)
+
+    strategy, worker_index, num_workers = _make_strategy(config.strategy)
+    write_dir = run_dir if worker_index == 0 else run_dir / f".worker-{worker_index}"
+    replicas = strategy.num_replicas_in_sync
+    global_batch = config.batch_size * replicas
+    data = data_mod.load(
+        "camera_scenes" if config.folder is None and spec.dataset == "camera_scenes" else spec.dataset,
+        input_spec, batch_size=global_batch // num_workers, seed=config.seed, val_fraction=config.val_fraction,
+        augmentation=config.augment, data_dir=config.data_dir, folder_root=config.folder,
+        train_limit=config.train_limit, test_limit=config.test_limit, scenes_per_epoch=config.scenes_per_epoch,
+    )
+    steps = max(1, data.train_count // global_batch)
+
+    ckpt_dir = write_dir / "checkpoint"
+    state = _State() if config.fresh else _load_state(ckpt_dir, config)
+    if config.fresh and ckpt_dir.exists():
+        shutil.rmtree(ckpt_dir, ignore_errors=True)
+    resumed_from = state.epoch
+    if state.epoch >= config.epochs or state.stopped_early:
+        log.info("%s: training already finished at epoch %d; writing the run folder", spec.name, state.epoch)
+    elif state.epoch:
+        log.info("%s: resuming from epoch %d of %d (checkpoint in %s)", spec.name, state.epoch, config.epochs, ckpt_dir)
+    state.config = _resume_view(config)
+
+    import keras
+
+    keras.utils.set_random_seed(config.seed)
+    with strategy.scope():
+        if state.last:
+            model = keras.saving.load_model(ckpt_dir / state.last, safe_mode=True)
+        else:
+            model = spec.build(len(data.class_names), width=config.width, input_spec=input_spec)
+            model.compile(optimizer=_optimizer(config, steps, replicas),
+                          loss=keras.losses.SparseCategoricalCrossentropy(),
+                          metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")])
+    _log_start(spec.name, model, data, config, global_batch, replicas)
+
+    verbose = 1 if sys.stdout.isatty() else 0
+    while state.epoch < config.epochs and not state.stopped_early:
+        epoch = state.epoch
+        started = time.perf_counter()
+        result = model.fit(_epoch_dataset(data, epoch, steps, worker_index, num_workers), epochs=1, verbose=verbose,
+                           validation_data=data.val, validation_batch_size=256, shuffle=False)
+        seconds = time.perf_counter() - started
+        row = {key: float(values[-1]) for key, values in result.history.items()}
+        row.update(epoch=epoch + 1, learning_rate=_current_lr(model), seconds=round(seconds, 2))
+        state.history.append({k: row.get(k, float("nan")) for k in HISTORY_FIELDS})
+        state.elapsed_s += seconds
+        state.epoch = epoch + 1
+        improved = row["val_loss"] < state.best_val_loss
+        if improved:
+            state.best_val_loss, state.best_epoch, state.wait = row["val_loss"], state.epoch, 0
+        else:
+            state.wait += 1
+            state.stopped_early = state.wait >= config.patience
+        _save_checkpoint(model, ckpt_dir, state, improved)
+        _write_history(write_dir / "history.csv", state.history)
+        print(f"{spec.name} epoch {state.epoch}/{config.epochs}  loss {row['loss']:.4f}  acc {row['accuracy']:.4f}  "
+              f"val_loss {row['val_loss']:.4f}  val_acc {row['val_accuracy']:.4f}  lr {row['learning_rate']:.2e}  "
+              f"{seconds:.1f}s{'  *best' if improved else ''}", flush=True)
+        if state.stopped_early:
+            log.info("%s: early stop: validation loss has not improved for %d epochs", spec.name, config.patience)
+
+    # Evaluate the best epoch outside any distribution strategy, as a device would run it.
+    best = keras.saving.load_model(ckpt_dir / state.best, safe_mode=True, compile=False)
+    final = spec.build(len(data.class_names), width=config.width, input_spec=input_spec)
+    final.set_weights(best.get_weights())
+    metrics = _evaluate(final, data, config, state, input_spec)
+    _write_run(write_dir, final, data, config, metrics, state, spec.name)
+    shutil.rmtree(ckpt_dir, ignore_errors=True)
+    print(f"{spec.name}: test accuracy {metrics['test_accuracy']:.4f} on {data.test_name}; "
+          f"{metrics['parameters']:,} params, {metrics['macs_per_image']:,} MACs; "
+          f"trained {metrics['training_time_s'] / 60:.1f} min; weights {metrics['weights_sha256'][:12]}; wrote {write_dir}",
+          flush=True)
+    return RunResult(run_dir=write_dir, metrics=metrics, resumed_from=resumed_from)
+
+
+def _input_spec(spec: models.ModelSpec, config: TrainConfig) -> InputSpec:
+    if config.input_size is None:
+        return spec.input
+    from dataclasses import replace
+
+    return replace(spec.input, height=config.input_size, width=config.input_size)
+
+
+def _check_output(run_dir: Path) -> None:
+    for parent in (run_dir.parent, run_dir):
+        if parent.exists() and not parent.is_dir():
+            raise OutputError(f"output path {parent} is a file; pass --output-dir with a folder")
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputError(f"cannot create {run_dir} ({exc.strerror or exc}); pass a writable --output-dir") from None
+    if not os.access(run_dir, os.W_OK):
+        raise OutputError(f"{run_dir} is not writable; pass a writable --output-dir")
+
+
+def _make_strategy(name: str) -> tuple[Any, int, int]:
+    import tensorflow as tf
+
+    if name == "default":
+        return tf.distribute.get_strategy(), 0, 1
+    if name == "mirrored":
+        return tf.distribute.MirroredStrategy(), 0, 1
+    raw = os.environ.get("TF_CONFIG")
+    if not raw:
+        raise ConfigError("--strategy multiworker needs TF_CONFIG describing the workers (see README: multi-worker training)")
+    try:
+        tf_config = json.loads(raw)
+        workers = tf_config["cluster"]["worker"]
+        index = int(tf_config["task"]["index"])
+        task_type = tf_config["task"]["type"]
+    except (ValueError, KeyError, TypeError):
+        raise ConfigError('TF_CONFIG is not valid: expected {"cluster": {"worker": [...]}, "task": {"type": "worker", "index": N}}') from None
+    if task_type != "worker" or not 0 <= index < len(workers):
+        raise ConfigError(f"TF_CONFIG task {task_type}/{index} is not one of the {len(workers)} workers")
+    return tf.distribute.MultiWorkerMirroredStrategy(), index, len(workers)
+
+
+def _optimizer(config: TrainConfig, steps: int, replicas: int) -> Any:
+    import keras
+
+    # Linear scaling rule: the global batch grows with the replicas, so does the rate.
+    peak = config.learning_rate * replicas
+    if config.schedule == "cosine":
+        total = max(1, config.epochs * steps)
+        warmup = min(int(config.warmup_epochs * steps), total - 1)
+        rate: Any = keras.optimizers.schedules.CosineDecay(
+            initial_learning_rate=peak / 10 if warmup else peak, decay_steps=total - warmup,
+            warmup_target=peak if warmup else None, warmup_steps=warmup)
+    else:
+        rate = peak
+    if config.optimizer == "adam":
+        return keras.optimizers.Adam(rate)
+    if config.optimizer == "rmsprop":
+        return keras.optimizers.RMSprop(rate)
+    return keras.optimizers.SGD(rate, momentum=0.9, nesterov=True)
+
+
+def _current_lr(model: Any) -> float:
+    opt = model.optimizer
+    rate = opt.learning_rate
+    return float(np.asarray(rate))
+
+
+def _epoch_dataset(data: data_mod.TrainData, epoch: int, steps: int, worker: int, workers: int) -> Any:
+    """Batches of one epoch as tf.data: rendered in two threads, in a fixed order, sharded by worker."""
+    import tensorflow as tf
+
+    spec = data.input_spec
+
+    def batch(index: Any) -> tuple[np.ndarray, np.ndarray]:
+        images, labels = data.make_batch(epoch, int(index) * workers + worker)
+        return images, labels.astype(np.int64)
+
+    def tf_batch(index: Any) -> tuple[Any, Any]:
+        images, labels = tf.numpy_function(batch, [index], (tf.uint8, tf.int64), stateful=False)
+        images.set_shape((None, spec.height, spec.width, spec.channels))
+        labels.set_shape((None,))
+        return tf.cast(images, tf.float32), labels
+
+    dataset = tf.data.Dataset.range(steps).map(tf_batch, num_parallel_calls=2, deterministic=True).prefetch(2)
+    options = tf.data.Options()
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.OFF
+    return dataset.with_options(options)
+
+
+def _resume_view(config: TrainConfig) -> dict[str, Any]:
+    return {key: getattr(config, key) for key in _RESUME_KEYS}
+
+
+def _load_state(ckpt_dir: Path, config: TrainConfig) -> _State:
+    path = ckpt_dir / "state.json"
+    if not path.exists():
+        return _State()
+    try:
+        raw = json.loads(path.read_text())
+        state = _State(**raw)
+    except (ValueError, TypeError, OSError):
+        log.warning("%s is unreadable; starting the run over", path)
+        return _State()
+    if state.config != _resume_view(config):
+        changed = sorted(k for k in _RESUME_KEYS if state.config.get(k) != getattr(config, k))
+        raise ConfigError(f"an unfinished run in {ckpt_dir.parent} used other options ({', '.join(changed)}); "
+                          "rerun with the same options to resume, or pass --fresh to start over")
+    if not state.last or not (ckpt_dir / state.last).is_file() or not state.best or not (ckpt_dir / state.best).is_file():
+        log.warning("%s points at missing checkpoint files; starting the run over", path)
+        return _State()
+    return state
+
+
+def _save_checkpoint(model: Any, ckpt_dir: Path, state: _State, improved: bool) -> None:
+    """Write this epoch's model, then switch state.json to it, then drop files nothing points at.
+
+    File names carry the epoch so that state.json can be replaced atomically: whatever instant
+    a kill lands on, state.json names files that are complete.
+    """
+    ckpt_dir.mkdir(parents=True, exist_ok=True)
+    name = f"epoch-{state.epoch:04d}.keras"
+    tmp = temp_path_beside(ckpt_dir / name)
+    try:
+        model.save(tmp)
+        os.replace(tmp, ckpt_dir / name)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise OutputError(f"cannot write checkpoint in {ckpt_dir} ({exc.strerror or exc}); check free space") from None
+    state.last = name
+    if improved:
+        state.best = name
+    atomic_write_text(ckpt_dir / "state.json", json.dumps(state.__dict__, indent=1))
+    for stale in ckpt_dir.glob("epoch-*.keras"):
+        if stale.name not in (state.last, state.best):
+            stale.unlink(missing_ok=True)
+
+
+def _write_history(path: Path, history: list[dict[str, float]]) -> None:
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=HISTORY_FIELDS, lineterminator="\n")
+    writer.writeheader()
+    for row in history:
+        writer.writerow({k: (int(v) if k == "epoch" else round(v, 6)) for k, v in row.items()})
+    atomic_write_text(path, buffer.getvalue())
+
+
+def predict_probabilities(model: Any, images: np.ndarray, batch_size: int = 500) -> np.ndarray:
+    """Softmax outputs for uint8 NHWC images (the graph normalizes)."""
+    if len(images) == 0:
+        return np.zeros((0, model.output_shape[-1]), np.float32)
+    return np.asarray(model.predict(images.astype(np.float32), batch_size=batch_size, verbose=0))
+
+
+def classification_metrics(labels: np.ndarray, predicted: np.ndarray, class_names: tuple[str, ...]) -> dict[str, Any]:
+    """Accuracy, per-class accuracy and the confusion matrix (rows: true class, columns: predicted)."""
+    n = len(class_names)
+    confusion = np.zeros((n, n), dtype=np.int64)
+    np.add.at(confusion, (labels.astype(np.int64), predicted.astype(np.int64)), 1)
+    per_class = {name: (float(confusion[i, i] / confusion[i].sum()) if confusion[i].sum() else None)
+                 for i, name in enumerate(class_names)}
+    return {"test_accuracy": float(np.mean(labels == predicted)) if len(labels) else 0.0,
+            "per_class_accuracy": per_class, "confusion_matrix": confusion.tolist()}
+
+
+def robustness(model: Any, images: np.ndarray, labels: np.ndarray, input_spec: InputSpec) -> dict[str, float]:
+    """The tutorials' lesson as numbers: accuracy after rotating +-10 degrees and shifting (5, 3) pixels.
+
+    Shifts are in 28x28 pixels and scaled to the model's input size, so a camera model is moved
+    by the same fraction of its frame.
+    """
+    factor = input_spec.width / 28.0
+    shift = (5.0 * factor, 3.0 * factor)
+    colour = input_spec.channels == 3
+    cases = {
+        "rotate_+10": (10.0, (0.0, 0.0)),
+        "rotate_-10": (-10.0, (0.0, 0.0)),
+        "shift_5_3": (0.0, shift),
+        "rotate_+10_shift_5_3": (10.0, shift),
+        "rotate_-10_shift_5_3": (-10.0, shift),
+    }
+    results = {}
+    for name, (angle, offset) in cases.items():
+        warped = augment.rotate_shift(images, angle, offset, replicate_border=colour)
+        results[name] = float(np.mean(np.argmax(predict_probabilities(model, warped), axis=1) == labels))
+    return results
+
+
+def weights_digest(model: Any) -> str:
+    digest = hashlib.sha256()
+    for weight in model.get_weights():
+        digest.update(np.ascontiguousarray(weight, dtype=np.float32).tobytes())
+    return digest.hexdigest()
+
+
+def _evaluate(model: Any, data: data_mod.TrainData, config: TrainConfig, state: _State,
+              input_spec: InputSpec) -> dict[str, Any]:
+    x_test, y_test = data.test
+    probabilities = predict_probabilities(model, x_test)
+    predicted = np.argmax(probabilities, axis=1)
+    metrics: dict[str, Any] = {"model": config.model, "test_set": data.test_name}
+    metrics.update(classification_metrics(y_test, predicted, data.class_names))
+    val_predicted = np.argmax(predict_probabilities(model, data.val[0]), axis=1)
+    metrics["val_accuracy"] = float(np.mean(val_predicted == data.val[1]))
+    metrics["robustness"] = robustness(model, x_test, y_test, input_spec)
+    metrics.update(
+        parameters=int(model.count_params()),
+        macs_per_image=models.count_macs(model),
+        training_time_s=round(state.elapsed_s, 1),
+        epochs_run=state.epoch,
+        best_epoch=state.best_epoch,
+        stopped_early=state.stopped_early,
+        class_names=list(data.class_names),
+        input=input_spec.to_dict(),
+        weights_sha256=weights_digest(model),
+    )
+    metrics["_probabilities"] = probabilities  # for plots; dropped before writing
+    return metrics
+
+
+def _write_run(run_dir: Path, model: Any, data: data_mod.TrainData, config: TrainConfig, metrics: dict[str, Any],
+               state: _State, name: str) -> None:
+    probabilities = metrics.pop("_probabilities")
+    if config.plots:
+        from . import plots
+
+        plots.write_all(run_dir / "plots", model, data, state.history, metrics, probabilities)
+    atomic_write_text(run_dir / "labels.txt", "\n".join(data.class_names) + "\n")
+    atomic_write_text(run_dir / "config.json", dump_json(config.to_dict()))
+    atomic_write_text(run_dir / "metrics.json", dump_json(metrics))
+    tmp = temp_path_beside(run_dir / "model.keras")
+    try:
+        model.save(tmp)
+        os.replace(tmp, run_dir / "model.keras")
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise OutputError(f"cannot write {run_dir / 'model.keras'} ({exc.strerror or exc})") from None
+
+
+def _log_start(name: str, model: Any, data: data_mod.TrainData, config: TrainConfig, global_batch: int,
+               replicas: int) -> None:
+    log.info("%s: %s params, %s MACs/image; %d training images/epoch, %d validation, test: %s; "
+             "batch %d (%d replica(s)), lr %.2g, %s, %d epochs", name, f"{model.count_params():,}",
+             f"{models.count_macs(model):,}", data.train_count, len(data.val[1]), data.test_name, global_batch,
+             replicas, config.learning_rate * replicas, config.schedule, config.epochs)
+
+
+__all__ = ["run", "RunResult", "EdgeError", "classification_metrics", "robustness", "predict_probabilities"]
