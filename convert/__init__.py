@@ -1,0 +1,1 @@
+"""Conversion: Keras runs -> TFLite and ONNX files, verified against Keras and self-describing."""

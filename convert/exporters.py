@@ -1,0 +1,134 @@
+"""Keras model -> bytes of each deployable format (the recipes that work on TF 2.21 / Keras 3).
+
+- TFLite goes through a SavedModel exported with a fixed batch-1 signature named ``image``
+  (``from_concrete_functions`` on Keras 3 models yields NaNs; a dynamic batch adds SHAPE and
+  STRIDED_SLICE ops that other consumers cannot load).
+- ONNX uses ``tf2onnx.convert.from_function`` with the same named signature (``from_keras``
+  fails on some Sequential models), opset 17.
+- ONNX int8 is ONNX Runtime static quantization in QDQ form with per-channel weights.
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+
+from edge_runtime.contract import InputSpec
+
+log = logging.getLogger("edge_classify.convert")
+ONNX_OPSET = 17
+
+
+@dataclass(frozen=True)
+class OnnxQuantSettings:
+    """ORT static quantization choices.
+
+    x86 without VNNI (this project's reference CPU): uint8 activations, int8 weights and
+    ``reduce_range`` (7-bit weights), because the AVX2 U8S8 kernel (VPMADDUBSW) can saturate
+    with full-range weights. ARM (Pi, Jetson): int8 activations and weights, no reduce_range.
+    """
+
+    activation_type: str = "uint8"
+    weight_type: str = "int8"
+    reduce_range: bool = True
+    per_channel: bool = True
+    calibration_method: str = "minmax"
+
+
+def export_saved_model(model: Any, spec: InputSpec, folder: Path) -> Path:
+    import tensorflow as tf
+
+    signature = [tf.TensorSpec([1, spec.height, spec.width, spec.channels], tf.float32, name="image")]
+    model.export(str(folder), format="tf_saved_model", input_signature=signature, verbose=False)
+    return folder
+
+
+def tflite_bytes(saved_model: Path, precision: str, calibration: np.ndarray | None = None) -> bytes:
+    """Convert a SavedModel to TFLite at ``precision`` (float32, float16, dynamic, int8)."""
+    import tensorflow as tf
+
+    converter = tf.lite.TFLiteConverter.from_saved_model(str(saved_model))
+    if precision == "float16":
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        converter.target_spec.supported_types = [tf.float16]
+    elif precision == "dynamic":
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    elif precision == "int8":
+        if calibration is None or not len(calibration):
+            raise ValueError("int8 conversion needs calibration images")
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        converter.representative_dataset = lambda: ([image[None].astype(np.float32)] for image in calibration)
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        converter.inference_input_type = tf.int8
+        converter.inference_output_type = tf.int8
+    elif precision != "float32":
+        raise ValueError(f"unknown TFLite precision {precision!r}")
+    return bytes(converter.convert())
+
+
+def onnx_float_model(model: Any, spec: InputSpec) -> Any:
+    """An ``onnx.ModelProto`` of the Keras model, batch 1, input named ``image``."""
+    import tensorflow as tf
+    import tf2onnx
+
+    signature = [tf.TensorSpec([1, spec.height, spec.width, spec.channels], tf.float32, name="image")]
+
+    @tf.function(input_signature=signature)
+    def serve(image: Any) -> Any:
+        return {"probabilities": model(image, training=False)}
+
+    proto, _ = tf2onnx.convert.from_function(serve, input_signature=signature, opset=ONNX_OPSET)
+    return proto
+
+
+def onnx_int8_bytes(float_model: Any, calibration: np.ndarray, settings: OnnxQuantSettings) -> bytes:
+    """Static QDQ quantization of a float ONNX model with ORT, calibrated on ``calibration``."""
+    import onnx
+    from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType,
+                                          quantize_static)
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    input_name = float_model.graph.input[0].name
+
+    class Reader(CalibrationDataReader):
+        def __init__(self) -> None:
+            self._items: Iterator[np.ndarray] = iter(calibration)
+
+        def get_next(self) -> dict[str, np.ndarray] | None:
+            image = next(self._items, None)
+            return None if image is None else {input_name: image[None].astype(np.float32)}
+
+    types = {"uint8": QuantType.QUInt8, "int8": QuantType.QInt8}
+    methods = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
+               "percentile": CalibrationMethod.Percentile}
+    with tempfile.TemporaryDirectory(prefix="edge-onnx-") as tmp:
+        raw, prepared, quantized = Path(tmp, "float.onnx"), Path(tmp, "prepared.onnx"), Path(tmp, "int8.onnx")
+        onnx.save(float_model, str(raw))
+        # Symbolic shape inference needs sympy; shapes are static (batch 1), so skip it.
+        quant_pre_process(str(raw), str(prepared), skip_symbolic_shape=True)
+        quantize_static(str(prepared), str(quantized), Reader(), quant_format=QuantFormat.QDQ,
+                        per_channel=settings.per_channel, reduce_range=settings.reduce_range,
+                        activation_type=types[settings.activation_type], weight_type=types[settings.weight_type],
+                        calibrate_method=methods[settings.calibration_method])
+        return quantized.read_bytes()
+
+
+def onnx_with_metadata(model_bytes_or_proto: Any, entries: dict[str, str]) -> bytes:
+    """Serialized ONNX with ``metadata_props`` entries set (replacing same-named ones)."""
+    import onnx
+
+    proto = model_bytes_or_proto
+    if isinstance(proto, (bytes, bytearray)):
+        proto = onnx.load_from_string(bytes(proto))
+    kept = [prop for prop in proto.metadata_props if prop.key not in entries]
+    del proto.metadata_props[:]
+    proto.metadata_props.extend(kept)
+    for key, value in entries.items():
+        entry = proto.metadata_props.add()
+        entry.key, entry.value = key, value
+    return proto.SerializeToString()

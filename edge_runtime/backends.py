@@ -1,0 +1,170 @@
+"""Interpreters, imported lazily, with a clean fallback chain.
+
+TFLite: ``ai_edge_litert`` (maintained), then ``tflite_runtime`` (last release 2.14, numpy < 2,
+still what 32-bit Pi OS has), then TensorFlow's own interpreter when that is what is installed.
+ONNX: ``onnxruntime``.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from .errors import BackendUnavailableError, ModelFileError
+
+TFLITE_BACKENDS = ("litert", "tflite_runtime", "tensorflow")
+ONNX_BACKENDS = ("onnxruntime",)
+BACKENDS = ("auto",) + TFLITE_BACKENDS + ONNX_BACKENDS
+_TFLITE_MODULES = {
+    "litert": ("ai_edge_litert.interpreter", "ai_edge_litert"),
+    "tflite_runtime": ("tflite_runtime.interpreter", "tflite_runtime"),
+    "tensorflow": ("tensorflow.lite", "tensorflow"),
+}
+
+
+@dataclass(frozen=True)
+class TensorInfo:
+    shape: tuple[int, ...]
+    dtype: str
+    scale: float = 0.0
+    zero_point: int = 0
+
+
+class Backend:
+    """One loaded model in one interpreter."""
+
+    name: str
+    version: str
+    input: TensorInfo
+    output: TensorInfo
+
+    def run(self, tensor: np.ndarray) -> np.ndarray:  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def close(self) -> None:
+        pass
+
+
+class TFLiteBackend(Backend):
+    def __init__(self, data: bytes, threads: int | None, module_name: str, package: str, name: str) -> None:
+        module = importlib.import_module(module_name)
+        self.name = name
+        self.version = _version(package)
+        try:
+            self._interpreter = module.Interpreter(model_content=data, num_threads=threads)
+            self._interpreter.allocate_tensors()
+        except (ValueError, RuntimeError) as exc:
+            raise ModelFileError(f"{name} cannot load this TFLite model ({' '.join(str(exc).split())[:160]})") from None
+        inputs = self._interpreter.get_input_details()
+        outputs = self._interpreter.get_output_details()
+        if len(inputs) != 1 or len(outputs) != 1:
+            raise ModelFileError(f"model has {len(inputs)} inputs and {len(outputs)} outputs; a classifier has one of each")
+        self._in, self._out = inputs[0]["index"], outputs[0]["index"]
+        self.input = _tflite_info(inputs[0])
+        self.output = _tflite_info(outputs[0])
+
+    def run(self, tensor: np.ndarray) -> np.ndarray:
+        self._interpreter.set_tensor(self._in, tensor)
+        self._interpreter.invoke()
+        return self._interpreter.get_tensor(self._out)
+
+    def close(self) -> None:
+        self._interpreter = None
+
+
+class OnnxBackend(Backend):
+    def __init__(self, data: bytes, threads: int | None) -> None:
+        try:
+            ort = importlib.import_module("onnxruntime")
+        except ImportError:
+            raise BackendUnavailableError("onnxruntime is not installed; `pip install onnxruntime` (or use a .tflite file)") from None
+        self.name = "onnxruntime"
+        self.version = ort.__version__
+        options = ort.SessionOptions()
+        options.log_severity_level = 3
+        if threads:
+            options.intra_op_num_threads = threads
+            options.inter_op_num_threads = 1
+        try:
+            self._session = ort.InferenceSession(data, sess_options=options, providers=["CPUExecutionProvider"])
+        except Exception as exc:  # ORT raises its own exception types for every load failure
+            raise ModelFileError(f"onnxruntime cannot load this ONNX model ({' '.join(str(exc).split())[:160]})") from None
+        inputs, outputs = self._session.get_inputs(), self._session.get_outputs()
+        if len(inputs) != 1 or len(outputs) != 1:
+            raise ModelFileError(f"model has {len(inputs)} inputs and {len(outputs)} outputs; a classifier has one of each")
+        self._in_name, self._out_name = inputs[0].name, outputs[0].name
+        self.input = TensorInfo(tuple(_dim(d) for d in inputs[0].shape), _onnx_dtype(inputs[0].type))
+        self.output = TensorInfo(tuple(_dim(d) for d in outputs[0].shape), _onnx_dtype(outputs[0].type))
+
+    def run(self, tensor: np.ndarray) -> np.ndarray:
+        return self._session.run([self._out_name], {self._in_name: tensor})[0]
+
+    def close(self) -> None:
+        self._session = None
+
+
+def available(name: str) -> bool:
+    """Whether a backend can be imported here (without importing it when it cannot)."""
+    package = "onnxruntime" if name == "onnxruntime" else _TFLITE_MODULES[name][1]
+    return importlib.util.find_spec(package) is not None
+
+
+def open_backend(kind: str, data: bytes, backend: str = "auto", threads: int | None = None) -> Backend:
+    """Load model bytes of ``kind`` ("tflite"/"onnx") in the requested or first available backend.
+
+    Raises:
+        BackendUnavailableError: nothing that can run this model type is installed, or the
+            requested backend does not run this type.
+    """
+    if backend not in BACKENDS:
+        raise BackendUnavailableError(f"unknown backend {backend!r}; choose from {', '.join(BACKENDS)}")
+    if kind == "onnx":
+        if backend not in ("auto", "onnxruntime"):
+            raise BackendUnavailableError(f"backend {backend} runs .tflite files; use onnxruntime (or auto) for .onnx")
+        return OnnxBackend(data, threads)
+    if backend == "onnxruntime":
+        raise BackendUnavailableError("onnxruntime runs .onnx files; use litert, tflite_runtime or auto for .tflite")
+    candidates = TFLITE_BACKENDS if backend == "auto" else (backend,)
+    for name in candidates:
+        if not available(name):
+            continue
+        module_name, package = _TFLITE_MODULES[name]
+        try:
+            return TFLiteBackend(data, threads, module_name, package, name)
+        except (ImportError, AttributeError):  # e.g. tflite_runtime built for numpy 1 under numpy 2
+            continue
+    raise BackendUnavailableError(
+        "no TFLite interpreter is installed; `pip install ai-edge-litert` (64-bit) or `pip install tflite-runtime` "
+        "(32-bit Pi OS)" if backend == "auto" else f"TFLite backend {backend} is not installed or cannot load here"
+    )
+
+
+def _version(package: str) -> str:
+    try:
+        from importlib.metadata import version
+
+        dist = {"ai_edge_litert": "ai-edge-litert", "tflite_runtime": "tflite-runtime", "tensorflow": "tensorflow"}
+        try:
+            return version(dist.get(package, package))
+        except Exception:
+            return version("tensorflow-cpu") if package == "tensorflow" else "unknown"
+    except Exception:
+        return "unknown"
+
+
+def _tflite_info(detail: dict[str, Any]) -> TensorInfo:
+    scale, zero_point = detail.get("quantization", (0.0, 0))
+    return TensorInfo(tuple(int(d) for d in detail["shape"]), np.dtype(detail["dtype"]).name, float(scale), int(zero_point))
+
+
+def _dim(value: Any) -> int:
+    return value if isinstance(value, int) else -1
+
+
+def _onnx_dtype(type_name: str) -> str:
+    names = {"tensor(float)": "float32", "tensor(float16)": "float16", "tensor(uint8)": "uint8", "tensor(int8)": "int8"}
+    return names.get(type_name, type_name)

@@ -1,0 +1,169 @@
+"""The library entry point for integrators: open a converted model, classify frames."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import numpy as np
+
+from .backends import Backend, open_backend
+from .contract import InputSpec, ModelMetadata, OutputSpec, Quantization
+from .errors import MetadataError
+from .metadata import load_bytes, read_metadata
+from .preprocess import dequantize, to_input_tensor, to_model_image
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """Top-k labels with scores for one frame, and where the time went."""
+
+    top: tuple[tuple[str, float], ...]
+    probabilities: np.ndarray
+    preprocess_ms: float
+    inference_ms: float
+
+    @property
+    def label(self) -> str:
+        return self.top[0][0]
+
+    @property
+    def score(self) -> float:
+        return self.top[0][1]
+
+
+class Classifier:
+    """A loaded ``.tflite`` or ``.onnx`` classifier and its input contract.
+
+    Use :meth:`open`; the constructor is for callers that already hold a backend.
+    """
+
+    def __init__(self, backend: Backend, metadata: ModelMetadata, path: Path | None = None) -> None:
+        self.backend = backend
+        self.metadata = metadata
+        self.path = path
+        self.input_spec: InputSpec = metadata.input
+        self.labels: tuple[str, ...] = metadata.labels
+        self._output_quant = (Quantization(backend.output.scale, backend.output.zero_point)
+                              if backend.output.dtype in ("int8", "uint8") and backend.output.scale > 0 else None)
+        self._softmax = metadata.output.kind == "logits"
+
+    @classmethod
+    def open(cls, path: str | Path, backend: str = "auto", threads: int | None = None, *,
+             labels: Sequence[str] | None = None, input_spec: InputSpec | None = None) -> "Classifier":
+        """Load a model file produced by ``python -m convert``.
+
+        Args:
+            path: a ``.tflite`` or ``.onnx`` file.
+            backend: ``auto`` (by file type and what is installed), ``litert``, ``tflite_runtime``,
+                ``tensorflow`` or ``onnxruntime``.
+            threads: interpreter threads (None: the interpreter's default).
+            labels, input_spec: the contract for a file without embedded metadata; ignored when
+                the file carries its own.
+
+        Raises:
+            ModelFileError: missing, corrupt, truncated or mislabelled file.
+            MetadataError: no or malformed metadata (and no contract passed), or metadata that
+                contradicts the model's tensors.
+            BackendUnavailableError: nothing installed can run this file type.
+        """
+        path = Path(path)
+        kind, data = load_bytes(path)
+        try:
+            metadata = read_metadata(kind, data, path)
+        except MetadataError:
+            if labels is None or input_spec is None:
+                raise
+            metadata = ModelMetadata(model=path.stem, format=kind, labels=tuple(labels), input=input_spec,
+                                     extra={"source": "contract passed by the caller"})
+        engine = open_backend(kind, data, backend, threads)
+        try:
+            metadata = _reconcile(metadata, engine, path)
+        except MetadataError:
+            engine.close()
+            raise
+        return cls(engine, metadata, path)
+
+    # -- inference ---------------------------------------------------------------------------
+
+    def input_tensor(self, frame: np.ndarray) -> np.ndarray:
+        """The exact batch-1 tensor this model is fed for ``frame``."""
+        return to_input_tensor(to_model_image(frame, self.input_spec)[None], self.input_spec)
+
+    def infer(self, tensor: np.ndarray) -> np.ndarray:
+        """Run a prepared batch-1 tensor; returns float32 probabilities (one row)."""
+        raw = self.backend.run(tensor)
+        probabilities = dequantize(np.asarray(raw).reshape(-1), self._output_quant)
+        if self._softmax:
+            shifted = np.exp(probabilities - probabilities.max())
+            probabilities = shifted / shifted.sum()
+        return probabilities
+
+    def predict(self, frame: np.ndarray, top_k: int = 3) -> Prediction:
+        """Classify one frame (BGR/BGRA/gray uint8, any size).
+
+        Raises:
+            FrameError: the frame cannot be used (empty, unsupported dtype or channels).
+        """
+        started = time.perf_counter()
+        tensor = self.input_tensor(frame)
+        prepared = time.perf_counter()
+        probabilities = self.infer(tensor)
+        done = time.perf_counter()
+        return Prediction(self.top(probabilities, top_k), probabilities,
+                          (prepared - started) * 1e3, (done - prepared) * 1e3)
+
+    def predict_batch(self, frames: Iterable[np.ndarray], top_k: int = 3) -> list[Prediction]:
+        """Classify several frames; files are batch-1, so this runs them back to back."""
+        return [self.predict(frame, top_k) for frame in frames]
+
+    def top(self, probabilities: np.ndarray, k: int = 3) -> tuple[tuple[str, float], ...]:
+        k = max(1, min(k, len(self.labels)))
+        order = np.argpartition(-probabilities, k - 1)[:k] if k < len(probabilities) else np.arange(len(probabilities))
+        order = order[np.argsort(-probabilities[order], kind="stable")]
+        return tuple((self.labels[i], float(probabilities[i])) for i in order)
+
+    # -- housekeeping ------------------------------------------------------------------------
+
+    def describe(self) -> str:
+        spec = self.input_spec
+        return (f"{self.metadata.model} ({self.metadata.format}) on {self.backend.name} {self.backend.version}: "
+                f"input {spec.height}x{spec.width}x{spec.channels} {spec.color_order} {spec.dtype}, "
+                f"{len(self.labels)} classes")
+
+    def close(self) -> None:
+        self.backend.close()
+
+    def __enter__(self) -> "Classifier":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _reconcile(metadata: ModelMetadata, engine: Backend, path: Path) -> ModelMetadata:
+    """Check the metadata against the model's real tensors; fill the tensor dtype from the file."""
+    spec = metadata.input
+    shape = tuple(engine.input.shape)
+    expected = spec.shape
+    if len(shape) != 4 or any(actual not in (want, -1) for actual, want in zip(shape, expected)):
+        raise MetadataError(f"{path}: metadata says input {list(expected)} but the model's input is {list(shape)}; "
+                            "the metadata does not belong to this model")
+    classes = engine.output.shape[-1] if engine.output.shape else -1
+    if classes not in (-1, len(metadata.labels)):
+        raise MetadataError(f"{path}: metadata has {len(metadata.labels)} labels but the model outputs {classes} classes")
+    dtype = engine.input.dtype
+    if dtype not in ("float32", "float16", "int8", "uint8"):
+        raise MetadataError(f"{path}: model input dtype {dtype} is not supported")
+    quant = spec.quantization
+    if dtype in ("int8", "uint8"):
+        if engine.input.scale > 0:
+            quant = Quantization(engine.input.scale, engine.input.zero_point)
+        elif quant is None:
+            raise MetadataError(f"{path}: the {dtype} input has no quantization parameters")
+    else:
+        quant = None
+    output = replace(metadata.output, dtype=engine.output.dtype) if metadata.output else OutputSpec()
+    return replace(metadata, input=spec.with_tensor(dtype, quant), output=output)

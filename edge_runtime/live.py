@@ -1,0 +1,391 @@
+"""The live loop: frames in, predictions drawn, shown, written and timed.
+
+Memory is bounded however long it runs: timings keep running sums and a fixed ring of recent
+values, smoothing keeps the last N probability vectors, and output files rotate.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import queue
+import signal
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from . import overlay
+from .classifier import Classifier
+from .errors import FrameError, OutputError, SourceError
+from .sources import FrameSource, LatestReader, OrderedReader
+
+log = logging.getLogger("edge_classify.runtime")
+STAGES = ("capture", "preprocess", "inference", "overlay", "output")
+
+
+@dataclass
+class LiveConfig:
+    """Options of the live loop (each is a command-line flag of ``python -m edge_runtime``)."""
+
+    headless: bool | None = None  # None: headless when there is no display or no GUI support
+    output: str | None = None  # annotated video (.mp4/.avi)
+    output_fps: float | None = None  # default: the source's own rate, else 30
+    jsonl: str | None = None  # one JSON line per frame
+    rotate_minutes: float | None = None  # start new output/jsonl segments this often (long-running devices)
+    threshold: float = 0.0  # below this score the overlay says "uncertain"
+    smooth: int = 1  # average probabilities over the last N frames
+    top_k: int = 3
+    bars: bool = False  # draw top-k bars
+    overlay: bool = True
+    max_frames: int | None = None
+    reconnect_timeout: float = 30.0  # give a live source this long to come back
+    window_name: str = "edge-classify"
+
+
+class StageStats:
+    """Running mean/min/max plus percentiles over a fixed ring of recent values (bounded memory)."""
+
+    def __init__(self, ring: int = 4096) -> None:
+        self.count = 0
+        self.total = 0.0
+        self.maximum = 0.0
+        self._ring = np.zeros(ring, dtype=np.float64)
+
+    def add(self, value_ms: float) -> None:
+        self._ring[self.count % len(self._ring)] = value_ms
+        self.count += 1
+        self.total += value_ms
+        self.maximum = max(self.maximum, value_ms)
+
+    def summary(self) -> dict[str, float]:
+        if not self.count:
+            return {"mean_ms": 0.0, "p50_ms": 0.0, "p95_ms": 0.0, "max_ms": 0.0}
+        recent = self._ring[: min(self.count, len(self._ring))]
+        return {"mean_ms": self.total / self.count, "p50_ms": float(np.percentile(recent, 50)),
+                "p95_ms": float(np.percentile(recent, 95)), "max_ms": self.maximum}
+
+
+@dataclass
+class LiveStats:
+    frames: int = 0
+    corrupt: int = 0
+    rejected: int = 0  # frames the runtime could not use (wrong dtype, empty)
+    dropped: int = 0  # live frames replaced by newer ones before inference
+    reconnects: int = 0
+    wall_s: float = 0.0
+    ended_by: str = ""
+    outputs: list[str] = field(default_factory=list)
+    stages: dict[str, StageStats] = field(default_factory=lambda: {name: StageStats() for name in STAGES})
+    error: str | None = None
+
+    @property
+    def fps(self) -> float:
+        return self.frames / self.wall_s if self.wall_s > 0 else 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"frames": self.frames, "fps": self.fps, "wall_s": self.wall_s, "corrupt": self.corrupt,
+                "rejected": self.rejected, "dropped": self.dropped, "reconnects": self.reconnects,
+                "ended_by": self.ended_by, "outputs": self.outputs, "error": self.error,
+                "stages": {name: stats.summary() for name, stats in self.stages.items()}}
+
+    def summary(self) -> str:
+        lines = [f"{self.frames} frames in {self.wall_s:.1f}s = {self.fps:.1f} FPS (ended by {self.ended_by}); "
+                 f"corrupt {self.corrupt}, rejected {self.rejected}, dropped {self.dropped}, reconnects {self.reconnects}"]
+        for name, stats in self.stages.items():
+            s = stats.summary()
+            lines.append(f"  {name:10s} mean {s['mean_ms']:7.3f} ms  p50 {s['p50_ms']:7.3f}  p95 {s['p95_ms']:7.3f}  max {s['max_ms']:8.2f}")
+        if self.error:
+            lines.append(f"  stopped: {self.error}")
+        return "\n".join(lines)
+
+
+class Smoother:
+    """Mean of the last N probability vectors, kept in a fixed ring."""
+
+    def __init__(self, window: int, classes: int) -> None:
+        self._ring = np.zeros((max(1, window), classes), dtype=np.float32)
+        self._count = 0
+
+    def __call__(self, probabilities: np.ndarray) -> np.ndarray:
+        if len(self._ring) == 1:
+            return probabilities
+        self._ring[self._count % len(self._ring)] = probabilities
+        self._count += 1
+        return self._ring[: min(self._count, len(self._ring))].mean(axis=0)
+
+
+class _Segmented:
+    """An output written under a temporary name and renamed when closed; optional rotation."""
+
+    def __init__(self, path: str, rotate_s: float | None) -> None:
+        self.final = Path(path).expanduser()
+        self.rotate_s = rotate_s
+        self.segment = 0
+        self.started = 0.0
+        self.written: list[str] = []
+        if self.final.exists() and self.final.is_dir():
+            raise OutputError(f"{self.final} is a folder; pass a file name")
+        try:
+            self.final.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise OutputError(f"cannot create {self.final.parent} ({exc.strerror or exc})") from None
+        if not os.access(self.final.parent, os.W_OK):
+            raise OutputError(f"{self.final.parent} is not writable; choose another output path")
+
+    def _name(self) -> Path:
+        if self.rotate_s is None:
+            return self.final
+        return self.final.with_name(f"{self.final.stem}-{self.segment:04d}{self.final.suffix}")
+
+    def _temp(self, final: Path) -> Path:
+        return final.with_name(f".{final.stem}.partial{final.suffix}")
+
+    def due(self, now: float) -> bool:
+        return self.rotate_s is not None and now - self.started >= self.rotate_s
+
+    def _finish(self, temp: Path, final: Path) -> None:
+        try:
+            os.replace(temp, final)
+            self.written.append(str(final))
+        except OSError as exc:
+            log.warning("could not move %s to %s (%s)", temp, final, exc)
+
+
+class VideoSink(_Segmented):
+    def __init__(self, path: str, fps: float, rotate_s: float | None) -> None:
+        super().__init__(path, rotate_s)
+        suffix = self.final.suffix.lower()
+        if suffix not in (".mp4", ".avi", ".mkv"):
+            raise OutputError(f"{self.final}: unsupported video type {suffix or '(none)'}; use .mp4 or .avi")
+        self.fps = fps
+        self._writer: Any = None
+        self._size: tuple[int, int] | None = None
+
+    def write(self, frame: np.ndarray, now: float) -> None:
+        import cv2
+
+        if self._writer is not None and self.due(now):
+            self.close()
+            self.segment += 1
+        if self._writer is None:
+            self._size = (frame.shape[1], frame.shape[0])
+            self._path = self._name()
+            self._temp_path = self._temp(self._path)
+            fourcc = cv2.VideoWriter_fourcc(*("MJPG" if self._path.suffix.lower() == ".avi" else "mp4v"))
+            self._writer = cv2.VideoWriter(str(self._temp_path), fourcc, self.fps, self._size)
+            if not self._writer.isOpened():
+                self._writer = None
+                raise OutputError(f"OpenCV cannot write {self._path} (codec or folder problem); try an .avi name")
+            self.started = now
+        if (frame.shape[1], frame.shape[0]) != self._size:
+            frame = cv2.resize(frame, self._size)  # a stream that changes resolution mid-run
+        if frame.ndim == 2:
+            frame = cv2.cvtColor(frame, cv2.COLOR_GRAY2BGR)
+        elif frame.shape[2] == 4:
+            frame = cv2.cvtColor(frame, cv2.COLOR_BGRA2BGR)
+        self._writer.write(frame)
+
+    def close(self) -> None:
+        if self._writer is not None:
+            self._writer.release()
+            self._writer = None
+            self._finish(self._temp_path, self._path)
+
+
+class JsonlSink(_Segmented):
+    def __init__(self, path: str, rotate_s: float | None) -> None:
+        super().__init__(path, rotate_s)
+        self._handle: Any = None
+
+    def write(self, record: dict[str, Any], now: float) -> None:
+        if self._handle is not None and self.due(now):
+            self.close()
+            self.segment += 1
+        if self._handle is None:
+            self._path = self._name()
+            self._temp_path = self._temp(self._path)
+            try:
+                self._handle = open(self._temp_path, "w", buffering=1)
+            except OSError as exc:
+                raise OutputError(f"cannot write {self._path} ({exc.strerror or exc})") from None
+            self.started = now
+        try:
+            self._handle.write(json.dumps(record, separators=(",", ":")) + "\n")
+        except OSError as exc:
+            raise OutputError(f"cannot write {self._path} ({exc.strerror or exc}); disk full?") from None
+
+    def close(self) -> None:
+        if self._handle is not None:
+            try:
+                self._handle.close()
+            except OSError as exc:
+                log.warning("closing %s failed (%s)", self._temp_path, exc)
+            self._handle = None
+            self._finish(self._temp_path, self._path)
+
+
+def gui_available() -> tuple[bool, str]:
+    """Whether a window can be shown, and if not, why (one line)."""
+    import cv2
+
+    info = cv2.getBuildInformation()
+    gui_line = next((line for line in info.splitlines() if line.strip().startswith("GUI:")), "")
+    if "NONE" in gui_line.upper() or not gui_line:
+        return False, ("OpenCV here has no GUI support (opencv-python-headless); running headless. "
+                       "For a window: pip install 'edge-classify[gui]'")
+    if os.name != "nt" and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
+        return False, "no display found (DISPLAY is not set); running headless"
+    return True, ""
+
+
+def run(classifier: Classifier, source: FrameSource, config: LiveConfig, *,
+        reopen: Callable[[], FrameSource] | None = None, stop: threading.Event | None = None,
+        on_frame: Callable[[int, Any], None] | None = None) -> LiveStats:
+    """Run the loop until the source ends, ``max_frames``, q/Esc, Ctrl-C/SIGTERM, or ``stop`` is set.
+
+    Args:
+        classifier: an opened model.
+        source: any :class:`FrameSource`; live ones are read newest-frame-first with reconnects.
+        reopen: how to reopen a live source that disappeared (default: its own ``reopen``).
+        stop: set it from another thread to end the loop cleanly.
+        on_frame: called with (frame index, Prediction) after each frame (integrators' hook).
+
+    Returns:
+        The run's statistics; outputs are closed and renamed into place.
+    """
+    stop = stop or threading.Event()
+    stats = LiveStats()
+    show = False
+    if not config.headless:
+        show, why = gui_available()
+        if not show and config.headless is False:
+            log.warning("%s", why)
+    video = VideoSink(config.output, config.output_fps or getattr(source, "nominal_fps", None) or 30.0,
+                      config.rotate_minutes * 60 if config.rotate_minutes else None) if config.output else None
+    records = JsonlSink(config.jsonl, config.rotate_minutes * 60 if config.rotate_minutes else None) \
+        if config.jsonl else None
+    smoother = Smoother(config.smooth, len(classifier.labels))
+    reader: OrderedReader | LatestReader = (
+        LatestReader(source, reopen, give_up_s=config.reconnect_timeout) if source.is_live else OrderedReader(source))
+    frame_ends: deque[float] = deque(maxlen=30)
+    restore = _install_signal_handlers(stop)
+    started = time.perf_counter()
+    try:
+        while not stop.is_set():
+            if config.max_frames is not None and stats.frames >= config.max_frames:
+                stats.ended_by = "max-frames"
+                break
+            wait_start = time.perf_counter()
+            try:
+                event = reader.get(timeout=0.5)
+            except queue.Empty:
+                continue
+            if event is None:
+                stats.ended_by = "end of source"
+                stats.error = getattr(reader, "error", None)
+                break
+            capture_ms = (time.perf_counter() - wait_start) * 1e3
+            if event.frame is None:
+                stats.corrupt += 1
+                continue
+            try:
+                t0 = time.perf_counter()
+                tensor = classifier.input_tensor(event.frame)
+                t1 = time.perf_counter()
+                probabilities = smoother(classifier.infer(tensor))
+                t2 = time.perf_counter()
+            except FrameError as exc:
+                stats.rejected += 1
+                log.warning("frame %d skipped: %s", event.index, exc)
+                continue
+            top = classifier.top(probabilities, config.top_k)
+            frame_ends.append(t2)
+            fps = (len(frame_ends) - 1) / (frame_ends[-1] - frame_ends[0]) if len(frame_ends) > 1 and \
+                frame_ends[-1] > frame_ends[0] else None
+            frame = event.frame
+            if config.overlay and (show or video):
+                frame = overlay.draw(frame if frame.flags.writeable else frame.copy(), top, fps,
+                                     threshold=config.threshold, bars=config.bars)
+            t3 = time.perf_counter()
+            now = time.time()
+            if video:
+                video.write(frame, now)
+            if records:
+                records.write({"frame": event.index, "time": round(event.timestamp, 6),
+                               "label": top[0][0] if top[0][1] >= config.threshold else "uncertain",
+                               "top": [[name, round(score, 5)] for name, score in top],
+                               "ms": {"capture": round(capture_ms, 3), "read": round(event.read_ms, 3),
+                                      "preprocess": round((t1 - t0) * 1e3, 3), "inference": round((t2 - t1) * 1e3, 3),
+                                      "overlay": round((t3 - t2) * 1e3, 3)}}, now)
+            if show:
+                show = _show(config.window_name, frame, stop, stats)
+            t4 = time.perf_counter()
+            for name, value in zip(STAGES, (capture_ms, (t1 - t0) * 1e3, (t2 - t1) * 1e3, (t3 - t2) * 1e3,
+                                            (t4 - t3) * 1e3)):
+                stats.stages[name].add(value)
+            stats.frames += 1
+            if on_frame is not None:
+                on_frame(event.index, top)
+        else:
+            stats.ended_by = stats.ended_by or "stop requested"
+    except KeyboardInterrupt:
+        stats.ended_by = "Ctrl-C"
+    finally:
+        stats.wall_s = time.perf_counter() - started
+        reader.stop()
+        if isinstance(reader, LatestReader):
+            stats.reconnects, stats.dropped = reader.reconnects, reader.dropped
+            stats.corrupt += reader.corrupt
+        for sink in (video, records):
+            if sink is not None:
+                sink.close()
+                stats.outputs.extend(sink.written)
+        source.close()
+        if show:
+            import cv2
+
+            cv2.destroyAllWindows()
+        restore()
+    if stats.ended_by == "end of source" and stats.error:
+        raise SourceError(stats.error + "; " + stats.summary().splitlines()[0])
+    return stats
+
+
+def _show(window: str, frame: np.ndarray, stop: threading.Event, stats: LiveStats) -> bool:
+    import cv2
+
+    try:
+        cv2.imshow(window, frame)
+        key = cv2.waitKey(1) & 0xFF
+    except cv2.error:
+        log.warning("the window could not be shown; continuing headless")
+        return False
+    if key in (ord("q"), 27):
+        stats.ended_by = "key"
+        stop.set()
+    return True
+
+
+def _install_signal_handlers(stop: threading.Event) -> Callable[[], None]:
+    """SIGINT/SIGTERM end the loop cleanly (closing outputs) instead of killing it mid-write."""
+    if threading.current_thread() is not threading.main_thread():
+        return lambda: None
+    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+
+    def handler(signum: int, _frame: Any) -> None:
+        stop.set()
+
+    for sig in previous:
+        signal.signal(sig, handler)
+
+    def restore() -> None:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+    return restore

@@ -1,0 +1,48 @@
+"""Drawing the prediction on a frame: label and score, FPS, optional top-k bars."""
+
+from __future__ import annotations
+
+import numpy as np
+
+_FONT = 0  # cv2.FONT_HERSHEY_SIMPLEX, without importing cv2 at module load
+
+
+def draw(frame: np.ndarray, top: tuple[tuple[str, float], ...], fps: float | None, *, threshold: float = 0.0,
+         bars: bool = False) -> np.ndarray:
+    """Annotate a BGR frame in place and return it.
+
+    Below ``threshold`` the label reads "uncertain" (with the best guess in brackets).
+    """
+    import cv2
+
+    height, width = frame.shape[:2]
+    scale = max(0.4, min(width, height) / 640.0)
+    thickness = max(1, int(round(2 * scale)))
+    label, score = top[0]
+    confident = score >= threshold
+    text = f"{label} {100 * score:.0f}%" if confident else f"uncertain ({label} {100 * score:.0f}%)"
+    colour = (40, 220, 40) if confident else (0, 200, 255)
+    _text(frame, text, (int(10 * scale), int(32 * scale)), 0.9 * scale, colour, thickness)
+    if fps is not None:
+        _text(frame, f"{fps:.1f} FPS", (int(10 * scale), int(62 * scale)), 0.6 * scale, (255, 255, 255), thickness)
+    if bars:
+        bar_w = int(160 * scale)
+        row_h = int(22 * scale)
+        x0 = width - bar_w - int(10 * scale)
+        for i, (name, value) in enumerate(top):
+            y = int(12 * scale) + i * row_h
+            cv2.rectangle(frame, (x0, y), (x0 + bar_w, y + row_h - 4), (60, 60, 60), -1)
+            cv2.rectangle(frame, (x0, y), (x0 + int(bar_w * max(0.0, min(1.0, value))), y + row_h - 4),
+                          (200, 120, 0), -1)
+            _text(frame, f"{name[:14]} {100 * value:.0f}%", (x0 + 3, y + row_h - 9), 0.45 * scale, (255, 255, 255),
+                  max(1, thickness - 1))
+    return frame
+
+
+def _text(frame: np.ndarray, text: str, origin: tuple[int, int], size: float, colour: tuple[int, int, int],
+          thickness: int) -> None:
+    import cv2
+
+    # A dark outline keeps the text readable on any background.
+    cv2.putText(frame, text, origin, _FONT, size, (0, 0, 0), thickness + 2, cv2.LINE_AA)
+    cv2.putText(frame, text, origin, _FONT, size, colour, thickness, cv2.LINE_AA)
