@@ -54,11 +54,12 @@ class ConvertConfig:
     opencv_check: int = 500  # images checked in OpenCV's DNN module for ONNX files (0: skip)
     data_dir: str | None = None
     force: bool = False
+    accept_existing: bool = False  # reuse current files whatever settings made them (quick benchmarks)
 
     def settings(self) -> dict[str, Any]:
         """What makes two conversions of the same model.keras equal (for skipping)."""
         data = asdict(self)
-        for key in ("model", "runs_dir", "data_dir", "force", "formats"):
+        for key in ("model", "runs_dir", "data_dir", "force", "formats", "accept_existing"):
             data.pop(key)
         return data
 
@@ -212,8 +213,9 @@ def _verify_and_write(fmt: formats_mod.Format, raw: bytes, deploy_dir: Path, tmp
 
         final_bytes = onnx_with_metadata(raw, {METADATA_KEY: metadata.to_json()})
     if fmt.kind == "onnx" and config.opencv_check:
+        probe.write_bytes(final_bytes)
         result.opencv_dnn_agreement, result.opencv_dnn_note = _opencv_agreement(
-            final_bytes, test.images[:config.opencv_check], probs[:config.opencv_check])
+            probe, test.images[:config.opencv_check], probs[:config.opencv_check])
     result.size_bytes, result.sha256 = len(final_bytes), _sha256(final_bytes)
     final = deploy_dir / fmt.file_name
     rejected = deploy_dir / (fmt.file_name + formats_mod.REJECTED_SUFFIX)
@@ -235,20 +237,21 @@ def _run_all(classifier: Classifier, images: np.ndarray) -> np.ndarray:
     return out
 
 
-def _opencv_agreement(onnx_bytes: bytes, images: np.ndarray, runtime_probs: np.ndarray) -> tuple[float | None, str | None]:
+def _opencv_agreement(onnx_file: Path, images: np.ndarray, runtime_probs: np.ndarray) -> tuple[float | None, str | None]:
     """Top-1 agreement of OpenCV's DNN module with ONNX Runtime on the same file and images.
 
     OpenCV 5's new DNN engine rejects some QDQ graphs that its classic engine runs, so the
-    classic engine is tried when the default one fails; the report names the engine used.
+    classic engine is tried when the default one fails; the report names the engine used. (The
+    engine choice only takes effect when loading from a path, not from a buffer.)
     """
     import cv2
 
     engines = [("auto", getattr(cv2.dnn, "ENGINE_AUTO", None)), ("classic", getattr(cv2.dnn, "ENGINE_CLASSIC", None))]
-    buffer = np.frombuffer(onnx_bytes, dtype=np.uint8)
     errors = []
     for engine_name, engine in engines:
         try:
-            net = cv2.dnn.readNetFromONNX(buffer) if engine is None else cv2.dnn.readNetFromONNX(buffer, engine)
+            net = cv2.dnn.readNetFromONNX(str(onnx_file)) if engine is None else \
+                cv2.dnn.readNetFromONNX(str(onnx_file), engine)
             agree = 0
             for image, reference in zip(images, runtime_probs):
                 net.setInput(image[None].astype(np.float32))
@@ -292,7 +295,7 @@ def _write_reports(report: ConvertReport, config: ConvertConfig, labels: tuple[s
 def _up_to_date(previous: dict[str, Any] | None, keras_sha: str, config: ConvertConfig, deploy_dir: Path) -> bool:
     if not previous or previous.get("keras_sha256") != keras_sha:
         return False
-    if previous.get("settings") != json.loads(json.dumps(config.settings())):
+    if not config.accept_existing and previous.get("settings") != json.loads(json.dumps(config.settings())):
         return False
     by_format = {r["format"]: r for r in previous.get("results", [])}
     for name in config.formats:

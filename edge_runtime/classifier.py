@@ -11,7 +11,7 @@ import numpy as np
 
 from .backends import Backend, open_backend
 from .contract import InputSpec, ModelMetadata, OutputSpec, Quantization
-from .errors import MetadataError
+from .errors import MetadataError, ModelFileError
 from .metadata import load_bytes, read_metadata
 from .preprocess import dequantize, to_input_tensor, to_model_image
 
@@ -70,6 +70,17 @@ class Classifier:
             BackendUnavailableError: nothing installed can run this file type.
         """
         path = Path(path)
+        try:
+            return cls._open(path, backend, threads, labels, input_spec)
+        except ModelFileError as exc:  # MetadataError included: name the file in every message
+            message = str(exc)
+            if str(path) not in message:
+                raise type(exc)(f"{path}: {message}") from None
+            raise
+
+    @classmethod
+    def _open(cls, path: Path, backend: str, threads: int | None, labels: Sequence[str] | None,
+              input_spec: InputSpec | None) -> "Classifier":
         kind, data = load_bytes(path)
         try:
             metadata = read_metadata(kind, data, path)

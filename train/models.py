@@ -117,6 +117,8 @@ def _seed_cnn(conv_activation: str | None) -> Callable[..., "keras.Model"]:
 
 # Keras' default 0.99 needs ~500 steps before the inference statistics are usable; 0.9 settles in
 # ~50, which short runs (and the first epochs of long ones) need, at no cost to the final model.
+# synchronized=True makes multi-worker replicas share batch statistics, so every worker ends with
+# the same moving averages; on one device it changes nothing.
 _BN_MOMENTUM = 0.9
 
 
@@ -124,7 +126,7 @@ def _conv_bn(x: Any, filters: int, kernel: int, strides: int, name: str) -> Any:
     from keras import layers
 
     x = layers.Conv2D(filters, kernel, strides=strides, padding="same", use_bias=False, name=f"{name}_conv")(x)
-    x = layers.BatchNormalization(momentum=_BN_MOMENTUM, name=f"{name}_bn")(x)
+    x = layers.BatchNormalization(momentum=_BN_MOMENTUM, synchronized=True, name=f"{name}_bn")(x)
     # ReLU6 keeps activations in a fixed range, which is kind to int8 calibration.
     return layers.ReLU(6.0, name=f"{name}_relu")(x)
 
@@ -134,7 +136,7 @@ def _separable(x: Any, filters: int, strides: int, name: str) -> Any:
     from keras import layers
 
     x = layers.DepthwiseConv2D(3, strides=strides, padding="same", use_bias=False, name=f"{name}_dw")(x)
-    x = layers.BatchNormalization(momentum=_BN_MOMENTUM, name=f"{name}_dw_bn")(x)
+    x = layers.BatchNormalization(momentum=_BN_MOMENTUM, synchronized=True, name=f"{name}_dw_bn")(x)
     x = layers.ReLU(6.0, name=f"{name}_dw_relu")(x)
     return _conv_bn(x, filters, 1, 1, f"{name}_pw")
 

@@ -114,18 +114,25 @@ def run(config: TrainConfig) -> RunResult:
         else:
             model = spec.build(len(data.class_names), width=config.width, input_spec=input_spec)
             model.compile(optimizer=_optimizer(config, steps, replicas),
-                          loss=keras.losses.SparseCategoricalCrossentropy(),
-                          metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")])
+                          loss=keras.losses.CategoricalCrossentropy(label_smoothing=config.label_smoothing),
+                          metrics=[keras.metrics.CategoricalAccuracy(name="accuracy")])
     _log_start(spec.name, model, data, config, global_batch, replicas)
 
     verbose = 1 if sys.stdout.isatty() else 0
     while state.epoch < config.epochs and not state.stopped_early:
         epoch = state.epoch
         started = time.perf_counter()
-        result = model.fit(_epoch_dataset(data, epoch, steps, worker_index, num_workers), epochs=1, verbose=verbose,
-                           validation_data=data.val, validation_batch_size=256, shuffle=False)
+        dataset = _epoch_dataset(data, epoch, steps, worker_index, num_workers)
+        if num_workers > 1:
+            # Keras 3's fit() cannot drive MultiWorkerMirroredStrategy (keras-team/keras#20585), so
+            # multi-worker runs use an explicit strategy.run loop over the same data and optimizer.
+            row = _fit_epoch_distributed(model, strategy, dataset, steps, global_batch, config.label_smoothing,
+                                         data.val, verbose)
+        else:
+            result = model.fit(dataset, epochs=1, verbose=verbose, validation_data=_one_hot_pair(data.val, data),
+                               validation_batch_size=256, shuffle=False)
+            row = {key: float(values[-1]) for key, values in result.history.items()}
         seconds = time.perf_counter() - started
-        row = {key: float(values[-1]) for key, values in result.history.items()}
         row.update(epoch=epoch + 1, learning_rate=_current_lr(model), seconds=round(seconds, 2))
         state.history.append({k: row.get(k, float("nan")) for k in HISTORY_FIELDS})
         state.elapsed_s += seconds
@@ -148,6 +155,7 @@ def run(config: TrainConfig) -> RunResult:
     best = keras.saving.load_model(ckpt_dir / state.best, safe_mode=True, compile=False)
     final = spec.build(len(data.class_names), width=config.width, input_spec=input_spec)
     final.set_weights(best.get_weights())
+    _recalibrate_batch_norm(final, data)
     metrics = _evaluate(final, data, config, state, input_spec)
     _write_run(write_dir, final, data, config, metrics, state, spec.name)
     shutil.rmtree(ckpt_dir, ignore_errors=True)
@@ -236,16 +244,89 @@ def _epoch_dataset(data: data_mod.TrainData, epoch: int, steps: int, worker: int
         images, labels = data.make_batch(epoch, int(index) * workers + worker)
         return images, labels.astype(np.int64)
 
+    classes = len(data.class_names)
+
     def tf_batch(index: Any) -> tuple[Any, Any]:
         images, labels = tf.numpy_function(batch, [index], (tf.uint8, tf.int64), stateful=False)
         images.set_shape((None, spec.height, spec.width, spec.channels))
         labels.set_shape((None,))
-        return tf.cast(images, tf.float32), labels
+        return tf.cast(images, tf.float32), tf.one_hot(labels, classes)
 
     dataset = tf.data.Dataset.range(steps).map(tf_batch, num_parallel_calls=2, deterministic=True).prefetch(2)
     options = tf.data.Options()
     options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.OFF
     return dataset.with_options(options)
+
+
+def _recalibrate_batch_norm(model: Any, data: data_mod.TrainData, batches: int = 25) -> None:
+    """Replace BatchNorm moving averages with exact averages over training batches ("precise BN").
+
+    Moving averages start at variance 1 and lag the weights they describe; after short runs they
+    can be far off (inference then differs from training). Averaging fresh batch statistics of the
+    final weights fixes that at the cost of a few forward passes.
+    """
+    import keras
+
+    norms = [layer for layer in model.layers if isinstance(layer, keras.layers.BatchNormalization)]
+    if not norms:
+        return
+    saved = [layer.momentum for layer in norms]
+    steps = max(1, min(batches, data.steps_per_epoch))
+    try:
+        for k in range(1, steps + 1):
+            for layer in norms:
+                layer.momentum = 1.0 - 1.0 / k  # running mean of batch statistics
+            images, _ = data.make_batch(0, k - 1)
+            model(images.astype(np.float32), training=True)
+    finally:
+        for layer, momentum in zip(norms, saved):
+            layer.momentum = momentum
+
+
+def _one_hot_pair(pair: tuple[np.ndarray, np.ndarray], data: data_mod.TrainData) -> tuple[np.ndarray, np.ndarray]:
+    images, labels = pair
+    return images.astype(np.float32), np.eye(len(data.class_names), dtype=np.float32)[labels]
+
+
+def _fit_epoch_distributed(model: Any, strategy: Any, dataset: Any, steps: int, global_batch: int,
+                           label_smoothing: float, val: tuple[np.ndarray, np.ndarray], verbose: int) -> dict[str, float]:
+    """One epoch under ``strategy.run``: per-replica gradients, all-reduced by the optimizer."""
+    import keras
+    import tensorflow as tf
+
+    loss_fn = keras.losses.CategoricalCrossentropy(label_smoothing=label_smoothing, reduction="none")
+    optimizer = model.optimizer
+
+    def replica_step(images: Any, labels: Any) -> tuple[Any, Any]:
+        with tf.GradientTape() as tape:
+            probabilities = model(images, training=True)
+            per_example = loss_fn(labels, probabilities)
+            loss = tf.nn.compute_average_loss(per_example, global_batch_size=global_batch)
+        gradients = tape.gradient(loss, model.trainable_variables)
+        optimizer.apply_gradients(zip(gradients, model.trainable_variables))
+        correct = tf.reduce_sum(tf.cast(tf.equal(tf.argmax(probabilities, -1), tf.argmax(labels, -1)), tf.float32))
+        return tf.reduce_sum(per_example), correct
+
+    @tf.function
+    def train_step(images: Any, labels: Any) -> tuple[Any, Any]:
+        loss_sum, correct = strategy.run(replica_step, args=(images, labels))
+        return (strategy.reduce(tf.distribute.ReduceOp.SUM, loss_sum, axis=None),
+                strategy.reduce(tf.distribute.ReduceOp.SUM, correct, axis=None))
+
+    progress = keras.utils.Progbar(steps, verbose=verbose)
+    total_loss = total_correct = 0.0
+    for step, (images, labels) in enumerate(strategy.experimental_distribute_dataset(dataset)):
+        loss_sum, correct = train_step(images, labels)
+        total_loss, total_correct = total_loss + float(loss_sum), total_correct + float(correct)
+        progress.update(step + 1)
+    seen = max(1, steps * global_batch)
+    probabilities = np.concatenate([np.asarray(model(val[0][i:i + 256].astype(np.float32), training=False))
+                                    for i in range(0, len(val[0]), 256)])
+    one_hot = np.eye(probabilities.shape[1], dtype=np.float32)[val[1]]
+    val_loss = float(np.mean(keras.losses.categorical_crossentropy(one_hot, probabilities,
+                                                                   label_smoothing=label_smoothing)))
+    return {"loss": total_loss / seen, "accuracy": total_correct / seen, "val_loss": val_loss,
+            "val_accuracy": float(np.mean(np.argmax(probabilities, axis=1) == val[1]))}
 
 
 def _resume_view(config: TrainConfig) -> dict[str, Any]:

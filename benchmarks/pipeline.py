@@ -1,0 +1,128 @@
+"""End-to-end camera pipeline measurements on a real 640x480 video decoded by OpenCV.
+
+- ``make_scene_video``: a 640x480 video of the fixed camera test scenes (never training images),
+  each held for a few frames, with the true label of every frame.
+- ``capture_ceiling``: the same video only decoded and resized to the model input: what capture
+  alone allows.
+- ``live_loop``: the real live loop (``python -m edge_runtime``) headless on that video, in its own
+  process, with its per-stage summary.
+- ``keras_predict_loop``: the tutorials' way: ``model.predict`` on the Keras model for every frame.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edge_runtime.contract import InputSpec
+from edge_runtime.cliutil import temp_path_beside
+from edge_runtime.preprocess import to_model_image
+
+FRAME_SIZE = (640, 480)
+
+
+def make_scene_video(path: Path, scenes_rgb: np.ndarray, labels: np.ndarray, *, hold: int = 6,
+                     fps: float = 30.0) -> np.ndarray:
+    """Write the scenes as a 640x480 mp4 (each shown for ``hold`` frames); return per-frame labels.
+
+    The 128x128 scenes are stretched to 4:3 like a real 640x480 camera frame, so the runtime's
+    resize back to 128x128 sees the aspect a camera gives it.
+    """
+    import cv2
+
+    tmp = temp_path_beside(path.with_suffix(".mp4"))
+    writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter_fourcc(*"mp4v"), fps, FRAME_SIZE)
+    if not writer.isOpened():
+        tmp.unlink(missing_ok=True)
+        raise RuntimeError(f"OpenCV cannot write {path}")
+    try:
+        for scene in scenes_rgb:
+            frame = cv2.resize(cv2.cvtColor(scene, cv2.COLOR_RGB2BGR), FRAME_SIZE, interpolation=cv2.INTER_LINEAR)
+            for _ in range(hold):
+                writer.write(frame)
+    finally:
+        writer.release()
+    tmp.replace(path)
+    return np.repeat(labels, hold)
+
+
+def capture_ceiling(video: Path, spec: InputSpec) -> dict[str, float]:
+    """Decode every frame and resize it to the model input, nothing else; frames per second."""
+    import cv2
+
+    cap = cv2.VideoCapture(str(video))
+    frames, decode_s, resize_s = 0, 0.0, 0.0
+    try:
+        while True:
+            t0 = time.perf_counter()
+            ok, frame = cap.read()
+            t1 = time.perf_counter()
+            if not ok:
+                break
+            to_model_image(frame, spec)
+            t2 = time.perf_counter()
+            decode_s, resize_s, frames = decode_s + (t1 - t0), resize_s + (t2 - t1), frames + 1
+    finally:
+        cap.release()
+    total = decode_s + resize_s
+    return {"frames": frames, "fps": frames / total if total else 0.0,
+            "decode_ms": 1e3 * decode_s / max(1, frames), "resize_ms": 1e3 * resize_s / max(1, frames)}
+
+
+def live_loop(model_file: Path, video: Path, frame_labels: np.ndarray | None, *, threads: int = 1,
+              labels: tuple[str, ...] | None = None, timeout: float = 600) -> dict[str, Any]:
+    """Run ``python -m edge_runtime`` headless on the video in a fresh process; its summary plus accuracy."""
+    with tempfile.TemporaryDirectory(prefix="edge-e2e-") as tmp:
+        summary_path, jsonl_path = Path(tmp, "summary.json"), Path(tmp, "frames.jsonl")
+        command = [sys.executable, "-m", "edge_runtime", "--model", str(model_file), "--source", str(video),
+                   "--headless", "--threads", str(threads), "--summary-json", str(summary_path)]
+        if frame_labels is not None:
+            command += ["--jsonl", str(jsonl_path)]
+        result = subprocess.run(command, capture_output=True, text=True, timeout=timeout)
+        if result.returncode != 0:
+            return {"error": (result.stderr.strip().splitlines() or ["failed"])[-1]}
+        summary = json.loads(summary_path.read_text())
+        stages = summary["stages"]
+        out: dict[str, Any] = {
+            "fps": summary["fps"], "frames": summary["frames"], "threads": threads,
+            "stage_ms": {name: stats["mean_ms"] for name, stats in stages.items()},
+        }
+        busy = sum(stats["mean_ms"] for name, stats in stages.items() if name != "capture")
+        out["runtime_frame_ms"] = busy  # the main thread's own work per frame (capture runs alongside)
+        out["runtime_overhead_fraction"] = (busy - stages["inference"]["mean_ms"]) / busy if busy else 0.0
+        if frame_labels is not None and labels is not None and jsonl_path.exists():
+            predicted = [json.loads(line)["top"][0][0] for line in jsonl_path.read_text().splitlines()]
+            truth = [labels[i] for i in frame_labels[: len(predicted)]]
+            out["frame_accuracy"] = float(np.mean([p == t for p, t in zip(predicted, truth)])) if truth else 0.0
+        return out
+
+
+def keras_predict_loop(keras_model: Any, video: Path, spec: InputSpec, frames: int = 60) -> dict[str, float]:
+    """The tutorials' loop: read a frame, resize to 128x128, ``model.predict``, arg-max; per-frame time."""
+    import cv2
+
+    cap = cv2.VideoCapture(str(video))
+    times = []
+    try:
+        ok, frame = cap.read()
+        if ok:  # the first predict builds the graph; the tutorials pay it once too, so it is left out
+            keras_model.predict(to_model_image(frame, spec)[None].astype(np.float32), verbose=0)
+        while len(times) < frames:
+            ok, frame = cap.read()
+            if not ok:
+                break
+            t0 = time.perf_counter()
+            probabilities = keras_model.predict(to_model_image(frame, spec)[None].astype(np.float32), verbose=0)
+            int(np.argmax(probabilities))
+            times.append(time.perf_counter() - t0)
+    finally:
+        cap.release()
+    per_frame = float(np.mean(times)) * 1e3 if times else 0.0
+    return {"frames": len(times), "frame_ms": per_frame, "fps": 1e3 / per_frame if per_frame else 0.0}

@@ -1,0 +1,171 @@
+"""Benchmark report: the table, the Pareto front, the verdicts, and the files under reports/."""
+
+from __future__ import annotations
+
+import csv
+import io
+from pathlib import Path
+from typing import Any, Sequence
+
+from edge_runtime.cliutil import atomic_write_bytes, atomic_write_text, dump_json
+
+ROW_FIELDS = ("model", "format", "threads", "size_bytes", "accuracy", "agreement", "latency_ms_p50", "latency_ms_p95",
+              "latency_ms_p99", "throughput_ips", "load_ms", "peak_rss_mb", "backend", "images")
+ACCURACY_TOLERANCE = 0.005  # "keeps accuracy": within 0.5 points of float
+
+
+def pareto_front(points: Sequence[tuple[float, float]]) -> list[bool]:
+    """For (latency, accuracy) points: True where no other point is at least as fast and as accurate
+    and strictly better in one of the two."""
+    flags = []
+    for i, (lat_i, acc_i) in enumerate(points):
+        dominated = any(
+            lat_j <= lat_i and acc_j >= acc_i and (lat_j < lat_i or acc_j > acc_i)
+            for j, (lat_j, acc_j) in enumerate(points) if j != i
+        )
+        flags.append(not dominated)
+    return flags
+
+
+def verdicts(rows: list[dict[str, Any]], int8_note: str) -> dict[str, str]:
+    """Per model: the fastest deployable file (1 thread) within 0.5 points of its float32 file."""
+    out = {}
+    for model in dict.fromkeys(r["model"] for r in rows):
+        candidates = [r for r in rows if r["model"] == model and r["format"] != "keras" and r.get("threads") == 1
+                      and r.get("latency_ms_p50") is not None and r.get("accuracy") is not None]
+        if not candidates:
+            continue
+        float_rows = [r for r in candidates if r["format"] == "tflite_float32"] or \
+            [r for r in candidates if r["format"].endswith("float32")]
+        reference = float_rows[0]["accuracy"] if float_rows else max(r["accuracy"] for r in candidates)
+        keeping = [r for r in candidates if r["accuracy"] >= reference - ACCURACY_TOLERANCE]
+        best = min(keeping, key=lambda r: r["latency_ms_p50"])
+        text = (f"use {best['format']} ({_kb(best['size_bytes'])}, {best['latency_ms_p50'] * 1e3:.0f} us p50 at 1 thread, "
+                f"accuracy {100 * best['accuracy']:.2f}% vs float32 {100 * reference:.2f}%)")
+        by_format = {r["format"]: r for r in candidates}
+        fp, q8 = by_format.get("tflite_float32"), by_format.get("tflite_int8")
+        if fp and q8:
+            ratio = q8["latency_ms_p50"] / fp["latency_ms_p50"]
+            if ratio > 1.0:
+                text += f"; int8 TFLite is {ratio:.2f}x slower than float32 here: {int8_note}"
+            else:
+                text += f"; int8 TFLite runs at {ratio:.2f}x the float32 latency"
+        out[model] = text
+    return out
+
+
+def markdown(report: dict[str, Any]) -> str:
+    env = report["environment"]
+    cpu = env["cpu"]
+    flags = ", ".join(k for k, v in cpu["flags"].items() if v) or "none"
+    lines = [f"# Benchmark ({report['mode']} mode)", "",
+             f"{cpu['model']} ({cpu['machine']}, {cpu['cores']} cores; {flags}), {env['os']}, Python {env['python']}; "
+             + ", ".join(f"{k} {v}" for k, v in env["versions"].items() if v), "",
+             f"Latency: batch 1 through edge_runtime after warm-up, median (p50) with p95/p99 over >= "
+             f"{report['settings']['min_runs']} runs and {report['settings']['min_seconds']} s, each file in its own "
+             "process. Accuracy: top-1 on " + report["settings"]["test_sets"] + ". Agreement: same top-1 as Keras.", "",
+             "| model | format | thr | size | accuracy | agree | p50 ms | p95 ms | p99 ms | img/s | load ms | RSS MB | pareto |",
+             "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|:-:|"]
+    for row in report["rows"]:
+        lines.append("| " + " | ".join([
+            row["model"], row["format"], str(row.get("threads", "")), _kb(row.get("size_bytes")),
+            _pct(row.get("accuracy")), _num(row.get("agreement"), 4), _num(row.get("latency_ms_p50"), 3),
+            _num(row.get("latency_ms_p95"), 3), _num(row.get("latency_ms_p99"), 3), _num(row.get("throughput_ips"), 0),
+            _num(row.get("load_ms"), 0), _num(row.get("peak_rss_mb"), 0), "*" if row.get("pareto") else ""]) + " |")
+    lines += ["", "## Which file should I put on my device?", ""]
+    lines += [f"- **{model}**: {text}" for model, text in report["verdicts"].items()]
+    lines += ["", f"int8 on this CPU: {report['int8_note']}"]
+    e2e = report.get("end_to_end") or {}
+    if e2e:
+        lines += ["", "## End to end: camera_cnn on a 640x480 video (headless live loop)", ""]
+        ceiling = e2e.get("capture_ceiling", {})
+        if ceiling:
+            lines.append(f"- capture ceiling (decode + resize only): {ceiling['fps']:.0f} FPS "
+                         f"(decode {ceiling['decode_ms']:.2f} ms, resize {ceiling['resize_ms']:.3f} ms per frame)")
+        for name, run in e2e.get("runtime", {}).items():
+            if "error" in run:
+                lines.append(f"- {name}: failed: {run['error']}")
+                continue
+            stages = ", ".join(f"{k} {v:.3f}" for k, v in run["stage_ms"].items())
+            frac = f", {100 * run['fps'] / ceiling['fps']:.0f}% of the capture ceiling" if ceiling.get("fps") else ""
+            acc = f", frame accuracy {100 * run['frame_accuracy']:.1f}%" if "frame_accuracy" in run else ""
+            lines.append(f"- {name}: {run['fps']:.0f} FPS{frac}{acc}; ms per frame: {stages}; runtime overhead "
+                         f"(all but inference, of the main loop's own work) {100 * run['runtime_overhead_fraction']:.0f}%")
+        keras = e2e.get("keras_predict")
+        if keras:
+            lines.append(f"- tutorials' loop (Keras model.predict per frame): {keras['fps']:.1f} FPS "
+                         f"({keras['frame_ms']:.1f} ms per frame)")
+        for name, ratio in e2e.get("speedup_vs_keras_predict", {}).items():
+            lines.append(f"- {name} per-frame work is {ratio:.0f}x faster than model.predict on the same frames")
+    if report.get("skipped"):
+        lines += ["", "Skipped: " + "; ".join(report["skipped"])]
+    return "\n".join(lines) + "\n"
+
+
+def write_all(folder: Path, report: dict[str, Any]) -> list[Path]:
+    folder.mkdir(parents=True, exist_ok=True)
+    written = []
+    atomic_write_text(folder / "benchmark.json", dump_json(report))
+    written.append(folder / "benchmark.json")
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=ROW_FIELDS + ("pareto",), extrasaction="ignore", lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(report["rows"])
+    atomic_write_text(folder / "benchmark.csv", buffer.getvalue())
+    written.append(folder / "benchmark.csv")
+    atomic_write_text(folder / "benchmark.md", markdown(report))
+    written.append(folder / "benchmark.md")
+    if pareto_plot(folder / "pareto.png", report["rows"]):
+        written.append(folder / "pareto.png")
+    return written
+
+
+def pareto_plot(path: Path, rows: list[dict[str, Any]]) -> bool:
+    try:
+        import matplotlib
+    except ImportError:
+        return False  # device mode without the plot extra
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    points = [r for r in rows if r.get("threads") == 1 and r.get("latency_ms_p50") and r.get("accuracy") is not None]
+    if not points:
+        return False
+    fig, ax = plt.subplots(figsize=(9, 6))
+    markers = {"int8": "v", "dynamic": "D", "float16": "s", "float32": "o"}
+    for row in points:
+        precision = row["format"].split("_")[-1] if row["format"] != "keras" else "float32"
+        colour = "tab:red" if precision in ("int8", "dynamic") else "tab:blue"
+        ax.scatter(row["latency_ms_p50"] * 1e3, 100 * row["accuracy"], marker=markers.get(precision, "o"),
+                   color=colour, s=40, zorder=3)
+        ax.annotate(f"{row['model']}/{row['format']}", (row["latency_ms_p50"] * 1e3, 100 * row["accuracy"]),
+                    fontsize=6, xytext=(3, 3), textcoords="offset points")
+    front = sorted((r for r in points if r.get("pareto")), key=lambda r: r["latency_ms_p50"])
+    if front:
+        ax.step([r["latency_ms_p50"] * 1e3 for r in front], [100 * r["accuracy"] for r in front], where="post",
+                color="black", linewidth=1, label="Pareto front")
+    ax.scatter([], [], color="tab:blue", label="float32/float16")
+    ax.scatter([], [], color="tab:red", label="int8/dynamic")
+    ax.set_xscale("log")
+    ax.set_xlabel("p50 latency per image, batch 1, 1 thread (microseconds, log scale)")
+    ax.set_ylabel("top-1 accuracy (%)")
+    ax.set_title("Accuracy against latency (each model on its own test set)")
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(loc="lower right")
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    atomic_write_bytes(path, buffer.getvalue())
+    return True
+
+
+def _kb(size: Any) -> str:
+    return "-" if not size else (f"{size / 1024:.0f} KB" if size < 1024 * 1024 else f"{size / 1024 / 1024:.1f} MB")
+
+
+def _pct(value: Any) -> str:
+    return "-" if value is None else f"{100 * value:.2f}%"
+
+
+def _num(value: Any, digits: int) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"

@@ -1,0 +1,419 @@
+"""The benchmark: every model x every format x thread count, plus the camera pipeline end to end.
+
+The parent process never imports TensorFlow: each deployable file is measured by
+``benchmarks.worker`` in its own fresh process, the Keras reference by ``benchmarks.keras_worker``.
+Results are saved after each model (``reports/.benchmark-partial.json``), so an interrupted run
+resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edge_runtime import formats as formats_mod
+from edge_runtime import system
+from edge_runtime.cliutil import atomic_write_text, dump_json
+from edge_runtime.contract import InputSpec
+from edge_runtime.errors import DatasetError, EdgeError
+from edge_runtime.metadata import load_bytes, read_metadata
+
+from . import pipeline, report
+
+log = logging.getLogger("edge_classify.bench")
+PARTIAL_NAME = ".benchmark-partial.json"
+
+
+@dataclass(frozen=True)
+class BenchConfig:
+    models: tuple[str, ...] = ()  # empty: every registry model (device mode: every deploy folder)
+    formats: tuple[str, ...] = tuple(fmt.name for fmt in formats_mod.FORMATS)
+    threads: tuple[int, ...] = (1, 2)
+    quick: bool = False
+    deploy_dir: str | None = None  # device mode: measure these files, no Keras, no conversion
+    runs_dir: str | None = None
+    reports_dir: str | None = None
+    data_dir: str | None = None
+    e2e: bool = True
+    fresh: bool = False
+    train_missing: bool = True
+
+    @property
+    def mode(self) -> str:
+        return "device" if self.deploy_dir else ("quick" if self.quick else "full")
+
+    @property
+    def eval_limit(self) -> int | None:
+        return 500 if self.quick else None
+
+    @property
+    def min_seconds(self) -> float:
+        return 0.2 if self.quick else 1.5
+
+    @property
+    def min_runs(self) -> int:
+        return 50 if self.quick else 500
+
+
+@dataclass
+class ModelTarget:
+    """One model to measure: where its files are and what it is tested on."""
+
+    name: str
+    deploy_dir: Path
+    input_spec: InputSpec
+    labels: tuple[str, ...]
+    dataset: str | None  # registry dataset, None when unknown (device mode without registry entry)
+    keras_file: Path | None = None
+    run_config: dict[str, Any] | None = None
+    files: dict[str, Path] = field(default_factory=dict)
+
+
+class Progress:
+    """One line per step with a bar; a carriage-return bar on terminals, plain lines otherwise."""
+
+    def __init__(self, total: int) -> None:
+        self.total, self.done = max(1, total), 0
+        self.tty = sys.stderr.isatty()
+
+    def step(self, text: str) -> None:
+        self.done += 1
+        filled = int(24 * self.done / self.total)
+        line = f"[{'#' * filled}{'.' * (24 - filled)}] {self.done}/{self.total} {text}"
+        print(("\r\x1b[2K" if self.tty else "") + line, end="" if self.tty else "\n", file=sys.stderr, flush=True)
+
+    def close(self) -> None:
+        if self.tty:
+            print(file=sys.stderr)
+
+
+def run(config: BenchConfig) -> dict[str, Any]:
+    """Measure, write reports/benchmark.{json,csv,md} and pareto.png, return the report dict."""
+    from train import paths
+
+    reports = Path(config.reports_dir).expanduser() if config.reports_dir else paths.default_reports_dir()
+    reports.mkdir(parents=True, exist_ok=True)
+    env = system.environment()
+    skipped: list[str] = []
+    targets = _device_targets(config) if config.deploy_dir else _run_targets(config, skipped)
+    partial_path = reports / PARTIAL_NAME
+    partial = {} if config.fresh else _load_partial(partial_path, config, env)
+    keras_ok = config.mode != "device" and "keras" in config.formats and _has_tensorflow()
+    if "keras" in config.formats and not keras_ok:
+        skipped.append("Keras rows and the model.predict baseline (TensorFlow is not installed here)"
+                       if config.mode == "device" or not _has_tensorflow() else "Keras rows")
+
+    steps = sum(len(t.files) * len(config.threads) + (1 if keras_ok and t.keras_file else 0) for t in targets)
+    progress = Progress(steps + (3 if config.e2e else 0))
+    rows: list[dict[str, Any]] = []
+    test_sets: dict[str, str] = {}
+    with tempfile.TemporaryDirectory(prefix="edge-bench-") as tmp_name:
+        tmp = Path(tmp_name)
+        for target in targets:
+            key = _target_key(target, config)
+            if key in partial:
+                rows.extend(partial[key]["rows"])
+                test_sets[target.name] = partial[key]["test_set"]
+                progress.done += len(target.files) * len(config.threads) + (1 if keras_ok and target.keras_file else 0)
+                log.info("%s: measured earlier in this run (resuming); reusing", target.name)
+                continue
+            model_rows, test_name = _measure_target(target, config, keras_ok, tmp, progress, skipped)
+            rows.extend(model_rows)
+            test_sets[target.name] = test_name
+            partial[key] = {"rows": model_rows, "test_set": test_name}
+            _save_partial(partial_path, partial, config, env)
+        end_to_end = _end_to_end(targets, config, keras_ok, tmp, progress, skipped) if config.e2e else {}
+    progress.close()
+    _mark_pareto(rows, targets)
+    note = system.int8_note(env["cpu"])
+    result = {
+        "mode": config.mode,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "environment": env,
+        "settings": {"threads": list(config.threads), "min_seconds": config.min_seconds, "min_runs": config.min_runs,
+                     "eval_limit": config.eval_limit,
+                     "test_sets": "; ".join(f"{k}: {v}" for k, v in test_sets.items()) or "none"},
+        "rows": rows,
+        "end_to_end": end_to_end,
+        "verdicts": report.verdicts(rows, note),
+        "int8_note": note,
+        "int8_vs_float32": _int8_ratios(rows),
+        "skipped": skipped,
+    }
+    report.write_all(reports, result)
+    partial_path.unlink(missing_ok=True)
+    return result
+
+
+# --- targets -----------------------------------------------------------------------------------
+
+def _run_targets(config: BenchConfig, skipped: list[str]) -> list[ModelTarget]:
+    """Registry models from runs/: trained if missing (full mode), converted if out of date."""
+    from convert.converter import ConvertConfig, convert, run_dir_for
+    from train import models
+
+    names = config.models or tuple(models.REGISTRY)
+    deployable = tuple(f for f in config.formats if formats_mod.get(f).deployable)
+    targets = []
+    for name in names:
+        spec = models.get(name)
+        run_dir = run_dir_for(name, config.runs_dir)
+        if not (run_dir / "model.keras").is_file():
+            if not config.train_missing or config.quick:
+                skipped.append(f"{name} (no trained model in {run_dir}; run `python -m train {name}`)")
+                continue
+            log.info("%s: no trained model; training it now (this is the slow part; shipped models skip it)", name)
+            from train import trainer
+            from train.config import TrainConfig
+
+            trainer.run(TrainConfig(model=name, output_dir=str(run_dir.parent), data_dir=config.data_dir))
+        # Quick runs accept deploy files that are current for this model.keras whatever settings made
+        # them, so a quick benchmark never replaces fully verified files with quickly checked ones.
+        report_ = convert(ConvertConfig(model=name, runs_dir=config.runs_dir, formats=deployable,
+                                        data_dir=config.data_dir, eval_limit=config.eval_limit,
+                                        opencv_check=0 if config.quick else 500, gates=not config.quick,
+                                        accept_existing=config.quick))
+        run_config = _read_json(run_dir / "config.json")
+        size = (run_config or {}).get("input_size")
+        input_spec = spec.input if not size else replace(spec.input, height=size, width=size)
+        labels = tuple((run_dir / "labels.txt").read_text().split("\n")[:-1])
+        target = ModelTarget(name, report_.deploy_dir, input_spec, labels, spec.dataset, run_dir / "model.keras",
+                             run_config)
+        for result in report_.results:
+            if result.status == "ok" and result.format in deployable:
+                target.files[result.format] = report_.deploy_dir / result.file
+            elif result.status != "ok":
+                skipped.append(f"{name}/{result.format} (failed its conversion gate)")
+        targets.append(target)
+    return targets
+
+
+def _device_targets(config: BenchConfig) -> list[ModelTarget]:
+    """Deploy folders copied to a device: one folder, or a folder of them."""
+    root = Path(config.deploy_dir).expanduser()
+    if not root.is_dir():
+        raise EdgeError(f"--deploy-dir {root} is not a folder; copy runs/<MODEL>/deploy/ to the device and pass it")
+    folders = [root] if _model_files(root) else sorted(p for p in root.iterdir() if p.is_dir() and _model_files(p))
+    if not folders:
+        raise EdgeError(f"{root} holds no .tflite or .onnx files; copy runs/<MODEL>/deploy/ here")
+    targets = []
+    for folder in folders:
+        target: ModelTarget | None = None
+        for path in _model_files(folder):
+            fmt = formats_mod.for_file(path.name)
+            if fmt is None or (config.formats and fmt.name not in config.formats):
+                continue
+            kind, data = load_bytes(path)
+            metadata = read_metadata(kind, data, path)
+            if target is None:
+                spec = replace(metadata.input, dtype="float32", quantization=None)
+                dataset = _registry_dataset(metadata.model)
+                target = ModelTarget(metadata.model, folder, spec, metadata.labels, dataset)
+            if config.models and target.name not in config.models:
+                break
+            target.files[fmt.name] = path
+        if target is not None and target.files and (not config.models or target.name in config.models):
+            targets.append(target)
+    return targets
+
+
+def _model_files(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.iterdir() if p.suffix in (".tflite", ".onnx") and p.is_file())
+
+
+def _registry_dataset(name: str) -> str | None:
+    from train import models
+
+    return models.REGISTRY[name].dataset if name in models.REGISTRY else None
+
+
+# --- measuring ---------------------------------------------------------------------------------
+
+def _measure_target(target: ModelTarget, config: BenchConfig, keras_ok: bool, tmp: Path, progress: Progress,
+                    skipped: list[str]) -> tuple[list[dict[str, Any]], str]:
+    images_path, labels_path, test_name = _save_test_set(target, config, tmp, skipped)
+    reference_path = None
+    rows = []
+    if keras_ok and target.keras_file is not None and images_path is not None:
+        reference_path = tmp / f"{target.name}-keras-top1.npy"
+        progress.step(f"{target.name} keras (model.predict)")
+        keras_row = _keras_row(target, images_path, labels_path, reference_path, config)
+        rows.append(keras_row)
+        if "error" in keras_row:
+            reference_path = None
+    for name, path in target.files.items():
+        for threads in config.threads:
+            progress.step(f"{target.name} {name} threads={threads}")
+            command = [sys.executable, "-m", "benchmarks.worker", str(path), "--threads", str(threads),
+                       "--min-seconds", str(config.min_seconds), "--min-runs", str(config.min_runs),
+                       "--batch", "8" if config.quick else "32"]
+            if images_path is not None:
+                command += ["--images", str(images_path), "--labels", str(labels_path)]
+            if reference_path is not None and reference_path.exists():
+                command += ["--reference", str(reference_path)]
+            measured = _run_json(command)
+            rows.append({"model": target.name, "format": name, "threads": threads, "size_bytes": path.stat().st_size,
+                         "file": str(path), "sha256": _sha256(path), **measured})
+    return rows, test_name
+
+
+def _save_test_set(target: ModelTarget, config: BenchConfig, tmp: Path,
+                   skipped: list[str]) -> tuple[Path | None, Path | None, str]:
+    from train import evalsets
+
+    if target.dataset is None:
+        skipped.append(f"{target.name} accuracy (not a registry model, no test set known)")
+        return None, None, "none"
+    try:
+        test = evalsets.test_set(target.dataset, target.input_spec, run_config=target.run_config,
+                                 data_dir=config.data_dir, limit=config.eval_limit)
+    except DatasetError as exc:
+        skipped.append(f"{target.name} accuracy ({exc})")
+        return None, None, "none"
+    images_path, labels_path = tmp / f"{target.name}-images.npy", tmp / f"{target.name}-labels.npy"
+    np.save(images_path, np.ascontiguousarray(test.images))
+    np.save(labels_path, test.labels)
+    return images_path, labels_path, test.name
+
+
+def _keras_row(target: ModelTarget, images: Path, labels: Path, reference: Path, config: BenchConfig) -> dict[str, Any]:
+    command = [sys.executable, "-m", "benchmarks.keras_worker", str(target.keras_file), "--images", str(images),
+               "--labels", str(labels), "--predictions", str(reference), "--calls", "5" if config.quick else "30"]
+    measured = _run_json(command, timeout=900)
+    return {"model": target.name, "format": "keras", "threads": None, "size_bytes": target.keras_file.stat().st_size,
+            "file": str(target.keras_file), **measured}
+
+
+def _end_to_end(targets: list[ModelTarget], config: BenchConfig, keras_ok: bool, tmp: Path, progress: Progress,
+                skipped: list[str]) -> dict[str, Any]:
+    camera = next((t for t in targets if t.name == "camera_cnn" and t.dataset == "camera_scenes"), None)
+    if camera is None:
+        skipped.append("end-to-end camera pipeline (camera_cnn is not in this run)")
+        return {}
+    from train import evalsets
+
+    try:
+        scenes = evalsets.test_set("camera_scenes", replace(camera.input_spec, height=128, width=128),
+                                   data_dir=config.data_dir, limit=40 if config.quick else 150)
+    except DatasetError as exc:
+        skipped.append(f"end-to-end camera pipeline ({exc})")
+        return {}
+    video = tmp / "camera_scenes_640x480.mp4"
+    frame_labels = pipeline.make_scene_video(video, scenes.images, scenes.labels, hold=3 if config.quick else 6)
+    progress.step("camera pipeline: capture ceiling")
+    out: dict[str, Any] = {"video": {"frames": int(len(frame_labels)), "size": list(pipeline.FRAME_SIZE),
+                                     "source": f"{len(scenes.labels)} fixed camera test scenes"},
+                           "capture_ceiling": pipeline.capture_ceiling(video, camera.input_spec), "runtime": {}}
+    progress.step("camera pipeline: live loop")
+    for name in ("tflite_float32", "tflite_int8", "onnx_float32"):
+        if name in camera.files:
+            out["runtime"][name] = pipeline.live_loop(camera.files[name], video, frame_labels, threads=1,
+                                                      labels=camera.labels)
+    progress.step("camera pipeline: model.predict per frame")
+    if keras_ok and camera.keras_file is not None:
+        measured = _run_json([sys.executable, "-m", "benchmarks.keras_worker", str(camera.keras_file),
+                              "--images", str(tmp / "camera_cnn-images.npy"), "--labels", str(tmp / "camera_cnn-labels.npy"),
+                              "--predictions", str(tmp / "e2e-keras.npy"), "--calls", "1", "--video", str(video),
+                              "--video-frames", "10" if config.quick else "60",
+                              "--input-spec", json.dumps(camera.input_spec.to_dict())], timeout=900)
+        if "video" in measured:
+            out["keras_predict"] = measured["video"]
+            out["speedup_vs_keras_predict"] = {
+                name: measured["video"]["frame_ms"] / (run["stage_ms"]["preprocess"] + run["stage_ms"]["inference"])
+                for name, run in out["runtime"].items() if "stage_ms" in run}
+    for run in out["runtime"].values():
+        if "fps" in run and out["capture_ceiling"]["fps"]:
+            run["fraction_of_capture_ceiling"] = run["fps"] / out["capture_ceiling"]["fps"]
+    return out
+
+
+def _mark_pareto(rows: list[dict[str, Any]], targets: list[ModelTarget]) -> None:
+    """Pareto flags at 1 thread, within each test set (camera scenes and Fashion-MNIST differ)."""
+    groups: dict[str, list[dict[str, Any]]] = {}
+    datasets = {t.name: (t.dataset or t.name) for t in targets}
+    for row in rows:
+        row["pareto"] = False
+        if row.get("threads") in (1, None) and row.get("latency_ms_p50") and row.get("accuracy") is not None:
+            groups.setdefault(datasets.get(row["model"], row["model"]), []).append(row)
+    for members in groups.values():
+        for row, on_front in zip(members, report.pareto_front([(r["latency_ms_p50"], r["accuracy"]) for r in members])):
+            row["pareto"] = on_front
+
+
+def _int8_ratios(rows: list[dict[str, Any]]) -> dict[str, float]:
+    ratios = {}
+    for row in rows:
+        if row["format"] == "tflite_int8" and row.get("threads") == 1 and row.get("latency_ms_p50"):
+            base = next((r for r in rows if r["model"] == row["model"] and r["format"] == "tflite_float32"
+                         and r.get("threads") == 1 and r.get("latency_ms_p50")), None)
+            if base:
+                ratios[row["model"]] = row["latency_ms_p50"] / base["latency_ms_p50"]
+    return ratios
+
+
+# --- plumbing ----------------------------------------------------------------------------------
+
+def _run_json(command: list[str], timeout: float = 600) -> dict[str, Any]:
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+    try:
+        result = subprocess.run(command, capture_output=True, text=True, timeout=timeout, env=env)
+    except subprocess.TimeoutExpired:
+        return {"error": f"timed out after {timeout:.0f}s"}
+    lines = [line for line in result.stdout.splitlines() if line.startswith("{")]
+    if not lines:
+        tail = (result.stderr.strip().splitlines() or ["no output"])[-1]
+        return {"error": f"exit {result.returncode}: {tail[:200]}"}
+    return json.loads(lines[-1])
+
+
+def _has_tensorflow() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("tensorflow") is not None and importlib.util.find_spec("keras") is not None
+
+
+def _target_key(target: ModelTarget, config: BenchConfig) -> str:
+    digest = hashlib.sha256()
+    for name, path in sorted(target.files.items()):
+        digest.update(name.encode() + _sha256(path).encode())
+    if target.keras_file is not None:
+        digest.update(_sha256(target.keras_file).encode())
+    return f"{target.name}:{digest.hexdigest()[:16]}"
+
+
+def _load_partial(path: Path, config: BenchConfig, env: dict[str, Any]) -> dict[str, Any]:
+    data = _read_json(path)
+    if not data or data.get("fingerprint") != _fingerprint(config, env):
+        return {}
+    return data.get("models", {})
+
+
+def _save_partial(path: Path, models: dict[str, Any], config: BenchConfig, env: dict[str, Any]) -> None:
+    atomic_write_text(path, dump_json({"fingerprint": _fingerprint(config, env), "models": models}))
+
+
+def _fingerprint(config: BenchConfig, env: dict[str, Any]) -> str:
+    settings = {k: v for k, v in asdict(config).items() if k not in ("fresh", "models", "reports_dir")}
+    return hashlib.sha256(json.dumps([settings, env["cpu"], env["versions"]], sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def _read_json(path: Path) -> dict[str, Any] | None:
+    try:
+        return json.loads(Path(path).read_text())
+    except (OSError, ValueError):
+        return None

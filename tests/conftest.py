@@ -1,0 +1,74 @@
+"""Shared fixtures: the real dataset (required in CI), and tiny trained + converted runs.
+
+Tiny runs are trained once per test session (a few hundred real Fashion-MNIST images, a few
+filters) and shared by the convert, runtime and benchmark tests.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--soak-frames", type=int, default=20_000,
+                     help="frames for the live-loop soak test (the long version: --soak-frames 200000)")
+
+
+@pytest.fixture(scope="session")
+def fashion_dir() -> Path:
+    """The real Fashion-MNIST folder. Missing data fails in CI (a skip would hide a broken set-up)."""
+    from train.datasets import fashion_mnist
+    from edge_runtime.errors import DatasetError
+
+    try:
+        return fashion_mnist.locate()
+    except DatasetError as exc:
+        if IN_CI:
+            pytest.fail(f"CI needs the real Fashion-MNIST: {exc}")
+        pytest.skip(str(exc))
+
+
+def run_cli(*args: str, env: dict[str, str] | None = None, timeout: float = 600,
+            cwd: Path | None = None) -> subprocess.CompletedProcess:
+    """Run `python -m ...` in a fresh process, as a user would."""
+    full_env = dict(os.environ)
+    full_env.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    if env:
+        full_env.update(env)
+    return subprocess.run([sys.executable, *args], capture_output=True, text=True, timeout=timeout,
+                          env=full_env, cwd=cwd or ROOT)
+
+
+@pytest.fixture(scope="session")
+def tiny_runs(tmp_path_factory: pytest.TempPathFactory, fashion_dir: Path) -> Path:
+    """runs/ with a tiny edge_cnn (28x28x1) and a tiny camera_cnn (32x32x3), trained and converted."""
+    from edge_runtime.cliutil import quiet_tensorflow
+
+    quiet_tensorflow()
+    from convert.converter import ConvertConfig, convert
+    from train.config import TrainConfig
+    from train import trainer
+
+    runs = tmp_path_factory.mktemp("runs")
+    trainer.run(TrainConfig(model="edge_cnn", epochs=3, width=0.25, train_limit=3000, test_limit=1000,
+                            output_dir=str(runs), plots=False))
+    trainer.run(TrainConfig(model="camera_cnn", epochs=2, width=0.25, input_size=32, train_limit=1200,
+                            test_limit=300, output_dir=str(runs), plots=False))
+    for name in ("edge_cnn", "camera_cnn"):
+        convert(ConvertConfig(model=name, runs_dir=str(runs), eval_limit=300, calibration_samples=100,
+                              opencv_check=100, gates=False))
+    return runs
+
+
+@pytest.fixture
+def rng() -> np.random.Generator:
+    return np.random.default_rng(1234)

@@ -1,0 +1,69 @@
+"""The camera scene generator: deterministic, varied, and never mixing train and test garments."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from edge_runtime.contract import InputSpec
+from train import data as data_mod
+from train.datasets import camera_scenes, fashion_mnist
+
+SPEC = InputSpec(height=128, width=128, channels=3, color_order="RGB")
+
+
+def _garments(rng, n=12):
+    garments = np.zeros((n, 28, 28), np.uint8)
+    garments[:, 6:22, 8:20] = rng.integers(120, 255, (n, 16, 12), dtype=np.uint8)
+    return garments
+
+
+def test_same_seed_same_scenes_different_epoch_different_scenes(rng):
+    garments = _garments(rng)
+    a = camera_scenes.render_batch(garments, np.arange(6), seed=5, split="train", epoch=0, spec=SPEC)
+    b = camera_scenes.render_batch(garments, np.arange(6), seed=5, split="train", epoch=0, spec=SPEC)
+    c = camera_scenes.render_batch(garments, np.arange(6), seed=5, split="train", epoch=1, spec=SPEC)
+    np.testing.assert_array_equal(a, b)
+    assert a.shape == (6, 128, 128, 3) and a.dtype == np.uint8
+    assert np.abs(a.astype(int) - c.astype(int)).mean() > 10
+
+
+def test_scene_order_does_not_change_a_scene(rng):
+    garments = _garments(rng)
+    forward = camera_scenes.render_batch(garments, np.array([2, 5]), seed=1, split="test", epoch=0, spec=SPEC)
+    backward = camera_scenes.render_batch(garments, np.array([5, 2]), seed=1, split="test", epoch=0, spec=SPEC)
+    np.testing.assert_array_equal(forward[0], backward[1])
+
+
+def test_scenes_carry_the_variation(rng):
+    garments = _garments(rng, 64)
+    scenes = camera_scenes.render_batch(garments, np.arange(64), seed=0, split="train", epoch=0, spec=SPEC)
+    means = scenes.reshape(64, -1).mean(axis=1)
+    assert means.min() < 70 and means.max() > 150  # dark and light scenes (both polarities)
+    channel_means = scenes.reshape(64, -1, 3).mean(axis=1)
+    assert np.ptp(channel_means[:, 0] - channel_means[:, 2]) > 40  # colour casts differ
+    assert np.mean([s.std() for s in scenes]) > 15  # not flat frames
+
+
+def test_small_input_spec_goes_through_runtime_preprocessing(rng):
+    small = InputSpec(height=32, width=32, channels=3, color_order="RGB")
+    scenes = camera_scenes.render_batch(_garments(rng), np.arange(3), seed=0, split="val", epoch=0, spec=small)
+    assert scenes.shape == (3, 32, 32, 3)
+
+
+@pytest.mark.dataset
+def test_train_and_test_garments_never_mix(fashion_dir):
+    data = data_mod.load("camera_scenes", InputSpec(height=32, width=32, channels=3, color_order="RGB"),
+                         batch_size=16, seed=0, val_fraction=0.1, augmentation="scenes", train_limit=200,
+                         test_limit=50)
+    test = fashion_mnist.load_split("test", fashion_dir)
+    train = fashion_mnist.load_split("train", fashion_dir)
+    train_idx, val_idx = fashion_mnist.stratified_split(train.labels, 0.1, 0)
+    # Test scenes are rendered from the test split's garments in order; training batches draw only
+    # from the training part of the train split (validation garments are held out too).
+    images, labels = data.make_batch(0, 0)
+    np.testing.assert_array_equal(data.test[1], test.labels[:50])
+    assert len(images) == 16
+    order = np.random.default_rng([0, 0, 7]).choice(train_idx[:200], size=200, replace=False)
+    assert set(order[:16]) <= set(train_idx[:200]) and not set(order) & set(val_idx)
+    np.testing.assert_array_equal(labels, train.labels[order[:16]])

@@ -1,0 +1,51 @@
+"""The registry: one entry per model, with the tutorials' shapes and parameter counts."""
+
+from __future__ import annotations
+
+import pytest
+
+from edge_runtime.errors import EdgeError
+from train import models
+
+
+def test_registry_lists_every_model_with_an_input_contract():
+    assert set(models.REGISTRY) >= {"mlp128", "mlp512", "mlp256_64", "seed_cnn", "seed_cnn_tutorial", "edge_cnn",
+                                    "camera_cnn"}
+    assert models.get("edge_cnn").input.shape == (1, 28, 28, 1)
+    camera = models.get("camera_cnn").input
+    assert camera.shape == (1, 128, 128, 3) and camera.color_order == "RGB"
+    assert models.DEFAULT_MODEL == "edge_cnn"
+
+
+def test_unknown_model_suggests_the_closest():
+    with pytest.raises(EdgeError, match="did you mean 'edge_cnn'"):
+        models.get("edge_cn")
+
+
+def test_tutorial_parameter_counts():
+    import keras
+
+    assert models.get("seed_cnn").build().count_params() == 843_658
+    assert models.get("seed_cnn_tutorial").build().count_params() == 843_658
+    assert models.get("mlp128").build().count_params() == 101_770
+    layers = models.get("seed_cnn_tutorial").build().layers
+    conv = [layer for layer in layers if isinstance(layer, keras.layers.Conv2D)]
+    assert all(layer.activation.__name__ == "linear" for layer in conv)  # exactly as the tutorial wrote it
+
+
+def test_normalization_is_in_the_graph_and_no_random_layers():
+    import keras
+
+    for name, spec in models.REGISTRY.items():
+        model = spec.build(width=0.25)
+        assert isinstance(model.layers[1], keras.layers.Rescaling), name
+        assert not [layer for layer in model.layers if "Random" in type(layer).__name__], name
+        assert model.output_shape == (None, 10)
+
+
+def test_edge_cnn_is_smaller_than_seed_cnn():
+    edge = models.get("edge_cnn").build()
+    seed = models.get("seed_cnn").build()
+    assert models.count_macs(edge) < models.count_macs(seed)
+    assert edge.count_params() < seed.count_params() / 4
+    assert models.count_macs(seed) == 26 * 26 * 32 * 9 + 11 * 11 * 64 * 9 * 32 + 1600 * 512 + 512 * 10

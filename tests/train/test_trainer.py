@@ -1,0 +1,206 @@
+"""Training runs: every registry entry trains (tiny), run folders are complete, kills resume."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from edge_runtime.errors import EdgeError
+from tests.conftest import ROOT, run_cli
+from train import models
+from train.config import ConfigError, TrainConfig
+
+pytestmark = pytest.mark.dataset
+RUN_FILES = ("model.keras", "labels.txt", "config.json", "metrics.json", "history.csv")
+PLOTS = ("samples.png", "curves.png", "confusion.png", "predictions.png", "model.png", "model_summary.txt")
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, fashion_dir):
+    """Every registry entry, tiny and for one or two epochs, in one folder."""
+    from edge_runtime.cliutil import quiet_tensorflow
+
+    quiet_tensorflow()
+    from train import trainer
+
+    out = tmp_path_factory.mktemp("zoo")
+    results = {}
+    for name, spec in models.REGISTRY.items():
+        camera = spec.input.channels == 3
+        results[name] = trainer.run(TrainConfig(
+            model=name, epochs=2, width=0.25, train_limit=800 if camera else 2000, test_limit=200,
+            input_size=32 if camera else None, output_dir=str(out), plots=name in ("edge_cnn", "camera_cnn")))
+    return out, results
+
+
+def test_every_model_writes_a_complete_run_folder(trained):
+    out, results = trained
+    for name, result in results.items():
+        run = out / name
+        for file_name in RUN_FILES:
+            assert (run / file_name).is_file(), f"{name}: {file_name}"
+        assert not (run / "checkpoint").exists(), "a finished run leaves no checkpoint behind"
+        metrics = json.loads((run / "metrics.json").read_text())
+        assert metrics["model"] == name and metrics["epochs_run"] == 2
+        assert 0.0 <= metrics["test_accuracy"] <= 1.0
+        assert np.asarray(metrics["confusion_matrix"]).sum() == 200
+        assert len(metrics["per_class_accuracy"]) == 10
+        assert set(metrics["robustness"]) == {"rotate_+10", "rotate_-10", "shift_5_3", "rotate_+10_shift_5_3",
+                                              "rotate_-10_shift_5_3"}
+        assert metrics["parameters"] > 0 and metrics["macs_per_image"] > 0 and metrics["training_time_s"] > 0
+        history = (run / "history.csv").read_text().splitlines()
+        assert history[0].startswith("epoch,loss,accuracy,val_loss,val_accuracy") and len(history) == 3
+        assert (run / "labels.txt").read_text().splitlines()[9] == "Ankle boot"
+        config = json.loads((run / "config.json").read_text())
+        assert config["model"] == name and config["epochs"] == 2 and config["batch_size"] > 0
+
+
+def test_plots_are_written_as_png(trained):
+    out, _ = trained
+    for name in ("edge_cnn", "camera_cnn"):
+        for plot in PLOTS:
+            path = out / name / "plots" / plot
+            assert path.is_file() and path.stat().st_size > 500, path
+            if plot.endswith(".png"):
+                assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_tiny_edge_cnn_learns(trained):
+    out, results = trained
+    metrics = results["edge_cnn"].metrics
+    assert metrics["test_accuracy"] > 0.5, "2 epochs on 2000 real images must beat chance by far"
+
+
+def test_model_keras_reloads_safely_with_the_same_predictions(trained, fashion_dir):
+    import keras
+
+    out, _ = trained
+    model = keras.saving.load_model(out / "edge_cnn" / "model.keras", safe_mode=True)
+    metrics = json.loads((out / "edge_cnn" / "metrics.json").read_text())
+    from train.datasets import fashion_mnist
+
+    test = fashion_mnist.load_split("test", fashion_dir)
+    predicted = np.argmax(model.predict(test.images[:200, ..., None].astype(np.float32), verbose=0), axis=1)
+    assert np.mean(predicted == test.labels[:200]) == pytest.approx(metrics["test_accuracy"], abs=1e-9)
+
+
+def test_bad_options_are_one_line_errors_with_exit_code_2(tmp_path):
+    result = run_cli("-m", "train", "edge_cn")
+    assert result.returncode == 2 and "did you mean 'edge_cnn'" in result.stderr
+    assert "Traceback" not in result.stderr
+    result = run_cli("-m", "train", "edge_cnn", "--epocs", "3")
+    assert result.returncode == 2 and "--epochs" in result.stderr
+    file_out = tmp_path / "afile"
+    file_out.write_text("x")
+    result = run_cli("-m", "train", "edge_cnn", "--output-dir", str(file_out), "--epochs", "1", "--train-limit", "100")
+    assert result.returncode == 2 and "is a file" in result.stderr and result.stderr.count("\n") == 1
+    result = run_cli("-m", "train", "edge_cnn", "--data-dir", str(tmp_path), "--epochs", "1")
+    assert result.returncode == 2 and "Fashion-MNIST not found" in result.stderr
+    with pytest.raises(ConfigError, match="--epochs must be at least 1"):
+        TrainConfig(model="edge_cnn", epochs=0).resolved()
+
+
+def test_folder_dataset_with_one_class_is_rejected(tmp_path):
+    import cv2
+
+    (tmp_path / "data" / "cats").mkdir(parents=True)
+    for i in range(3):
+        cv2.imwrite(str(tmp_path / "data" / "cats" / f"{i}.png"), np.full((20, 20, 3), i * 50, np.uint8))
+    result = run_cli("-m", "train", "camera_cnn", "--folder", str(tmp_path / "data"), "--epochs", "1",
+                     "--output-dir", str(tmp_path / "runs"))
+    assert result.returncode == 2 and "only one class" in result.stderr
+
+
+def test_camera_model_trains_on_a_folder_dataset(tmp_path):
+    import cv2
+
+    rng = np.random.default_rng(0)
+    for cls, colour in (("cats", (0, 0, 200)), ("dogs", (200, 0, 0))):
+        for i in range(20):
+            image = rng.integers(0, 60, (40, 40, 3), dtype=np.uint8)
+            cv2.circle(image, (20, 20), 12, colour, -1)
+            cv2.imwrite(str(tmp_path / "data" / cls / f"{i}.jpg") if (tmp_path / "data" / cls).is_dir() else
+                        str(_mkdir(tmp_path / "data" / cls) / f"{i}.jpg"), image)
+    result = run_cli("-m", "train", "camera_cnn", "--folder", str(tmp_path / "data"), "--epochs", "2", "--width",
+                     "0.25", "--input-size", "32", "--batch-size", "8", "--no-plots", "--output-dir", str(tmp_path / "runs"))
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "runs" / "camera_cnn" / "labels.txt").read_text().split() == ["cats", "dogs"]
+
+
+def _mkdir(path: Path) -> Path:
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+@pytest.mark.slow
+def test_killed_run_resumes_from_its_last_epoch_and_matches_an_uninterrupted_run(tmp_path):
+    args = ["-m", "train", "edge_cnn", "--epochs", "4", "--width", "0.25", "--train-limit", "3000",
+            "--test-limit", "500", "--no-plots"]
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+    process = subprocess.Popen([sys.executable, *args, "--output-dir", str(tmp_path / "a")], cwd=ROOT, env=env,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    state = tmp_path / "a" / "edge_cnn" / "checkpoint" / "state.json"
+    deadline = time.time() + 300
+    while time.time() < deadline and process.poll() is None:
+        if state.exists() and json.loads(state.read_text()).get("epoch", 0) >= 2:
+            break
+        time.sleep(0.2)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert json.loads(state.read_text())["epoch"] in (2, 3)
+    resumed = run_cli(*args, "--output-dir", str(tmp_path / "a"))
+    assert resumed.returncode == 0, resumed.stderr
+    assert "resuming from epoch" in resumed.stderr
+    history = (tmp_path / "a" / "edge_cnn" / "history.csv").read_text().splitlines()
+    assert [row.split(",")[0] for row in history[1:]] == ["1", "2", "3", "4"]
+    straight = run_cli(*args, "--output-dir", str(tmp_path / "b"))
+    assert straight.returncode == 0, straight.stderr
+    killed = json.loads((tmp_path / "a" / "edge_cnn" / "metrics.json").read_text())
+    clean = json.loads((tmp_path / "b" / "edge_cnn" / "metrics.json").read_text())
+    assert killed["epochs_run"] == clean["epochs_run"] == 4
+    assert abs(killed["test_accuracy"] - clean["test_accuracy"]) <= 0.03
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.mark.slow
+def test_two_workers_on_localhost_end_with_the_same_weights(tmp_path):
+    ports = [_free_port(), _free_port()]
+    workers = [f"127.0.0.1:{port}" for port in ports]
+    processes = []
+    for index in range(2):
+        env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3",
+                   TF_CONFIG=json.dumps({"cluster": {"worker": workers}, "task": {"type": "worker", "index": index}}))
+        processes.append(subprocess.Popen(
+            [sys.executable, "-m", "train", "edge_cnn", "--strategy", "multiworker", "--epochs", "1", "--width", "0.25",
+             "--train-limit", "1000", "--test-limit", "200", "--no-plots", "--output-dir", str(tmp_path)],
+            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+    outputs = [p.communicate(timeout=400) for p in processes]
+    for process, (out, err) in zip(processes, outputs):
+        assert process.returncode == 0, err[-2000:]
+        assert "2 replica(s)" in err
+    digests = [out.strip().splitlines()[-1].split("weights ")[1].split(";")[0] for out, _ in outputs]
+    assert digests[0] == digests[1]
+    chief = json.loads((tmp_path / "edge_cnn" / "metrics.json").read_text())
+    assert chief["weights_sha256"].startswith(digests[0])
+
+
+def test_multiworker_without_tf_config_is_a_clear_error(tmp_path):
+    env = {k: v for k, v in os.environ.items() if k != "TF_CONFIG"}
+    result = subprocess.run([sys.executable, "-m", "train", "edge_cnn", "--strategy", "multiworker", "--epochs", "1",
+                             "--output-dir", str(tmp_path)], cwd=ROOT, env=env, capture_output=True, text=True,
+                            timeout=300)
+    assert result.returncode == 2 and "needs TF_CONFIG" in result.stderr
