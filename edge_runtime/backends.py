@@ -22,7 +22,7 @@ BACKENDS = ("auto",) + TFLITE_BACKENDS + ONNX_BACKENDS
 _TFLITE_MODULES = {
     "litert": ("ai_edge_litert.interpreter", "ai_edge_litert"),
     "tflite_runtime": ("tflite_runtime.interpreter", "tflite_runtime"),
-    "tensorflow": ("tensorflow.lite", "tensorflow"),
+    "tensorflow": ("tensorflow.lite.python.interpreter", "tensorflow"),
 }
 
 
