@@ -1,0 +1,97 @@
+"""The benchmark: quick mode end to end on tiny models, the report schema, Pareto, device mode."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from benchmarks.report import pareto_front, verdicts
+from tests.conftest import ROOT, run_cli
+
+ROW_KEYS = {"model", "format", "threads", "size_bytes", "accuracy", "agreement", "latency_ms_p50", "latency_ms_p95",
+            "latency_ms_p99", "throughput_ips", "load_ms", "peak_rss_mb"}
+
+
+def test_pareto_front_on_a_hand_made_table():
+    #            latency, accuracy
+    points = [(1.0, 0.90),  # fastest: on the front
+              (2.0, 0.93),  # on the front
+              (2.5, 0.92),  # dominated by (2.0, 0.93)
+              (3.0, 0.93),  # dominated (same accuracy, slower)
+              (4.0, 0.95),  # on the front
+              (1.0, 0.89)]  # dominated by (1.0, 0.90)
+    assert pareto_front(points) == [True, True, False, False, True, False]
+
+
+def test_verdict_picks_the_fastest_file_within_half_a_point_and_explains_slow_int8():
+    rows = [
+        {"model": "m", "format": "tflite_float32", "threads": 1, "latency_ms_p50": 0.20, "accuracy": 0.930, "size_bytes": 400_000},
+        {"model": "m", "format": "tflite_int8", "threads": 1, "latency_ms_p50": 0.25, "accuracy": 0.928, "size_bytes": 100_000},
+        {"model": "m", "format": "tflite_float16", "threads": 1, "latency_ms_p50": 0.19, "accuracy": 0.930, "size_bytes": 200_000},
+        {"model": "m", "format": "onnx_int8", "threads": 1, "latency_ms_p50": 0.10, "accuracy": 0.900, "size_bytes": 100_000},
+    ]
+    text = verdicts(rows, "no VNNI here")["m"]
+    assert text.startswith("use tflite_float16") and "int8 TFLite is 1.25x slower than float32 here: no VNNI" in text
+
+
+@pytest.mark.dataset
+def test_quick_mode_end_to_end_writes_every_report(tiny_runs, tmp_path):
+    result = run_cli("-m", "benchmarks", "--quick", "--runs-dir", str(tiny_runs), "--reports-dir", str(tmp_path),
+                     "--models", "edge_cnn", "camera_cnn", timeout=1200)
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads((tmp_path / "benchmark.json").read_text())
+    assert report["mode"] == "quick"
+    env = report["environment"]
+    assert {"cpu", "os", "python", "versions"} <= set(env) and "avx2" in env["cpu"]["flags"] or "neon" in env["cpu"]["flags"]
+    rows = report["rows"]
+    formats = {(r["model"], r["format"]) for r in rows}
+    for model in ("edge_cnn", "camera_cnn"):
+        for fmt in ("keras", "tflite_float32", "tflite_float16", "tflite_dynamic", "tflite_int8", "onnx_float32", "onnx_int8"):
+            assert (model, fmt) in formats
+    for row in rows:
+        assert ROW_KEYS <= set(row), row
+        assert "error" not in row, row
+        assert 0.0 <= row["accuracy"] <= 1.0 and row["latency_ms_p50"] > 0
+        assert row["latency_ms_p50"] <= row["latency_ms_p95"] <= row["latency_ms_p99"]
+    threads = {r["threads"] for r in rows if r["format"] != "keras"}
+    assert threads == {1, 2} or threads == {1}
+    float_row = next(r for r in rows if r["model"] == "edge_cnn" and r["format"] == "tflite_float32" and r["threads"] == 1)
+    assert float_row["agreement"] >= 0.99
+    e2e = report["end_to_end"]
+    assert e2e["capture_ceiling"]["fps"] > 0 and e2e["runtime"]["tflite_int8"]["fps"] > 0
+    assert set(e2e["runtime"]["tflite_int8"]["stage_ms"]) >= {"capture", "preprocess", "inference", "overlay"}
+    assert e2e["keras_predict"]["fps"] > 0 and e2e["speedup_vs_keras_predict"]["tflite_int8"] > 1
+    assert set(report["verdicts"]) == {"edge_cnn", "camera_cnn"} and report["int8_note"]
+    for name in ("benchmark.csv", "benchmark.md", "pareto.png"):
+        assert (tmp_path / name).stat().st_size > 100
+    assert (tmp_path / "benchmark.csv").read_text().splitlines()[0].startswith("model,format,threads,size_bytes,accuracy")
+    assert "Which file should I put on my device?" in result.stdout
+    assert not (tmp_path / ".benchmark-partial.json").exists()
+
+
+@pytest.mark.dataset
+def test_device_mode_runs_without_tensorflow_importable(tiny_runs, tmp_path):
+    blocker = tmp_path / "blocker"
+    blocker.mkdir()
+    for name in ("tensorflow", "keras", "tf2onnx"):
+        (blocker / f"{name}.py").write_text(f"raise ImportError('{name} is not installed on this device')\n")
+    code = (
+        "import sys, runpy\n"
+        f"sys.path.insert(0, {str(blocker)!r})\n"
+        "import importlib.util\n"
+        "importlib.util.find_spec = (lambda f: (lambda name, *a: None if name.split('.')[0] in ('tensorflow', 'keras') else f(name, *a)))(importlib.util.find_spec)\n"
+        f"sys.argv = ['benchmarks', '--deploy-dir', {str(tiny_runs / 'edge_cnn' / 'deploy')!r}, '--quick', '--threads', '1',"
+        f" '--reports-dir', {str(tmp_path / 'reports')!r}]\n"
+        "runpy.run_module('benchmarks', run_name='__main__')\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads((tmp_path / "reports" / "benchmark.json").read_text())
+    assert report["mode"] == "device"
+    assert {r["format"] for r in report["rows"]} == {"tflite_float32", "tflite_float16", "tflite_dynamic", "tflite_int8",
+                                                     "onnx_float32", "onnx_int8"}
+    assert any("TensorFlow is not installed" in s for s in report["skipped"])
+    assert all(r["accuracy"] is not None for r in report["rows"])
