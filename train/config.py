@@ -30,6 +30,7 @@ class TrainConfig:
     warmup_epochs: float = 1.0  # linear warm-up keeps BatchNorm models stable at high rates
     optimizer: str | None = None
     augment: str | None = None
+    max_shift: int | None = None
     label_smoothing: float | None = None
     patience: int | None = None
     val_fraction: float | None = None
@@ -76,6 +77,7 @@ class TrainConfig:
              f"--strategy {self.strategy!r} is not one of {', '.join(STRATEGIES)}{models.suggest(self.strategy, STRATEGIES)}")
         need(self.val_fraction is None or 0.0 < self.val_fraction < 0.9, f"--val-fraction must be in (0, 0.9), got {self.val_fraction}")
         need(self.label_smoothing is None or 0.0 <= self.label_smoothing < 1.0, "--label-smoothing must be in [0, 1)")
+        need(self.max_shift is None or 0 <= self.max_shift <= 8, "--max-shift must be in 0..8")
         need(self.warmup_epochs >= 0, "--warmup-epochs must not be negative")
         need(0.0 < self.width <= 4.0, f"--width must be in (0, 4], got {self.width}")
         need(self.input_size is None or 8 <= self.input_size <= 1024, "--input-size must be in 8..1024")

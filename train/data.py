@@ -8,13 +8,16 @@ batches an uninterrupted run would have seen.
 from __future__ import annotations
 
 import logging
+import os
 from dataclasses import dataclass
-from typing import Callable
+from pathlib import Path
+from typing import Any, Callable
 
 import numpy as np
 
 from edge_runtime.contract import InputSpec
 from edge_runtime.errors import DatasetError
+from edge_runtime.preprocess import to_model_image
 
 from . import augment
 from .datasets import camera_scenes, fashion_mnist, folder
@@ -36,6 +39,7 @@ class TrainData:
     test: tuple[np.ndarray, np.ndarray]
     samples: tuple[np.ndarray, np.ndarray]  # 25 training images for the tutorials' grid
     test_name: str  # what the test set is, for reports
+    close: Callable[[], None] = lambda: None  # releases background renderers
 
     @property
     def steps_per_epoch(self) -> int:
@@ -43,7 +47,7 @@ class TrainData:
 
 
 def load(dataset: str, input_spec: InputSpec, *, batch_size: int, seed: int, val_fraction: float,
-         augmentation: str, data_dir: str | None = None, folder_root: str | None = None,
+         augmentation: str, max_shift: int = 2, data_dir: str | None = None, folder_root: str | None = None,
          train_limit: int | None = None, test_limit: int | None = None,
          scenes_per_epoch: int | None = None) -> TrainData:
     """Load and split the dataset a model trains on.
@@ -59,14 +63,15 @@ def load(dataset: str, input_spec: InputSpec, *, batch_size: int, seed: int, val
     if folder_root is not None:
         return _folder_data(folder_root, input_spec, batch_size, seed, val_fraction, augmentation, train_limit, test_limit)
     if dataset == "fashion_mnist":
-        return _fashion_data(input_spec, batch_size, seed, val_fraction, augmentation, data_dir, train_limit, test_limit)
+        return _fashion_data(input_spec, batch_size, seed, val_fraction, augmentation, max_shift, data_dir, train_limit,
+                             test_limit)
     if dataset == "camera_scenes":
         return _scene_data(input_spec, batch_size, seed, val_fraction, data_dir, train_limit, test_limit, scenes_per_epoch)
     raise DatasetError(f"unknown dataset {dataset!r}")
 
 
 def _fashion_data(spec: InputSpec, batch_size: int, seed: int, val_fraction: float, augmentation: str,
-                  data_dir: str | None, train_limit: int | None, test_limit: int | None) -> TrainData:
+                  max_shift: int, data_dir: str | None, train_limit: int | None, test_limit: int | None) -> TrainData:
     train, test = fashion_mnist.load(data_dir)
     train_idx, val_idx = fashion_mnist.stratified_split(train.labels, val_fraction, seed)
     if train_limit:
@@ -78,7 +83,7 @@ def _fashion_data(spec: InputSpec, batch_size: int, seed: int, val_fraction: flo
     y_test = test.labels[:test_limit].astype(np.int64)
     return TrainData(
         class_names=fashion_mnist.CLASS_NAMES, input_spec=spec, train_count=len(x_train), batch_size=batch_size,
-        make_batch=_array_batches(x_train, y_train, batch_size, seed, augmentation),
+        make_batch=_array_batches(x_train, y_train, batch_size, seed, augmentation, max_shift),
         val=(_to_spec(train.images[val_idx], spec), train.labels[val_idx].astype(np.int64)),
         test=(x_test, y_test), samples=(x_train[:25], y_train[:25]),
         test_name=f"Fashion-MNIST test split ({len(y_test)} images)",
@@ -95,25 +100,123 @@ def _scene_data(spec: InputSpec, batch_size: int, seed: int, val_fraction: float
     renderer = camera_scenes.SceneRenderer()
     garments, labels = train.images, train.labels.astype(np.int64)
     count = scenes_per_epoch or len(train_idx)
+    epochs = EpochScenes(garments, train_idx, count, seed, spec)
 
     def make_batch(epoch: int, index: int) -> tuple[np.ndarray, np.ndarray]:
-        # Each epoch draws `count` garments from the training part (with a fresh scene each).
-        order = np.random.default_rng([seed, epoch, 7]).choice(train_idx, size=count, replace=count > len(train_idx))
-        chosen = order[index * batch_size:(index + 1) * batch_size]
-        images = camera_scenes.render_batch(garments, chosen, seed=seed, split="train", epoch=epoch, spec=spec,
-                                            renderer=renderer)
-        return images, labels[chosen]
+        chosen, images = epochs.get(epoch)
+        rows = slice(index * batch_size, (index + 1) * batch_size)
+        return np.asarray(images[rows]), labels[chosen[rows]]
 
     val_images = camera_scenes.render_batch(garments, val_idx, seed=seed, split="val", epoch=0, spec=spec,
                                             renderer=renderer)
     x_test, y_test = camera_scenes.test_scenes(test.images, test.labels.astype(np.int64), spec, count=test_limit)
-    samples = make_batch(0, 0)
+    sample_idx = epochs.choice(0)[:25]
+    samples = camera_scenes.render_batch(garments, sample_idx, seed=seed, split="train", epoch=0, spec=spec,
+                                         renderer=renderer)
     return TrainData(
         class_names=fashion_mnist.CLASS_NAMES, input_spec=spec, train_count=count, batch_size=batch_size,
         make_batch=make_batch, val=(val_images, labels[val_idx]), test=(x_test, y_test),
-        samples=(samples[0][:25], samples[1][:25]),
+        samples=(samples, labels[sample_idx]), close=epochs.close,
         test_name=f"fixed camera test scenes ({len(y_test)} scenes from Fashion-MNIST test garments)",
     )
+
+
+class EpochScenes:
+    """Fresh training scenes for every epoch, rendered ahead in a separate process.
+
+    Rendering in the training process would fight TensorFlow for the GIL; a child process renders
+    epoch e+1 into a memory-mapped file while epoch e trains. Scene i of epoch e depends only on
+    (seed, e, i), so the result is the same however and wherever it is rendered.
+    """
+
+    def __init__(self, garments: np.ndarray, train_idx: np.ndarray, count: int, seed: int, spec: InputSpec) -> None:
+        import tempfile
+        import threading
+
+        self._garments, self._train_idx, self._count, self._seed, self._spec = garments, train_idx, count, seed, spec
+        self._folder = tempfile.TemporaryDirectory(prefix="edge-scenes-")
+        self._pending: dict[int, Any] = {}  # epoch -> rendering child process
+        self._current: tuple[int, np.ndarray] | None = None
+        self._lock = threading.Lock()  # tf.data calls make_batch from two threads
+
+    def choice(self, epoch: int) -> np.ndarray:
+        """Which training garments epoch ``epoch`` shows, in order."""
+        return np.random.default_rng([self._seed, epoch, 7]).choice(
+            self._train_idx, size=self._count, replace=self._count > len(self._train_idx))
+
+    def get(self, epoch: int) -> tuple[np.ndarray, np.ndarray]:
+        with self._lock:
+            if self._current is None or self._current[0] != epoch:
+                self._submit(epoch)
+                process = self._pending.pop(epoch)
+                if process.wait() != 0:
+                    raise DatasetError(f"rendering camera scenes for epoch {epoch} failed: "
+                                       f"{process.stderr.read().decode(errors='replace').strip()[-300:]}")
+                shape = (self._count, self._spec.height, self._spec.width, self._spec.channels)
+                self._current = (epoch, np.memmap(self._path(epoch), dtype=np.uint8, mode="r", shape=shape))
+                for stale in [e for e in self._pending if e < epoch]:
+                    self._pending.pop(stale).kill()
+                self._submit(epoch + 1)
+                keep = {self._path(epoch).name, self._path(epoch + 1).name, "garments.npy"}
+                for old in Path(self._folder.name).glob("*"):
+                    if old.name not in keep and not old.name.startswith(("chosen-", "epoch-" + str(epoch + 1))):
+                        old.unlink(missing_ok=True)
+            return self.choice(epoch), self._current[1]
+
+    def close(self) -> None:
+        for process in self._pending.values():
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+        self._pending.clear()
+        self._current = None
+        self._folder.cleanup()
+
+    def _path(self, epoch: int) -> Path:
+        return Path(self._folder.name) / f"epoch-{epoch}.u8"
+
+    def _submit(self, epoch: int) -> None:
+        import json
+        import subprocess
+        import sys
+
+        if epoch in self._pending:
+            return
+        folder = Path(self._folder.name)
+        garments = folder / "garments.npy"
+        if not garments.exists():
+            np.save(garments, self._garments)
+        np.save(folder / f"chosen-{epoch}.npy", self.choice(epoch))
+        # A plain child process: never fork a process running TensorFlow's threads, and avoid
+        # multiprocessing's spawn, which re-imports the caller's __main__.
+        self._pending[epoch] = subprocess.Popen(
+            [sys.executable, "-m", "train.data", str(garments), str(folder / f"chosen-{epoch}.npy"), str(self._seed),
+             str(epoch), json.dumps(self._spec.to_dict()), str(self._path(epoch))],
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+
+def _render_epoch(garments: np.ndarray, chosen: np.ndarray, seed: int, epoch: int, spec: InputSpec, path: str) -> None:
+    shape = (len(chosen), spec.height, spec.width, spec.channels)
+    tmp = path + ".partial"
+    out = np.memmap(tmp, dtype=np.uint8, mode="w+", shape=shape)
+    renderer = camera_scenes.SceneRenderer()
+    for row, garment in enumerate(chosen):
+        # Scene numbers are positions in the epoch, so repeated garments still get distinct scenes.
+        frame = renderer.render(garments[garment], camera_scenes.scene_rng(seed, "train", epoch, row))
+        out[row] = to_model_image(frame, spec)
+    out.flush()
+    del out
+    os.replace(tmp, path)
+
+
+def _render_main(argv: list[str]) -> int:
+    """Child-process entry: ``python -m train.data GARMENTS CHOSEN SEED EPOCH SPEC_JSON OUT``."""
+    import json
+
+    garments, chosen, seed, epoch, spec_json, out = argv
+    _render_epoch(np.load(garments, mmap_mode="r"), np.load(chosen), int(seed), int(epoch),
+                  InputSpec.from_dict(json.loads(spec_json)), out)
+    return 0
 
 
 def _folder_data(root: str, spec: InputSpec, batch_size: int, seed: int, val_fraction: float, augmentation: str,
@@ -151,14 +254,15 @@ def _folder_data(root: str, spec: InputSpec, batch_size: int, seed: int, val_fra
     )
 
 
-def _array_batches(images: np.ndarray, labels: np.ndarray, batch_size: int, seed: int, augmentation: str) -> BatchFn:
+def _array_batches(images: np.ndarray, labels: np.ndarray, batch_size: int, seed: int, augmentation: str,
+                   max_shift: int = 2) -> BatchFn:
     def make_batch(epoch: int, index: int) -> tuple[np.ndarray, np.ndarray]:
         order = np.random.default_rng([seed, epoch]).permutation(len(images))
         chosen = order[index * batch_size:(index + 1) * batch_size]
         batch = images[chosen]
         rng = np.random.default_rng([seed, epoch, index, 1])
         if augmentation == "shift_flip":
-            batch = augment.shift_flip(batch, rng)
+            batch = augment.shift_flip(batch, rng, max_shift)
         elif augmentation == "tutorial":
             batch = augment.tutorial_affine(batch, rng)
         return batch, labels[chosen]
@@ -189,3 +293,9 @@ def _carve(images: np.ndarray, labels: np.ndarray, fraction: float, seed: int):
     if len(held) == 0 or len(rest) == 0:
         raise DatasetError(f"too few images ({len(labels)}) to hold out {fraction:.0%} for validation; add images")
     return images[rest], labels[rest], images[held], labels[held]
+
+
+if __name__ == "__main__":
+    import sys
+
+    raise SystemExit(_render_main(sys.argv[1:]))

@@ -42,6 +42,7 @@ log = logging.getLogger("edge_classify.train")
 HISTORY_FIELDS = ("epoch", "loss", "accuracy", "val_loss", "val_accuracy", "learning_rate", "seconds")
 # Settings that change what a checkpoint means; a resume with other values would mix two runs.
 _RESUME_KEYS = ("model", "epochs", "batch_size", "learning_rate", "schedule", "warmup_epochs", "optimizer", "augment",
+                "max_shift",
                 "label_smoothing", "val_fraction", "seed", "folder", "strategy", "width", "input_size", "train_limit",
                 "scenes_per_epoch")
 
@@ -89,7 +90,7 @@ def run(config: TrainConfig) -> RunResult:
     data = data_mod.load(
         "camera_scenes" if config.folder is None and spec.dataset == "camera_scenes" else spec.dataset,
         input_spec, batch_size=global_batch // num_workers, seed=config.seed, val_fraction=config.val_fraction,
-        augmentation=config.augment, data_dir=config.data_dir, folder_root=config.folder,
+        augmentation=config.augment, max_shift=config.max_shift, data_dir=config.data_dir, folder_root=config.folder,
         train_limit=config.train_limit, test_limit=config.test_limit, scenes_per_epoch=config.scenes_per_epoch,
     )
     steps = max(1, data.train_count // global_batch)
@@ -156,6 +157,7 @@ def run(config: TrainConfig) -> RunResult:
     final = spec.build(len(data.class_names), width=config.width, input_spec=input_spec)
     final.set_weights(best.get_weights())
     _recalibrate_batch_norm(final, data)
+    data.close()
     metrics = _evaluate(final, data, config, state, input_spec)
     _write_run(write_dir, final, data, config, metrics, state, spec.name)
     shutil.rmtree(ckpt_dir, ignore_errors=True)
