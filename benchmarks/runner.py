@@ -211,20 +211,20 @@ def _device_targets(config: BenchConfig) -> list[ModelTarget]:
     for folder in folders:
         target: ModelTarget | None = None
         for path in _model_files(folder):
-            fmt = formats_mod.for_file(path.name)
-            if fmt is None or (config.formats and fmt.name not in config.formats):
-                continue
+            # The file's own metadata says what it is; a damaged file stops the run with its error.
             kind, data = load_bytes(path)
             metadata = read_metadata(kind, data, path)
+            fmt = formats_mod.BY_NAME.get(metadata.format)
+            if fmt is None or fmt.name not in config.formats:
+                continue
             if target is None:
                 spec = replace(metadata.input, dtype="float32", quantization=None)
-                dataset = _registry_dataset(metadata.model)
-                target = ModelTarget(metadata.model, folder, spec, metadata.labels, dataset)
-            if config.models and target.name not in config.models:
-                break
+                target = ModelTarget(metadata.model, folder, spec, metadata.labels, _registry_dataset(metadata.model))
             target.files[fmt.name] = path
         if target is not None and target.files and (not config.models or target.name in config.models):
             targets.append(target)
+    if not targets:
+        raise EdgeError(f"{root}: no converted model files of the requested formats; copy runs/<MODEL>/deploy/ here")
     return targets
 
 

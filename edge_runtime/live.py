@@ -158,6 +158,11 @@ class _Segmented:
 
 
 class VideoSink(_Segmented):
+    # OpenCV's writer does not report failed writes, so free space is checked every so often and
+    # a finished segment is read back before it gets its final name.
+    _SPACE_CHECK_EVERY = 64
+    _MIN_FREE_BYTES = 8 * 1024 * 1024
+
     def __init__(self, path: str, fps: float, rotate_s: float | None) -> None:
         super().__init__(path, rotate_s)
         suffix = self.final.suffix.lower()
@@ -166,6 +171,7 @@ class VideoSink(_Segmented):
         self.fps = fps
         self._writer: Any = None
         self._size: tuple[int, int] | None = None
+        self._frames = 0
 
     def write(self, frame: np.ndarray, now: float) -> None:
         import cv2
@@ -173,8 +179,10 @@ class VideoSink(_Segmented):
         if self._writer is not None and self.due(now):
             self.close()
             self.segment += 1
+        frame = overlay.displayable(frame)
         if self._writer is None:
-            self._size = (frame.shape[1], frame.shape[0])
+            # Codecs refuse tiny frames; a stream that starts with one gets a usable size.
+            self._size = (max(64, frame.shape[1]), max(64, frame.shape[0]))
             self._path = self._name()
             self._temp_path = self._temp(self._path)
             fourcc = cv2.VideoWriter_fourcc(*("MJPG" if self._path.suffix.lower() == ".avi" else "mp4v"))
@@ -185,23 +193,37 @@ class VideoSink(_Segmented):
             self.started = now
         if (frame.shape[1], frame.shape[0]) != self._size:
             frame = cv2.resize(frame, self._size)  # a stream that changes resolution mid-run
-        if frame.ndim == 2:
-            frame = cv2.cvtColor(frame, cv2.COLOR_GRAY2BGR)
-        elif frame.shape[2] == 4:
-            frame = cv2.cvtColor(frame, cv2.COLOR_BGRA2BGR)
+        if self._frames % self._SPACE_CHECK_EVERY == 0:
+            import shutil
+
+            if shutil.disk_usage(self._temp_path.parent).free < self._MIN_FREE_BYTES:
+                raise OutputError(f"disk full: less than {self._MIN_FREE_BYTES // 2**20} MB free for {self._path}; "
+                                  "free space or choose another --output")
         self._writer.write(frame)
+        self._frames += 1
 
     def close(self) -> None:
-        if self._writer is not None:
-            self._writer.release()
-            self._writer = None
+        import cv2
+
+        if self._writer is None:
+            return
+        self._writer.release()
+        self._writer = None
+        check = cv2.VideoCapture(str(self._temp_path))
+        readable = check.isOpened() and check.read()[0]
+        check.release()
+        if readable:
             self._finish(self._temp_path, self._path)
+        else:
+            log.error("%s could not be completed (disk full?); the unfinished file is %s", self._path, self._temp_path)
+        self._frames = 0
 
 
 class JsonlSink(_Segmented):
     def __init__(self, path: str, rotate_s: float | None) -> None:
         super().__init__(path, rotate_s)
         self._handle: Any = None
+        self._failed = False
 
     def write(self, record: dict[str, Any], now: float) -> None:
         if self._handle is not None and self.due(now):
@@ -218,15 +240,22 @@ class JsonlSink(_Segmented):
         try:
             self._handle.write(json.dumps(record, separators=(",", ":")) + "\n")
         except OSError as exc:
-            raise OutputError(f"cannot write {self._path} ({exc.strerror or exc}); disk full?") from None
+            self._failed = True
+            raise OutputError(f"cannot write {self._path} ({exc.strerror or exc}); free space or choose another "
+                              "--jsonl") from None
 
     def close(self) -> None:
-        if self._handle is not None:
-            try:
-                self._handle.close()
-            except OSError as exc:
-                log.warning("closing %s failed (%s)", self._temp_path, exc)
-            self._handle = None
+        if self._handle is None:
+            return
+        try:
+            self._handle.close()
+        except OSError as exc:
+            self._failed = True
+            log.warning("closing %s failed (%s)", self._temp_path, exc)
+        self._handle = None
+        if self._failed:  # an incomplete file never takes the final name
+            log.error("%s could not be completed; what was written is in %s", self._path, self._temp_path)
+        else:
             self._finish(self._temp_path, self._path)
 
 
@@ -310,8 +339,7 @@ def run(classifier: Classifier, source: FrameSource, config: LiveConfig, *,
                 frame_ends[-1] > frame_ends[0] else None
             frame = event.frame
             if config.overlay and (show or video):
-                frame = overlay.draw(frame if frame.flags.writeable else frame.copy(), top, fps,
-                                     threshold=config.threshold, bars=config.bars)
+                frame = overlay.draw(frame, top, fps, threshold=config.threshold, bars=config.bars)
             t3 = time.perf_counter()
             now = time.time()
             if video:

@@ -7,14 +7,30 @@ import numpy as np
 _FONT = 0  # cv2.FONT_HERSHEY_SIMPLEX, without importing cv2 at module load
 
 
+def displayable(frame: np.ndarray) -> np.ndarray:
+    """A writable 8-bit BGR version of a frame the classifier accepted (gray, BGRA, 16-bit...)."""
+    import cv2
+
+    if frame.dtype == np.uint16:
+        frame = (frame >> 8).astype(np.uint8)
+    if frame.ndim == 3 and frame.shape[2] == 1:
+        frame = frame[:, :, 0]
+    if frame.ndim == 2:
+        return cv2.cvtColor(frame, cv2.COLOR_GRAY2BGR)
+    if frame.shape[2] == 4:
+        return cv2.cvtColor(frame, cv2.COLOR_BGRA2BGR)
+    return frame if frame.flags.writeable and frame.flags.c_contiguous else np.ascontiguousarray(frame).copy()
+
+
 def draw(frame: np.ndarray, top: tuple[tuple[str, float], ...], fps: float | None, *, threshold: float = 0.0,
          bars: bool = False) -> np.ndarray:
-    """Annotate a BGR frame in place and return it.
+    """Annotate a frame and return it (in place when it already is writable 8-bit BGR).
 
     Below ``threshold`` the label reads "uncertain" (with the best guess in brackets).
     """
     import cv2
 
+    frame = displayable(frame)
     height, width = frame.shape[:2]
     scale = max(0.4, min(width, height) / 640.0)
     thickness = max(1, int(round(2 * scale)))

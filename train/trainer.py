@@ -367,9 +367,10 @@ def _save_checkpoint(model: Any, ckpt_dir: Path, state: _State, improved: bool) 
     try:
         model.save(tmp)
         os.replace(tmp, ckpt_dir / name)
-    except OSError as exc:
+    except (OSError, ValueError, RuntimeError) as exc:  # h5py/zipfile wrap ENOSPC in their own types
         tmp.unlink(missing_ok=True)
-        raise OutputError(f"cannot write checkpoint in {ckpt_dir} ({exc.strerror or exc}); check free space") from None
+        raise OutputError(f"cannot write checkpoint in {ckpt_dir} ({getattr(exc, 'strerror', None) or exc}); "
+                          "check free space and permissions") from None
     state.last = name
     if improved:
         state.best = name
@@ -475,9 +476,10 @@ def _write_run(run_dir: Path, model: Any, data: data_mod.TrainData, config: Trai
     try:
         model.save(tmp)
         os.replace(tmp, run_dir / "model.keras")
-    except OSError as exc:
+    except (OSError, ValueError, RuntimeError) as exc:
         tmp.unlink(missing_ok=True)
-        raise OutputError(f"cannot write {run_dir / 'model.keras'} ({exc.strerror or exc})") from None
+        raise OutputError(f"cannot write {run_dir / 'model.keras'} ({getattr(exc, 'strerror', None) or exc}); "
+                          "check free space and permissions") from None
 
 
 def _log_start(name: str, model: Any, data: data_mod.TrainData, config: TrainConfig, global_batch: int,
