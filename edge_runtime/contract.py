@@ -52,7 +52,7 @@ class InputSpec:
     color_order: str  # "GRAY" for 1 channel, "RGB" or "BGR" for 3
     layout: str = "NHWC"
     pixel_range: tuple[float, float] = (0.0, 255.0)
-    resize: str = "area"  # area averaging does not alias when a 640x480 frame shrinks to 128x128
+    resize: str = "area"  # box-filter halving, then bilinear: no aliasing when a 640x480 frame shrinks to 128x128
     dtype: str = "float32"
     quantization: Quantization | None = None
 

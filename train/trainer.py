@@ -156,7 +156,7 @@ def run(config: TrainConfig) -> RunResult:
     best = keras.saving.load_model(ckpt_dir / state.best, safe_mode=True, compile=False)
     final = spec.build(len(data.class_names), width=config.width, input_spec=input_spec)
     final.set_weights(best.get_weights())
-    _recalibrate_batch_norm(final, data)
+    _recalibrate_batch_norm(final, data, epoch=max(0, state.epoch - 1))
     data.close()
     metrics = _evaluate(final, data, config, state, input_spec)
     _write_run(write_dir, final, data, config, metrics, state, spec.name)
@@ -260,7 +260,7 @@ def _epoch_dataset(data: data_mod.TrainData, epoch: int, steps: int, worker: int
     return dataset.with_options(options)
 
 
-def _recalibrate_batch_norm(model: Any, data: data_mod.TrainData, batches: int = 25) -> None:
+def _recalibrate_batch_norm(model: Any, data: data_mod.TrainData, epoch: int, batches: int = 25) -> None:
     """Replace BatchNorm moving averages with exact averages over training batches ("precise BN").
 
     Moving averages start at variance 1 and lag the weights they describe; after short runs they
@@ -278,7 +278,7 @@ def _recalibrate_batch_norm(model: Any, data: data_mod.TrainData, batches: int =
         for k in range(1, steps + 1):
             for layer in norms:
                 layer.momentum = 1.0 - 1.0 / k  # running mean of batch statistics
-            images, _ = data.make_batch(0, k - 1)
+            images, _ = data.make_batch(epoch, k - 1)  # the last epoch's batches: camera scenes already rendered
             model(images.astype(np.float32), training=True)
     finally:
         for layer, momentum in zip(norms, saved):
