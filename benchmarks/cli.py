@@ -6,8 +6,7 @@ import os
 import sys
 
 from edge_runtime import formats
-from edge_runtime.cliutil import ArgumentParser, setup_logging
-from edge_runtime.errors import EdgeError, one_line
+from edge_runtime.cliutil import ArgumentParser, run_reporting_errors, setup_logging
 
 
 def build_parser() -> ArgumentParser:
@@ -49,13 +48,8 @@ def main(argv: list[str] | None = None) -> int:
                          quick=args.quick, deploy_dir=args.deploy_dir, runs_dir=args.runs_dir,
                          reports_dir=args.reports_dir, data_dir=args.data_dir, e2e=not args.no_e2e, fresh=args.fresh,
                          train_missing=not args.no_train)
-    try:
-        result = run(config)
-    except EdgeError as exc:
-        print(f"error: {one_line(exc)}", file=sys.stderr)
-        return exc.exit_code
-    except KeyboardInterrupt:
-        print("interrupted: measured models are saved; run the same command to resume", file=sys.stderr)
-        return 130
-    print(markdown(result))
-    return 0
+    def work() -> int:
+        print(markdown(run(config)))
+        return 0
+
+    return run_reporting_errors(work, "measured models are saved; run the same command to resume")

@@ -5,8 +5,7 @@ from __future__ import annotations
 import sys
 
 from edge_runtime import formats
-from edge_runtime.cliutil import ArgumentParser, quiet_tensorflow, setup_logging
-from edge_runtime.errors import EdgeError, one_line
+from edge_runtime.cliutil import ArgumentParser, quiet_tensorflow, run_reporting_errors, setup_logging
 
 DEFAULT_MODELS = ("edge_cnn", "camera_cnn")
 
@@ -50,26 +49,22 @@ def main(argv: list[str] | None = None) -> int:
     from .converter import ConvertConfig, GateError, convert, format_table
     from .exporters import OnnxQuantSettings
 
-    status = 0
-    for name in args.models or DEFAULT_MODELS:
-        config = ConvertConfig(
-            model=name, runs_dir=args.runs_dir, formats=tuple(args.formats),
-            calibration_samples=args.calibration_samples, agreement_min=args.agreement_min,
-            max_accuracy_drop=args.max_accuracy_drop, gates=not args.no_gates,
-            onnx=OnnxQuantSettings(activation_type=args.onnx_activations, reduce_range=args.onnx_reduce_range),
-            eval_limit=args.eval_limit, opencv_check=args.opencv_check, data_dir=args.data_dir, force=args.force)
-        try:
+    def work() -> int:
+        status = 0
+        for name in args.models or DEFAULT_MODELS:
+            config = ConvertConfig(
+                model=name, runs_dir=args.runs_dir, formats=tuple(args.formats),
+                calibration_samples=args.calibration_samples, agreement_min=args.agreement_min,
+                max_accuracy_drop=args.max_accuracy_drop, gates=not args.no_gates,
+                onnx=OnnxQuantSettings(activation_type=args.onnx_activations, reduce_range=args.onnx_reduce_range),
+                eval_limit=args.eval_limit, opencv_check=args.opencv_check, data_dir=args.data_dir, force=args.force)
             report = convert(config)
-        except EdgeError as exc:
-            print(f"error: {one_line(exc)}", file=sys.stderr)
-            return exc.exit_code
-        except KeyboardInterrupt:
-            print("interrupted: finished files are in place, unfinished ones were discarded", file=sys.stderr)
-            return 130
-        print(format_table(report), flush=True)
-        if not report.ok:
-            failed = ", ".join(r.format for r in report.results if r.status != "ok")
-            print(f"error: {name}: {failed} failed the parity gate; kept as *.rejected in {report.deploy_dir}",
-                  file=sys.stderr)
-            status = GateError.exit_code
-    return status
+            print(format_table(report), flush=True)
+            if not report.ok:
+                failed = ", ".join(r.format for r in report.results if r.status != "ok")
+                print(f"error: {name}: {failed} failed the parity gate; kept as *.rejected in {report.deploy_dir}",
+                      file=sys.stderr)
+                status = GateError.exit_code
+        return status
+
+    return run_reporting_errors(work, "finished files are in place, unfinished ones were discarded")

@@ -10,9 +10,9 @@ import sys
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
-from typing import IO, Any, Iterator, NoReturn
+from typing import IO, Any, Callable, Iterator, NoReturn
 
-from .errors import OutputError
+from .errors import EdgeError, OutputError, one_line
 
 
 class ArgumentParser(argparse.ArgumentParser):
@@ -29,6 +29,19 @@ class ArgumentParser(argparse.ArgumentParser):
             if hints:
                 message += " (did you mean " + ", ".join(hints) + ")"
         self.exit(2, f"{self.prog}: error: {message}; see --help\n")
+
+
+def run_reporting_errors(work: Callable[[], int], interrupted: str) -> int:
+    """Run a command body: a predictable mistake becomes one ``error:`` line and its exit code,
+    Ctrl-C says what was kept (``interrupted``) and exits 130."""
+    try:
+        return work()
+    except EdgeError as exc:
+        print(f"error: {one_line(exc)}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print(f"interrupted: {interrupted}", file=sys.stderr)
+        return 130
 
 
 def setup_logging(verbose: bool = False) -> None:

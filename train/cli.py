@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import sys
-
-from edge_runtime.cliutil import ArgumentParser, quiet_tensorflow, setup_logging
-from edge_runtime.errors import EdgeError, one_line
+from edge_runtime.cliutil import ArgumentParser, quiet_tensorflow, run_reporting_errors, setup_logging
 
 from . import augment, models
 from .config import OPTIMIZERS, SCHEDULES, STRATEGIES, TrainConfig
@@ -59,7 +56,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{name:18s} {spec.input.height}x{spec.input.width}x{spec.input.channels}  {spec.description}")
         return 0
     names = args.models or [models.DEFAULT_MODEL]
-    try:
+
+    def work() -> int:
         configs = [TrainConfig(
             model=name, epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.learning_rate,
             schedule=args.schedule, warmup_epochs=args.warmup_epochs, optimizer=args.optimizer, augment=args.augment,
@@ -75,10 +73,6 @@ def main(argv: list[str] | None = None) -> int:
 
         for config in configs:
             trainer.run(config)
-    except EdgeError as exc:
-        print(f"error: {one_line(exc)}", file=sys.stderr)
-        return exc.exit_code
-    except KeyboardInterrupt:
-        print("interrupted: the last completed epoch is kept; run the same command to resume", file=sys.stderr)
-        return 130
-    return 0
+        return 0
+
+    return run_reporting_errors(work, "the last completed epoch is kept; run the same command to resume")

@@ -1,0 +1,57 @@
+"""Every stage has a command: `python -m <package> --help`, the installed scripts, doctor, inspect."""
+
+from __future__ import annotations
+
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import run_cli
+
+
+@pytest.mark.parametrize("package, words", [
+    ("train", "MODEL"), ("convert", "MODEL"), ("edge_runtime", "--source"), ("benchmarks", "--deploy-dir"),
+])
+def test_python_m_help(package, words):
+    result = run_cli("-m", package, "--help", timeout=120)
+    assert result.returncode == 0 and "usage:" in result.stdout and words in result.stdout
+
+
+@pytest.mark.parametrize("script", ["edge-train", "edge-convert", "edge-classify", "edge-benchmark"])
+def test_installed_console_scripts(script):
+    path = Path(sys.executable).parent / script
+    assert path.exists() or shutil.which(script), f"{script} is not installed (pip install -e .)"
+    import subprocess
+
+    result = subprocess.run([str(path if path.exists() else shutil.which(script)), "--help"], capture_output=True,
+                            text=True, timeout=120)
+    assert result.returncode == 0 and "usage:" in result.stdout
+
+
+def test_main_functions_take_argv():
+    from edge_runtime.cli import main as runtime_main
+    from train.cli import main as train_main
+
+    assert train_main(["--list"]) == 0
+    assert runtime_main(["doctor"]) == 0
+
+
+def test_doctor_reports_backends_and_cpu():
+    result = run_cli("-m", "edge_runtime", "doctor", timeout=120)
+    assert result.returncode == 0
+    for word in ("python", "cpu", "int8", "backend     litert", "onnxruntime", "opencv", "cameras", "display"):
+        assert word in result.stdout, word
+
+
+@pytest.mark.dataset
+def test_inspect_prints_the_embedded_contract(tiny_runs):
+    result = run_cli("-m", "edge_runtime", "inspect", str(tiny_runs / "camera_cnn" / "deploy" / "model_int8.tflite"))
+    assert result.returncode == 0
+    assert "input:   32x32x3 RGB NHWC int8" in result.stdout and "Ankle boot" in result.stdout
+
+
+def test_train_list_shows_the_registry():
+    result = run_cli("-m", "train", "--list", timeout=120)
+    assert result.returncode == 0 and "edge_cnn" in result.stdout and "128x128x3" in result.stdout
