@@ -59,7 +59,7 @@ class BenchConfig:
 
     @property
     def min_seconds(self) -> float:
-        return 0.2 if self.quick else 1.5
+        return 0.2 if self.quick else 1.0
 
     @property
     def min_runs(self) -> int:
@@ -253,16 +253,23 @@ def _measure_target(target: ModelTarget, config: BenchConfig, keras_ok: bool, tm
         if "error" in keras_row:
             reference_path = None
     for name, path in target.files.items():
+        accuracy_row: dict[str, Any] | None = None
         for threads in config.threads:
             progress.step(f"{target.name} {name} threads={threads}")
             command = [sys.executable, "-m", "benchmarks.worker", str(path), "--threads", str(threads),
                        "--min-seconds", str(config.min_seconds), "--min-runs", str(config.min_runs),
                        "--batch", "8" if config.quick else "32"]
-            if images_path is not None:
+            # Accuracy does not depend on the thread count: it is measured once per file.
+            if images_path is not None and accuracy_row is None:
                 command += ["--images", str(images_path), "--labels", str(labels_path)]
-            if reference_path is not None and reference_path.exists():
-                command += ["--reference", str(reference_path)]
+                if reference_path is not None and reference_path.exists():
+                    command += ["--reference", str(reference_path)]
             measured = _run_json(command)
+            if accuracy_row is None and "accuracy" in measured:
+                accuracy_row = measured
+            elif accuracy_row is not None:
+                measured.update({key: accuracy_row[key] for key in ("accuracy", "agreement", "images")
+                                 if key in accuracy_row}, accuracy_measured_at_threads=accuracy_row["threads"])
             rows.append({"model": target.name, "format": name, "threads": threads, "size_bytes": path.stat().st_size,
                          "file": str(path), "sha256": _sha256(path), **measured})
     return rows, test_name
