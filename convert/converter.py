@@ -22,7 +22,7 @@ import numpy as np
 from edge_runtime import formats as formats_mod
 from edge_runtime.classifier import Classifier
 from edge_runtime.cliutil import atomic_write_bytes, atomic_write_text, dump_json
-from edge_runtime.contract import METADATA_KEY, InputSpec, ModelMetadata
+from edge_runtime.contract import METADATA_KEY, InputSpec, ModelMetadata, OutputSpec, Quantization
 from edge_runtime.errors import EdgeError, ModelFileError, OutputError
 from edge_runtime.metadata import embed_tflite_entries
 from edge_runtime.preprocess import to_input_tensor
@@ -179,6 +179,9 @@ def _verify_and_write(fmt: formats_mod.Format, raw: bytes, deploy_dir: Path, tmp
     try:
         probs = _run_all(classifier, test.images)
         tensor_spec = classifier.input_spec
+        out = classifier.backend.output
+        output_spec = OutputSpec(dtype=out.dtype, quantization=Quantization(out.scale, out.zero_point)
+                                 if out.dtype in ("int8", "uint8") and out.scale > 0 else None)
         backend = f"{classifier.backend.name} {classifier.backend.version}"
     finally:
         classifier.close()
@@ -198,7 +201,7 @@ def _verify_and_write(fmt: formats_mod.Format, raw: bytes, deploy_dir: Path, tmp
         result.status = "rejected"
 
     metadata = ModelMetadata(
-        model=config.model, format=fmt.name, labels=labels, input=tensor_spec,
+        model=config.model, format=fmt.name, labels=labels, input=tensor_spec, output=output_spec,
         accuracy={"accuracy": round(result.accuracy, 6), "keras_accuracy": round(keras_accuracy, 6),
                   "agreement": round(result.agreement, 6), "test_images": float(len(test.labels))},
         extra={"created_by": VERSION, "precision": fmt.precision, "description": fmt.description,

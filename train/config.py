@@ -31,6 +31,7 @@ class TrainConfig:
     optimizer: str | None = None
     augment: str | None = None
     max_shift: int | None = None
+    low_res_epochs: int | None = None  # camera models: first N epochs at half resolution
     label_smoothing: float | None = None
     patience: int | None = None
     val_fraction: float | None = None
@@ -78,6 +79,11 @@ class TrainConfig:
         need(self.val_fraction is None or 0.0 < self.val_fraction < 0.9, f"--val-fraction must be in (0, 0.9), got {self.val_fraction}")
         need(self.label_smoothing is None or 0.0 <= self.label_smoothing < 1.0, "--label-smoothing must be in [0, 1)")
         need(self.max_shift is None or 0 <= self.max_shift <= 8, "--max-shift must be in 0..8")
+        need(self.low_res_epochs is None or self.epochs is None or 0 <= self.low_res_epochs < self.epochs,
+             f"--low-res-epochs must be below --epochs ({self.epochs}) so the last epochs run at full size")
+        if self.low_res_epochs:
+            need(models.get(self.model).any_size, f"{self.model} has a fixed input size; --low-res-epochs needs a "
+                                                  "fully convolutional model such as camera_cnn")
         need(self.warmup_epochs >= 0, "--warmup-epochs must not be negative")
         need(0.0 < self.width <= 4.0, f"--width must be in (0, 4], got {self.width}")
         need(self.input_size is None or 8 <= self.input_size <= 1024, "--input-size must be in 8..1024")

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable
 
@@ -40,6 +40,13 @@ class TrainData:
     samples: tuple[np.ndarray, np.ndarray]  # 25 training images for the tutorials' grid
     test_name: str  # what the test set is, for reports
     close: Callable[[], None] = lambda: None  # releases background renderers
+    low_res_epochs: int = 0  # epochs whose batches are at half size
+
+    def spec_for_epoch(self, epoch: int) -> InputSpec:
+        """The size batches of ``epoch`` have: half size during the low-resolution epochs."""
+        if epoch < self.low_res_epochs:
+            return replace(self.input_spec, height=self.input_spec.height // 2, width=self.input_spec.width // 2)
+        return self.input_spec
 
     @property
     def steps_per_epoch(self) -> int:
@@ -49,7 +56,7 @@ class TrainData:
 def load(dataset: str, input_spec: InputSpec, *, batch_size: int, seed: int, val_fraction: float,
          augmentation: str, max_shift: int = 2, data_dir: str | None = None, folder_root: str | None = None,
          train_limit: int | None = None, test_limit: int | None = None,
-         scenes_per_epoch: int | None = None) -> TrainData:
+         scenes_per_epoch: int | None = None, low_res_epochs: int = 0) -> TrainData:
     """Load and split the dataset a model trains on.
 
     Args:
@@ -66,7 +73,8 @@ def load(dataset: str, input_spec: InputSpec, *, batch_size: int, seed: int, val
         return _fashion_data(input_spec, batch_size, seed, val_fraction, augmentation, max_shift, data_dir, train_limit,
                              test_limit)
     if dataset == "camera_scenes":
-        return _scene_data(input_spec, batch_size, seed, val_fraction, data_dir, train_limit, test_limit, scenes_per_epoch)
+        return _scene_data(input_spec, batch_size, seed, val_fraction, data_dir, train_limit, test_limit, scenes_per_epoch,
+                           low_res_epochs)
     raise DatasetError(f"unknown dataset {dataset!r}")
 
 
@@ -91,7 +99,8 @@ def _fashion_data(spec: InputSpec, batch_size: int, seed: int, val_fraction: flo
 
 
 def _scene_data(spec: InputSpec, batch_size: int, seed: int, val_fraction: float, data_dir: str | None,
-                train_limit: int | None, test_limit: int | None, scenes_per_epoch: int | None) -> TrainData:
+                train_limit: int | None, test_limit: int | None, scenes_per_epoch: int | None,
+                low_res_epochs: int = 0) -> TrainData:
     train, test = fashion_mnist.load(data_dir)
     train_idx, val_idx = fashion_mnist.stratified_split(train.labels, val_fraction, seed)
     if train_limit:
@@ -100,7 +109,8 @@ def _scene_data(spec: InputSpec, batch_size: int, seed: int, val_fraction: float
     renderer = camera_scenes.SceneRenderer()
     garments, labels = train.images, train.labels.astype(np.int64)
     count = scenes_per_epoch or len(train_idx)
-    epochs = EpochScenes(garments, train_idx, count, seed, spec)
+    half = replace(spec, height=spec.height // 2, width=spec.width // 2)
+    epochs = EpochScenes(garments, train_idx, count, seed, lambda e: half if e < low_res_epochs else spec)
 
     def make_batch(epoch: int, index: int) -> tuple[np.ndarray, np.ndarray]:
         chosen, images = epochs.get(epoch)
@@ -116,7 +126,7 @@ def _scene_data(spec: InputSpec, batch_size: int, seed: int, val_fraction: float
     return TrainData(
         class_names=fashion_mnist.CLASS_NAMES, input_spec=spec, train_count=count, batch_size=batch_size,
         make_batch=make_batch, val=(val_images, labels[val_idx]), test=(x_test, y_test),
-        samples=(samples, labels[sample_idx]), close=epochs.close,
+        samples=(samples, labels[sample_idx]), close=epochs.close, low_res_epochs=low_res_epochs,
         test_name=f"fixed camera test scenes ({len(y_test)} scenes from Fashion-MNIST test garments)",
     )
 
@@ -129,15 +139,18 @@ class EpochScenes:
     (seed, e, i), so the result is the same however and wherever it is rendered.
     """
 
-    def __init__(self, garments: np.ndarray, train_idx: np.ndarray, count: int, seed: int, spec: InputSpec) -> None:
+    def __init__(self, garments: np.ndarray, train_idx: np.ndarray, count: int, seed: int,
+                 spec_for_epoch: Callable[[int], InputSpec]) -> None:
         import tempfile
         import threading
 
-        self._garments, self._train_idx, self._count, self._seed, self._spec = garments, train_idx, count, seed, spec
+        self._garments, self._train_idx, self._count, self._seed = garments, train_idx, count, seed
+        self._spec_for = spec_for_epoch
         self._folder = tempfile.TemporaryDirectory(prefix="edge-scenes-")
         self._pending: dict[int, Any] = {}  # epoch -> rendering child process
         self._current: tuple[int, np.ndarray] | None = None
         self._lock = threading.Lock()  # tf.data calls make_batch from two threads
+        self._submit(0)  # start now: the first epoch renders while the rest of the set-up runs
 
     def choice(self, epoch: int) -> np.ndarray:
         """Which training garments epoch ``epoch`` shows, in order."""
@@ -152,7 +165,8 @@ class EpochScenes:
                 if process.wait() != 0:
                     raise DatasetError(f"rendering camera scenes for epoch {epoch} failed: "
                                        f"{process.stderr.read().decode(errors='replace').strip()[-300:]}")
-                shape = (self._count, self._spec.height, self._spec.width, self._spec.channels)
+                spec = self._spec_for(epoch)
+                shape = (self._count, spec.height, spec.width, spec.channels)
                 self._current = (epoch, np.memmap(self._path(epoch), dtype=np.uint8, mode="r", shape=shape))
                 for stale in [e for e in self._pending if e < epoch]:
                     self._pending.pop(stale).kill()
@@ -191,7 +205,7 @@ class EpochScenes:
         # multiprocessing's spawn, which re-imports the caller's __main__.
         self._pending[epoch] = subprocess.Popen(
             [sys.executable, "-m", "train.data", str(garments), str(folder / f"chosen-{epoch}.npy"), str(self._seed),
-             str(epoch), json.dumps(self._spec.to_dict()), str(self._path(epoch))],
+             str(epoch), json.dumps(self._spec_for(epoch).to_dict()), str(self._path(epoch))],
             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 
 

@@ -38,6 +38,7 @@ class TrainDefaults:
     optimizer: str = "adam"
     augment: str = "shift_flip"  # none | shift_flip | scenes | tutorial
     max_shift: int = 2  # shift_flip: translate by up to this many pixels
+    low_res_epochs: int = 0  # first epochs at half resolution (4x cheaper), the rest at full size
     label_smoothing: float = 0.0
     patience: int = 10  # early stopping on validation loss, as in the tutorials
     val_fraction: float = 0.1
@@ -53,26 +54,33 @@ class ModelSpec:
     dataset: str  # "fashion_mnist" or "camera_scenes" (camera models also train on folders)
     builder: Callable[..., "keras.Model"]
     defaults: TrainDefaults = field(default_factory=TrainDefaults)
+    any_size: bool = False  # fully convolutional: can train at a lower resolution first
 
-    def build(self, num_classes: int = 10, *, width: float = 1.0, input_spec: InputSpec | None = None) -> "keras.Model":
+    def build(self, num_classes: int = 10, *, width: float = 1.0, input_spec: InputSpec | None = None,
+              any_size: bool = False) -> "keras.Model":
         """Build a fresh, uncompiled Keras model.
 
         Args:
             num_classes: size of the softmax output.
             width: filter multiplier (tests use tiny widths).
             input_spec: override the input size (tests use 32x32 camera models).
+            any_size: accept any height and width (only fully convolutional models; used to train
+                at a lower resolution first). Exported files still have the contract's fixed size.
         """
         spec = input_spec or self.input
-        model = self.builder(spec, num_classes, width)
+        if any_size and not self.any_size:
+            raise ValueError(f"{self.name} needs its fixed {spec.height}x{spec.width} input")
+        model = self.builder(spec, num_classes, width, any_size)
         model.name = self.name  # type: ignore[misc]
         return model
 
 
-def _inputs(spec: InputSpec) -> tuple[Any, Any]:
+def _inputs(spec: InputSpec, any_size: bool = False) -> tuple[Any, Any]:
     import keras
     from keras import layers
 
-    inputs = keras.Input(shape=(spec.height, spec.width, spec.channels), name="image")
+    shape = (None, None, spec.channels) if any_size else (spec.height, spec.width, spec.channels)
+    inputs = keras.Input(shape=shape, name="image")
     low, high = spec.pixel_range
     return inputs, layers.Rescaling(1.0 / (high - low), offset=-low / (high - low), name="normalize")(inputs)
 
@@ -82,7 +90,7 @@ def _filters(n: int, width: float) -> int:
 
 
 def _mlp(*units: int) -> Callable[..., "keras.Model"]:
-    def build(spec: InputSpec, num_classes: int, width: float) -> "keras.Model":
+    def build(spec: InputSpec, num_classes: int, width: float, any_size: bool = False) -> "keras.Model":
         import keras
         from keras import layers
 
@@ -99,7 +107,7 @@ def _mlp(*units: int) -> Callable[..., "keras.Model"]:
 def _seed_cnn(conv_activation: str | None) -> Callable[..., "keras.Model"]:
     """The tutorials' CNN: Conv32 -> pool -> Conv64 -> pool -> Dense512 -> softmax."""
 
-    def build(spec: InputSpec, num_classes: int, width: float) -> "keras.Model":
+    def build(spec: InputSpec, num_classes: int, width: float, any_size: bool = False) -> "keras.Model":
         import keras
         from keras import layers
 
@@ -142,7 +150,7 @@ def _separable(x: Any, filters: int, strides: int, name: str) -> Any:
     return _conv_bn(x, filters, 1, 1, f"{name}_pw")
 
 
-def _edge_cnn(spec: InputSpec, num_classes: int, width: float) -> "keras.Model":
+def _edge_cnn(spec: InputSpec, num_classes: int, width: float, any_size: bool = False) -> "keras.Model":
     """28x28 model built for accuracy per microsecond on CPUs and for int8.
 
     A stride-2 stem halves the resolution before any wide layer (the 28x28 stage is where a
@@ -163,7 +171,7 @@ def _edge_cnn(spec: InputSpec, num_classes: int, width: float) -> "keras.Model":
     return keras.Model(inputs, outputs)
 
 
-def _camera_cnn(spec: InputSpec, num_classes: int, width: float) -> "keras.Model":
+def _camera_cnn(spec: InputSpec, num_classes: int, width: float, any_size: bool = False) -> "keras.Model":
     """128x128 RGB model for live cameras: early striding, full convolutions where they pay, global pooling.
 
     The first 2x2 average pooling costs almost nothing and loses almost nothing (a 640x480 frame
@@ -176,7 +184,7 @@ def _camera_cnn(spec: InputSpec, num_classes: int, width: float) -> "keras.Model
     import keras
     from keras import layers
 
-    inputs, x = _inputs(spec)
+    inputs, x = _inputs(spec, any_size)
     x = layers.AveragePooling2D(2, name="shrink")(x)
     x = _conv_bn(x, _filters(24, width), 3, 2, "stem")
     x = _conv_bn(x, _filters(32, width), 3, 1, "conv1")
@@ -213,7 +221,8 @@ REGISTRY: dict[str, ModelSpec] = {
                                 label_smoothing=0.1)),
         ModelSpec("camera_cnn", "128x128 RGB camera model: early striding, conv stages, separable blocks",
                   CAMERA_INPUT, "camera_scenes", _camera_cnn,
-                  TrainDefaults(epochs=9, batch_size=64, learning_rate=3e-3, augment="scenes", patience=6)),
+                  TrainDefaults(epochs=9, batch_size=64, learning_rate=3e-3, augment="scenes", patience=6),
+                  any_size=True),
     )
 }
 DEFAULT_MODEL = "edge_cnn"

@@ -42,7 +42,7 @@ log = logging.getLogger("edge_classify.train")
 HISTORY_FIELDS = ("epoch", "loss", "accuracy", "val_loss", "val_accuracy", "learning_rate", "seconds")
 # Settings that change what a checkpoint means; a resume with other values would mix two runs.
 _RESUME_KEYS = ("model", "epochs", "batch_size", "learning_rate", "schedule", "warmup_epochs", "optimizer", "augment",
-                "max_shift",
+                "max_shift", "low_res_epochs",
                 "label_smoothing", "val_fraction", "seed", "folder", "strategy", "width", "input_size", "train_limit",
                 "scenes_per_epoch")
 
@@ -92,6 +92,7 @@ def run(config: TrainConfig) -> RunResult:
         input_spec, batch_size=global_batch // num_workers, seed=config.seed, val_fraction=config.val_fraction,
         augmentation=config.augment, max_shift=config.max_shift, data_dir=config.data_dir, folder_root=config.folder,
         train_limit=config.train_limit, test_limit=config.test_limit, scenes_per_epoch=config.scenes_per_epoch,
+        low_res_epochs=config.low_res_epochs,
     )
     steps = max(1, data.train_count // global_batch)
 
@@ -113,11 +114,13 @@ def run(config: TrainConfig) -> RunResult:
         if state.last:
             model = keras.saving.load_model(ckpt_dir / state.last, safe_mode=True)
         else:
-            model = spec.build(len(data.class_names), width=config.width, input_spec=input_spec)
+            model = spec.build(len(data.class_names), width=config.width, input_spec=input_spec,
+                               any_size=config.low_res_epochs > 0)
             model.compile(optimizer=_optimizer(config, steps, replicas),
                           loss=keras.losses.CategoricalCrossentropy(label_smoothing=config.label_smoothing),
                           metrics=[keras.metrics.CategoricalAccuracy(name="accuracy")])
-    _log_start(spec.name, model, data, config, global_batch, replicas)
+    macs = models.count_macs(spec.build(len(data.class_names), width=config.width, input_spec=input_spec))
+    _log_start(spec.name, model, macs, data, config, global_batch, replicas)
 
     verbose = 1 if sys.stdout.isatty() else 0
     while state.epoch < config.epochs and not state.stopped_early:
@@ -240,7 +243,7 @@ def _epoch_dataset(data: data_mod.TrainData, epoch: int, steps: int, worker: int
     """Batches of one epoch as tf.data: rendered in two threads, in a fixed order, sharded by worker."""
     import tensorflow as tf
 
-    spec = data.input_spec
+    spec = data.spec_for_epoch(epoch)
 
     def batch(index: Any) -> tuple[np.ndarray, np.ndarray]:
         images, labels = data.make_batch(epoch, int(index) * workers + worker)
@@ -482,12 +485,13 @@ def _write_run(run_dir: Path, model: Any, data: data_mod.TrainData, config: Trai
                           "check free space and permissions") from None
 
 
-def _log_start(name: str, model: Any, data: data_mod.TrainData, config: TrainConfig, global_batch: int,
+def _log_start(name: str, model: Any, macs: int, data: data_mod.TrainData, config: TrainConfig, global_batch: int,
                replicas: int) -> None:
     log.info("%s: %s params, %s MACs/image; %d training images/epoch, %d validation, test: %s; "
-             "batch %d (%d replica(s)), lr %.2g, %s, %d epochs", name, f"{model.count_params():,}",
-             f"{models.count_macs(model):,}", data.train_count, len(data.val[1]), data.test_name, global_batch,
-             replicas, config.learning_rate * replicas, config.schedule, config.epochs)
+             "batch %d (%d replica(s)), lr %.2g, %s, %d epochs%s", name, f"{model.count_params():,}",
+             f"{macs:,}", data.train_count, len(data.val[1]), data.test_name, global_batch,
+             replicas, config.learning_rate * replicas, config.schedule, config.epochs,
+             f" (the first {config.low_res_epochs} at half resolution)" if config.low_res_epochs else "")
 
 
 __all__ = ["run", "RunResult", "EdgeError", "classification_metrics", "robustness", "predict_probabilities"]
