@@ -53,9 +53,12 @@ class TrainConfig:
         spec = models.get(self.model)
         defaults = asdict(spec.defaults)
         values = {f.name: getattr(self, f.name) for f in fields(self)}
+        explicit_low_res = values.get("low_res_epochs") is not None
         for key, default in defaults.items():
             if values.get(key) is None:
                 values[key] = default
+        if not explicit_low_res:  # a shorter run keeps its last epoch at full size
+            values["low_res_epochs"] = min(values["low_res_epochs"], max(0, values["epochs"] - 1))
         config = TrainConfig(**values)
         config.validate()
         return config

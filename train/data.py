@@ -109,8 +109,7 @@ def _scene_data(spec: InputSpec, batch_size: int, seed: int, val_fraction: float
     renderer = camera_scenes.SceneRenderer()
     garments, labels = train.images, train.labels.astype(np.int64)
     count = scenes_per_epoch or len(train_idx)
-    half = replace(spec, height=spec.height // 2, width=spec.width // 2)
-    epochs = EpochScenes(garments, train_idx, count, seed, lambda e: half if e < low_res_epochs else spec)
+    epochs = EpochScenes(garments, train_idx, count, seed, spec, low_res_epochs)
 
     def make_batch(epoch: int, index: int) -> tuple[np.ndarray, np.ndarray]:
         chosen, images = epochs.get(epoch)
@@ -139,13 +138,13 @@ class EpochScenes:
     (seed, e, i), so the result is the same however and wherever it is rendered.
     """
 
-    def __init__(self, garments: np.ndarray, train_idx: np.ndarray, count: int, seed: int,
-                 spec_for_epoch: Callable[[int], InputSpec]) -> None:
+    def __init__(self, garments: np.ndarray, train_idx: np.ndarray, count: int, seed: int, spec: InputSpec,
+                 low_res_epochs: int = 0) -> None:
         import tempfile
         import threading
 
         self._garments, self._train_idx, self._count, self._seed = garments, train_idx, count, seed
-        self._spec_for = spec_for_epoch
+        self._spec, self._low_res_epochs = spec, low_res_epochs
         self._folder = tempfile.TemporaryDirectory(prefix="edge-scenes-")
         self._pending: dict[int, Any] = {}  # epoch -> rendering child process
         self._current: tuple[int, np.ndarray] | None = None
@@ -189,6 +188,15 @@ class EpochScenes:
     def _path(self, epoch: int) -> Path:
         return Path(self._folder.name) / f"epoch-{epoch}.u8"
 
+    def _spec_for(self, epoch: int) -> InputSpec:
+        if epoch < self._low_res_epochs:
+            return replace(self._spec, height=self._spec.height // 2, width=self._spec.width // 2)
+        return self._spec
+
+    def _scene_size(self, epoch: int) -> int:
+        # Half-resolution epochs are rendered at half size too: 4x cheaper, same scene recipe.
+        return camera_scenes.SCENE_SIZE // 2 if epoch < self._low_res_epochs else camera_scenes.SCENE_SIZE
+
     def _submit(self, epoch: int) -> None:
         import json
         import subprocess
@@ -205,15 +213,17 @@ class EpochScenes:
         # multiprocessing's spawn, which re-imports the caller's __main__.
         self._pending[epoch] = subprocess.Popen(
             [sys.executable, "-m", "train.data", str(garments), str(folder / f"chosen-{epoch}.npy"), str(self._seed),
-             str(epoch), json.dumps(self._spec_for(epoch).to_dict()), str(self._path(epoch))],
+             str(epoch), json.dumps(self._spec_for(epoch).to_dict()), str(self._path(epoch)),
+             str(self._scene_size(epoch))],
             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 
 
-def _render_epoch(garments: np.ndarray, chosen: np.ndarray, seed: int, epoch: int, spec: InputSpec, path: str) -> None:
+def _render_epoch(garments: np.ndarray, chosen: np.ndarray, seed: int, epoch: int, spec: InputSpec, path: str,
+                  scene_size: int = camera_scenes.SCENE_SIZE) -> None:
     shape = (len(chosen), spec.height, spec.width, spec.channels)
     tmp = path + ".partial"
     out = np.memmap(tmp, dtype=np.uint8, mode="w+", shape=shape)
-    renderer = camera_scenes.SceneRenderer()
+    renderer = camera_scenes.SceneRenderer(camera_scenes.SceneConfig(size=scene_size))
     for row, garment in enumerate(chosen):
         # Scene numbers are positions in the epoch, so repeated garments still get distinct scenes.
         frame = renderer.render(garments[garment], camera_scenes.scene_rng(seed, "train", epoch, row))
@@ -224,12 +234,12 @@ def _render_epoch(garments: np.ndarray, chosen: np.ndarray, seed: int, epoch: in
 
 
 def _render_main(argv: list[str]) -> int:
-    """Child-process entry: ``python -m train.data GARMENTS CHOSEN SEED EPOCH SPEC_JSON OUT``."""
+    """Child-process entry: ``python -m train.data GARMENTS CHOSEN SEED EPOCH SPEC_JSON OUT SCENE_SIZE``."""
     import json
 
-    garments, chosen, seed, epoch, spec_json, out = argv
+    garments, chosen, seed, epoch, spec_json, out, scene_size = argv
     _render_epoch(np.load(garments, mmap_mode="r"), np.load(chosen), int(seed), int(epoch),
-                  InputSpec.from_dict(json.loads(spec_json)), out)
+                  InputSpec.from_dict(json.loads(spec_json)), out, int(scene_size))
     return 0
 
 

@@ -141,13 +141,14 @@ def run(config: TrainConfig) -> RunResult:
         state.history.append({k: row.get(k, float("nan")) for k in HISTORY_FIELDS})
         state.elapsed_s += seconds
         state.epoch = epoch + 1
-        improved = row["val_loss"] < state.best_val_loss
+        warming_up = epoch < config.low_res_epochs  # validation runs at full size: not comparable yet
+        improved = not warming_up and row["val_loss"] < state.best_val_loss
         if improved:
             state.best_val_loss, state.best_epoch, state.wait = row["val_loss"], state.epoch, 0
-        else:
+        elif not warming_up:
             state.wait += 1
             state.stopped_early = state.wait >= config.patience
-        _save_checkpoint(model, ckpt_dir, state, improved)
+        _save_checkpoint(model, ckpt_dir, state, improved or warming_up)
         _write_history(write_dir / "history.csv", state.history)
         print(f"{spec.name} epoch {state.epoch}/{config.epochs}  loss {row['loss']:.4f}  acc {row['accuracy']:.4f}  "
               f"val_loss {row['val_loss']:.4f}  val_acc {row['val_accuracy']:.4f}  lr {row['learning_rate']:.2e}  "
