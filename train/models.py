@@ -221,8 +221,8 @@ REGISTRY: dict[str, ModelSpec] = {
                                 label_smoothing=0.1)),
         ModelSpec("camera_cnn", "128x128 RGB camera model: early striding, conv stages, separable blocks",
                   CAMERA_INPUT, "camera_scenes", _camera_cnn,
-                  TrainDefaults(epochs=24, low_res_epochs=20, batch_size=64, learning_rate=3e-3, augment="scenes",
-                                patience=8),
+                  TrainDefaults(epochs=20, low_res_epochs=16, batch_size=64, learning_rate=3e-3, augment="scenes",
+                                patience=4),
                   any_size=True),
     )
 }

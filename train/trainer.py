@@ -109,6 +109,8 @@ def run(config: TrainConfig) -> RunResult:
 
     import keras
 
+    from . import schedules  # noqa: F401  (registers the schedule class before checkpoints load)
+
     keras.utils.set_random_seed(config.seed)
     with strategy.scope():
         if state.last:
@@ -160,7 +162,8 @@ def run(config: TrainConfig) -> RunResult:
     best = keras.saving.load_model(ckpt_dir / state.best, safe_mode=True, compile=False)
     final = spec.build(len(data.class_names), width=config.width, input_spec=input_spec)
     final.set_weights(best.get_weights())
-    _recalibrate_batch_norm(final, data, epoch=max(0, state.epoch - 1))
+    # Batches of the last full-resolution epoch (already rendered for camera models).
+    _recalibrate_batch_norm(final, data, epoch=max(config.low_res_epochs, state.epoch - 1))
     data.close()
     metrics = _evaluate(final, data, config, state, input_spec)
     _write_run(write_dir, final, data, config, metrics, state, spec.name)
@@ -219,10 +222,15 @@ def _optimizer(config: TrainConfig, steps: int, replicas: int) -> Any:
 
     # Linear scaling rule: the global batch grows with the replicas, so does the rate.
     peak = config.learning_rate * replicas
-    if config.schedule == "cosine":
+    if config.schedule == "cosine" and config.low_res_epochs:
+        from .schedules import PhasedCosine
+
+        rate: Any = PhasedCosine(peak, int(config.warmup_epochs * steps),
+                                 [config.low_res_epochs * steps, config.epochs * steps])
+    elif config.schedule == "cosine":
         total = max(1, config.epochs * steps)
         warmup = min(int(config.warmup_epochs * steps), total - 1)
-        rate: Any = keras.optimizers.schedules.CosineDecay(
+        rate = keras.optimizers.schedules.CosineDecay(
             initial_learning_rate=peak / 10 if warmup else peak, decay_steps=total - warmup,
             warmup_target=peak if warmup else None, warmup_steps=warmup)
     else:
