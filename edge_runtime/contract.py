@@ -181,7 +181,7 @@ class ModelMetadata:
             labels=tuple(labels),
             input=InputSpec.from_dict(obj.get("input")),
             output=OutputSpec.from_dict(obj.get("output", {})),
-            accuracy={str(k): _num(v, f"accuracy.{k}") for k, v in accuracy.items()},
+            accuracy={str(k): _num(v, f"accuracy[{k!r}]") for k, v in accuracy.items()},
             extra=extra,
             schema=schema,
         )

@@ -12,6 +12,10 @@ class EdgeError(Exception):
 
     exit_code = 2
 
+    def __init__(self, message: str = "", *args: object) -> None:
+        # Messages often quote user data (file names, JSON keys); keep them on one line.
+        super().__init__(" ".join(str(message).split()), *args)
+
 
 class ModelFileError(EdgeError):
     """A model file is missing, unreadable, corrupt or of an unknown format."""

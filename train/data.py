@@ -247,7 +247,7 @@ def _folder_data(root: str, spec: InputSpec, batch_size: int, seed: int, val_fra
                  train_limit: int | None, test_limit: int | None) -> TrainData:
     if folder.has_splits(root):
         train_set = folder.open_folder(root, "train")
-        names = train_set.class_names
+        names = _enough_classes(root, train_set.class_names)
         x_train, y_train = train_set.load(spec)
         x_val, y_val = _optional_split(root, "val", names, spec)
         x_test, y_test = _optional_split(root, "test", names, spec)
@@ -258,12 +258,10 @@ def _folder_data(root: str, spec: InputSpec, batch_size: int, seed: int, val_fra
             x_test, y_test = x_val, y_val
     else:
         train_set = folder.open_folder(root)
-        names = train_set.class_names
+        names = _enough_classes(root, train_set.class_names)
         images, labels = train_set.load(spec)
         x_train, y_train, x_test, y_test = _carve(images, labels, 0.2, seed + 1)
         x_train, y_train, x_val, y_val = _carve(x_train, y_train, val_fraction, seed)
-    if len(names) < 2:
-        raise DatasetError(f"{root}: only one class ({names[0]}); a classifier needs at least two class folders")
     log.info("%s", train_set.summary())
     if train_limit:
         x_train, y_train = x_train[:train_limit], y_train[:train_limit]
@@ -310,6 +308,13 @@ def _optional_split(root: str, split: str, names: tuple[str, ...], spec: InputSp
     if not (Path(root) / split).is_dir():
         return None, None
     return folder.open_folder(root, split, class_names=names).load(spec)
+
+
+def _enough_classes(root: str, names: tuple[str, ...]) -> tuple[str, ...]:
+    # Checked before loading and splitting so the message names the real problem.
+    if len(names) < 2:
+        raise DatasetError(f"{root}: only one class ({names[0]}); a classifier needs at least two class folders")
+    return names
 
 
 def _carve(images: np.ndarray, labels: np.ndarray, fraction: float, seed: int):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import signal
@@ -184,11 +185,17 @@ def tiny_disk(path: Path, size: str = "256k"):
 
 
 def _fill(folder: Path) -> None:
-    with open(folder / "filler", "wb") as handle:
+    """Write a filler file until the filesystem refuses more (it may already refuse the file itself)."""
+    try:
+        handle = open(folder / "filler", "wb", buffering=0)  # unbuffered: nothing left to flush on close
+    except OSError as exc:
+        if exc.errno != errno.ENOSPC:
+            raise
+        return
+    with handle:
         try:
             while True:
-                handle.write(b"\0" * 4096)
-                handle.flush()
+                handle.write(b"\0" * 65536)
         except OSError:
             pass
 
@@ -197,7 +204,7 @@ def test_full_and_read_only_disks_give_clear_errors_and_lose_nothing(tiny_runs, 
     import shutil
 
     disk_root = tmp_path / "disk"
-    with tiny_disk(disk_root, "2m") as disk:
+    with tiny_disk(disk_root, "16m") as disk:
         if disk is None:
             pytest.skip("needs root to mount a small tmpfs") if os.environ.get("CI") != "true" else \
                 pytest.fail("CI runs as root and must be able to mount tmpfs for this test")
@@ -222,7 +229,7 @@ def test_full_and_read_only_disks_give_clear_errors_and_lose_nothing(tiny_runs, 
         }
         assert (runs / "edge_cnn" / "deploy" / "model_float32.tflite").read_bytes() == previous
         assert (runs / "edge_cnn" / "model.keras").read_bytes() == (tiny_runs / "edge_cnn" / "model.keras").read_bytes()
-        (disk / "filler").unlink()
+        (disk / "filler").unlink(missing_ok=True)
         subprocess.run(["mount", "-o", "remount,ro", str(disk)], check=True)
         results["convert into a read-only folder"] = run_cli(
             "-m", "convert", "edge_cnn", "--runs-dir", str(runs), "--eval-limit", "50", "--calibration-samples", "20",
