@@ -19,8 +19,17 @@ import numpy as np
 
 
 def peak_rss_mb() -> float:
-    # ru_maxrss is KiB on Linux (bytes on macOS).
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    """Peak resident memory of this process's own address space, in MiB."""
+    # Linux: VmHWM belongs to the current address space. ru_maxrss does not: execve keeps the
+    # high-water mark of the address space it replaces, which after vfork is the parent's.
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux, bytes on macOS
     return peak / (1024 * 1024) if sys.platform == "darwin" else peak / 1024
 
 

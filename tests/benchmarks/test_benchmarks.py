@@ -37,6 +37,21 @@ def test_verdict_picks_the_fastest_file_within_half_a_point_and_explains_slow_in
     assert text.startswith("use tflite_float16") and "int8 TFLite is 1.25x slower than float32 here: no VNNI" in text
 
 
+def test_peak_memory_is_the_workers_own_not_its_parents():
+    # A parent holding 400 MB starts a child: the child's peak must not include the parent's pages.
+    parent = (
+        "import subprocess, sys\n"
+        "import numpy as np\n"
+        "held = np.ones(400 * 2**20, np.uint8)\n"
+        "code = 'from benchmarks.worker import peak_rss_mb; print(peak_rss_mb())'\n"
+        "print(subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, check=True).stdout)\n"
+        "print(held[-1])\n"
+    )
+    out = subprocess.run([sys.executable, "-c", parent], capture_output=True, text=True, cwd=ROOT, check=True)
+    child_peak = float(out.stdout.split()[0])
+    assert 5 < child_peak < 150, child_peak
+
+
 @pytest.mark.dataset
 def test_quick_mode_end_to_end_writes_every_report(tiny_runs, tmp_path):
     result = run_cli("-m", "benchmarks", "--quick", "--runs-dir", str(tiny_runs), "--reports-dir", str(tmp_path),

@@ -256,7 +256,7 @@ def _video(folder: Path, frames: int = 30) -> Path:
 
 
 SOAK = """
-import json, resource, sys, time
+import json, sys, time
 import numpy as np
 from edge_runtime import Classifier
 from edge_runtime.live import LiveConfig, run
