@@ -46,8 +46,10 @@ def verdicts(rows: list[dict[str, Any]], int8_note: str) -> dict[str, str]:
         fp, q8 = by_format.get("tflite_float32"), by_format.get("tflite_int8")
         if fp and q8:
             ratio = q8["latency_ms_p50"] / fp["latency_ms_p50"]
-            if ratio > 1.0:
+            if ratio >= 1.02:
                 text += f"; int8 TFLite is {ratio:.2f}x slower than float32 here: {int8_note}"
+            elif ratio > 0.98:  # within timing noise: say "no faster", not "1.00x slower"
+                text += f"; int8 TFLite is no faster than float32 here ({ratio:.2f}x): {int8_note}"
             else:
                 text += f"; int8 TFLite runs at {ratio:.2f}x the float32 latency"
         out[model] = text

@@ -35,6 +35,8 @@ def test_verdict_picks_the_fastest_file_within_half_a_point_and_explains_slow_in
     ]
     text = verdicts(rows, "no VNNI here")["m"]
     assert text.startswith("use tflite_float16") and "int8 TFLite is 1.25x slower than float32 here: no VNNI" in text
+    same = [dict(row, latency_ms_p50=0.202) if row["format"] == "tflite_int8" else row for row in rows]
+    assert "int8 TFLite is no faster than float32 here (1.01x): no VNNI" in verdicts(same, "no VNNI")["m"]
 
 
 def test_peak_memory_is_the_workers_own_not_its_parents():
