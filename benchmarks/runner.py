@@ -135,7 +135,7 @@ def run(config: BenchConfig) -> dict[str, Any]:
             _save_partial(partial_path, partial, config, env)
         end_to_end = _end_to_end(targets, config, keras_ok, tmp, progress, skipped) if config.e2e else {}
     progress.close()
-    _mark_pareto(rows, targets)
+    _mark_pareto(rows, targets, test_sets)
     note = system.int8_note(env["cpu"])
     result = {
         "mode": config.mode,
@@ -345,7 +345,7 @@ def _end_to_end(targets: list[ModelTarget], config: BenchConfig, keras_ok: bool,
     return out
 
 
-def _mark_pareto(rows: list[dict[str, Any]], targets: list[ModelTarget]) -> None:
+def _mark_pareto(rows: list[dict[str, Any]], targets: list[ModelTarget], test_sets: dict[str, str]) -> None:
     """Pareto flags at 1 thread, within each test set (camera scenes and Fashion-MNIST differ)."""
     groups: dict[str, list[dict[str, Any]]] = {}
     datasets = {t.name: (t.dataset or t.name) for t in targets}
@@ -353,6 +353,7 @@ def _mark_pareto(rows: list[dict[str, Any]], targets: list[ModelTarget]) -> None
         row["pareto"] = False
         if row.get("threads") in (1, None) and row.get("latency_ms_p50") and row.get("accuracy") is not None:
             groups.setdefault(datasets.get(row["model"], row["model"]), []).append(row)
+        row["test_set"] = test_sets.get(row["model"], datasets.get(row["model"], row["model"]))
     for members in groups.values():
         for row, on_front in zip(members, report.pareto_front([(r["latency_ms_p50"], r["accuracy"]) for r in members])):
             row["pareto"] = on_front
