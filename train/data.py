@@ -44,13 +44,18 @@ class TrainData:
 
     def spec_for_epoch(self, epoch: int) -> InputSpec:
         """The size batches of ``epoch`` have: half size during the low-resolution epochs."""
-        if epoch < self.low_res_epochs:
-            return replace(self.input_spec, height=self.input_spec.height // 2, width=self.input_spec.width // 2)
-        return self.input_spec
+        return spec_at_epoch(self.input_spec, epoch, self.low_res_epochs)
 
     @property
     def steps_per_epoch(self) -> int:
         return max(1, self.train_count // self.batch_size)
+
+
+def spec_at_epoch(spec: InputSpec, epoch: int, low_res_epochs: int) -> InputSpec:
+    """The input size of ``epoch``: half size during the first ``low_res_epochs`` epochs."""
+    if epoch < low_res_epochs:
+        return replace(spec, height=spec.height // 2, width=spec.width // 2)
+    return spec
 
 
 def load(dataset: str, input_spec: InputSpec, *, batch_size: int, seed: int, val_fraction: float,
@@ -189,9 +194,7 @@ class EpochScenes:
         return Path(self._folder.name) / f"epoch-{epoch}.u8"
 
     def _spec_for(self, epoch: int) -> InputSpec:
-        if epoch < self._low_res_epochs:
-            return replace(self._spec, height=self._spec.height // 2, width=self._spec.width // 2)
-        return self._spec
+        return spec_at_epoch(self._spec, epoch, self._low_res_epochs)
 
     def _scene_size(self, epoch: int) -> int:
         # Half-resolution epochs are rendered at half size too: 4x cheaper, same scene recipe.
