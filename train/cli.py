@@ -22,7 +22,7 @@ def build_parser() -> ArgumentParser:
     group.add_argument("--batch-size", type=int, help="per replica; the global batch is this times the replicas")
     group.add_argument("--learning-rate", type=float, help="for one replica; scaled linearly with replicas")
     group.add_argument("--schedule", choices=SCHEDULES)
-    group.add_argument("--warmup-epochs", type=float, default=1.0)
+    group.add_argument("--warmup-epochs", type=float)
     group.add_argument("--optimizer", choices=OPTIMIZERS)
     group.add_argument("--augment", choices=augment.AUGMENTATIONS)
     group.add_argument("--max-shift", type=int, help="shift_flip augmentation: largest shift in pixels")

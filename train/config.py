@@ -27,7 +27,7 @@ class TrainConfig:
     batch_size: int | None = None  # per replica; the global batch is this times the replica count
     learning_rate: float | None = None  # for one replica; scaled linearly with replicas
     schedule: str | None = None
-    warmup_epochs: float = 1.0  # linear warm-up keeps BatchNorm models stable at high rates
+    warmup_epochs: float | None = None  # cosine schedule: linear warm-up epochs
     optimizer: str | None = None
     augment: str | None = None
     max_shift: int | None = None
@@ -87,7 +87,7 @@ class TrainConfig:
         if self.low_res_epochs:
             need(models.get(self.model).any_size, f"{self.model} has a fixed input size; --low-res-epochs needs a "
                                                   "fully convolutional model such as camera_cnn")
-        need(self.warmup_epochs >= 0, "--warmup-epochs must not be negative")
+        need(self.warmup_epochs is None or self.warmup_epochs >= 0, "--warmup-epochs must not be negative")
         need(0.0 < self.width <= 4.0, f"--width must be in (0, 4], got {self.width}")
         need(self.input_size is None or 8 <= self.input_size <= 1024, "--input-size must be in 8..1024")
         need(self.train_limit is None or self.train_limit >= 10, "--train-limit must be at least 10")

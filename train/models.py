@@ -35,6 +35,7 @@ class TrainDefaults:
     batch_size: int = 128
     learning_rate: float = 3e-3
     schedule: str = "cosine"  # warm-up then cosine decay: robust without per-model tuning
+    warmup_epochs: float = 1.0  # linear warm-up keeps BatchNorm models stable at high rates
     optimizer: str = "adam"
     augment: str = "shift_flip"  # none | shift_flip | scenes | tutorial
     max_shift: int = 2  # shift_flip: translate by up to this many pixels
@@ -154,18 +155,20 @@ def _edge_cnn(spec: InputSpec, num_classes: int, width: float, any_size: bool = 
     """28x28 model built for accuracy per microsecond on CPUs and for int8.
 
     A stride-2 stem halves the resolution before any wide layer (the 28x28 stage is where a
-    plain CNN spends most of its time); depthwise-separable blocks do the work at 14x14 and 7x7;
-    the head flattens the 7x7 map instead of averaging it, because Fashion-MNIST garments are
-    centred and where a feature sits (a sleeve, a heel) is itself informative.
+    plain CNN spends most of its time). Full 3x3 convolutions do the work at 14x14 and on the way
+    down to 7x7: on CPUs they run and train several times more multiply-accumulates per second
+    than depthwise ones, in float32 and in int8. One depthwise-separable block widens the 7x7 map
+    cheaply. The head flattens that map instead of averaging it, because Fashion-MNIST garments
+    are centred and where a feature sits (a sleeve, a heel) is itself informative.
     """
     import keras
     from keras import layers
 
     inputs, x = _inputs(spec)
-    x = _conv_bn(x, _filters(32, width), 3, 2, "stem")
-    x = _separable(x, _filters(96, width), 1, "block1")
-    x = _separable(x, _filters(160, width), 2, "block2")
-    x = _separable(x, _filters(160, width), 1, "block3")
+    x = _conv_bn(x, _filters(24, width), 3, 2, "stem")
+    x = _conv_bn(x, _filters(32, width), 3, 1, "conv1")
+    x = _conv_bn(x, _filters(96, width), 3, 2, "conv2")
+    x = _separable(x, _filters(128, width), 1, "block1")
     x = layers.Flatten(name="flatten")(x)
     outputs = layers.Dense(num_classes, activation="softmax", name="probabilities")(x)
     return keras.Model(inputs, outputs)
@@ -197,7 +200,11 @@ def _camera_cnn(spec: InputSpec, num_classes: int, width: float, any_size: bool 
     return keras.Model(inputs, outputs)
 
 
-_MLP_RECIPE = TrainDefaults(epochs=10, batch_size=32, learning_rate=1e-3, schedule="constant", augment="none")
+# The tutorials' optimizer and batch (Adam 1e-3, batch 32) with the rate decayed to zero: at a
+# constant rate the last epochs only jitter (mlp128 on the 54k training images sat at 86.6-86.7%
+# from epoch 3 on), a cosine decay settles them (87.8% after 5 epochs).
+_MLP_RECIPE = TrainDefaults(epochs=10, batch_size=32, learning_rate=1e-3, schedule="cosine", warmup_epochs=0.0,
+                            augment="none")
 
 REGISTRY: dict[str, ModelSpec] = {
     spec.name: spec
@@ -215,9 +222,9 @@ REGISTRY: dict[str, ModelSpec] = {
                   FASHION_INPUT, "fashion_mnist", _seed_cnn(None),
                   TrainDefaults(epochs=5, batch_size=200, learning_rate=1e-4, schedule="constant",
                                 optimizer="rmsprop", augment="none", val_fraction=0.2)),
-        ModelSpec("edge_cnn", "our 28x28 model: stride-2 stem, separable blocks, BN, ReLU6 (default)",
+        ModelSpec("edge_cnn", "our 28x28 model: stride-2 stem, 3x3 convs, a separable block, BN, ReLU6 (default)",
                   FASHION_INPUT, "fashion_mnist", _edge_cnn,
-                  TrainDefaults(epochs=20, batch_size=128, learning_rate=3e-3, augment="shift_flip", max_shift=1,
+                  TrainDefaults(epochs=26, batch_size=128, learning_rate=3e-3, augment="shift_flip", max_shift=1,
                                 label_smoothing=0.1)),
         ModelSpec("camera_cnn", "128x128 RGB camera model: early striding, conv stages, separable blocks",
                   CAMERA_INPUT, "camera_scenes", _camera_cnn,
