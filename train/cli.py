@@ -28,6 +28,8 @@ def build_parser() -> ArgumentParser:
     group.add_argument("--max-shift", type=int, help="shift_flip augmentation: largest shift in pixels")
     group.add_argument("--low-res-epochs", type=int,
                        help="camera models: train the first N epochs at half resolution (4x cheaper), then full size")
+    group.add_argument("--scene-reuse", type=int,
+                       help="camera scenes: epochs each rendered scene set serves, mirrored every other epoch")
     group.add_argument("--label-smoothing", type=float)
     group.add_argument("--patience", type=int, help="early stopping patience in epochs (validation loss)")
     group.add_argument("--val-fraction", type=float, help="stratified validation share of the training split")
@@ -63,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
         configs = [TrainConfig(
             model=name, epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.learning_rate,
             schedule=args.schedule, warmup_epochs=args.warmup_epochs, optimizer=args.optimizer, augment=args.augment,
-            max_shift=args.max_shift, low_res_epochs=args.low_res_epochs,
+            max_shift=args.max_shift, low_res_epochs=args.low_res_epochs, scene_reuse=args.scene_reuse,
             label_smoothing=args.label_smoothing, patience=args.patience, val_fraction=args.val_fraction,
             seed=args.seed, data_dir=args.data_dir, folder=args.folder, output_dir=args.output_dir,
             strategy=args.strategy, width=args.width, input_size=args.input_size, train_limit=args.train_limit,

@@ -32,6 +32,7 @@ class TrainConfig:
     augment: str | None = None
     max_shift: int | None = None
     low_res_epochs: int | None = None  # camera models: first N epochs at half resolution
+    scene_reuse: int | None = None  # camera scenes: epochs each rendered scene set serves
     label_smoothing: float | None = None
     patience: int | None = None
     val_fraction: float | None = None
@@ -87,6 +88,7 @@ class TrainConfig:
         if self.low_res_epochs:
             need(models.get(self.model).any_size, f"{self.model} has a fixed input size; --low-res-epochs needs a "
                                                   "fully convolutional model such as camera_cnn")
+        need(self.scene_reuse is None or 1 <= self.scene_reuse <= 8, "--scene-reuse must be in 1..8")
         need(self.warmup_epochs is None or self.warmup_epochs >= 0, "--warmup-epochs must not be negative")
         need(0.0 < self.width <= 4.0, f"--width must be in (0, 4], got {self.width}")
         need(self.input_size is None or 8 <= self.input_size <= 1024, "--input-size must be in 8..1024")

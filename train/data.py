@@ -61,7 +61,7 @@ def spec_at_epoch(spec: InputSpec, epoch: int, low_res_epochs: int) -> InputSpec
 def load(dataset: str, input_spec: InputSpec, *, batch_size: int, seed: int, val_fraction: float,
          augmentation: str, max_shift: int = 2, data_dir: str | None = None, folder_root: str | None = None,
          train_limit: int | None = None, test_limit: int | None = None,
-         scenes_per_epoch: int | None = None, low_res_epochs: int = 0) -> TrainData:
+         scenes_per_epoch: int | None = None, low_res_epochs: int = 0, scene_reuse: int = 1) -> TrainData:
     """Load and split the dataset a model trains on.
 
     Args:
@@ -69,6 +69,8 @@ def load(dataset: str, input_spec: InputSpec, *, batch_size: int, seed: int, val
         input_spec: the model's input (images are produced at this size and colour order).
         train_limit / test_limit: use only the first N images (quick tests).
         scenes_per_epoch: camera scenes rendered per epoch (default: one per training garment).
+        scene_reuse: camera scenes: each rendered set serves this many epochs (mirrored on every
+            other one), so rendering costs a fraction of the training time.
     """
     if augmentation not in augment.AUGMENTATIONS:
         raise DatasetError(f"unknown augmentation {augmentation!r}; choose from {', '.join(augment.AUGMENTATIONS)}")
@@ -79,7 +81,7 @@ def load(dataset: str, input_spec: InputSpec, *, batch_size: int, seed: int, val
                              test_limit)
     if dataset == "camera_scenes":
         return _scene_data(input_spec, batch_size, seed, val_fraction, data_dir, train_limit, test_limit, scenes_per_epoch,
-                           low_res_epochs)
+                           low_res_epochs, scene_reuse)
     raise DatasetError(f"unknown dataset {dataset!r}")
 
 
@@ -105,7 +107,7 @@ def _fashion_data(spec: InputSpec, batch_size: int, seed: int, val_fraction: flo
 
 def _scene_data(spec: InputSpec, batch_size: int, seed: int, val_fraction: float, data_dir: str | None,
                 train_limit: int | None, test_limit: int | None, scenes_per_epoch: int | None,
-                low_res_epochs: int = 0) -> TrainData:
+                low_res_epochs: int = 0, scene_reuse: int = 1) -> TrainData:
     train, test = fashion_mnist.load(data_dir)
     train_idx, val_idx = fashion_mnist.stratified_split(train.labels, val_fraction, seed)
     if train_limit:
@@ -114,12 +116,15 @@ def _scene_data(spec: InputSpec, batch_size: int, seed: int, val_fraction: float
     renderer = camera_scenes.SceneRenderer()
     garments, labels = train.images, train.labels.astype(np.int64)
     count = scenes_per_epoch or len(train_idx)
-    epochs = EpochScenes(garments, train_idx, count, seed, spec, low_res_epochs)
+    epochs = EpochScenes(garments, train_idx, count, seed, spec, low_res_epochs, scene_reuse)
 
     def make_batch(epoch: int, index: int) -> tuple[np.ndarray, np.ndarray]:
         chosen, images = epochs.get(epoch)
         rows = slice(index * batch_size, (index + 1) * batch_size)
-        return np.asarray(images[rows]), labels[chosen[rows]]
+        batch = images[rows]
+        if epochs.mirrored(epoch):  # a mirrored scene is as real a camera view as the original
+            batch = batch[:, :, ::-1]
+        return np.ascontiguousarray(batch), labels[chosen[rows]]
 
     val_images = camera_scenes.render_batch(garments, val_idx, seed=seed, split="val", epoch=0, spec=spec,
                                             renderer=renderer)
@@ -136,50 +141,65 @@ def _scene_data(spec: InputSpec, batch_size: int, seed: int, val_fraction: float
 
 
 class EpochScenes:
-    """Fresh training scenes for every epoch, rendered ahead in a separate process.
+    """Training scenes for every epoch, rendered ahead in a separate process.
 
     Rendering in the training process would fight TensorFlow for the GIL; a child process renders
-    epoch e+1 into a memory-mapped file while epoch e trains. Scene i of epoch e depends only on
-    (seed, e, i), so the result is the same however and wherever it is rendered.
+    the next scene set into a memory-mapped file while the current one trains. Each set serves
+    ``reuse`` consecutive epochs of one resolution phase (mirrored on every other epoch), so on a
+    2-core machine rendering takes a fraction of the CPU instead of competing with every epoch.
+    Scene i of set s depends only on (seed, s, i), so the result is the same however and wherever
+    it is rendered.
     """
 
     def __init__(self, garments: np.ndarray, train_idx: np.ndarray, count: int, seed: int, spec: InputSpec,
-                 low_res_epochs: int = 0) -> None:
+                 low_res_epochs: int = 0, reuse: int = 1) -> None:
         import tempfile
         import threading
 
         self._garments, self._train_idx, self._count, self._seed = garments, train_idx, count, seed
-        self._spec, self._low_res_epochs = spec, low_res_epochs
+        self._spec, self._low_res_epochs, self._reuse = spec, low_res_epochs, max(1, reuse)
         self._folder = tempfile.TemporaryDirectory(prefix="edge-scenes-")
-        self._pending: dict[int, Any] = {}  # epoch -> rendering child process
+        self._pending: dict[int, Any] = {}  # scene set -> rendering child process
         self._current: tuple[int, np.ndarray] | None = None
         self._lock = threading.Lock()  # tf.data calls make_batch from two threads
-        self._submit(0)  # start now: the first epoch renders while the rest of the set-up runs
+        self._submit(0)  # start now: the first set renders while the rest of the set-up runs
+
+    def scene_set(self, epoch: int) -> int:
+        """Which rendered set ``epoch`` trains on; sets never straddle the switch to full size."""
+        low_sets = -(-self._low_res_epochs // self._reuse)
+        if epoch < self._low_res_epochs:
+            return epoch // self._reuse
+        return low_sets + (epoch - self._low_res_epochs) // self._reuse
+
+    def mirrored(self, epoch: int) -> bool:
+        """Whether ``epoch`` shows its set mirrored left to right (every other use of a set)."""
+        phase_start = 0 if epoch < self._low_res_epochs else self._low_res_epochs
+        return (epoch - phase_start) % self._reuse % 2 == 1
 
     def choice(self, epoch: int) -> np.ndarray:
         """Which training garments epoch ``epoch`` shows, in order."""
-        return np.random.default_rng([self._seed, epoch, 7]).choice(
-            self._train_idx, size=self._count, replace=self._count > len(self._train_idx))
+        return self._choice(self.scene_set(epoch))
 
     def get(self, epoch: int) -> tuple[np.ndarray, np.ndarray]:
+        index = self.scene_set(epoch)
         with self._lock:
-            if self._current is None or self._current[0] != epoch:
-                self._submit(epoch)
-                process = self._pending.pop(epoch)
+            if self._current is None or self._current[0] != index:
+                self._submit(index)
+                process = self._pending.pop(index)
                 if process.wait() != 0:
                     raise DatasetError(f"rendering camera scenes for epoch {epoch} failed: "
                                        f"{process.stderr.read().decode(errors='replace').strip()[-300:]}")
-                spec = self._spec_for(epoch)
+                spec = self._spec_for(index)
                 shape = (self._count, spec.height, spec.width, spec.channels)
-                self._current = (epoch, np.memmap(self._path(epoch), dtype=np.uint8, mode="r", shape=shape))
-                for stale in [e for e in self._pending if e < epoch]:
+                self._current = (index, np.memmap(self._path(index), dtype=np.uint8, mode="r", shape=shape))
+                for stale in [s for s in self._pending if s < index]:
                     self._pending.pop(stale).kill()
-                self._submit(epoch + 1)
-                keep = {self._path(epoch).name, self._path(epoch + 1).name, "garments.npy"}
+                self._submit(index + 1)
+                keep = {self._path(index).name, self._path(index + 1).name, "garments.npy"}
                 for old in Path(self._folder.name).glob("*"):
-                    if old.name not in keep and not old.name.startswith(("chosen-", "epoch-" + str(epoch + 1))):
+                    if old.name not in keep and not old.name.startswith(("chosen-", "set-" + str(index + 1))):
                         old.unlink(missing_ok=True)
-            return self.choice(epoch), self._current[1]
+            return self._choice(index), self._current[1]
 
     def close(self) -> None:
         for process in self._pending.values():
@@ -190,46 +210,53 @@ class EpochScenes:
         self._current = None
         self._folder.cleanup()
 
-    def _path(self, epoch: int) -> Path:
-        return Path(self._folder.name) / f"epoch-{epoch}.u8"
+    def _choice(self, index: int) -> np.ndarray:
+        return np.random.default_rng([self._seed, index, 7]).choice(
+            self._train_idx, size=self._count, replace=self._count > len(self._train_idx))
 
-    def _spec_for(self, epoch: int) -> InputSpec:
-        return spec_at_epoch(self._spec, epoch, self._low_res_epochs)
+    def _low_res_set(self, index: int) -> bool:
+        return index < -(-self._low_res_epochs // self._reuse)
 
-    def _scene_size(self, epoch: int) -> int:
-        # Half-resolution epochs are rendered at half size too: 4x cheaper, same scene recipe.
-        return camera_scenes.SCENE_SIZE // 2 if epoch < self._low_res_epochs else camera_scenes.SCENE_SIZE
+    def _path(self, index: int) -> Path:
+        return Path(self._folder.name) / f"set-{index}.u8"
 
-    def _submit(self, epoch: int) -> None:
+    def _spec_for(self, index: int) -> InputSpec:
+        return spec_at_epoch(self._spec, epoch=0, low_res_epochs=int(self._low_res_set(index)))
+
+    def _scene_size(self, index: int) -> int:
+        # Half-resolution sets are rendered at half size too: 4x cheaper, same scene recipe.
+        return camera_scenes.SCENE_SIZE // 2 if self._low_res_set(index) else camera_scenes.SCENE_SIZE
+
+    def _submit(self, index: int) -> None:
         import json
         import subprocess
         import sys
 
-        if epoch in self._pending:
+        if index in self._pending:
             return
         folder = Path(self._folder.name)
         garments = folder / "garments.npy"
         if not garments.exists():
             np.save(garments, self._garments)
-        np.save(folder / f"chosen-{epoch}.npy", self.choice(epoch))
+        np.save(folder / f"chosen-{index}.npy", self._choice(index))
         # A plain child process: never fork a process running TensorFlow's threads, and avoid
         # multiprocessing's spawn, which re-imports the caller's __main__.
-        self._pending[epoch] = subprocess.Popen(
-            [sys.executable, "-m", "train.data", str(garments), str(folder / f"chosen-{epoch}.npy"), str(self._seed),
-             str(epoch), json.dumps(self._spec_for(epoch).to_dict()), str(self._path(epoch)),
-             str(self._scene_size(epoch))],
+        self._pending[index] = subprocess.Popen(
+            [sys.executable, "-m", "train.data", str(garments), str(folder / f"chosen-{index}.npy"), str(self._seed),
+             str(index), json.dumps(self._spec_for(index).to_dict()), str(self._path(index)),
+             str(self._scene_size(index))],
             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 
 
-def _render_epoch(garments: np.ndarray, chosen: np.ndarray, seed: int, epoch: int, spec: InputSpec, path: str,
+def _render_set(garments: np.ndarray, chosen: np.ndarray, seed: int, scene_set: int, spec: InputSpec, path: str,
                   scene_size: int = camera_scenes.SCENE_SIZE) -> None:
     shape = (len(chosen), spec.height, spec.width, spec.channels)
     tmp = path + ".partial"
     out = np.memmap(tmp, dtype=np.uint8, mode="w+", shape=shape)
     renderer = camera_scenes.SceneRenderer(camera_scenes.SceneConfig(size=scene_size))
     for row, garment in enumerate(chosen):
-        # Scene numbers are positions in the epoch, so repeated garments still get distinct scenes.
-        frame = renderer.render(garments[garment], camera_scenes.scene_rng(seed, "train", epoch, row))
+        # Scene numbers are positions in the set, so repeated garments still get distinct scenes.
+        frame = renderer.render(garments[garment], camera_scenes.scene_rng(seed, "train", scene_set, row))
         out[row] = to_model_image(frame, spec)
     out.flush()
     del out
@@ -237,11 +264,11 @@ def _render_epoch(garments: np.ndarray, chosen: np.ndarray, seed: int, epoch: in
 
 
 def _render_main(argv: list[str]) -> int:
-    """Child-process entry: ``python -m train.data GARMENTS CHOSEN SEED EPOCH SPEC_JSON OUT SCENE_SIZE``."""
+    """Child-process entry: ``python -m train.data GARMENTS CHOSEN SEED SET SPEC_JSON OUT SCENE_SIZE``."""
     import json
 
-    garments, chosen, seed, epoch, spec_json, out, scene_size = argv
-    _render_epoch(np.load(garments, mmap_mode="r"), np.load(chosen), int(seed), int(epoch),
+    garments, chosen, seed, scene_set, spec_json, out, scene_size = argv
+    _render_set(np.load(garments, mmap_mode="r"), np.load(chosen), int(seed), int(scene_set),
                   InputSpec.from_dict(json.loads(spec_json)), out, int(scene_size))
     return 0
 

@@ -42,7 +42,7 @@ log = logging.getLogger("edge_classify.train")
 HISTORY_FIELDS = ("epoch", "loss", "accuracy", "val_loss", "val_accuracy", "learning_rate", "seconds")
 # Settings that change what a checkpoint means; a resume with other values would mix two runs.
 _RESUME_KEYS = ("model", "epochs", "batch_size", "learning_rate", "schedule", "warmup_epochs", "optimizer", "augment",
-                "max_shift", "low_res_epochs",
+                "max_shift", "low_res_epochs", "scene_reuse",
                 "label_smoothing", "val_fraction", "seed", "folder", "strategy", "width", "input_size", "train_limit",
                 "scenes_per_epoch")
 
@@ -92,7 +92,7 @@ def run(config: TrainConfig) -> RunResult:
         input_spec, batch_size=global_batch // num_workers, seed=config.seed, val_fraction=config.val_fraction,
         augmentation=config.augment, max_shift=config.max_shift, data_dir=config.data_dir, folder_root=config.folder,
         train_limit=config.train_limit, test_limit=config.test_limit, scenes_per_epoch=config.scenes_per_epoch,
-        low_res_epochs=config.low_res_epochs,
+        low_res_epochs=config.low_res_epochs, scene_reuse=config.scene_reuse,
     )
     steps = max(1, data.train_count // global_batch)
 

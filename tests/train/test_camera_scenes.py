@@ -67,3 +67,26 @@ def test_train_and_test_garments_never_mix(fashion_dir):
     order = np.random.default_rng([0, 0, 7]).choice(train_idx[:200], size=200, replace=False)
     assert set(order[:16]) <= set(train_idx[:200]) and not set(order) & set(val_idx)
     np.testing.assert_array_equal(labels, train.labels[order[:16]])
+
+
+@pytest.mark.dataset
+def test_scene_sets_serve_reuse_epochs_mirrored_and_never_straddle_resolutions(fashion_dir):
+    spec = InputSpec(height=32, width=32, channels=3, color_order="RGB")
+    data = data_mod.load("camera_scenes", spec, batch_size=16, seed=0, val_fraction=0.1, augmentation="scenes",
+                         train_limit=100, test_limit=10, low_res_epochs=3, scene_reuse=2)
+    try:
+        first, labels_first = data.make_batch(0, 0)
+        second, labels_second = data.make_batch(1, 0)
+        third, _ = data.make_batch(2, 0)  # a new set: the low-res phase has an odd epoch count
+        full, labels_full = data.make_batch(3, 0)
+        full_again, labels_full_again = data.make_batch(4, 0)
+    finally:
+        data.close()
+    # Epoch 1 reuses epoch 0's scenes mirrored left to right, with the same labels.
+    np.testing.assert_array_equal(second, first[:, :, ::-1])
+    np.testing.assert_array_equal(labels_second, labels_first)
+    assert first.shape == third.shape == (16, 16, 16, 3) and not np.array_equal(third, first)
+    # The switch to full size starts a fresh set at full size, itself reused (mirrored) next epoch.
+    assert full.shape == (16, 32, 32, 3)
+    np.testing.assert_array_equal(full_again, full[:, :, ::-1])
+    np.testing.assert_array_equal(labels_full_again, labels_full)
