@@ -29,7 +29,7 @@ def build_parser() -> ArgumentParser:
     group.add_argument("--low-res-epochs", type=int,
                        help="camera models: train the first N epochs at half resolution (4x cheaper), then full size")
     group.add_argument("--scene-reuse", type=int,
-                       help="camera scenes: epochs each rendered scene set serves, mirrored every other epoch")
+                       help="camera scenes: epochs each rendered scene set serves, reshuffled each time")
     group.add_argument("--label-smoothing", type=float)
     group.add_argument("--patience", type=int, help="early stopping patience in epochs (validation loss)")
     group.add_argument("--val-fraction", type=float, help="stratified validation share of the training split")

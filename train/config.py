@@ -32,7 +32,7 @@ class TrainConfig:
     augment: str | None = None
     max_shift: int | None = None
     low_res_epochs: int | None = None  # camera models: first N epochs at half resolution
-    scene_reuse: int | None = None  # camera scenes: epochs each rendered scene set serves
+    scene_reuse: int | None = None  # camera scenes: epochs each rendered scene set serves, reshuffled
     label_smoothing: float | None = None
     patience: int | None = None
     val_fraction: float | None = None

@@ -40,7 +40,7 @@ class TrainDefaults:
     augment: str = "shift_flip"  # none | shift_flip | scenes | tutorial
     max_shift: int = 2  # shift_flip: translate by up to this many pixels
     low_res_epochs: int = 0  # first epochs at half resolution (4x cheaper), the rest at full size
-    scene_reuse: int = 1  # camera scenes: epochs each rendered set serves (mirrored every other epoch)
+    scene_reuse: int = 1  # camera scenes: epochs each rendered set serves (reshuffled each time)
     label_smoothing: float = 0.0
     patience: int = 10  # early stopping on validation loss, as in the tutorials
     val_fraction: float = 0.1
@@ -229,7 +229,7 @@ REGISTRY: dict[str, ModelSpec] = {
                                 label_smoothing=0.1)),
         ModelSpec("camera_cnn", "128x128 RGB camera model: early striding, conv stages, separable blocks",
                   CAMERA_INPUT, "camera_scenes", _camera_cnn,
-                  TrainDefaults(epochs=15, low_res_epochs=8, scene_reuse=2, batch_size=64, learning_rate=3e-3,
+                  TrainDefaults(epochs=16, low_res_epochs=8, scene_reuse=2, batch_size=64, learning_rate=3e-3,
                                 augment="scenes", patience=4),
                   any_size=True),
     )
