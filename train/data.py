@@ -155,6 +155,7 @@ class EpochScenes:
 
         self._garments, self._train_idx, self._count, self._seed = garments, train_idx, count, seed
         self._spec, self._low_res_epochs, self._reuse = spec, low_res_epochs, max(1, reuse)
+        self._low_res_sets = -(-low_res_epochs // self._reuse)  # sets never straddle the switch to full size
         self._folder = tempfile.TemporaryDirectory(prefix="edge-scenes-")
         self._pending: dict[int, Any] = {}  # scene set -> rendering child process
         self._current: tuple[int, np.ndarray] | None = None
@@ -162,11 +163,8 @@ class EpochScenes:
         self._submit(0)  # start now: the first set renders while the rest of the set-up runs
 
     def scene_set(self, epoch: int) -> int:
-        """Which rendered set ``epoch`` trains on; sets never straddle the switch to full size."""
-        low_sets = -(-self._low_res_epochs // self._reuse)
-        if epoch < self._low_res_epochs:
-            return epoch // self._reuse
-        return low_sets + (epoch - self._low_res_epochs) // self._reuse
+        """Which rendered set ``epoch`` trains on."""
+        return self._position(epoch)[0]
 
     def rows(self, epoch: int) -> np.ndarray:
         """The order in which ``epoch`` visits its set's scenes: a fresh shuffle on every reuse.
@@ -174,11 +172,10 @@ class EpochScenes:
         Reuse reshuffles rather than mirrors: Fashion-MNIST footwear all points left, and epochs
         of mirrored scenes cost validation accuracy on the (unmirrored) camera scenes.
         """
-        phase_start = 0 if epoch < self._low_res_epochs else self._low_res_epochs
-        use = (epoch - phase_start) % self._reuse
+        index, use = self._position(epoch)
         if use == 0:
             return np.arange(self._count)
-        return np.random.default_rng([self._seed, self.scene_set(epoch), use, 11]).permutation(self._count)
+        return np.random.default_rng([self._seed, index, use, 11]).permutation(self._count)
 
     def choice(self, epoch: int) -> np.ndarray:
         """Which training garments epoch ``epoch`` shows, in order."""
@@ -218,8 +215,15 @@ class EpochScenes:
         return np.random.default_rng([self._seed, index, 7]).choice(
             self._train_idx, size=self._count, replace=self._count > len(self._train_idx))
 
+    def _position(self, epoch: int) -> tuple[int, int]:
+        """(scene set, how many times that set was used before) for ``epoch``."""
+        if epoch < self._low_res_epochs:
+            return epoch // self._reuse, epoch % self._reuse
+        into = epoch - self._low_res_epochs
+        return self._low_res_sets + into // self._reuse, into % self._reuse
+
     def _low_res_set(self, index: int) -> bool:
-        return index < -(-self._low_res_epochs // self._reuse)
+        return index < self._low_res_sets
 
     def _path(self, index: int) -> Path:
         return Path(self._folder.name) / f"set-{index}.u8"
@@ -253,7 +257,7 @@ class EpochScenes:
 
 
 def _render_set(garments: np.ndarray, chosen: np.ndarray, seed: int, scene_set: int, spec: InputSpec, path: str,
-                  scene_size: int = camera_scenes.SCENE_SIZE) -> None:
+                scene_size: int = camera_scenes.SCENE_SIZE) -> None:
     shape = (len(chosen), spec.height, spec.width, spec.channels)
     tmp = path + ".partial"
     out = np.memmap(tmp, dtype=np.uint8, mode="w+", shape=shape)

@@ -100,7 +100,7 @@ def test_scene_sets_serve_reuse_epochs_reshuffled_and_never_straddle_resolutions
 
 def test_reused_sets_are_visited_in_a_new_order():
     scenes = data_mod.EpochScenes.__new__(data_mod.EpochScenes)  # the order logic needs no rendering
-    scenes._seed, scenes._count, scenes._low_res_epochs, scenes._reuse = 0, 500, 3, 2
+    scenes._seed, scenes._count, scenes._low_res_epochs, scenes._reuse, scenes._low_res_sets = 0, 500, 3, 2, 2
     np.testing.assert_array_equal(scenes.rows(0), np.arange(500))
     assert sorted(scenes.rows(1)) == list(range(500)) and not np.array_equal(scenes.rows(1), np.arange(500))
     assert [scenes.scene_set(e) for e in range(7)] == [0, 0, 1, 2, 2, 3, 3]
