@@ -53,9 +53,12 @@ class TrainData:
 
 def spec_at_epoch(spec: InputSpec, epoch: int, low_res_epochs: int) -> InputSpec:
     """The input size of ``epoch``: half size during the first ``low_res_epochs`` epochs."""
-    if epoch < low_res_epochs:
-        return replace(spec, height=spec.height // 2, width=spec.width // 2)
-    return spec
+    return half_size(spec) if epoch < low_res_epochs else spec
+
+
+def half_size(spec: InputSpec) -> InputSpec:
+    """``spec`` at half its height and width: the input of the low-resolution epochs."""
+    return replace(spec, height=spec.height // 2, width=spec.width // 2)
 
 
 def load(dataset: str, input_spec: InputSpec, *, batch_size: int, seed: int, val_fraction: float,
@@ -196,9 +199,11 @@ class EpochScenes:
                 for stale in [s for s in self._pending if s < index]:
                     self._pending.pop(stale).kill()
                 self._submit(index + 1)
-                keep = {self._path(index).name, self._path(index + 1).name, "garments.npy"}
+                # Keep this set, the next one (finished or still being written) and the inputs.
+                following = self._path(index + 1).name
+                keep = {self._path(index).name, following, following + ".partial", "garments.npy"}
                 for old in Path(self._folder.name).glob("*"):
-                    if old.name not in keep and not old.name.startswith(("chosen-", "set-" + str(index + 1))):
+                    if old.name not in keep and not old.name.startswith("chosen-"):
                         old.unlink(missing_ok=True)
             return self._choice(index), self._current[1]
 
@@ -229,7 +234,7 @@ class EpochScenes:
         return Path(self._folder.name) / f"set-{index}.u8"
 
     def _spec_for(self, index: int) -> InputSpec:
-        return spec_at_epoch(self._spec, epoch=0, low_res_epochs=int(self._low_res_set(index)))
+        return half_size(self._spec) if self._low_res_set(index) else self._spec
 
     def _scene_size(self, index: int) -> int:
         # Half-resolution sets are rendered at half size too: 4x cheaper, same scene recipe.

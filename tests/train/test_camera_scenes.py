@@ -104,3 +104,21 @@ def test_reused_sets_are_visited_in_a_new_order():
     np.testing.assert_array_equal(scenes.rows(0), np.arange(500))
     assert sorted(scenes.rows(1)) == list(range(500)) and not np.array_equal(scenes.rows(1), np.arange(500))
     assert [scenes.scene_set(e) for e in range(7)] == [0, 0, 1, 2, 2, 3, 3]
+
+
+def test_scene_folder_keeps_only_the_current_and_next_set(rng):
+    from pathlib import Path
+
+    spec = InputSpec(height=32, width=32, channels=3, color_order="RGB")
+    scenes = data_mod.EpochScenes(_garments(rng), np.arange(12), 12, 0, spec)
+    try:
+        folder = Path(scenes._folder.name)
+        for epoch in range(3):
+            chosen, images = scenes.get(epoch)
+            assert images.shape == (12, 32, 32, 3) and set(chosen) <= set(range(12))
+            sets = {p.name.split(".")[0] for p in folder.glob("set-*")}
+            # The next set may still be rendering (a .partial file) but nothing older survives.
+            assert sets <= {f"set-{epoch}", f"set-{epoch + 1}"} and f"set-{epoch}" in sets
+    finally:
+        scenes.close()
+    assert not folder.exists()
