@@ -201,7 +201,7 @@ class EpochScenes:
                 self._submit(index + 1)
                 # Keep this set, the next one (finished or still being written) and the inputs.
                 following = self._path(index + 1).name
-                keep = {self._path(index).name, following, following + ".partial", "garments.npy"}
+                keep = {self._path(index).name, following, following + _PARTIAL, "garments.npy"}
                 for old in Path(self._folder.name).glob("*"):
                     if old.name not in keep and not old.name.startswith("chosen-"):
                         old.unlink(missing_ok=True)
@@ -261,10 +261,13 @@ class EpochScenes:
             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 
 
+_PARTIAL = ".partial"  # a scene set still being written; renamed to its final name when complete
+
+
 def _render_set(garments: np.ndarray, chosen: np.ndarray, seed: int, scene_set: int, spec: InputSpec, path: str,
                 scene_size: int = camera_scenes.SCENE_SIZE) -> None:
     shape = (len(chosen), spec.height, spec.width, spec.channels)
-    tmp = path + ".partial"
+    tmp = path + _PARTIAL
     out = np.memmap(tmp, dtype=np.uint8, mode="w+", shape=shape)
     renderer = camera_scenes.SceneRenderer(camera_scenes.SceneConfig(size=scene_size))
     for row, garment in enumerate(chosen):
