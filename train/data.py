@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable
 
@@ -41,10 +41,25 @@ class TrainData:
     test_name: str  # what the test set is, for reports
     close: Callable[[], None] = lambda: None  # releases background renderers
     low_res_epochs: int = 0  # epochs whose batches are at half size
+    _half_val: np.ndarray | None = field(default=None, repr=False)
 
     def spec_for_epoch(self, epoch: int) -> InputSpec:
         """The size batches of ``epoch`` have: half size during the low-resolution epochs."""
         return spec_at_epoch(self.input_spec, epoch, self.low_res_epochs)
+
+    def val_for_epoch(self, epoch: int) -> tuple[np.ndarray, np.ndarray]:
+        """Validation images at the size ``epoch`` trains at.
+
+        A model that has only seen half-size scenes scores near chance on full-size ones (every
+        garment looks twice as large), so low-resolution epochs are validated at half size: the
+        number then means something, and costs a quarter as much.
+        """
+        images, labels = self.val
+        if epoch >= self.low_res_epochs:
+            return images, labels
+        if self._half_val is None:
+            self._half_val = half_image(images)
+        return self._half_val, labels
 
     @property
     def steps_per_epoch(self) -> int:
@@ -59,6 +74,37 @@ def spec_at_epoch(spec: InputSpec, epoch: int, low_res_epochs: int) -> InputSpec
 def half_size(spec: InputSpec) -> InputSpec:
     """``spec`` at half its height and width: the input of the low-resolution epochs."""
     return replace(spec, height=spec.height // 2, width=spec.width // 2)
+
+
+def half_image(images: np.ndarray) -> np.ndarray:
+    """NHWC uint8 images at half size by 2x2 averaging: what the camera model's first pooling sees."""
+    n, h, w, c = images.shape
+    blocks = images[:, : h // 2 * 2, : w // 2 * 2].reshape(n, h // 2, 2, w // 2, 2, c)
+    return np.round(blocks.mean(axis=(2, 4), dtype=np.float32)).astype(np.uint8)
+
+
+def scene_position(epoch: int, low_res_epochs: int, reuse: int) -> tuple[int, int]:
+    """(scene set, how many times that set was used before) for ``epoch``.
+
+    Each set serves ``reuse`` consecutive epochs; sets never straddle the switch to full size.
+    """
+    reuse = max(1, reuse)
+    if epoch < low_res_epochs:
+        return epoch // reuse, epoch % reuse
+    into = epoch - low_res_epochs
+    return -(-low_res_epochs // reuse) + into // reuse, into % reuse
+
+
+def visit_order(seed: int, count: int, scene_set: int, use: int) -> np.ndarray:
+    """The order in which one use of a scene set visits its ``count`` scenes.
+
+    The first use reads the set in order (it is shuffled when rendered); every reuse reshuffles
+    rather than mirrors: Fashion-MNIST footwear all points left, and epochs of mirrored scenes
+    cost validation accuracy on the (unmirrored) camera scenes.
+    """
+    if use == 0:
+        return np.arange(count)
+    return np.random.default_rng([seed, scene_set, use, 11]).permutation(count)
 
 
 def load(dataset: str, input_spec: InputSpec, *, batch_size: int, seed: int, val_fraction: float,
@@ -158,7 +204,7 @@ class EpochScenes:
 
         self._garments, self._train_idx, self._count, self._seed = garments, train_idx, count, seed
         self._spec, self._low_res_epochs, self._reuse = spec, low_res_epochs, max(1, reuse)
-        self._low_res_sets = -(-low_res_epochs // self._reuse)  # sets never straddle the switch to full size
+        self._low_res_sets = scene_position(low_res_epochs, low_res_epochs, self._reuse)[0]  # the first full-size set
         self._folder = tempfile.TemporaryDirectory(prefix="edge-scenes-")
         self._pending: dict[int, Any] = {}  # scene set -> rendering child process
         self._current: tuple[int, np.ndarray] | None = None
@@ -170,15 +216,8 @@ class EpochScenes:
         return self._position(epoch)[0]
 
     def rows(self, epoch: int) -> np.ndarray:
-        """The order in which ``epoch`` visits its set's scenes: a fresh shuffle on every reuse.
-
-        Reuse reshuffles rather than mirrors: Fashion-MNIST footwear all points left, and epochs
-        of mirrored scenes cost validation accuracy on the (unmirrored) camera scenes.
-        """
-        index, use = self._position(epoch)
-        if use == 0:
-            return np.arange(self._count)
-        return np.random.default_rng([self._seed, index, use, 11]).permutation(self._count)
+        """The order in which ``epoch`` visits its set's scenes: a fresh shuffle on every reuse."""
+        return visit_order(self._seed, self._count, *self._position(epoch))
 
     def choice(self, epoch: int) -> np.ndarray:
         """Which training garments epoch ``epoch`` shows, in order."""
@@ -221,11 +260,7 @@ class EpochScenes:
             self._train_idx, size=self._count, replace=self._count > len(self._train_idx))
 
     def _position(self, epoch: int) -> tuple[int, int]:
-        """(scene set, how many times that set was used before) for ``epoch``."""
-        if epoch < self._low_res_epochs:
-            return epoch // self._reuse, epoch % self._reuse
-        into = epoch - self._low_res_epochs
-        return self._low_res_sets + into // self._reuse, into % self._reuse
+        return scene_position(epoch, self._low_res_epochs, self._reuse)
 
     def _low_res_set(self, index: int) -> bool:
         return index < self._low_res_sets

@@ -133,9 +133,10 @@ def run(config: TrainConfig) -> RunResult:
             # Keras 3's fit() cannot drive MultiWorkerMirroredStrategy (keras-team/keras#20585), so
             # multi-worker runs use an explicit strategy.run loop over the same data and optimizer.
             row = _fit_epoch_distributed(model, strategy, dataset, steps, global_batch, config.label_smoothing,
-                                         data.val, verbose)
+                                         data.val_for_epoch(epoch), verbose)
         else:
-            result = model.fit(dataset, epochs=1, verbose=verbose, validation_data=_one_hot_pair(data.val, data),
+            result = model.fit(dataset, epochs=1, verbose=verbose,
+                               validation_data=_one_hot_pair(data.val_for_epoch(epoch), data),
                                validation_batch_size=256, shuffle=False)
             row = {key: float(values[-1]) for key, values in result.history.items()}
         seconds = time.perf_counter() - started
@@ -143,7 +144,7 @@ def run(config: TrainConfig) -> RunResult:
         state.history.append({k: row.get(k, float("nan")) for k in HISTORY_FIELDS})
         state.elapsed_s += seconds
         state.epoch = epoch + 1
-        warming_up = epoch < config.low_res_epochs  # validation runs at full size: not comparable yet
+        warming_up = epoch < config.low_res_epochs  # validated at half size: not comparable with the final model
         improved = not warming_up and row["val_loss"] < state.best_val_loss
         if improved:
             state.best_val_loss, state.best_epoch, state.wait = row["val_loss"], state.epoch, 0

@@ -99,11 +99,28 @@ def test_scene_sets_serve_reuse_epochs_reshuffled_and_never_straddle_resolutions
 
 
 def test_reused_sets_are_visited_in_a_new_order():
-    scenes = data_mod.EpochScenes.__new__(data_mod.EpochScenes)  # the order logic needs no rendering
-    scenes._seed, scenes._count, scenes._low_res_epochs, scenes._reuse, scenes._low_res_sets = 0, 500, 3, 2, 2
-    np.testing.assert_array_equal(scenes.rows(0), np.arange(500))
-    assert sorted(scenes.rows(1)) == list(range(500)) and not np.array_equal(scenes.rows(1), np.arange(500))
-    assert [scenes.scene_set(e) for e in range(7)] == [0, 0, 1, 2, 2, 3, 3]
+    np.testing.assert_array_equal(data_mod.visit_order(0, 500, 3, 0), np.arange(500))
+    again = data_mod.visit_order(0, 500, 3, 1)
+    assert sorted(again) == list(range(500)) and not np.array_equal(again, np.arange(500))
+    assert not np.array_equal(again, data_mod.visit_order(0, 500, 4, 1))  # each set has its own order
+    # 3 half-size epochs with each set used twice: sets 0, 1 at half size; the full-size sets start at 2.
+    assert [data_mod.scene_position(e, 3, 2) for e in range(7)] == [(0, 0), (0, 1), (1, 0), (2, 0), (2, 1), (3, 0),
+                                                                     (3, 1)]
+    assert [data_mod.scene_position(e, 0, 3)[0] for e in range(7)] == [0, 0, 0, 1, 1, 1, 2]
+
+
+def test_low_res_epochs_validate_at_half_size():
+    images = np.arange(2 * 4 * 4 * 3, dtype=np.uint8).reshape(2, 4, 4, 3)
+    half = data_mod.half_image(images)
+    assert half.shape == (2, 2, 2, 3)
+    assert half[0, 0, 0, 0] == round(np.mean(images[0, :2, :2, 0]))  # 2x2 average, as the model's pooling
+    spec = InputSpec(height=4, width=4, channels=3, color_order="RGB")
+    labels = np.array([3, 5])
+    data = data_mod.TrainData(class_names=tuple("abcdef"), input_spec=spec, train_count=2, batch_size=2,
+                              make_batch=lambda e, i: (images, labels), val=(images, labels), test=(images, labels),
+                              samples=(images, labels), test_name="t", low_res_epochs=2)
+    np.testing.assert_array_equal(data.val_for_epoch(1)[0], half)
+    assert data.val_for_epoch(1)[1] is labels and data.val_for_epoch(2)[0] is images
 
 
 def test_scene_folder_keeps_only_the_current_and_next_set(rng):
