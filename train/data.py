@@ -98,9 +98,9 @@ def scene_position(epoch: int, low_res_epochs: int, reuse: int) -> tuple[int, in
 def visit_order(seed: int, count: int, scene_set: int, use: int) -> np.ndarray:
     """The order in which one use of a scene set visits its ``count`` scenes.
 
-    The first use reads the set in order (it is shuffled when rendered); every reuse reshuffles
-    rather than mirrors: Fashion-MNIST footwear all points left, and epochs of mirrored scenes
-    cost validation accuracy on the (unmirrored) camera scenes.
+    The first use reads the set in order (its garments were drawn in random order); every reuse
+    reshuffles rather than mirrors: Fashion-MNIST footwear all points left, and epochs of mirrored
+    scenes cost validation accuracy on the (unmirrored) camera scenes.
     """
     if use == 0:
         return np.arange(count)
