@@ -110,7 +110,8 @@ def visit_order(seed: int, count: int, scene_set: int, use: int) -> np.ndarray:
 def load(dataset: str, input_spec: InputSpec, *, batch_size: int, seed: int, val_fraction: float,
          augmentation: str, max_shift: int = 2, data_dir: str | None = None, folder_root: str | None = None,
          train_limit: int | None = None, test_limit: int | None = None,
-         scenes_per_epoch: int | None = None, low_res_epochs: int = 0, scene_reuse: int = 1) -> TrainData:
+         scenes_per_epoch: int | None = None, low_res_epochs: int = 0, scene_reuse: int = 1,
+         epochs: int | None = None) -> TrainData:
     """Load and split the dataset a model trains on.
 
     Args:
@@ -120,6 +121,8 @@ def load(dataset: str, input_spec: InputSpec, *, batch_size: int, seed: int, val
         scenes_per_epoch: camera scenes rendered per epoch (default: one per training garment).
         scene_reuse: camera scenes: each rendered set serves this many epochs (reshuffled each
             time), so rendering costs a fraction of the training time.
+        epochs: camera scenes: how many epochs the run trains, so no set is rendered past the last
+            one (default: render ahead without end).
     """
     if augmentation not in augment.AUGMENTATIONS:
         raise DatasetError(f"unknown augmentation {augmentation!r}; choose from {', '.join(augment.AUGMENTATIONS)}")
@@ -130,7 +133,7 @@ def load(dataset: str, input_spec: InputSpec, *, batch_size: int, seed: int, val
                              test_limit)
     if dataset == "camera_scenes":
         return _scene_data(input_spec, batch_size, seed, val_fraction, data_dir, train_limit, test_limit, scenes_per_epoch,
-                           low_res_epochs, scene_reuse)
+                           low_res_epochs, scene_reuse, epochs)
     raise DatasetError(f"unknown dataset {dataset!r}")
 
 
@@ -156,7 +159,7 @@ def _fashion_data(spec: InputSpec, batch_size: int, seed: int, val_fraction: flo
 
 def _scene_data(spec: InputSpec, batch_size: int, seed: int, val_fraction: float, data_dir: str | None,
                 train_limit: int | None, test_limit: int | None, scenes_per_epoch: int | None,
-                low_res_epochs: int = 0, scene_reuse: int = 1) -> TrainData:
+                low_res_epochs: int = 0, scene_reuse: int = 1, run_epochs: int | None = None) -> TrainData:
     train, test = fashion_mnist.load(data_dir)
     train_idx, val_idx = fashion_mnist.stratified_split(train.labels, val_fraction, seed)
     if train_limit:
@@ -165,7 +168,7 @@ def _scene_data(spec: InputSpec, batch_size: int, seed: int, val_fraction: float
     renderer = camera_scenes.SceneRenderer()
     garments, labels = train.images, train.labels.astype(np.int64)
     count = scenes_per_epoch or len(train_idx)
-    epochs = EpochScenes(garments, train_idx, count, seed, spec, low_res_epochs, scene_reuse)
+    epochs = EpochScenes(garments, train_idx, count, seed, spec, low_res_epochs, scene_reuse, run_epochs)
 
     def make_batch(epoch: int, index: int) -> tuple[np.ndarray, np.ndarray]:
         chosen, images = epochs.get(epoch)
@@ -198,13 +201,15 @@ class EpochScenes:
     """
 
     def __init__(self, garments: np.ndarray, train_idx: np.ndarray, count: int, seed: int, spec: InputSpec,
-                 low_res_epochs: int = 0, reuse: int = 1) -> None:
+                 low_res_epochs: int = 0, reuse: int = 1, epochs: int | None = None) -> None:
         import tempfile
         import threading
 
         self._garments, self._train_idx, self._count, self._seed = garments, train_idx, count, seed
         self._spec, self._low_res_epochs, self._reuse = spec, low_res_epochs, max(1, reuse)
         self._low_res_sets = scene_position(low_res_epochs, low_res_epochs, self._reuse)[0]  # the first full-size set
+        # The last set the run uses: rendering one more would only take CPU from the final epochs.
+        self._last_set = None if epochs is None else scene_position(epochs - 1, low_res_epochs, self._reuse)[0]
         self._folder = tempfile.TemporaryDirectory(prefix="edge-scenes-")
         self._pending: dict[int, Any] = {}  # scene set -> rendering child process
         self._current: tuple[int, np.ndarray] | None = None
@@ -237,7 +242,8 @@ class EpochScenes:
                 self._current = (index, np.memmap(self._path(index), dtype=np.uint8, mode="r", shape=shape))
                 for stale in [s for s in self._pending if s < index]:
                     self._pending.pop(stale).kill()
-                self._submit(index + 1)
+                if self._last_set is None or index < self._last_set:
+                    self._submit(index + 1)
                 # Keep this set, the next one (finished or still being written) and the inputs.
                 following = self._path(index + 1).name
                 keep = {self._path(index).name, following, following + _PARTIAL, "garments.npy"}

@@ -92,7 +92,7 @@ def run(config: TrainConfig) -> RunResult:
         input_spec, batch_size=global_batch // num_workers, seed=config.seed, val_fraction=config.val_fraction,
         augmentation=config.augment, max_shift=config.max_shift, data_dir=config.data_dir, folder_root=config.folder,
         train_limit=config.train_limit, test_limit=config.test_limit, scenes_per_epoch=config.scenes_per_epoch,
-        low_res_epochs=config.low_res_epochs, scene_reuse=config.scene_reuse,
+        low_res_epochs=config.low_res_epochs, scene_reuse=config.scene_reuse, epochs=config.epochs,
     )
     steps = max(1, data.train_count // global_batch)
 

@@ -139,3 +139,18 @@ def test_scene_folder_keeps_only_the_current_and_next_set(rng):
     finally:
         scenes.close()
     assert not folder.exists()
+
+
+def test_no_scene_set_is_rendered_past_the_last_epoch(rng):
+    from pathlib import Path
+
+    spec = InputSpec(height=32, width=32, channels=3, color_order="RGB")
+    # 3 epochs, each set used twice: sets 0 and 1; set 2 would never be read.
+    scenes = data_mod.EpochScenes(_garments(rng), np.arange(12), 12, 0, spec, reuse=2, epochs=3)
+    try:
+        for epoch in range(3):
+            scenes.get(epoch)
+        assert scenes.scene_set(2) == 1 and not scenes._pending
+        assert sorted(p.name for p in Path(scenes._folder.name).glob("set-*")) == ["set-1.u8"]
+    finally:
+        scenes.close()
