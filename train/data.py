@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import logging
 import os
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
+from functools import cached_property
 from pathlib import Path
 from typing import Any, Callable
 
@@ -41,7 +42,6 @@ class TrainData:
     test_name: str  # what the test set is, for reports
     close: Callable[[], None] = lambda: None  # releases background renderers
     low_res_epochs: int = 0  # epochs whose batches are at half size
-    _half_val: np.ndarray | None = field(default=None, repr=False)
 
     def spec_for_epoch(self, epoch: int) -> InputSpec:
         """The size batches of ``epoch`` have: half size during the low-resolution epochs."""
@@ -54,12 +54,11 @@ class TrainData:
         garment looks twice as large), so low-resolution epochs are validated at half size: the
         number then means something, and costs a quarter as much.
         """
-        images, labels = self.val
-        if epoch >= self.low_res_epochs:
-            return images, labels
-        if self._half_val is None:
-            self._half_val = half_image(images)
-        return self._half_val, labels
+        return self.val if epoch >= self.low_res_epochs else (self._half_val_images, self.val[1])
+
+    @cached_property
+    def _half_val_images(self) -> np.ndarray:
+        return half_image(self.val[0])
 
     @property
     def steps_per_epoch(self) -> int:
@@ -77,7 +76,11 @@ def half_size(spec: InputSpec) -> InputSpec:
 
 
 def half_image(images: np.ndarray) -> np.ndarray:
-    """NHWC uint8 images at half size by 2x2 averaging: what the camera model's first pooling sees."""
+    """NHWC uint8 images at half size by 2x2 averaging: what the camera model's first pooling sees.
+
+    Not ``to_model_image``: these are already in the model's colour order, which it would treat
+    as BGR, and one vectorized mean beats thousands of per-frame resizes.
+    """
     n, h, w, c = images.shape
     blocks = images[:, : h // 2 * 2, : w // 2 * 2].reshape(n, h // 2, 2, w // 2, 2, c)
     return np.round(blocks.mean(axis=(2, 4), dtype=np.float32)).astype(np.uint8)
@@ -159,7 +162,7 @@ def _fashion_data(spec: InputSpec, batch_size: int, seed: int, val_fraction: flo
 
 def _scene_data(spec: InputSpec, batch_size: int, seed: int, val_fraction: float, data_dir: str | None,
                 train_limit: int | None, test_limit: int | None, scenes_per_epoch: int | None,
-                low_res_epochs: int = 0, scene_reuse: int = 1, run_epochs: int | None = None) -> TrainData:
+                low_res_epochs: int = 0, scene_reuse: int = 1, epochs: int | None = None) -> TrainData:
     train, test = fashion_mnist.load(data_dir)
     train_idx, val_idx = fashion_mnist.stratified_split(train.labels, val_fraction, seed)
     if train_limit:
@@ -168,23 +171,23 @@ def _scene_data(spec: InputSpec, batch_size: int, seed: int, val_fraction: float
     renderer = camera_scenes.SceneRenderer()
     garments, labels = train.images, train.labels.astype(np.int64)
     count = scenes_per_epoch or len(train_idx)
-    epochs = EpochScenes(garments, train_idx, count, seed, spec, low_res_epochs, scene_reuse, run_epochs)
+    scenes = EpochScenes(garments, train_idx, count, seed, spec, low_res_epochs, scene_reuse, epochs)
 
     def make_batch(epoch: int, index: int) -> tuple[np.ndarray, np.ndarray]:
-        chosen, images = epochs.get(epoch)
-        rows = np.sort(epochs.rows(epoch)[index * batch_size:(index + 1) * batch_size])  # sorted: memmap reads in order
+        chosen, images = scenes.get(epoch)
+        rows = np.sort(scenes.rows(epoch)[index * batch_size:(index + 1) * batch_size])  # sorted: memmap reads in order
         return np.asarray(images[rows]), labels[chosen[rows]]
 
     val_images = camera_scenes.render_batch(garments, val_idx, seed=seed, split="val", epoch=0, spec=spec,
                                             renderer=renderer)
     x_test, y_test = camera_scenes.test_scenes(test.images, test.labels.astype(np.int64), spec, count=test_limit)
-    sample_idx = epochs.choice(0)[:25]
+    sample_idx = scenes.choice(0)[:25]
     samples = camera_scenes.render_batch(garments, sample_idx, seed=seed, split="train", epoch=0, spec=spec,
                                          renderer=renderer)
     return TrainData(
         class_names=fashion_mnist.CLASS_NAMES, input_spec=spec, train_count=count, batch_size=batch_size,
         make_batch=make_batch, val=(val_images, labels[val_idx]), test=(x_test, y_test),
-        samples=(samples, labels[sample_idx]), close=epochs.close, low_res_epochs=low_res_epochs,
+        samples=(samples, labels[sample_idx]), close=scenes.close, low_res_epochs=low_res_epochs,
         test_name=f"fixed camera test scenes ({len(y_test)} scenes from Fashion-MNIST test garments)",
     )
 

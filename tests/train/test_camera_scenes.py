@@ -121,6 +121,7 @@ def test_low_res_epochs_validate_at_half_size():
                               samples=(images, labels), test_name="t", low_res_epochs=2)
     np.testing.assert_array_equal(data.val_for_epoch(1)[0], half)
     assert data.val_for_epoch(1)[1] is labels and data.val_for_epoch(2)[0] is images
+    assert data.val_for_epoch(0)[0] is data.val_for_epoch(1)[0]  # averaged once, not every epoch
 
 
 def test_scene_folder_keeps_only_the_current_and_next_set(rng):
