@@ -31,6 +31,10 @@ def build_parser() -> ArgumentParser:
     group.add_argument("--scene-reuse", type=int,
                        help="camera scenes: epochs each rendered scene set serves, reshuffled each time")
     group.add_argument("--label-smoothing", type=float)
+    group.add_argument("--teacher", help="camera scenes: a Fashion-MNIST model name, run folder or .keras file that "
+                                         "reads the clean garment behind each scene (camera_cnn: edge_cnn)")
+    group.add_argument("--distill", type=float, help="weight of the teacher's probabilities in the targets, 0..0.5; "
+                                                     "0 trains on labels alone")
     group.add_argument("--patience", type=int, help="early stopping patience in epochs (validation loss)")
     group.add_argument("--val-fraction", type=float, help="stratified validation share of the training split")
     group.add_argument("--seed", type=int, default=0)
@@ -51,6 +55,13 @@ def build_parser() -> ArgumentParser:
     return parser
 
 
+def training_order(configs: list[TrainConfig]) -> list[TrainConfig]:
+    """The runs in command order, except that a teacher named in the same command trains before
+    the models distilled from it, so they learn from the new teacher rather than the old one."""
+    names = {config.model for config in configs}
+    return sorted(configs, key=lambda config: bool(config.distill) and config.teacher in names)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -66,7 +77,8 @@ def main(argv: list[str] | None = None) -> int:
             model=name, epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.learning_rate,
             schedule=args.schedule, warmup_epochs=args.warmup_epochs, optimizer=args.optimizer, augment=args.augment,
             max_shift=args.max_shift, low_res_epochs=args.low_res_epochs, scene_reuse=args.scene_reuse,
-            label_smoothing=args.label_smoothing, patience=args.patience, val_fraction=args.val_fraction,
+            label_smoothing=args.label_smoothing, teacher=args.teacher, distill=args.distill, patience=args.patience,
+            val_fraction=args.val_fraction,
             seed=args.seed, data_dir=args.data_dir, folder=args.folder, output_dir=args.output_dir,
             strategy=args.strategy, width=args.width, input_size=args.input_size, train_limit=args.train_limit,
             test_limit=args.test_limit, scenes_per_epoch=args.scenes_per_epoch, plots=not args.no_plots,
@@ -75,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
         quiet_tensorflow()
         from . import trainer
 
-        for config in configs:
+        for config in training_order(configs):
             trainer.run(config)
         return 0
 

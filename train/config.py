@@ -34,6 +34,8 @@ class TrainConfig:
     low_res_epochs: int | None = None  # camera models: first N epochs at half resolution
     scene_reuse: int | None = None  # camera scenes: epochs each rendered scene set serves, reshuffled
     label_smoothing: float | None = None
+    teacher: str | None = None  # camera scenes: a Fashion-MNIST model that reads each scene's clean garment
+    distill: float | None = None  # weight of the teacher's probabilities in the targets; 0 = labels only
     patience: int | None = None
     val_fraction: float | None = None
     seed: int = 0
@@ -60,6 +62,8 @@ class TrainConfig:
                 values[key] = default
         if not explicit_low_res:  # a shorter run keeps its last epoch at full size
             values["low_res_epochs"] = min(values["low_res_epochs"], max(0, values["epochs"] - 1))
+        if self.folder is not None and self.distill is None:  # folder images have no clean garment behind them
+            values["distill"] = 0.0
         config = TrainConfig(**values)
         config.validate()
         return config
@@ -82,6 +86,13 @@ class TrainConfig:
              f"--strategy {self.strategy!r} is not one of {', '.join(STRATEGIES)}{models.suggest(self.strategy, STRATEGIES)}")
         need(self.val_fraction is None or 0.0 < self.val_fraction < 0.9, f"--val-fraction must be in (0, 0.9), got {self.val_fraction}")
         need(self.label_smoothing is None or 0.0 <= self.label_smoothing < 1.0, "--label-smoothing must be in [0, 1)")
+        # Above 0.5 a confidently wrong teacher would outvote the label.
+        need(self.distill is None or 0.0 <= self.distill <= 0.5, f"--distill must be in [0, 0.5], got {self.distill}")
+        if self.distill:
+            need(self.folder is None and models.get(self.model).dataset == "camera_scenes",
+                 "--distill needs camera scenes: the teacher reads the clean Fashion-MNIST garment behind each scene; "
+                 "use --distill 0")
+            need(bool(self.teacher), "--distill needs a --teacher (a model name, run folder or .keras file)")
         need(self.max_shift is None or 0 <= self.max_shift <= 8, "--max-shift must be in 0..8")
         need(self.low_res_epochs is None or self.epochs is None or 0 <= self.low_res_epochs < self.epochs,
              f"--low-res-epochs must be below --epochs ({self.epochs}) so the last epochs run at full size")

@@ -24,7 +24,8 @@ from . import augment
 from .datasets import camera_scenes, fashion_mnist, folder
 
 log = logging.getLogger("edge_classify.train")
-BatchFn = Callable[[int, int], tuple[np.ndarray, np.ndarray]]  # (epoch, batch index) -> (x, y)
+# (epoch, batch index) -> (images, labels): class indices (B,), or soft targets (B, classes) when distilling
+BatchFn = Callable[[int, int], tuple[np.ndarray, np.ndarray]]
 
 
 @dataclass
@@ -114,7 +115,7 @@ def load(dataset: str, input_spec: InputSpec, *, batch_size: int, seed: int, val
          augmentation: str, max_shift: int = 2, data_dir: str | None = None, folder_root: str | None = None,
          train_limit: int | None = None, test_limit: int | None = None,
          scenes_per_epoch: int | None = None, low_res_epochs: int = 0, scene_reuse: int = 1,
-         epochs: int | None = None) -> TrainData:
+         epochs: int | None = None, teacher: Path | None = None, distill: float = 0.0) -> TrainData:
     """Load and split the dataset a model trains on.
 
     Args:
@@ -126,6 +127,8 @@ def load(dataset: str, input_spec: InputSpec, *, batch_size: int, seed: int, val
             time), so rendering costs a fraction of the training time.
         epochs: camera scenes: how many epochs the run trains, so no set is rendered past the last
             one (default: render ahead without end).
+        teacher / distill: camera scenes: train towards ``(1 - distill) * label + distill *``
+            the teacher's probabilities on the clean garment behind each scene (see distill.py).
     """
     if augmentation not in augment.AUGMENTATIONS:
         raise DatasetError(f"unknown augmentation {augmentation!r}; choose from {', '.join(augment.AUGMENTATIONS)}")
@@ -136,7 +139,7 @@ def load(dataset: str, input_spec: InputSpec, *, batch_size: int, seed: int, val
                              test_limit)
     if dataset == "camera_scenes":
         return _scene_data(input_spec, batch_size, seed, val_fraction, data_dir, train_limit, test_limit, scenes_per_epoch,
-                           low_res_epochs, scene_reuse, epochs)
+                           low_res_epochs, scene_reuse, epochs, teacher, distill)
     raise DatasetError(f"unknown dataset {dataset!r}")
 
 
@@ -162,7 +165,8 @@ def _fashion_data(spec: InputSpec, batch_size: int, seed: int, val_fraction: flo
 
 def _scene_data(spec: InputSpec, batch_size: int, seed: int, val_fraction: float, data_dir: str | None,
                 train_limit: int | None, test_limit: int | None, scenes_per_epoch: int | None,
-                low_res_epochs: int = 0, scene_reuse: int = 1, epochs: int | None = None) -> TrainData:
+                low_res_epochs: int = 0, scene_reuse: int = 1, epochs: int | None = None,
+                teacher: Path | None = None, distill: float = 0.0) -> TrainData:
     train, test = fashion_mnist.load(data_dir)
     train_idx, val_idx = fashion_mnist.stratified_split(train.labels, val_fraction, seed)
     if train_limit:
@@ -171,12 +175,17 @@ def _scene_data(spec: InputSpec, batch_size: int, seed: int, val_fraction: float
     renderer = camera_scenes.SceneRenderer()
     garments, labels = train.images, train.labels.astype(np.int64)
     count = scenes_per_epoch or len(train_idx)
+    targets = labels  # per garment: its class, or its soft target when distilling
+    if teacher is not None and distill > 0:
+        from . import distill as distill_mod
+
+        targets = distill_mod.soft_targets(teacher, garments, labels, distill, len(fashion_mnist.CLASS_NAMES))
     scenes = EpochScenes(garments, train_idx, count, seed, spec, low_res_epochs, scene_reuse, epochs)
 
     def make_batch(epoch: int, index: int) -> tuple[np.ndarray, np.ndarray]:
         chosen, images = scenes.get(epoch)
         rows = np.sort(scenes.rows(epoch)[index * batch_size:(index + 1) * batch_size])  # sorted: memmap reads in order
-        return np.asarray(images[rows]), labels[chosen[rows]]
+        return np.asarray(images[rows]), targets[chosen[rows]]
 
     val_images = camera_scenes.render_batch(garments, val_idx, seed=seed, split="val", epoch=0, spec=spec,
                                             renderer=renderer)

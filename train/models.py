@@ -42,6 +42,8 @@ class TrainDefaults:
     low_res_epochs: int = 0  # first epochs at half resolution (4x cheaper), the rest at full size
     scene_reuse: int = 1  # camera scenes: epochs each rendered set serves (reshuffled each time)
     label_smoothing: float = 0.0
+    teacher: str | None = None  # camera scenes: model (name, run folder or .keras) reading the clean garment
+    distill: float = 0.0  # weight of the teacher's probabilities in the training targets
     patience: int = 10  # early stopping on validation loss, as in the tutorials
     val_fraction: float = 0.1
 
@@ -236,7 +238,7 @@ REGISTRY: dict[str, ModelSpec] = {
         ModelSpec("camera_cnn", "128x128 RGB camera model: early striding, conv stages, separable blocks",
                   CAMERA_INPUT, "camera_scenes", _camera_cnn,
                   TrainDefaults(epochs=16, low_res_epochs=8, scene_reuse=2, batch_size=64, learning_rate=3e-3,
-                                augment="scenes", patience=4),
+                                augment="scenes", patience=4, teacher="edge_cnn", distill=0.5),
                   any_size=True),
     )
 }

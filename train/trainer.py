@@ -35,14 +35,14 @@ from edge_runtime.cliutil import atomic_write_text, dump_json, temp_path_beside
 from edge_runtime.contract import InputSpec
 from edge_runtime.errors import EdgeError, OutputError
 
-from . import augment, data as data_mod, models, paths
+from . import augment, data as data_mod, distill, models, paths
 from .config import ConfigError, TrainConfig
 
 log = logging.getLogger("edge_classify.train")
 HISTORY_FIELDS = ("epoch", "loss", "accuracy", "val_loss", "val_accuracy", "learning_rate", "seconds")
 # Settings that change what a checkpoint means; a resume with other values would mix two runs.
 _RESUME_KEYS = ("model", "epochs", "batch_size", "learning_rate", "schedule", "warmup_epochs", "optimizer", "augment",
-                "max_shift", "low_res_epochs", "scene_reuse",
+                "max_shift", "low_res_epochs", "scene_reuse", "teacher", "distill",
                 "label_smoothing", "val_fraction", "seed", "folder", "strategy", "width", "input_size", "train_limit",
                 "scenes_per_epoch")
 
@@ -82,6 +82,7 @@ def run(config: TrainConfig) -> RunResult:
     out_root = Path(config.output_dir).expanduser() if config.output_dir else paths.default_runs_dir()
     run_dir = out_root / spec.name
     _check_output(run_dir)
+    teacher = distill.resolve_teacher(config.teacher, out_root) if config.distill > 0 and config.teacher else None
 
     strategy, worker_index, num_workers = _make_strategy(config.strategy)
     write_dir = run_dir if worker_index == 0 else run_dir / f".worker-{worker_index}"
@@ -93,6 +94,7 @@ def run(config: TrainConfig) -> RunResult:
         augmentation=config.augment, max_shift=config.max_shift, data_dir=config.data_dir, folder_root=config.folder,
         train_limit=config.train_limit, test_limit=config.test_limit, scenes_per_epoch=config.scenes_per_epoch,
         low_res_epochs=config.low_res_epochs, scene_reuse=config.scene_reuse, epochs=config.epochs,
+        teacher=teacher, distill=config.distill,
     )
     steps = max(1, data.train_count // global_batch)
 
@@ -167,6 +169,8 @@ def run(config: TrainConfig) -> RunResult:
     _recalibrate_batch_norm(final, data, epoch=max(config.low_res_epochs, state.epoch - 1))
     data.close()
     metrics = _evaluate(final, data, config, state, input_spec)
+    if teacher is not None:  # the soft targets depend on the teacher's exact weights
+        metrics["teacher"] = {"file": _display_path(teacher), "sha256": hashlib.sha256(teacher.read_bytes()).hexdigest()}
     _write_run(write_dir, final, data, config, metrics, state, spec.name)
     shutil.rmtree(ckpt_dir, ignore_errors=True)
     print(f"{spec.name}: test accuracy {metrics['test_accuracy']:.4f} on {data.test_name}; "
@@ -254,18 +258,19 @@ def _epoch_dataset(data: data_mod.TrainData, epoch: int, steps: int, worker: int
     import tensorflow as tf
 
     spec = data.spec_for_epoch(epoch)
+    classes = len(data.class_names)
 
     def batch(index: Any) -> tuple[np.ndarray, np.ndarray]:
         images, labels = data.make_batch(epoch, int(index) * workers + worker)
-        return images, labels.astype(np.int64)
-
-    classes = len(data.class_names)
+        if labels.ndim == 2:  # soft targets (distillation)
+            return images, labels.astype(np.float32)
+        return images, np.eye(classes, dtype=np.float32)[labels]
 
     def tf_batch(index: Any) -> tuple[Any, Any]:
-        images, labels = tf.numpy_function(batch, [index], (tf.uint8, tf.int64), stateful=False)
+        images, targets = tf.numpy_function(batch, [index], (tf.uint8, tf.float32), stateful=False)
         images.set_shape((None, spec.height, spec.width, spec.channels))
-        labels.set_shape((None,))
-        return tf.cast(images, tf.float32), tf.one_hot(labels, classes)
+        targets.set_shape((None, classes))
+        return tf.cast(images, tf.float32), targets
 
     dataset = tf.data.Dataset.range(steps).map(tf_batch, num_parallel_calls=2, deterministic=True).prefetch(2)
     options = tf.data.Options()
@@ -441,6 +446,13 @@ def robustness(model: Any, images: np.ndarray, labels: np.ndarray, input_spec: I
         warped = augment.rotate_shift(images, angle, offset, replicate_border=colour)
         results[name] = float(np.mean(np.argmax(predict_probabilities(model, warped), axis=1) == labels))
     return results
+
+
+def _display_path(path: Path) -> str:
+    """Relative to the checkout when inside it, so committed metrics name no machine's folders."""
+    root = paths.project_root()
+    resolved = path.resolve()
+    return str(resolved.relative_to(root)) if root and resolved.is_relative_to(root) else str(resolved)
 
 
 def weights_digest(model: Any) -> str:

@@ -109,6 +109,68 @@ def test_bad_options_are_one_line_errors_with_exit_code_2(tmp_path):
         TrainConfig(model="edge_cnn", epochs=0).resolved()
 
 
+def test_soft_targets_mix_the_label_with_the_teachers_probabilities(trained, fashion_dir):
+    import keras
+
+    from train import distill
+    from train.datasets import fashion_mnist
+
+    out, _ = trained
+    teacher = out / "edge_cnn" / "model.keras"
+    train = fashion_mnist.load_split("train", fashion_dir)
+    garments, labels = train.images[:300], train.labels[:300].astype(np.int64)
+    targets = distill.soft_targets(teacher, garments, labels, 0.3, 10)
+    probabilities = keras.saving.load_model(teacher).predict(garments[..., None].astype(np.float32), verbose=0)
+    np.testing.assert_allclose(targets, 0.7 * np.eye(10)[labels] + 0.3 * probabilities, atol=1e-6)
+    np.testing.assert_allclose(targets.sum(axis=1), 1.0, atol=1e-5)
+    assert (targets.argmax(axis=1) == labels).all(), "at weight <= 0.5 the label always leads"
+    assert (targets.max(axis=1) < 1.0).all(), "every target carries some of the teacher's doubt"
+
+
+def test_camera_model_records_the_teacher_it_was_distilled_from(trained):
+    out, results = trained
+    config = json.loads((out / "camera_cnn" / "config.json").read_text())
+    assert config["teacher"] == "edge_cnn" and config["distill"] == models.get("camera_cnn").defaults.distill > 0
+    teacher = results["camera_cnn"].metrics["teacher"]
+    assert teacher["file"] == str((out / "edge_cnn" / "model.keras").resolve())
+    assert len(teacher["sha256"]) == 64
+    assert "teacher" not in results["edge_cnn"].metrics
+
+
+def test_bad_distillation_options_are_clear_errors(trained, tmp_path, monkeypatch, fashion_dir):
+    from train import distill
+    from train.datasets import fashion_mnist
+
+    out, _ = trained
+    with pytest.raises(ConfigError, match="needs camera scenes"):
+        TrainConfig(model="edge_cnn", teacher="seed_cnn", distill=0.3).resolved()
+    with pytest.raises(ConfigError, match=r"\[0, 0.5\]"):
+        TrainConfig(model="camera_cnn", distill=0.8).resolved()
+    assert TrainConfig(model="camera_cnn", folder=str(tmp_path)).resolved().distill == 0.0
+    assert distill.resolve_teacher("edge_cnn", out) == out / "edge_cnn" / "model.keras"
+    assert distill.resolve_teacher(str(out / "edge_cnn"), tmp_path) == out / "edge_cnn" / "model.keras"
+    with pytest.raises(EdgeError, match="did you mean 'edge_cnn'"):
+        distill.resolve_teacher("edge_cn", out)
+    monkeypatch.setenv("EDGE_RUNS_DIR", str(tmp_path))
+    with pytest.raises(EdgeError, match="train it first"):
+        distill.resolve_teacher("seed_cnn", tmp_path)
+    train = fashion_mnist.load_split("train", fashion_dir)
+    with pytest.raises(EdgeError, match="must read 28x28x1 garments"):
+        distill.soft_targets(out / "camera_cnn" / "model.keras", train.images[:10], train.labels[:10], 0.5, 10)
+    result = run_cli("-m", "train", "camera_cnn", "--teacher", str(tmp_path / "missing.keras"), "--output-dir",
+                     str(tmp_path / "runs"))
+    assert result.returncode == 2 and "not found" in result.stderr and result.stderr.count("\n") == 1
+
+
+def test_a_teacher_in_the_same_command_trains_before_its_student():
+    from train.cli import training_order
+
+    configs = [TrainConfig(model=name).resolved() for name in ("camera_cnn", "mlp128", "edge_cnn")]
+    assert [config.model for config in training_order(configs)] == ["mlp128", "edge_cnn", "camera_cnn"]
+    alone = [TrainConfig(model="camera_cnn").resolved(), TrainConfig(model="seed_cnn").resolved()]
+    assert [config.model for config in training_order(alone)] == ["camera_cnn", "seed_cnn"]
+
+
 def test_folder_dataset_with_one_class_is_rejected(tmp_path):
     import cv2
 
