@@ -70,7 +70,7 @@ def soft_targets(teacher_path: Path, garments: np.ndarray, labels: np.ndarray, w
                            "(a Fashion-MNIST model such as edge_cnn)")
     probabilities = teacher.predict(garments[..., None].astype(np.float32), batch_size=1000, verbose=0)
     agree = float(np.mean(np.argmax(probabilities, axis=1) == labels))
-    log.info("distilling from %s (weight %.2f): it labels %.1f%% of the training garments correctly",
+    log.info("distilling from %s (weight %.2f): it labels %.1f%% of the train split's garments correctly",
              teacher_path, weight, 100 * agree)
     one_hot = np.eye(classes, dtype=np.float32)[labels]
     return ((1.0 - weight) * one_hot + weight * probabilities).astype(np.float32)
