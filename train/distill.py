@@ -29,8 +29,8 @@ log = logging.getLogger("edge_classify.train")
 def resolve_teacher(teacher: str, runs_root: Path) -> Path:
     """The teacher's model file from ``--teacher``: a .keras file, a run folder, or a model name.
 
-    A model name means its run in this run's output folder, else the checkout's ``runs/``
-    (where the pretrained ``edge_cnn`` is committed).
+    A model name means its run in this run's output folder, else in the default runs folder
+    (``$EDGE_RUNS_DIR`` or the checkout's ``runs/``, where the pretrained ``edge_cnn`` is committed).
 
     Raises:
         DatasetError: nothing trained is found there (one line, with the fix).
