@@ -82,7 +82,8 @@ def run(config: TrainConfig) -> RunResult:
     out_root = Path(config.output_dir).expanduser() if config.output_dir else paths.default_runs_dir()
     run_dir = out_root / spec.name
     _check_output(run_dir)
-    teacher = distill.resolve_teacher(config.teacher, out_root) if config.distill > 0 and config.teacher else None
+    # validate() has made sure a distilling run names a teacher; resolve it before any heavy work.
+    teacher = distill.resolve_teacher(config.teacher, out_root) if config.distill else None
 
     strategy, worker_index, num_workers = _make_strategy(config.strategy)
     write_dir = run_dir if worker_index == 0 else run_dir / f".worker-{worker_index}"
