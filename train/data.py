@@ -43,6 +43,7 @@ class TrainData:
     test_name: str  # what the test set is, for reports
     close: Callable[[], None] = lambda: None  # releases background renderers
     low_res_epochs: int = 0  # epochs whose batches are at half size
+    test_conditions: list[dict[str, Any]] | None = None  # camera scenes: what each test scene drew
 
     def spec_for_epoch(self, epoch: int) -> InputSpec:
         """The size batches of ``epoch`` have: half size during the low-resolution epochs."""
@@ -189,7 +190,9 @@ def _scene_data(spec: InputSpec, batch_size: int, seed: int, val_fraction: float
 
     val_images = camera_scenes.render_batch(garments, val_idx, seed=seed, split="val", epoch=0, spec=spec,
                                             renderer=renderer)
-    x_test, y_test = camera_scenes.test_scenes(test.images, test.labels.astype(np.int64), spec, count=test_limit)
+    test_conditions: list[dict[str, Any]] = []
+    x_test, y_test = camera_scenes.test_scenes(test.images, test.labels.astype(np.int64), spec, count=test_limit,
+                                               conditions=test_conditions)
     sample_idx = scenes.choice(0)[:25]
     samples = camera_scenes.render_batch(garments, sample_idx, seed=seed, split="train", epoch=0, spec=spec,
                                          renderer=renderer)
@@ -197,6 +200,7 @@ def _scene_data(spec: InputSpec, batch_size: int, seed: int, val_fraction: float
         class_names=fashion_mnist.CLASS_NAMES, input_spec=spec, train_count=count, batch_size=batch_size,
         make_batch=make_batch, val=(val_images, labels[val_idx]), test=(x_test, y_test),
         samples=(samples, labels[sample_idx]), close=scenes.close, low_res_epochs=low_res_epochs,
+        test_conditions=test_conditions,
         test_name=f"fixed camera test scenes ({len(y_test)} scenes from Fashion-MNIST test garments)",
     )
 

@@ -237,7 +237,7 @@ REGISTRY: dict[str, ModelSpec] = {
                                 label_smoothing=0.1)),
         ModelSpec("camera_cnn", "128x128 RGB camera model: early striding, conv stages, separable blocks",
                   CAMERA_INPUT, "camera_scenes", _camera_cnn,
-                  TrainDefaults(epochs=16, low_res_epochs=8, scene_reuse=2, batch_size=64, learning_rate=3e-3,
+                  TrainDefaults(epochs=10, low_res_epochs=0, scene_reuse=2, batch_size=64, learning_rate=3e-3,
                                 augment="scenes", patience=4, teacher="edge_cnn", distill=0.5),
                   any_size=True),
     )

@@ -36,6 +36,7 @@ from edge_runtime.contract import InputSpec
 from edge_runtime.errors import EdgeError, OutputError
 
 from . import augment, data as data_mod, distill, models, paths
+from .datasets import camera_scenes
 from .config import ConfigError, TrainConfig
 
 log = logging.getLogger("edge_classify.train")
@@ -178,6 +179,8 @@ def run(config: TrainConfig) -> RunResult:
           f"{metrics['parameters']:,} params, {metrics['macs_per_image']:,} MACs; "
           f"trained {metrics['training_time_s'] / 60:.1f} min; weights {metrics['weights_sha256'][:12]}; wrote {write_dir}",
           flush=True)
+    if "scene_conditions" in metrics:
+        log.info("%s: hardest camera conditions: %s", spec.name, camera_scenes.hardest(metrics["scene_conditions"]))
     return RunResult(run_dir=write_dir, metrics=metrics, resumed_from=resumed_from)
 
 
@@ -473,6 +476,8 @@ def _evaluate(model: Any, data: data_mod.TrainData, config: TrainConfig, state: 
     val_predicted = np.argmax(predict_probabilities(model, data.val[0]), axis=1)
     metrics["val_accuracy"] = float(np.mean(val_predicted == data.val[1]))
     metrics["robustness"] = robustness(model, x_test, y_test, input_spec)
+    if data.test_conditions:
+        metrics["scene_conditions"] = camera_scenes.accuracy_by_condition(data.test_conditions, predicted == y_test)
     metrics.update(
         parameters=int(model.count_params()),
         macs_per_image=models.count_macs(model),

@@ -45,6 +45,42 @@ def test_scenes_carry_the_variation(rng):
     assert np.mean([s.std() for s in scenes]) > 15  # not flat frames
 
 
+def test_recorded_conditions_leave_the_scene_unchanged_and_match_the_config(rng):
+    garments = _garments(rng, 40)
+    config = camera_scenes.SceneConfig(scale=(0.5, 0.6), dark_on_light=1.0, blur_prob=0.0, jpeg_prob=1.0,
+                                       jpeg_quality=(40, 50), max_tilt_deg=5.0)
+    renderer = camera_scenes.SceneRenderer(config)
+    plain = camera_scenes.render_batch(garments, np.arange(40), seed=2, split="train", epoch=0, spec=SPEC,
+                                       renderer=renderer)
+    records: list = []
+    recorded = camera_scenes.render_batch(garments, np.arange(40), seed=2, split="train", epoch=0, spec=SPEC,
+                                          renderer=renderer, conditions=records)
+    np.testing.assert_array_equal(plain, recorded)
+    assert len(records) == 40
+    assert all(0.5 <= r["garment_size"] <= 0.6 and r["polarity"] == "dark on light" and r["blur"] == 0.0
+               and 40 <= r["jpeg"] <= 50 and r["tilt"] <= 5.0 for r in records)
+    assert {r["background"] for r in records} == {"plain", "gradient", "texture", "clutter"}
+
+
+def test_accuracy_by_condition_bins_each_scene_once():
+    records = [dict(garment_size=0.45, polarity="light on dark", background="plain", tilt=1.0, contrast=0.7,
+                    blur=0.0, noise=0.0, jpeg=None),
+               dict(garment_size=0.95, polarity="dark on light", background="clutter", tilt=11.0, contrast=1.2,
+                    blur=1.5, noise=13.0, jpeg=30),
+               dict(garment_size=0.99, polarity="dark on light", background="clutter", tilt=7.0, contrast=1.0,
+                    blur=0.5, noise=5.0, jpeg=90)]
+    report = camera_scenes.accuracy_by_condition(records, np.array([True, False, True]))
+    assert report["garment_size"] == {"40%-60%": {"scenes": 1, "accuracy": 1.0},
+                                      "80%-100%": {"scenes": 2, "accuracy": 0.5}}
+    assert list(report["blur"]) == ["none", "0.4-1", "1-1.6"]
+    assert list(report["jpeg"]) == ["none", "25-57", "58-90"]
+    assert report["background"]["clutter"] == {"scenes": 2, "accuracy": 0.5}
+    assert report["noise"]["0-4.67"]["scenes"] == 1 and report["tilt"]["6-12"]["scenes"] == 2
+    assert camera_scenes.hardest(report, 1) == "blur 1-1.6: 0.0%"  # the lowest accuracy, ties by name
+    with pytest.raises(ValueError, match="3 condition records for 2 predictions"):
+        camera_scenes.accuracy_by_condition(records, np.array([True, False]))
+
+
 def test_small_input_spec_goes_through_runtime_preprocessing(rng):
     small = InputSpec(height=32, width=32, channels=3, color_order="RGB")
     scenes = camera_scenes.render_batch(_garments(rng), np.arange(3), seed=0, split="val", epoch=0, spec=small)

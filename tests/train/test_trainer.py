@@ -17,6 +17,7 @@ import pytest
 from edge_runtime.errors import EdgeError
 from tests.conftest import ROOT, run_cli
 from train import models
+from train.datasets import camera_scenes
 from train.config import ConfigError, TrainConfig
 
 pytestmark = pytest.mark.dataset
@@ -107,6 +108,30 @@ def test_bad_options_are_one_line_errors_with_exit_code_2(tmp_path):
     assert result.returncode == 2 and "Fashion-MNIST not found" in result.stderr
     with pytest.raises(ConfigError, match="--epochs must be at least 1"):
         TrainConfig(model="edge_cnn", epochs=0).resolved()
+
+
+def test_camera_run_reports_accuracy_per_scene_condition(trained):
+    out, results = trained
+    metrics = json.loads((out / "camera_cnn" / "metrics.json").read_text())
+    report = metrics["scene_conditions"]
+    assert set(report) == set(camera_scenes.CONDITIONS)
+    for name, buckets in report.items():
+        assert sum(cell["scenes"] for cell in buckets.values()) == 200, name
+        # every condition splits the same 200 scenes, so its bins average back to the test accuracy
+        pooled = sum(cell["scenes"] * cell["accuracy"] for cell in buckets.values()) / 200
+        assert pooled == pytest.approx(metrics["test_accuracy"], abs=1e-3), name
+    assert set(report["polarity"]) == {"light on dark", "dark on light"}
+    assert set(report["background"]) == {"plain", "gradient", "texture", "clutter"}
+    assert "none" in report["blur"] and "none" in report["jpeg"]
+    assert "scene_conditions" not in results["edge_cnn"].metrics, "only camera scenes have conditions"
+
+
+def test_a_half_size_epoch_never_counts_as_the_best(tiny_runs):
+    metrics = json.loads((tiny_runs / "camera_cnn" / "metrics.json").read_text())
+    config = json.loads((tiny_runs / "camera_cnn" / "config.json").read_text())
+    assert config["low_res_epochs"] == 1 and metrics["epochs_run"] == 2
+    assert metrics["best_epoch"] == 2, "epoch 1 trained and validated at half size"
+    assert metrics["input"]["height"] == 32, "the exported model keeps the contract's fixed size"
 
 
 def test_soft_targets_mix_the_label_with_the_teachers_probabilities(trained, fashion_dir):

@@ -7,6 +7,11 @@ plain, gradient, textured or cluttered backgrounds of varied colour; both polari
 garment on dark, dark on light); uneven lighting, contrast, colour tint, blur, sensor noise and
 JPEG artefacts.
 
+Conditions: :func:`render_batch` can record what it drew for each scene (garment size, polarity,
+background, tilt, blur, noise, JPEG quality, contrast), and :func:`accuracy_by_condition` turns
+those records into accuracy per condition, so a report shows which camera conditions a model
+fails on and that the test scenes really carry each variation.
+
 Determinism: scene ``i`` of a split depends only on ``(seed, split, epoch, i)``, so the fixed
 test scenes are identical on every machine and run, and training scenes can be generated in any
 order or in parallel. Training scenes use only training garments and test scenes only test
@@ -16,6 +21,7 @@ garments.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -41,6 +47,7 @@ class SceneConfig:
     max_noise_sigma: float = 14.0
     jpeg_prob: float = 0.5
     jpeg_quality: tuple[int, int] = (25, 90)
+    contrast: tuple[float, float] = (0.65, 1.3)
 
 
 class SceneRenderer:
@@ -53,17 +60,23 @@ class SceneRenderer:
         bank_rng = np.random.default_rng(0)
         self._noise = bank_rng.standard_normal((2 * config.size, 2 * config.size, 3), dtype=np.float32)
 
-    def render(self, garment: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-        """One camera-like BGR uint8 frame (size x size x 3) containing one 28x28 garment."""
-        return _render(garment, rng, self.config, self._noise)
+    def render(self, garment: np.ndarray, rng: np.random.Generator,
+               conditions: dict[str, Any] | None = None) -> np.ndarray:
+        """One camera-like BGR uint8 frame (size x size x 3) containing one 28x28 garment.
+
+        ``conditions``, when given, receives what was drawn for the scene (see :data:`CONDITIONS`);
+        recording draws nothing extra, so the frame is the same either way.
+        """
+        return _render(garment, rng, self.config, self._noise, conditions)
 
 
-def _render(garment: np.ndarray, rng: np.random.Generator, config: SceneConfig, noise_bank: np.ndarray) -> np.ndarray:
+def _render(garment: np.ndarray, rng: np.random.Generator, config: SceneConfig, noise_bank: np.ndarray,
+            conditions: dict[str, Any] | None = None) -> np.ndarray:
     import cv2
 
     size = config.size
     light_garment = rng.random() >= config.dark_on_light
-    background = _background(rng, size, dark=light_garment)
+    background, background_kind = _background(rng, size, dark=light_garment)
 
     # Garment geometry: scale, aspect, tilt and position (it may touch the frame's edge).
     height = rng.uniform(*config.scale) * size
@@ -93,23 +106,30 @@ def _render(garment: np.ndarray, rng: np.random.Generator, config: SceneConfig, 
     # Lighting: a smooth illumination field (vignette or side light), contrast and colour tint,
     # folded into one per-channel gain and offset.
     illumination = _illumination(rng, size)
-    contrast = np.float32(rng.uniform(0.65, 1.3))
+    contrast = np.float32(rng.uniform(*config.contrast))
     tint = rng.uniform(0.8, 1.2, 3).astype(np.float32)
     offset = np.float32(128.0 * (1.0 - contrast) + rng.uniform(-30.0, 30.0))
     frame = frame * cv2.merge([illumination * (contrast * t) for t in tint]) + offset * tint
 
+    blur_sigma = 0.0
     if rng.random() < config.blur_prob:
-        frame = cv2.GaussianBlur(frame, (0, 0), rng.uniform(0.4, config.max_blur_sigma))
+        blur_sigma = rng.uniform(0.4, config.max_blur_sigma)
+        frame = cv2.GaussianBlur(frame, (0, 0), blur_sigma)
     noise_sigma = np.float32(rng.uniform(0.0, config.max_noise_sigma))
     if noise_sigma > 0.5:
         oy, ox = (int(v) for v in rng.integers(0, size, 2))
         frame += noise_bank[oy:oy + size, ox:ox + size] * (noise_sigma if rng.random() < 0.5 else -noise_sigma)
     image = np.clip(frame, 0, 255).astype(np.uint8)
+    quality = None
     if rng.random() < config.jpeg_prob:
         quality = int(rng.integers(config.jpeg_quality[0], config.jpeg_quality[1] + 1))
         ok, encoded = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, quality])
         if ok:
             image = cv2.imdecode(encoded, cv2.IMREAD_COLOR)
+    if conditions is not None:
+        conditions.update(garment_size=height / size, polarity="light on dark" if light_garment else "dark on light",
+                          background=background_kind, tilt=abs(tilt), contrast=float(contrast), blur=float(blur_sigma),
+                          noise=float(noise_sigma) if noise_sigma > 0.5 else 0.0, jpeg=quality)
     return image
 
 
@@ -119,7 +139,8 @@ def scene_rng(seed: int, split: str, epoch: int, index: int) -> np.random.Genera
 
 
 def render_batch(garments: np.ndarray, indices: np.ndarray, *, seed: int, split: str, epoch: int,
-                 spec: InputSpec, renderer: SceneRenderer | None = None) -> np.ndarray:
+                 spec: InputSpec, renderer: SceneRenderer | None = None,
+                 conditions: list[dict[str, Any]] | None = None) -> np.ndarray:
     """Render the scenes for ``indices`` and pass each through the runtime's preprocessing.
 
     Args:
@@ -127,6 +148,7 @@ def render_batch(garments: np.ndarray, indices: np.ndarray, *, seed: int, split:
         indices: which garments (and scene numbers) to render.
         spec: the model input; frames go through :func:`edge_runtime.preprocess.to_model_image`
             exactly as live camera frames do.
+        conditions: when given, one record per scene is appended to it (see :data:`CONDITIONS`).
 
     Returns:
         (len(indices), H, W, C) uint8 model images.
@@ -134,25 +156,108 @@ def render_batch(garments: np.ndarray, indices: np.ndarray, *, seed: int, split:
     renderer = renderer or SceneRenderer()
     out = np.empty((len(indices), spec.height, spec.width, spec.channels), dtype=np.uint8)
     for row, index in enumerate(indices):
-        frame = renderer.render(garments[index], scene_rng(seed, split, epoch, int(index)))
+        record: dict[str, Any] | None = {} if conditions is not None else None
+        frame = renderer.render(garments[index], scene_rng(seed, split, epoch, int(index)), record)
         out[row] = to_model_image(frame, spec)
+        if conditions is not None:
+            conditions.append(record)
     return out
 
 
-def test_scenes(garments: np.ndarray, labels: np.ndarray, spec: InputSpec, *,
-                count: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+def test_scenes(garments: np.ndarray, labels: np.ndarray, spec: InputSpec, *, count: int | None = None,
+                conditions: list[dict[str, Any]] | None = None) -> tuple[np.ndarray, np.ndarray]:
     """The fixed camera test set: one scene per test garment (the first ``count`` of them)."""
     count = len(garments) if count is None else min(count, len(garments))
-    images = render_batch(garments, np.arange(count), seed=TEST_SEED, split="test", epoch=0, spec=spec)
+    images = render_batch(garments, np.arange(count), seed=TEST_SEED, split="test", epoch=0, spec=spec,
+                          conditions=conditions)
     return images, labels[:count]
 
 
-def _background(rng: np.random.Generator, size: int, *, dark: bool) -> np.ndarray:
-    """Plain, gradient, low-frequency texture or clutter; dark or light overall."""
+def _bins(low: float, high: float, parts: int) -> list[float]:
+    return [float(v) for v in np.linspace(low, high, parts + 1)]
+
+
+def condition_bins(config: SceneConfig = SceneConfig()) -> dict[str, list[float] | None]:
+    """Each recorded condition and its bin edges (``None``: a category). Edges follow the config's ranges."""
+    return {
+        "garment_size": _bins(*config.scale, 3),  # height as a fraction of the frame
+        "polarity": None,
+        "background": None,
+        "tilt": _bins(0.0, config.max_tilt_deg, 2),  # degrees either way
+        "contrast": _bins(*config.contrast, 3),
+        "blur": _bins(0.4, config.max_blur_sigma, 2),  # Gaussian sigma in pixels; 0: not blurred
+        "noise": _bins(0.0, config.max_noise_sigma, 3),  # sensor noise sigma in grey levels
+        "jpeg": _bins(config.jpeg_quality[0], config.jpeg_quality[1] + 1, 2),  # quality; None: not compressed
+    }
+
+
+CONDITIONS = tuple(condition_bins())
+
+
+def _bucket(value: Any, edges: list[float] | None, name: str) -> str:
+    if edges is None:
+        return str(value)
+    if value is None or (name == "blur" and value == 0.0):
+        return "none"
+    inner = int(np.searchsorted(edges[1:-1], value, side="right"))
+    low, high = edges[inner], edges[inner + 1]
+    if name == "jpeg":  # integer qualities: name the inclusive range
+        return f"{int(np.ceil(low))}-{int(np.ceil(high)) - 1}"
+    if name == "garment_size":
+        return f"{low:.0%}-{high:.0%}"
+    return f"{low:.3g}-{high:.3g}"
+
+
+def accuracy_by_condition(conditions: list[dict[str, Any]], correct: np.ndarray,
+                          config: SceneConfig = SceneConfig()) -> dict[str, dict[str, dict[str, float | int]]]:
+    """Accuracy of the scenes in each bin of each condition.
+
+    Args:
+        conditions: one record per scene, as :func:`render_batch` writes them.
+        correct: one boolean per scene: the model's top-1 class was right.
+
+    Returns:
+        ``{condition: {bin: {"scenes": n, "accuracy": a}}}``, bins in a stable order.
+    """
+    if len(conditions) != len(correct):
+        raise ValueError(f"{len(conditions)} condition records for {len(correct)} predictions")
+    correct = np.asarray(correct, dtype=bool)
+    report: dict[str, dict[str, dict[str, float | int]]] = {}
+    for name, edges in condition_bins(config).items():
+        buckets = np.array([_bucket(record[name], edges, name) for record in conditions])
+        report[name] = {str(bucket): {"scenes": int(np.sum(buckets == bucket)),
+                                      "accuracy": round(float(np.mean(correct[buckets == bucket])), 4)}
+                        for bucket in sorted(set(buckets.tolist()), key=_bucket_order)}
+    return report
+
+
+def hardest(report: dict[str, dict[str, dict[str, float | int]]], count: int = 3) -> str:
+    """The ``count`` bins with the lowest accuracy, as ``condition bin: accuracy`` for a log line."""
+    bins = sorted((cell["accuracy"], name, bucket) for name, buckets in report.items()
+                  for bucket, cell in buckets.items())
+    return ", ".join(f"{name} {bucket}: {accuracy:.1%}" for accuracy, name, bucket in bins[:count])
+
+
+def _bucket_order(bucket: str) -> tuple[int, float, str]:
+    """"none" first, then numeric bins by their lower edge, then categories by name."""
+    if bucket == "none":
+        return (0, 0.0, bucket)
+    head = bucket.split("-")[0].rstrip("%")
+    try:
+        return (1, float(head), bucket)
+    except ValueError:
+        return (2, 0.0, bucket)
+
+
+_BACKGROUNDS = ("plain", "gradient", "texture", "clutter")
+
+
+def _background(rng: np.random.Generator, size: int, *, dark: bool) -> tuple[np.ndarray, str]:
+    """Plain, gradient, low-frequency texture or clutter; dark or light overall. Returns it and its kind."""
     import cv2
 
     low, high = (0.0, 110.0) if dark else (140.0, 255.0)
-    kind = rng.integers(0, 4)
+    kind = int(rng.integers(0, 4))
     colour = rng.uniform(low, high, 3).astype(np.float32)
     if kind == 0:  # plain wall
         background = np.broadcast_to(colour, (size, size, 3)).astype(np.float32)
@@ -180,7 +285,7 @@ def _background(rng: np.random.Generator, size: int, *, dark: bool) -> np.ndarra
                 cv2.line(background, (x0, y0), (x1, y1), shade, int(rng.integers(1, 5)))
         # Clutter is kept within the background's brightness band so polarity still holds.
         background = low + (background - background.min()) * ((high - low) / max(float(np.ptp(background)), 1.0))
-    return np.clip(background, 0, 255).astype(np.float32)
+    return np.clip(background, 0, 255).astype(np.float32), _BACKGROUNDS[kind]
 
 
 def _ramp(rng: np.random.Generator, size: int) -> np.ndarray:
