@@ -126,7 +126,7 @@ def test_camera_run_reports_accuracy_per_scene_condition(trained):
     assert "scene_conditions" not in results["edge_cnn"].metrics, "only camera scenes have conditions"
 
 
-def test_a_half_size_epoch_never_counts_as_the_best(tiny_runs):
+def test_progressive_resizing_run_picks_a_full_size_epoch_and_keeps_the_fixed_input(tiny_runs):
     metrics = json.loads((tiny_runs / "camera_cnn" / "metrics.json").read_text())
     config = json.loads((tiny_runs / "camera_cnn" / "config.json").read_text())
     assert config["low_res_epochs"] == 1 and metrics["epochs_run"] == 2

@@ -43,6 +43,7 @@ class SceneConfig:
     max_tilt_deg: float = 12.0
     dark_on_light: float = 0.5  # probability of a dark garment on a light background
     blur_prob: float = 0.5
+    min_blur_sigma: float = 0.4
     max_blur_sigma: float = 1.6
     max_noise_sigma: float = 14.0
     jpeg_prob: float = 0.5
@@ -113,7 +114,7 @@ def _render(garment: np.ndarray, rng: np.random.Generator, config: SceneConfig, 
 
     blur_sigma = 0.0
     if rng.random() < config.blur_prob:
-        blur_sigma = rng.uniform(0.4, config.max_blur_sigma)
+        blur_sigma = rng.uniform(config.min_blur_sigma, config.max_blur_sigma)
         frame = cv2.GaussianBlur(frame, (0, 0), blur_sigma)
     noise_sigma = np.float32(rng.uniform(0.0, config.max_noise_sigma))
     if noise_sigma > 0.5:
@@ -185,7 +186,7 @@ def condition_bins(config: SceneConfig = SceneConfig()) -> dict[str, list[float]
         "background": None,
         "tilt": _bins(0.0, config.max_tilt_deg, 2),  # degrees either way
         "contrast": _bins(*config.contrast, 3),
-        "blur": _bins(0.4, config.max_blur_sigma, 2),  # Gaussian sigma in pixels; 0: not blurred
+        "blur": _bins(config.min_blur_sigma, config.max_blur_sigma, 2),  # Gaussian sigma in pixels; 0: not blurred
         "noise": _bins(0.0, config.max_noise_sigma, 3),  # sensor noise sigma in grey levels
         "jpeg": _bins(config.jpeg_quality[0], config.jpeg_quality[1] + 1, 2),  # quality; None: not compressed
     }
