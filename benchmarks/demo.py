@@ -7,13 +7,12 @@ annotated output), ``reports/demo.jsonl`` (one line per frame) and ``reports/dem
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import numpy as np
 
-from edge_runtime.cliutil import ArgumentParser, atomic_write_bytes, setup_logging
-from edge_runtime.errors import EdgeError, one_line
+from edge_common.cli import ArgumentParser, run_reporting_errors, setup_logging
+from edge_common.files import atomic_write_bytes
 
 
 def contact_sheet(video: Path, columns: int = 4, rows: int = 3, width: int = 320) -> np.ndarray:
@@ -54,7 +53,8 @@ def main(argv: list[str] | None = None) -> int:
 
     reports = Path(args.reports_dir) if args.reports_dir else paths.default_reports_dir()
     model = Path(args.model) if args.model else paths.default_runs_dir() / "camera_cnn" / "deploy" / "model_int8.tflite"
-    try:
+
+    def work() -> int:
         reports.mkdir(parents=True, exist_ok=True)
         classifier = Classifier.open(model)
         scenes = evalsets.test_set("camera_scenes", models.get("camera_cnn").input, limit=args.scenes)
@@ -65,13 +65,12 @@ def main(argv: list[str] | None = None) -> int:
                                bars=True, smooth=3))
         ok, png = cv2.imencode(".png", contact_sheet(reports / "demo.mp4"))
         atomic_write_bytes(reports / "demo_contact_sheet.png", png.tobytes())
-    except EdgeError as exc:
-        print(f"error: {one_line(exc)}", file=sys.stderr)
-        return exc.exit_code
-    print(stats.summary())
-    for name in ("demo_input.mp4", "demo.mp4", "demo.jsonl", "demo_contact_sheet.png"):
-        print(f"wrote {reports / name}")
-    return 0
+        print(stats.summary())
+        for name in ("demo_input.mp4", "demo.mp4", "demo.jsonl", "demo_contact_sheet.png"):
+            print(f"wrote {reports / name}")
+        return 0
+
+    return run_reporting_errors(work, "files written so far were closed and kept")
 
 
 if __name__ == "__main__":

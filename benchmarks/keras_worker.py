@@ -25,7 +25,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--video-frames", type=int, default=60)
     args = parser.parse_args(argv)
 
-    from edge_runtime.cliutil import quiet_tensorflow
+    from train.tfenv import quiet_tensorflow
 
     quiet_tensorflow()
     from benchmarks.worker import peak_rss_mb

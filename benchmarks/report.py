@@ -7,7 +7,7 @@ import io
 from pathlib import Path
 from typing import Any, Sequence
 
-from edge_runtime.cliutil import atomic_write_bytes, atomic_write_text, dump_json
+from edge_common.files import atomic_write_bytes, atomic_write_text, dump_json
 
 ROW_FIELDS = ("model", "format", "threads", "size_bytes", "accuracy", "agreement", "latency_ms_p50", "latency_ms_p95",
               "latency_ms_p99", "throughput_ips", "load_ms", "peak_rss_mb", "backend", "images")

@@ -24,9 +24,10 @@ import numpy as np
 
 from edge_runtime import formats as formats_mod
 from edge_runtime import system
-from edge_runtime.cliutil import atomic_write_text, dump_json
+from edge_common.cli import option
+from edge_common.files import atomic_write_text, dump_json, read_json, sha256_file
 from edge_runtime.contract import InputSpec
-from edge_runtime.errors import DatasetError, EdgeError
+from edge_common.errors import DatasetError, EdgeError
 from edge_runtime.metadata import load_bytes, read_metadata
 
 from . import pipeline, report
@@ -35,19 +36,37 @@ log = logging.getLogger("edge_classify.bench")
 PARTIAL_NAME = ".benchmark-partial.json"
 
 
+def _default_threads() -> tuple[int, ...]:
+    return tuple(sorted({1, os.cpu_count() or 1}))
+
+
+_ALL_FORMATS = tuple(fmt.name for fmt in formats_mod.FORMATS)
+
+
 @dataclass(frozen=True)
 class BenchConfig:
-    models: tuple[str, ...] = ()  # empty: every registry model (device mode: every deploy folder)
-    formats: tuple[str, ...] = tuple(fmt.name for fmt in formats_mod.FORMATS)
-    threads: tuple[int, ...] = (1, 2)
-    quick: bool = False
-    deploy_dir: str | None = None  # device mode: measure these files, no Keras, no conversion
-    runs_dir: str | None = None
-    reports_dir: str | None = None
-    data_dir: str | None = None
-    e2e: bool = True
-    fresh: bool = False
-    train_missing: bool = True
+    """One benchmark run; every field is a ``python -m benchmarks`` option."""
+
+    models: tuple[str, ...] = option((), "models to measure (default: every registry model; device mode: every "
+                                         "deploy folder)", metavar="MODEL")
+    formats: tuple[str, ...] = option(_ALL_FORMATS, "default: all: " + ", ".join(_ALL_FORMATS),
+                                      choices=_ALL_FORMATS, metavar="FORMAT")
+    threads: tuple[int, ...] = option(help="thread counts to sweep (default: 1 and all cores)",
+                                      default_factory=_default_threads)
+    quick: bool = option(False, "500 test images, short timings, tiny video (what the test suite runs)")
+    deploy_dir: str | None = option(help="device mode: measure the converted files in this folder (or its "
+                                         "subfolders) with the base install only; Keras rows are skipped")
+    runs_dir: str | None = option(help="run folders (default: runs/ in the checkout, or $EDGE_RUNS_DIR)")
+    reports_dir: str | None = option(help="where reports go (default: reports/ in the checkout)")
+    data_dir: str | None = option(help="Fashion-MNIST folder (default: search; see README)")
+    e2e: bool = option(True, "skip the end-to-end camera pipeline")
+    fresh: bool = option(False, "ignore results saved by an interrupted run")
+    train_missing: bool = option(True, "skip models that are not trained instead of training them",
+                                 flag="--no-train")
+
+    def validate(self) -> None:
+        if any(t < 1 for t in self.threads):
+            raise EdgeError("--threads values must be at least 1")
 
     @property
     def mode(self) -> str:
@@ -74,9 +93,9 @@ class ModelTarget:
     deploy_dir: Path
     input_spec: InputSpec
     labels: tuple[str, ...]
-    dataset: str | None  # registry dataset, None when unknown (device mode without registry entry)
+    dataset: str | None  # what it was trained on; None when unknown (device mode without registry entry)
     keras_file: Path | None = None
-    run_config: dict[str, Any] | None = None
+    run: Any = None  # train.runfolder.RunFolder: the test set exactly as training recorded it
     files: dict[str, Path] = field(default_factory=dict)
 
 
@@ -102,6 +121,7 @@ def run(config: BenchConfig) -> dict[str, Any]:
     """Measure, write reports/benchmark.{json,csv,md} and pareto.png, return the report dict."""
     from train import paths
 
+    config.validate()
     reports = Path(config.reports_dir).expanduser() if config.reports_dir else paths.default_reports_dir()
     reports.mkdir(parents=True, exist_ok=True)
     env = system.environment()
@@ -160,14 +180,15 @@ def run(config: BenchConfig) -> dict[str, Any]:
 
 def _run_targets(config: BenchConfig, skipped: list[str]) -> list[ModelTarget]:
     """Registry models from runs/: trained if missing (full mode), converted if out of date."""
-    from convert.converter import ConvertConfig, convert, run_dir_for
+    from convert.converter import ConvertConfig, convert
     from train import models
+    from train.runfolder import RunFolder, run_dir_for
 
     names = config.models or tuple(models.REGISTRY)
     deployable = tuple(f for f in config.formats if formats_mod.get(f).deployable)
     targets = []
     for name in names:
-        spec = models.get(name)
+        models.get(name)
         run_dir = run_dir_for(name, config.runs_dir)
         if not (run_dir / "model.keras").is_file():
             if not config.train_missing or config.quick:
@@ -184,17 +205,13 @@ def _run_targets(config: BenchConfig, skipped: list[str]) -> list[ModelTarget]:
                                         data_dir=config.data_dir, eval_limit=config.eval_limit,
                                         opencv_check=0 if config.quick else 500, gates=not config.quick,
                                         accept_existing=config.quick))
-        run_config = _read_json(run_dir / "config.json")
-        size = (run_config or {}).get("input_size")
-        input_spec = spec.input if not size else replace(spec.input, height=size, width=size)
-        labels = tuple((run_dir / "labels.txt").read_text().split("\n")[:-1])
-        target = ModelTarget(name, report_.deploy_dir, input_spec, labels, spec.dataset, run_dir / "model.keras",
-                             run_config)
+        run = RunFolder.open(run_dir)
+        target = ModelTarget(name, report_.deploy_dir, run.input_spec, run.labels, run.dataset, run.model_file, run)
         for result in report_.results:
             if result.status == "ok" and result.format in deployable:
                 target.files[result.format] = report_.deploy_dir / result.file
             elif result.status != "ok":
-                skipped.append(f"{name}/{result.format} (failed its conversion gate)")
+                skipped.append(f"{name}/{result.format} ({'failed its conversion gate' if result.status == 'rejected' else result.gate})")
         targets.append(target)
     return targets
 
@@ -271,7 +288,7 @@ def _measure_target(target: ModelTarget, config: BenchConfig, keras_ok: bool, tm
                 measured.update({key: accuracy_row[key] for key in ("accuracy", "agreement", "images")
                                  if key in accuracy_row}, accuracy_measured_at_threads=accuracy_row["threads"])
             rows.append({"model": target.name, "format": name, "threads": threads, "size_bytes": path.stat().st_size,
-                         "file": str(path), "sha256": _sha256(path), **measured})
+                         "file": str(path), "sha256": sha256_file(path), **measured})
     return rows, test_name
 
 
@@ -283,8 +300,11 @@ def _save_test_set(target: ModelTarget, config: BenchConfig, tmp: Path,
         skipped.append(f"{target.name} accuracy (not a registry model, no test set known)")
         return None, None, "none"
     try:
-        test = evalsets.test_set(target.dataset, target.input_spec, run_config=target.run_config,
-                                 data_dir=config.data_dir, limit=config.eval_limit)
+        if target.run is not None:
+            test = target.run.test_set(data_dir=config.data_dir, limit=config.eval_limit)
+        else:  # device mode: the registry model's standard test set
+            test = evalsets.test_set(target.dataset, target.input_spec, data_dir=config.data_dir,
+                                     limit=config.eval_limit)
     except DatasetError as exc:
         skipped.append(f"{target.name} accuracy ({exc})")
         return None, None, "none"
@@ -394,14 +414,14 @@ def _has_tensorflow() -> bool:
 def _target_key(target: ModelTarget, config: BenchConfig) -> str:
     digest = hashlib.sha256()
     for name, path in sorted(target.files.items()):
-        digest.update(name.encode() + _sha256(path).encode())
+        digest.update(name.encode() + sha256_file(path).encode())
     if target.keras_file is not None:
-        digest.update(_sha256(target.keras_file).encode())
+        digest.update(sha256_file(target.keras_file).encode())
     return f"{target.name}:{digest.hexdigest()[:16]}"
 
 
 def _load_partial(path: Path, config: BenchConfig, env: dict[str, Any]) -> dict[str, Any]:
-    data = _read_json(path)
+    data = read_json(path)
     if not data or data.get("fingerprint") != _fingerprint(config, env):
         return {}
     return data.get("models", {})
@@ -416,12 +436,3 @@ def _fingerprint(config: BenchConfig, env: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps([settings, env["cpu"], env["versions"]], sort_keys=True).encode()).hexdigest()[:16]
 
 
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
-
-
-def _read_json(path: Path) -> dict[str, Any] | None:
-    try:
-        return json.loads(Path(path).read_text())
-    except (OSError, ValueError):
-        return None

@@ -1,37 +1,53 @@
-"""Turn runs/<MODEL>/model.keras into verified, self-describing deployable files.
+"""Turn a trained Keras model into verified, self-describing deployable files.
 
-Writes ``runs/<MODEL>/deploy/``: one file per format of the formats table, ``labels.txt``,
-``deploy.json`` (what each file is, for people) and ``convert_report.json`` (the proof: accuracy,
-agreement with Keras and the largest probability difference, for every file, on the full test
-set). A file that fails its gate is kept as ``<name>.rejected`` and the command exits non-zero.
+What is converted: a registry model's run (``runs/<MODEL>/``), any run folder, or a bare
+``.keras`` file (labels from ``labels.txt`` beside it or ``--labels``; test and calibration images
+from ``--test DIR`` / ``--calibration DIR``). Writes ``deploy/`` beside the model: one file per
+format of the formats table, ``labels.txt``, ``deploy.json`` (what each file is, for people) and
+``convert_report.json`` (the proof: accuracy, agreement with Keras and the largest probability
+difference, for every file). A file that fails its gate is kept as ``<name>.rejected`` and the
+command exits non-zero. A format that cannot be honestly built or checked with what was given is
+skipped, and the report says why.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import tempfile
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass
+from importlib import metadata as package_metadata
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from edge_common.cli import option
+from edge_common.errors import EdgeError, OutputError
+from edge_common.files import atomic_write_bytes, atomic_write_text, dump_json, read_json, sha256_bytes
 from edge_runtime import formats as formats_mod
 from edge_runtime.classifier import Classifier
-from edge_runtime.cliutil import atomic_write_bytes, atomic_write_text, dump_json
 from edge_runtime.contract import METADATA_KEY, InputSpec, ModelMetadata, OutputSpec, Quantization
-from edge_runtime.errors import EdgeError, ModelFileError, OutputError
-from edge_runtime.metadata import embed_tflite_entries
+from edge_runtime.errors import ModelFileError
 from edge_runtime.preprocess import to_input_tensor
-from train import evalsets, models, paths
+from train import evalsets, models
+from train.runfolder import RunFolder, read_labels
 
+from . import exporters
 from .exporters import OnnxQuantSettings
 
 log = logging.getLogger("edge_classify.convert")
-VERSION = "edge-classify 0.1.0"
+_FORMAT_NAMES = tuple(fmt.name for fmt in formats_mod.DEPLOYABLE)
+_RANDOM_CHECK_IMAGES = 64  # without any images, float files are compared with Keras on seeded random pixels
+
+
+def created_by() -> str:
+    """``edge-classify <version>`` from the installed package metadata."""
+    try:
+        return f"edge-classify {package_metadata.version('edge-classify')}"
+    except package_metadata.PackageNotFoundError:  # a checkout that was never installed
+        return "edge-classify (not installed)"
 
 
 class GateError(EdgeError):
@@ -42,26 +58,58 @@ class GateError(EdgeError):
 
 @dataclass(frozen=True)
 class ConvertConfig:
-    model: str
-    runs_dir: str | None = None
-    formats: tuple[str, ...] = tuple(fmt.name for fmt in formats_mod.DEPLOYABLE)
-    calibration_samples: int = 300  # a few hundred training images: enough for stable min/max ranges
-    agreement_min: float = 0.999  # float32/float16 must agree with Keras on >= 99.9% of test images
-    max_accuracy_drop: float = 0.005  # dynamic/int8 may lose at most 0.5 accuracy points
-    gates: bool = True
-    onnx: OnnxQuantSettings = field(default_factory=OnnxQuantSettings)
-    eval_limit: int | None = None  # quick tests only; reports say how many images were used
-    opencv_check: int = 500  # images checked in OpenCV's DNN module for ONNX files (0: skip)
-    data_dir: str | None = None
-    force: bool = False
-    accept_existing: bool = False  # reuse current files whatever settings made them (quick benchmarks)
+    """One conversion; every field but ``model`` and ``accept_existing`` is a ``python -m convert`` option."""
+
+    model: str = option("", cli=False)  # registry name, run folder or .keras file
+    runs_dir: str | None = option(help="folder holding run folders (default: runs/ in the checkout, or "
+                                       "$EDGE_RUNS_DIR)")
+    formats: tuple[str, ...] = option(_FORMAT_NAMES, "formats to write (default: all): " + ", ".join(_FORMAT_NAMES),
+                                      choices=_FORMAT_NAMES,
+                                      metavar="FORMAT")
+    # A few hundred training images: enough for stable min/max ranges.
+    calibration_samples: int = option(300, "training images for int8 calibration")
+    agreement_min: float = option(0.999, "float32/float16 gate: top-1 agreement with Keras")
+    max_accuracy_drop: float = option(0.005, "dynamic/int8 gate: accuracy loss against Keras as a fraction "
+                                             "(0.005 = 0.5 points)")
+    gates: bool = option(True, "report gate failures but keep every file")
+    onnx_activations: str = option("uint8", "ONNX int8 activation type: uint8 for x86, int8 for ARM",
+                                   choices=("uint8", "int8"))
+    onnx_reduce_range: bool = option(True, "7-bit ONNX weights, for x86 CPUs without VNNI (default on; turn off "
+                                           "for ARM/VNNI)", both=True)
+    eval_limit: int | None = option(help="check on the first N test images only (quick runs)")
+    opencv_check: int = option(500, "images to check in OpenCV DNN per ONNX file (0: skip)")
+    data_dir: str | None = option(help="Fashion-MNIST folder (default: search; see README)")
+    force: bool = option(False, "convert even when deploy files are up to date")
+    labels: str | None = option(help="a bare .keras file: its labels file, one class per line (default: "
+                                     "labels.txt beside it)", group="a bare .keras file")
+    test: str | None = option(help="a folder dataset DIR/<class>/*.jpg to measure accuracy on (a bare .keras "
+                                   "file has no recorded test set)", metavar="DIR", group="a bare .keras file")
+    calibration: str | None = option(help="a folder of training images DIR/<class>/*.jpg for int8 calibration",
+                                     metavar="DIR", group="a bare .keras file")
+    color_order: str | None = option(help="a bare .keras file with 3 input channels: the colour order it was "
+                                           "trained on (default: RGB)", choices=("RGB", "BGR"),
+                                      group="a bare .keras file")
+    accept_existing: bool = option(False, cli=False)  # reuse current files whatever settings made them (quick benchmarks)
+
+    @property
+    def onnx(self) -> OnnxQuantSettings:
+        return OnnxQuantSettings(activation_type=self.onnx_activations, reduce_range=self.onnx_reduce_range)
+
+    def validate(self) -> None:
+        if self.calibration_samples < 1 or (self.eval_limit is not None and self.eval_limit < 1):
+            raise EdgeError("--calibration-samples and --eval-limit must be at least 1")
+        for name in self.formats:
+            formats_mod.get(name)
 
     def settings(self) -> dict[str, Any]:
         """What makes two conversions of the same model.keras equal (for skipping)."""
-        data = asdict(self)
-        for key in ("model", "runs_dir", "data_dir", "force", "formats", "accept_existing"):
-            data.pop(key)
-        return data
+        settings = {"calibration_samples": self.calibration_samples, "agreement_min": self.agreement_min,
+                    "max_accuracy_drop": self.max_accuracy_drop, "gates": self.gates, "onnx": asdict(self.onnx),
+                    "eval_limit": self.eval_limit, "opencv_check": self.opencv_check}
+        for key in ("test", "calibration", "color_order"):  # a bare file's images and contract
+            if getattr(self, key) is not None:
+                settings[key] = getattr(self, key)
+        return settings
 
 
 @dataclass
@@ -70,11 +118,11 @@ class FileResult:
     file: str
     status: str  # ok | rejected | skipped
     size_bytes: int = 0
-    accuracy: float = 0.0
-    accuracy_drop: float = 0.0
+    accuracy: float | None = None  # None: no labelled test images
+    accuracy_drop: float | None = None
     agreement: float = 0.0
     max_abs_prob_diff: float = 0.0
-    gate: str = ""
+    gate: str = ""  # the gate, or why the format was skipped
     backend: str = ""
     opencv_dnn_agreement: float | None = None
     opencv_dnn_note: str | None = None
@@ -86,111 +134,218 @@ class FileResult:
 class ConvertReport:
     model: str
     deploy_dir: Path
-    keras_accuracy: float
+    keras_accuracy: float | None
     test_set: str
     results: list[FileResult]
-    skipped: bool = False
+    skipped: bool = False  # up to date: nothing was converted
 
     @property
     def ok(self) -> bool:
-        return all(r.status == "ok" for r in self.results)
+        return all(r.status != "rejected" for r in self.results)
 
 
-def run_dir_for(model: str, runs_dir: str | Path | None) -> Path:
-    return (Path(runs_dir).expanduser() if runs_dir else paths.default_runs_dir()) / model
+@dataclass
+class _Subject:
+    """What is converted: a model file, its contract and labels, and where its images come from."""
+
+    name: str
+    model_file: Path
+    deploy_dir: Path
+    labels: tuple[str, ...] | None  # None: read after the model is loaded (bare files)
+    input_spec: InputSpec | None  # None: from the model's input shape (bare files)
+    run: RunFolder | None = None
+
+
+@dataclass
+class _Check:
+    """The images every file is compared with Keras on, and Keras' own answers."""
+
+    images: np.ndarray
+    labels: np.ndarray | None  # None: no labelled test set; accuracy cannot be measured
+    name: str
+    keras_probs: np.ndarray
+    keras_accuracy: float | None = None
 
 
 def convert(config: ConvertConfig) -> ConvertReport:
-    """Convert one run. Raises ModelFileError/OutputError for bad input, GateError for failed gates."""
-    spec = models.get(config.model)
-    for name in config.formats:
-        formats_mod.get(name)
-    run_dir = run_dir_for(config.model, config.runs_dir)
-    model_path = run_dir / "model.keras"
-    if not model_path.is_file():
-        raise ModelFileError(f"no trained model at {model_path}; run `python -m train {config.model}` first")
-    keras_sha = _sha256(model_path.read_bytes())
-    run_config = _read_json(run_dir / "config.json")
-    deploy_dir = run_dir / "deploy"
-    previous = _read_json(deploy_dir / "convert_report.json")
-    if not config.force and _up_to_date(previous, keras_sha, config, deploy_dir):
-        log.info("%s: deploy files are up to date with model.keras (sha256 %s); skipping (--force redoes them)",
-                 config.model, keras_sha[:12])
-        return _report_from_json(previous, deploy_dir, skipped=True)
+    """Convert one model. Raises ModelFileError/OutputError/DatasetError for bad input."""
+    config.validate()
+    subject = _subject(config)
+    keras_sha = sha256_bytes(subject.model_file.read_bytes())
+    previous = read_json(subject.deploy_dir / "convert_report.json")
+    if not config.force and _up_to_date(previous, keras_sha, config, subject.deploy_dir):
+        log.info("%s: deploy files are up to date with %s (sha256 %s); skipping (--force redoes them)",
+                 subject.name, subject.model_file.name, keras_sha[:12])
+        return _report_from_json(previous, subject.deploy_dir, skipped=True)
 
-    input_spec = _input_spec(spec, run_config)
-    model = _load_keras(model_path)
-    labels = _labels(run_dir, model)
-    _check_input(model, input_spec, model_path, spec)
+    model = _load_keras(subject.model_file)
+    labels, input_spec = _contract(subject, model, config)
     try:
-        deploy_dir.mkdir(parents=True, exist_ok=True)
+        subject.deploy_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise OutputError(f"cannot create {deploy_dir} ({exc.strerror or exc}); check permissions and free space") from None
-
-    log.info("%s: loading test and calibration images", config.model)
-    test = evalsets.test_set(spec.dataset, input_spec, run_config=run_config, data_dir=config.data_dir,
-                             limit=config.eval_limit)
-    calibration = evalsets.calibration_set(spec.dataset, input_spec, config.calibration_samples,
-                                           run_config=run_config, data_dir=config.data_dir)
-    keras_probs = np.asarray(model.predict(test.images.astype(np.float32), batch_size=500, verbose=0))
-    keras_pred = np.argmax(keras_probs, axis=1)
-    keras_accuracy = float(np.mean(keras_pred == test.labels))
-    log.info("%s: Keras accuracy %.4f on %s", config.model, keras_accuracy, test.name)
-
-    results: list[FileResult] = []
-    with tempfile.TemporaryDirectory(prefix="edge-convert-") as tmp:
-        saved_model: Path | None = None
-        onnx_float: Any = None
-        for name in config.formats:
-            fmt = formats_mod.get(name)
-            started = time.perf_counter()
-            if fmt.kind == "tflite":
-                from .exporters import export_saved_model, tflite_bytes
-
-                if saved_model is None:
-                    saved_model = export_saved_model(model, input_spec, Path(tmp) / "saved_model")
-                raw = tflite_bytes(saved_model, fmt.precision, calibration)
-            else:
-                from .exporters import onnx_float_model, onnx_int8_bytes
-
-                if onnx_float is None:
-                    onnx_float = onnx_float_model(model, input_spec)
-                raw = onnx_float.SerializeToString() if fmt.precision == "float32" else \
-                    onnx_int8_bytes(onnx_float, calibration, config.onnx)
-            result = _verify_and_write(fmt, raw, deploy_dir, Path(tmp), config, labels, input_spec, test,
-                                       keras_probs, keras_accuracy, keras_sha)
-            result.seconds = round(time.perf_counter() - started, 2)
-            results.append(result)
-            log.info("%s: %-15s %-8s accuracy %.4f agreement %.4f (%.1fs)", config.model, fmt.name, result.status,
-                     result.accuracy, result.agreement, result.seconds)
-
-    report = ConvertReport(config.model, deploy_dir, keras_accuracy, test.name, results)
-    _write_reports(report, config, labels, input_spec, keras_sha, model_path)
+        raise OutputError(f"cannot create {subject.deploy_dir} ({exc.strerror or exc}); check permissions and free "
+                          "space") from None
+    log.info("%s: loading test and calibration images", subject.name)
+    calibration = _calibration(subject, config, input_spec)
+    check = _reference(subject, config, input_spec, labels, model, calibration)
+    results = _convert_formats(subject, config, model, labels, input_spec, check, calibration, keras_sha)
+    report = ConvertReport(subject.name, subject.deploy_dir, check.keras_accuracy, check.name, results)
+    _write_reports(report, config, labels, input_spec, keras_sha, subject.model_file)
     return report
 
 
-def _verify_and_write(fmt: formats_mod.Format, raw: bytes, deploy_dir: Path, tmp: Path, config: ConvertConfig,
-                      labels: tuple[str, ...], input_spec: InputSpec, test: evalsets.EvalSet,
-                      keras_probs: np.ndarray, keras_accuracy: float, keras_sha: str) -> FileResult:
-    """Run the new file in the real runtime, gate it, embed its metadata and put it in place."""
+# --- what is converted -------------------------------------------------------------------------
+
+def _subject(config: ConvertConfig) -> _Subject:
+    given = Path(config.model).expanduser()
+    if given.suffix == ".keras":
+        if not given.is_file():
+            raise ModelFileError(f"{given}: no such file; pass a trained .keras file, a run folder or a model name")
+        labels_file = Path(config.labels).expanduser() if config.labels else given.parent / "labels.txt"
+        if not labels_file.is_file():
+            raise ModelFileError(f"{given}: no labels; put labels.txt (one class per line) beside it or pass --labels")
+        name = given.parent.name if given.stem == "model" else given.stem
+        return _Subject(name, given, given.parent / "deploy", read_labels(labels_file), None)
+    if config.model not in models.REGISTRY and given.is_dir():
+        run = RunFolder.open(given)
+    else:
+        run = RunFolder.for_model(config.model, config.runs_dir)
+    return _Subject(run.model, run.model_file, run.deploy_dir, run.labels, run.input_spec, run)
+
+
+def _contract(subject: _Subject, model: Any, config: ConvertConfig) -> tuple[tuple[str, ...], InputSpec]:
+    """Labels and input contract, checked against the model itself."""
+    shape = tuple(model.input_shape[1:])
+    if subject.input_spec is None:  # a bare file: the contract is the model's own input
+        if len(shape) != 3 or None in shape or shape[2] not in (1, 3):
+            raise ModelFileError(f"{subject.model_file}: input shape {shape} is not HxWx1 or HxWx3 with a fixed size")
+        input_spec = InputSpec(height=shape[0], width=shape[1], channels=shape[2],
+                               color_order="GRAY" if shape[2] == 1 else (config.color_order or "RGB"))
+    else:
+        input_spec = subject.input_spec
+        expected = (input_spec.height, input_spec.width, input_spec.channels)
+        if shape != expected:
+            raise ModelFileError(f"{subject.model_file}: model input {shape} does not match the input contract "
+                                 f"{expected} recorded for {subject.name!r}; it was not trained as that run")
+    classes = int(model.output_shape[-1])
+    labels = subject.labels or ()
+    if len(labels) != classes:
+        raise ModelFileError(f"{subject.name}: {len(labels)} labels but the model outputs {classes} classes; "
+                             "the labels file does not belong to this model")
+    return labels, input_spec
+
+
+def _calibration(subject: _Subject, config: ConvertConfig, input_spec: InputSpec) -> np.ndarray | None:
+    if config.calibration:
+        return evalsets.folder_calibration_set(config.calibration, input_spec, config.calibration_samples)
+    if subject.run is not None:
+        return subject.run.calibration_set(config.calibration_samples, data_dir=config.data_dir)
+    return None
+
+
+def _reference(subject: _Subject, config: ConvertConfig, input_spec: InputSpec, labels: tuple[str, ...],
+               model: Any, calibration: np.ndarray | None) -> _Check:
+    """Test images (labelled when there is a test set) and Keras' predictions on them."""
+    if config.test:
+        test = evalsets.folder_test_set(config.test, input_spec, labels, limit=config.eval_limit)
+        images, truth, name = test.images, test.labels, test.name
+    elif subject.run is not None:
+        test = subject.run.test_set(data_dir=config.data_dir, limit=config.eval_limit)
+        images, truth, name = test.images, test.labels, test.name
+    elif calibration is not None:
+        images, truth, name = calibration, None, f"{len(calibration)} calibration images (no labels)"
+    else:
+        rng = np.random.default_rng(0)
+        images = rng.integers(0, 256, (_RANDOM_CHECK_IMAGES,) + input_spec.shape[1:], dtype=np.uint8)
+        truth, name = None, f"{_RANDOM_CHECK_IMAGES} random-pixel images (no test or calibration images given)"
+    keras_probs = np.asarray(model.predict(images.astype(np.float32), batch_size=500, verbose=0))
+    check = _Check(images, truth, name, keras_probs)
+    if truth is not None:
+        check.keras_accuracy = float(np.mean(np.argmax(keras_probs, axis=1) == truth))
+        log.info("%s: Keras accuracy %.4f on %s", subject.name, check.keras_accuracy, name)
+    return check
+
+
+# --- converting each format --------------------------------------------------------------------
+
+def _convert_formats(subject: _Subject, config: ConvertConfig, model: Any, labels: tuple[str, ...],
+                     input_spec: InputSpec, check: _Check, calibration: np.ndarray | None,
+                     keras_sha: str) -> list[FileResult]:
+    results: list[FileResult] = []
+    with tempfile.TemporaryDirectory(prefix="edge-convert-") as tmp:
+        context = exporters.ExportContext(model, input_spec, Path(tmp), calibration, config.onnx)
+        for name in config.formats:
+            fmt = formats_mod.get(name)
+            why_not = _cannot_build(fmt, check, calibration)
+            if why_not:
+                log.warning("%s: %s skipped: %s", subject.name, fmt.name, why_not)
+                results.append(FileResult(fmt.name, fmt.file_name, "skipped", gate=why_not))
+                continue
+            started = time.perf_counter()
+            raw = exporters.exporter(fmt.name)(context)
+            result, final_bytes = _verify(fmt, raw, Path(tmp), config, labels, input_spec, check, keras_sha,
+                                          subject.name)
+            _put_in_place(result, final_bytes, fmt, subject.deploy_dir)
+            result.seconds = round(time.perf_counter() - started, 2)
+            results.append(result)
+            accuracy = "-" if result.accuracy is None else f"{result.accuracy:.4f}"
+            log.info("%s: %-15s %-8s accuracy %s agreement %.4f (%.1fs)", subject.name, fmt.name, result.status,
+                     accuracy, result.agreement, result.seconds)
+    return results
+
+
+def _cannot_build(fmt: formats_mod.Format, check: _Check, calibration: np.ndarray | None) -> str | None:
+    """Why a format cannot be honestly built and checked with the images at hand, if it cannot."""
+    if fmt.precision == "int8" and calibration is None:
+        return "int8 needs calibration images (--calibration DIR)"
+    if fmt.gate == "accuracy" and check.labels is None:
+        return "its gate is an accuracy drop, which needs labelled test images (--test DIR)"
+    return None
+
+
+def _verify(fmt: formats_mod.Format, raw: bytes, tmp: Path, config: ConvertConfig, labels: tuple[str, ...],
+            input_spec: InputSpec, check: _Check, keras_sha: str, name: str) -> tuple[FileResult, bytes]:
+    """Run the new file in the real runtime, gate it and embed its metadata."""
     probe = tmp / fmt.file_name
     probe.write_bytes(raw)
-    classifier = Classifier.open(probe, labels=labels, input_spec=input_spec)
-    try:
-        probs = _run_all(classifier, test.images)
-        tensor_spec = classifier.input_spec
+    probs, tensor_spec, output_spec, backend = _run_in_runtime(probe, labels, input_spec, check.images)
+    result = _compare(fmt, probs, check, backend)
+    _gate(result, fmt, config)
+    metadata = _metadata(fmt, result, config, labels, tensor_spec, output_spec, check, keras_sha, name)
+    final_bytes = exporters.embedder(fmt.kind)(raw, {METADATA_KEY: metadata.to_json()})
+    if fmt.kind == "onnx" and config.opencv_check:
+        probe.write_bytes(final_bytes)
+        result.opencv_dnn_agreement, result.opencv_dnn_note = _opencv_agreement(
+            probe, check.images[:config.opencv_check], probs[:config.opencv_check])
+    result.size_bytes, result.sha256 = len(final_bytes), sha256_bytes(final_bytes)
+    return result, final_bytes
+
+
+def _run_in_runtime(path: Path, labels: tuple[str, ...], input_spec: InputSpec,
+                    images: np.ndarray) -> tuple[np.ndarray, InputSpec, OutputSpec, str]:
+    """Probabilities of every image through the device runtime, and the file's tensor contract."""
+    with Classifier.open(path, labels=labels, input_spec=input_spec) as classifier:
+        probs = np.empty((len(images), len(labels)), dtype=np.float32)
+        for i, image in enumerate(images):
+            probs[i] = classifier.infer(to_input_tensor(image[None], classifier.input_spec))
         out = classifier.backend.output
         output_spec = OutputSpec(dtype=out.dtype, quantization=Quantization(out.scale, out.zero_point)
                                  if out.dtype in ("int8", "uint8") and out.scale > 0 else None)
-        backend = f"{classifier.backend.name} {classifier.backend.version}"
-    finally:
-        classifier.close()
+        return probs, classifier.input_spec, output_spec, f"{classifier.backend.name} {classifier.backend.version}"
+
+
+def _compare(fmt: formats_mod.Format, probs: np.ndarray, check: _Check, backend: str) -> FileResult:
     predicted = np.argmax(probs, axis=1)
     result = FileResult(format=fmt.name, file=fmt.file_name, status="ok", backend=backend,
-                        accuracy=float(np.mean(predicted == test.labels)),
-                        agreement=float(np.mean(predicted == np.argmax(keras_probs, axis=1))),
-                        max_abs_prob_diff=float(np.max(np.abs(probs - keras_probs))) if len(probs) else 0.0)
-    result.accuracy_drop = keras_accuracy - result.accuracy
+                        agreement=float(np.mean(predicted == np.argmax(check.keras_probs, axis=1))),
+                        max_abs_prob_diff=float(np.max(np.abs(probs - check.keras_probs))) if len(probs) else 0.0)
+    if check.labels is not None:
+        result.accuracy = float(np.mean(predicted == check.labels))
+        result.accuracy_drop = check.keras_accuracy - result.accuracy
+    return result
+
+
+def _gate(result: FileResult, fmt: formats_mod.Format, config: ConvertConfig) -> None:
     if fmt.gate == "agreement":
         result.gate = f"agreement >= {config.agreement_min:.3%}"
         passed = result.agreement >= config.agreement_min
@@ -200,26 +355,24 @@ def _verify_and_write(fmt: formats_mod.Format, raw: bytes, deploy_dir: Path, tmp
     if config.gates and not passed:
         result.status = "rejected"
 
-    metadata = ModelMetadata(
-        model=config.model, format=fmt.name, labels=labels, input=tensor_spec, output=output_spec,
-        accuracy={"accuracy": round(result.accuracy, 6), "keras_accuracy": round(keras_accuracy, 6),
-                  "agreement": round(result.agreement, 6), "test_images": float(len(test.labels))},
-        extra={"created_by": VERSION, "precision": fmt.precision, "description": fmt.description,
-               "test_set": test.name, "keras_sha256": keras_sha, "calibration_images": config.calibration_samples,
-               "calibration_source": "training split",
+
+def _metadata(fmt: formats_mod.Format, result: FileResult, config: ConvertConfig, labels: tuple[str, ...],
+              tensor_spec: InputSpec, output_spec: OutputSpec, check: _Check, keras_sha: str,
+              name: str) -> ModelMetadata:
+    accuracy = {"agreement": round(result.agreement, 6), "test_images": float(len(check.images))}
+    if result.accuracy is not None:
+        accuracy.update(accuracy=round(result.accuracy, 6), keras_accuracy=round(check.keras_accuracy, 6))
+    return ModelMetadata(
+        model=name, format=fmt.name, labels=labels, input=tensor_spec, output=output_spec, accuracy=accuracy,
+        extra={"created_by": created_by(), "precision": fmt.precision, "description": fmt.description,
+               "test_set": check.name, "keras_sha256": keras_sha, "calibration_images": config.calibration_samples,
+               "calibration_source": config.calibration or "training split",
                **({"onnx_quantization": asdict(config.onnx)} if fmt.kind == "onnx" and fmt.quantized else {})},
     )
-    if fmt.kind == "tflite":
-        final_bytes = embed_tflite_entries(raw, {METADATA_KEY: metadata.to_json().encode()})
-    else:
-        from .exporters import onnx_with_metadata
 
-        final_bytes = onnx_with_metadata(raw, {METADATA_KEY: metadata.to_json()})
-    if fmt.kind == "onnx" and config.opencv_check:
-        probe.write_bytes(final_bytes)
-        result.opencv_dnn_agreement, result.opencv_dnn_note = _opencv_agreement(
-            probe, test.images[:config.opencv_check], probs[:config.opencv_check])
-    result.size_bytes, result.sha256 = len(final_bytes), _sha256(final_bytes)
+
+def _put_in_place(result: FileResult, final_bytes: bytes, fmt: formats_mod.Format, deploy_dir: Path) -> None:
+    """A passing file takes its final name; a failing one is kept as .rejected and never passes for verified."""
     final = deploy_dir / fmt.file_name
     rejected = deploy_dir / (fmt.file_name + formats_mod.REJECTED_SUFFIX)
     if result.status == "ok":
@@ -227,17 +380,8 @@ def _verify_and_write(fmt: formats_mod.Format, raw: bytes, deploy_dir: Path, tmp
         rejected.unlink(missing_ok=True)
     else:
         atomic_write_bytes(rejected, final_bytes)
-        final.unlink(missing_ok=True)  # an older file must not pass for a verified one
+        final.unlink(missing_ok=True)
         result.file = rejected.name
-    return result
-
-
-def _run_all(classifier: Classifier, images: np.ndarray) -> np.ndarray:
-    spec = classifier.input_spec
-    out = np.empty((len(images), len(classifier.labels)), dtype=np.float32)
-    for i, image in enumerate(images):
-        out[i] = classifier.infer(to_input_tensor(image[None], spec))
-    return out
 
 
 def _opencv_agreement(onnx_file: Path, images: np.ndarray, runtime_probs: np.ndarray) -> tuple[float | None, str | None]:
@@ -267,13 +411,15 @@ def _opencv_agreement(onnx_file: Path, images: np.ndarray, runtime_probs: np.nda
     return None, "; ".join(errors)
 
 
+# --- reports -----------------------------------------------------------------------------------
+
 def _write_reports(report: ConvertReport, config: ConvertConfig, labels: tuple[str, ...], input_spec: InputSpec,
                    keras_sha: str, model_path: Path) -> None:
     deploy_dir = report.deploy_dir
     atomic_write_text(deploy_dir / "labels.txt", "\n".join(labels) + "\n")
     body = {
         "model": report.model,
-        "created_by": VERSION,
+        "created_by": created_by(),
         "keras_file": str(model_path.name),
         "keras_sha256": keras_sha,
         "keras_accuracy": report.keras_accuracy,
@@ -289,7 +435,8 @@ def _write_reports(report: ConvertReport, config: ConvertConfig, labels: tuple[s
         "input_note": "raw 0..255 pixels, NHWC, batch 1; int8 files take int8 input (see each file's quantization)",
         "files": {r.format: {"file": r.file, "status": r.status, "size_bytes": r.size_bytes, "sha256": r.sha256,
                              "accuracy": r.accuracy, "agreement_with_keras": r.agreement,
-                             "description": formats_mod.get(r.format).description} for r in report.results},
+                             "description": formats_mod.get(r.format).description}
+                  for r in report.results if r.status != "skipped"},
         "keras_sha256": keras_sha,
     }
     atomic_write_text(deploy_dir / "deploy.json", dump_json(deploy))
@@ -303,8 +450,10 @@ def _up_to_date(previous: dict[str, Any] | None, keras_sha: str, config: Convert
     by_format = {r["format"]: r for r in previous.get("results", [])}
     for name in config.formats:
         entry = by_format.get(name)
-        if not entry or entry.get("status") != "ok":
+        if not entry or entry.get("status") not in ("ok", "skipped"):
             return False
+        if entry["status"] == "skipped":  # same settings, same images: still cannot be built
+            continue
         path = deploy_dir / entry["file"]
         if not path.is_file() or path.stat().st_size != entry.get("size_bytes"):
             return False
@@ -314,13 +463,8 @@ def _up_to_date(previous: dict[str, Any] | None, keras_sha: str, config: Convert
 def _report_from_json(data: dict[str, Any], deploy_dir: Path, skipped: bool) -> ConvertReport:
     fields = FileResult.__dataclass_fields__
     results = [FileResult(**{k: v for k, v in r.items() if k in fields}) for r in data.get("results", [])]
-    return ConvertReport(data["model"], deploy_dir, data.get("keras_accuracy", 0.0), data.get("test_set", ""), results,
+    return ConvertReport(data["model"], deploy_dir, data.get("keras_accuracy"), data.get("test_set", ""), results,
                          skipped=skipped)
-
-
-def _input_spec(spec: models.ModelSpec, run_config: dict[str, Any] | None) -> InputSpec:
-    size = (run_config or {}).get("input_size")
-    return replace(spec.input, height=size, width=size) if size else spec.input
 
 
 def _load_keras(path: Path) -> Any:
@@ -333,46 +477,25 @@ def _load_keras(path: Path) -> Any:
                              "retrain it with `python -m train`") from None
 
 
-def _labels(run_dir: Path, model: Any) -> tuple[str, ...]:
-    path = run_dir / "labels.txt"
-    try:
-        labels = tuple(line.strip() for line in path.read_text().splitlines() if line.strip())
-    except OSError:
-        raise ModelFileError(f"{path} is missing; the run folder is incomplete, retrain with `python -m train`") from None
-    classes = int(model.output_shape[-1])
-    if len(labels) != classes:
-        raise ModelFileError(f"{path} has {len(labels)} labels but the model outputs {classes} classes")
-    return labels
-
-
-def _check_input(model: Any, input_spec: InputSpec, path: Path, spec: models.ModelSpec) -> None:
-    actual = tuple(model.input_shape[1:])
-    expected = (input_spec.height, input_spec.width, input_spec.channels)
-    if actual != expected:
-        raise ModelFileError(f"{path}: model input {actual} does not match the registry entry {spec.name!r} "
-                             f"{expected}; it was not trained as {spec.name}")
-
-
-def _read_json(path: Path) -> dict[str, Any] | None:
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-
-
-def _sha256(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
+def _number(value: float | None, spec: str) -> str:
+    return "-" if value is None else format(value, spec)
 
 
 def format_table(report: ConvertReport) -> str:
-    lines = [f"{report.model}: Keras accuracy {report.keras_accuracy:.4f} on {report.test_set}"
+    keras = "unknown (no labelled test images)" if report.keras_accuracy is None else f"{report.keras_accuracy:.4f}"
+    lines = [f"{report.model}: Keras accuracy {keras} on {report.test_set}"
              + ("  (up to date, not reconverted)" if report.skipped else ""),
              f"{'format':16s} {'file':32s} {'size KB':>8s} {'accuracy':>9s} {'drop pts':>9s} {'agree':>8s} "
              f"{'max|dp|':>8s} {'OpenCV':>7s}  status"]
     for r in report.results:
+        if r.status == "skipped":
+            lines.append(f"{r.format:16s} {'-':32s} {'':>8s} {'':>9s} {'':>9s} {'':>8s} {'':>8s} {'':>7s}  "
+                         f"skipped ({r.gate})")
+            continue
         cv = "-" if r.opencv_dnn_agreement is None and not r.opencv_dnn_note else \
             ("error" if r.opencv_dnn_agreement is None else f"{r.opencv_dnn_agreement:.3f}")
-        lines.append(f"{r.format:16s} {r.file:32s} {r.size_bytes / 1024:8.1f} {r.accuracy:9.4f} "
-                     f"{100 * r.accuracy_drop:9.2f} {r.agreement:8.4f} {r.max_abs_prob_diff:8.4f} {cv:>7s}  "
-                     f"{r.status}{'' if r.status == 'ok' else ' (' + r.gate + ')'}")
+        drop = None if r.accuracy_drop is None else 100 * r.accuracy_drop
+        lines.append(f"{r.format:16s} {r.file:32s} {r.size_bytes / 1024:8.1f} {_number(r.accuracy, '9.4f'):>9s} "
+                     f"{_number(drop, '9.2f'):>9s} {r.agreement:8.4f} {r.max_abs_prob_diff:8.4f} {cv:>7s}  "
+                     f"{r.status}{'' if r.status == 'ok' else ' (failed: ' + r.gate + ')'}")
     return "\n".join(lines)

@@ -1,5 +1,9 @@
 """Keras model -> bytes of each deployable format (the recipes that work on TF 2.21 / Keras 3).
 
+One ``export_<format name>(context)`` function per row of the formats table
+(:mod:`edge_runtime.formats`), and one ``embed_<kind>`` per file kind: a new format is a row
+plus a function.
+
 - TFLite goes through a SavedModel exported with a fixed batch-1 signature named ``image``
   (``from_concrete_functions`` on Keras 3 models yields NaNs; a dynamic batch adds SHAPE and
   STRIDED_SLICE ops that other consumers cannot load).
@@ -12,9 +16,10 @@ from __future__ import annotations
 
 import logging
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import numpy as np
 
@@ -132,3 +137,78 @@ def onnx_with_metadata(model_bytes_or_proto: Any, entries: dict[str, str]) -> by
         entry = proto.metadata_props.add()
         entry.key, entry.value = key, value
     return proto.SerializeToString()
+
+
+@dataclass
+class ExportContext:
+    """What every exporter reads: the Keras model, its input, calibration images and ONNX settings.
+
+    The intermediate forms (a SavedModel for TFLite, a float ONNX graph for ONNX) are built once,
+    on first use, and shared by every format that starts from them.
+    """
+
+    model: Any
+    input_spec: InputSpec
+    workdir: Path
+    calibration: np.ndarray | None = None
+    onnx: OnnxQuantSettings = field(default_factory=OnnxQuantSettings)
+
+    @cached_property
+    def saved_model(self) -> Path:
+        return export_saved_model(self.model, self.input_spec, self.workdir / "saved_model")
+
+    @cached_property
+    def onnx_float(self) -> Any:
+        return onnx_float_model(self.model, self.input_spec)
+
+    def need_calibration(self) -> np.ndarray:
+        if self.calibration is None or not len(self.calibration):
+            raise ValueError("int8 export needs calibration images")
+        return self.calibration
+
+
+def export_tflite_float32(context: ExportContext) -> bytes:
+    return tflite_bytes(context.saved_model, "float32")
+
+
+def export_tflite_float16(context: ExportContext) -> bytes:
+    return tflite_bytes(context.saved_model, "float16")
+
+
+def export_tflite_dynamic(context: ExportContext) -> bytes:
+    return tflite_bytes(context.saved_model, "dynamic")
+
+
+def export_tflite_int8(context: ExportContext) -> bytes:
+    return tflite_bytes(context.saved_model, "int8", context.need_calibration())
+
+
+def export_onnx_float32(context: ExportContext) -> bytes:
+    return context.onnx_float.SerializeToString()
+
+
+def export_onnx_int8(context: ExportContext) -> bytes:
+    return onnx_int8_bytes(context.onnx_float, context.need_calibration(), context.onnx)
+
+
+def exporter(format_name: str) -> Callable[[ExportContext], bytes]:
+    """The function that builds ``format_name``'s bytes."""
+    try:
+        return globals()[f"export_{format_name}"]
+    except KeyError:
+        raise ValueError(f"no exporter for format {format_name!r}; add export_{format_name} to convert/exporters.py") from None
+
+
+def embed_tflite(raw: bytes, entries: dict[str, str]) -> bytes:
+    from edge_runtime.metadata import embed_tflite_entries
+
+    return embed_tflite_entries(raw, {key: value.encode() for key, value in entries.items()})
+
+
+def embed_onnx(raw: bytes, entries: dict[str, str]) -> bytes:
+    return onnx_with_metadata(raw, entries)
+
+
+def embedder(kind: str) -> Callable[[bytes, dict[str, str]], bytes]:
+    """The function that writes metadata entries into a file of ``kind`` ("tflite" or "onnx")."""
+    return {"tflite": embed_tflite, "onnx": embed_onnx}[kind]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from .backends import available
-from .cliutil import ArgumentParser
+from edge_common.cli import ArgumentParser
 from . import system
 
 

@@ -1,20 +1,13 @@
-"""Exceptions the toolkit raises for predictable mistakes.
+"""Exceptions the runtime raises for predictable mistakes.
 
 Every command catches :class:`EdgeError` in ``main`` and prints its message as one line with
-exit code 2, so each message must say what went wrong *and* what to do next.
+exit code 2, so each message must say what went wrong *and* what to do next. The base class and
+the errors every package shares live in :mod:`edge_common.errors`.
 """
 
 from __future__ import annotations
 
-
-class EdgeError(Exception):
-    """Base class: a user-facing problem with a one-line, actionable message."""
-
-    exit_code = 2
-
-    def __init__(self, message: str = "", *args: object) -> None:
-        # Messages often quote user data (file names, JSON keys); keep them on one line.
-        super().__init__(" ".join(str(message).split()), *args)
+from edge_common.errors import EdgeError, OutputError, one_line
 
 
 class ModelFileError(EdgeError):
@@ -37,15 +30,5 @@ class SourceError(EdgeError):
     """A frame source (camera, file, stream) cannot be opened or stopped for good."""
 
 
-class DatasetError(EdgeError):
-    """A dataset file or folder is missing, corrupt or inconsistent."""
-
-
-class OutputError(EdgeError):
-    """An output path cannot be written (read-only, full disk, is a file)."""
-
-
-def one_line(exc: BaseException) -> str:
-    """Collapse an exception message to a single line for terminal output."""
-    text = " ".join(str(exc).split())
-    return text or type(exc).__name__
+__all__ = ["EdgeError", "OutputError", "one_line", "ModelFileError", "MetadataError", "BackendUnavailableError",
+           "FrameError", "SourceError"]

@@ -1,5 +1,8 @@
 """The formats table: every file a model is exported to, read by convert, benchmarks and tests.
 
+Each deployable row is built by ``convert.exporters.export_<name>``: a new format is one row here
+and one function there (a test checks that every row has its exporter).
+
 Names tell the truth: ``dynamic`` files have int8 weights and float activations and are never
 called int8; ``int8`` files compute in integers end to end (int8 input and output).
 """
@@ -8,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .errors import EdgeError
+from edge_common.errors import EdgeError, suggest
 
 
 @dataclass(frozen=True)
@@ -51,11 +54,7 @@ def get(name: str) -> Format:
     try:
         return BY_NAME[name]
     except KeyError:
-        import difflib
-
-        close = difflib.get_close_matches(name, BY_NAME, n=1)
-        hint = f" (did you mean {close[0]!r}?)" if close else ""
-        raise EdgeError(f"unknown format {name!r}{hint}; choose from {', '.join(BY_NAME)}") from None
+        raise EdgeError(f"unknown format {name!r}{suggest(name, BY_NAME)}; choose from {', '.join(BY_NAME)}") from None
 
 
 def for_file(file_name: str) -> Format | None:

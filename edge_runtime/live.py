@@ -22,7 +22,9 @@ import numpy as np
 
 from . import overlay
 from .classifier import Classifier
-from .errors import FrameError, OutputError, SourceError
+from edge_common.cli import option
+
+from .errors import EdgeError, FrameError, OutputError, SourceError
 from .sources import FrameSource, LatestReader, OrderedReader
 
 log = logging.getLogger("edge_classify.runtime")
@@ -31,21 +33,35 @@ STAGES = ("capture", "preprocess", "inference", "overlay", "output")
 
 @dataclass
 class LiveConfig:
-    """Options of the live loop (each is a command-line flag of ``python -m edge_runtime``)."""
+    """Options of the live loop; each field but ``headless`` and ``window_name`` is a flag of ``python -m edge_runtime``."""
 
-    headless: bool | None = None  # None: headless when there is no display or no GUI support
-    output: str | None = None  # annotated video (.mp4/.avi)
-    output_fps: float | None = None  # default: the source's own rate, else 30
-    jsonl: str | None = None  # one JSON line per frame
-    rotate_minutes: float | None = None  # start new output/jsonl segments this often (long-running devices)
-    threshold: float = 0.0  # below this score the overlay says "uncertain"
-    smooth: int = 1  # average probabilities over the last N frames
-    top_k: int = 3
-    bars: bool = False  # draw top-k bars
-    overlay: bool = True
-    max_frames: int | None = None
-    reconnect_timeout: float = 30.0  # give a live source this long to come back
+    headless: bool | None = None  # None: headless when there is no display or no GUI support (--headless/--window)
+    output: str | None = option(help="write the annotated video here (.mp4 or .avi)")
+    output_fps: float | None = option(help="frame rate of --output (default: the source's, else 30)")
+    jsonl: str | None = option(help="write one JSON line per frame here (index, time, top-k, ms per stage)")
+    rotate_minutes: float | None = option(help="start a new --output/--jsonl segment this often (long-running "
+                                                "devices)")
+    threshold: float = option(0.0, "show 'uncertain' below this score (0..1)")
+    smooth: int = option(1, "average probabilities over the last N frames")
+    top_k: int = option(3, "how many classes to report per frame")
+    bars: bool = option(False, "draw top-k probability bars")
+    overlay: bool = option(True, "do not draw on frames")
+    max_frames: int | None = option(help="stop after N frames")
+    reconnect_timeout: float = option(30.0, "seconds a lost camera/stream may take to come back before giving up")
     window_name: str = "edge-classify"
+
+    def validate(self) -> None:
+        """Raises EdgeError naming the option that cannot work."""
+        if not 0.0 <= self.threshold <= 1.0:
+            raise EdgeError("--threshold must be between 0 and 1")
+        for name in ("smooth", "top_k", "max_frames"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise EdgeError(f"--{name.replace('_', '-')} must be at least 1")
+        if self.rotate_minutes is not None and self.rotate_minutes <= 0:
+            raise EdgeError("--rotate-minutes must be positive")
+        if self.reconnect_timeout <= 0:
+            raise EdgeError("--reconnect-timeout must be positive")
 
 
 class StageStats:
@@ -275,7 +291,7 @@ def gui_available() -> tuple[bool, str]:
 
 def run(classifier: Classifier, source: FrameSource, config: LiveConfig, *,
         reopen: Callable[[], FrameSource] | None = None, stop: threading.Event | None = None,
-        on_frame: Callable[[int, Any], None] | None = None) -> LiveStats:
+        on_frame: Callable[[int, list[tuple[str, float]]], None] | None = None) -> LiveStats:
     """Run the loop until the source ends, ``max_frames``, q/Esc, Ctrl-C/SIGTERM, or ``stop`` is set.
 
     Args:
@@ -283,106 +299,147 @@ def run(classifier: Classifier, source: FrameSource, config: LiveConfig, *,
         source: any :class:`FrameSource`; live ones are read newest-frame-first with reconnects.
         reopen: how to reopen a live source that disappeared (default: its own ``reopen``).
         stop: set it from another thread to end the loop cleanly.
-        on_frame: called with (frame index, Prediction) after each frame (integrators' hook).
+        on_frame: called after each frame with its index and its top-k ``(label, score)`` pairs
+            (integrators' hook).
 
     Returns:
         The run's statistics; outputs are closed and renamed into place.
+
+    Raises:
+        SourceError: the source failed for good (its error and the run's summary in one line).
     """
-    stop = stop or threading.Event()
-    stats = LiveStats()
-    show = False
-    if not config.headless:
+    loop = _Loop(classifier, source, config, reopen, stop or threading.Event(), on_frame)
+    stats = loop.run()
+    if stats.ended_by == "end of source" and stats.error:
+        raise SourceError(stats.error + "; " + stats.summary().splitlines()[0])
+    return stats
+
+
+class _Loop:
+    """One run of the live loop: open the outputs, then process frames one by one, then close."""
+
+    def __init__(self, classifier: Classifier, source: FrameSource, config: LiveConfig,
+                 reopen: Callable[[], FrameSource] | None, stop: threading.Event,
+                 on_frame: Callable[[int, list[tuple[str, float]]], None] | None) -> None:
+        self.classifier, self.source, self.config, self.stop, self.on_frame = classifier, source, config, stop, on_frame
+        self.stats = LiveStats()
+        self.show = self._window_wanted()
+        rotate_s = config.rotate_minutes * 60 if config.rotate_minutes else None
+        self.video = VideoSink(config.output, config.output_fps or getattr(source, "nominal_fps", None) or 30.0,
+                               rotate_s) if config.output else None
+        self.records = JsonlSink(config.jsonl, rotate_s) if config.jsonl else None
+        self.smoother = Smoother(config.smooth, len(classifier.labels))
+        self.reader: OrderedReader | LatestReader = (
+            LatestReader(source, reopen, give_up_s=config.reconnect_timeout) if source.is_live
+            else OrderedReader(source))
+        self.frame_ends: deque[float] = deque(maxlen=30)
+
+    def run(self) -> LiveStats:
+        restore = _install_signal_handlers(self.stop)
+        started = time.perf_counter()
+        try:
+            self._frames()
+        except KeyboardInterrupt:
+            self.stats.ended_by = "Ctrl-C"
+        finally:
+            self.stats.wall_s = time.perf_counter() - started
+            self._close()
+            restore()
+        return self.stats
+
+    def _window_wanted(self) -> bool:
+        if self.config.headless:
+            return False
         show, why = gui_available()
-        if not show and config.headless is False:
+        if not show and self.config.headless is False:
             log.warning("%s", why)
-    video = VideoSink(config.output, config.output_fps or getattr(source, "nominal_fps", None) or 30.0,
-                      config.rotate_minutes * 60 if config.rotate_minutes else None) if config.output else None
-    records = JsonlSink(config.jsonl, config.rotate_minutes * 60 if config.rotate_minutes else None) \
-        if config.jsonl else None
-    smoother = Smoother(config.smooth, len(classifier.labels))
-    reader: OrderedReader | LatestReader = (
-        LatestReader(source, reopen, give_up_s=config.reconnect_timeout) if source.is_live else OrderedReader(source))
-    frame_ends: deque[float] = deque(maxlen=30)
-    restore = _install_signal_handlers(stop)
-    started = time.perf_counter()
-    try:
-        while not stop.is_set():
-            if config.max_frames is not None and stats.frames >= config.max_frames:
-                stats.ended_by = "max-frames"
-                break
+        return show
+
+    def _frames(self) -> None:
+        while not self.stop.is_set():
+            if self.config.max_frames is not None and self.stats.frames >= self.config.max_frames:
+                self.stats.ended_by = "max-frames"
+                return
             wait_start = time.perf_counter()
             try:
-                event = reader.get(timeout=0.5)
+                event = self.reader.get(timeout=0.5)
             except queue.Empty:
                 continue
             if event is None:
-                stats.ended_by = "end of source"
-                stats.error = getattr(reader, "error", None)
-                break
+                self.stats.ended_by = "end of source"
+                self.stats.error = getattr(self.reader, "error", None)
+                return
             capture_ms = (time.perf_counter() - wait_start) * 1e3
             if event.frame is None:
-                stats.corrupt += 1
+                self.stats.corrupt += 1
                 continue
-            try:
-                t0 = time.perf_counter()
-                tensor = classifier.input_tensor(event.frame)
-                t1 = time.perf_counter()
-                probabilities = smoother(classifier.infer(tensor))
-                t2 = time.perf_counter()
-            except FrameError as exc:
-                stats.rejected += 1
-                log.warning("frame %d skipped: %s", event.index, exc)
-                continue
-            top = classifier.top(probabilities, config.top_k)
-            frame_ends.append(t2)
-            fps = (len(frame_ends) - 1) / (frame_ends[-1] - frame_ends[0]) if len(frame_ends) > 1 and \
-                frame_ends[-1] > frame_ends[0] else None
-            frame = event.frame
-            if config.overlay and (show or video):
-                frame = overlay.draw(frame, top, fps, threshold=config.threshold, bars=config.bars)
-            t3 = time.perf_counter()
-            now = time.time()
-            if video:
-                video.write(frame, now)
-            if records:
-                records.write({"frame": event.index, "time": round(event.timestamp, 6),
-                               "label": top[0][0] if top[0][1] >= config.threshold else "uncertain",
-                               "top": [[name, round(score, 5)] for name, score in top],
-                               "ms": {"capture": round(capture_ms, 3), "read": round(event.read_ms, 3),
-                                      "preprocess": round((t1 - t0) * 1e3, 3), "inference": round((t2 - t1) * 1e3, 3),
-                                      "overlay": round((t3 - t2) * 1e3, 3)}}, now)
-            if show:
-                show = _show(config.window_name, frame, stop, stats)
-            t4 = time.perf_counter()
-            for name, value in zip(STAGES, (capture_ms, (t1 - t0) * 1e3, (t2 - t1) * 1e3, (t3 - t2) * 1e3,
-                                            (t4 - t3) * 1e3)):
-                stats.stages[name].add(value)
-            stats.frames += 1
-            if on_frame is not None:
-                on_frame(event.index, top)
-        else:
-            stats.ended_by = stats.ended_by or "stop requested"
-    except KeyboardInterrupt:
-        stats.ended_by = "Ctrl-C"
-    finally:
-        stats.wall_s = time.perf_counter() - started
+            self._process(event, capture_ms)
+        self.stats.ended_by = self.stats.ended_by or "stop requested"
+
+    def _process(self, event: Any, capture_ms: float) -> None:
+        """Classify one frame, draw it, write it, show it, and time every stage."""
+        classifier, config = self.classifier, self.config
+        try:
+            t0 = time.perf_counter()
+            tensor = classifier.input_tensor(event.frame)
+            t1 = time.perf_counter()
+            probabilities = self.smoother(classifier.infer(tensor))
+            t2 = time.perf_counter()
+        except FrameError as exc:
+            self.stats.rejected += 1
+            log.warning("frame %d skipped: %s", event.index, exc)
+            return
+        top = classifier.top(probabilities, config.top_k)
+        frame = event.frame
+        if config.overlay and (self.show or self.video):
+            frame = overlay.draw(frame, top, self._fps(t2), threshold=config.threshold, bars=config.bars)
+        t3 = time.perf_counter()
+        self._write(event, frame, top, capture_ms, (t1 - t0) * 1e3, (t2 - t1) * 1e3, (t3 - t2) * 1e3)
+        if self.show:
+            self.show = _show(config.window_name, frame, self.stop, self.stats)
+        t4 = time.perf_counter()
+        for name, value in zip(STAGES, (capture_ms, (t1 - t0) * 1e3, (t2 - t1) * 1e3, (t3 - t2) * 1e3,
+                                        (t4 - t3) * 1e3)):
+            self.stats.stages[name].add(value)
+        self.stats.frames += 1
+        if self.on_frame is not None:
+            self.on_frame(event.index, top)
+
+    def _fps(self, frame_end: float) -> float | None:
+        """Frames per second over the last 30 frames (None until there are two)."""
+        ends = self.frame_ends
+        ends.append(frame_end)
+        return (len(ends) - 1) / (ends[-1] - ends[0]) if len(ends) > 1 and ends[-1] > ends[0] else None
+
+    def _write(self, event: Any, frame: np.ndarray, top: list[tuple[str, float]], capture_ms: float,
+               preprocess_ms: float, inference_ms: float, overlay_ms: float) -> None:
+        now = time.time()
+        if self.video:
+            self.video.write(frame, now)
+        if self.records:
+            self.records.write({"frame": event.index, "time": round(event.timestamp, 6),
+                                "label": top[0][0] if top[0][1] >= self.config.threshold else "uncertain",
+                                "top": [[name, round(score, 5)] for name, score in top],
+                                "ms": {"capture": round(capture_ms, 3), "read": round(event.read_ms, 3),
+                                       "preprocess": round(preprocess_ms, 3), "inference": round(inference_ms, 3),
+                                       "overlay": round(overlay_ms, 3)}}, now)
+
+    def _close(self) -> None:
+        """Stop the reader, close and rename the outputs, release the source and the window."""
+        stats, reader = self.stats, self.reader
         reader.stop()
         if isinstance(reader, LatestReader):
             stats.reconnects, stats.dropped = reader.reconnects, reader.dropped
             stats.corrupt += reader.corrupt
-        for sink in (video, records):
+        for sink in (self.video, self.records):
             if sink is not None:
                 sink.close()
                 stats.outputs.extend(sink.written)
-        source.close()
-        if show:
+        self.source.close()
+        if self.show:
             import cv2
 
             cv2.destroyAllWindows()
-        restore()
-    if stats.ended_by == "end of source" and stats.error:
-        raise SourceError(stats.error + "; " + stats.summary().splitlines()[0])
-    return stats
 
 
 def _show(window: str, frame: np.ndarray, stop: threading.Event, stats: LiveStats) -> bool:

@@ -136,7 +136,7 @@ def embed_tflite_entries(data: bytes, entries: dict[str, bytes]) -> bytes:
 
 
 def strip_tflite_entry(data: bytes, name: str) -> bytes:
-    """A copy without one metadata entry (tests and the `inspect --strip` tool)."""
+    """A copy without one metadata entry (the tests make files without metadata with it)."""
     import flatbuffers
     from ai_edge_litert import schema_py_generated as schema
 

@@ -17,9 +17,11 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator, Protocol
+from typing import Callable, Protocol
 
 import numpy as np
+
+from edge_common.cli import option
 
 from .errors import SourceError
 
@@ -42,9 +44,11 @@ class FrameSource(Protocol):
 
 @dataclass
 class CaptureOptions:
-    width: int | None = None
-    height: int | None = None
-    fps: float | None = None
+    """How cameras and streams are asked to deliver (each field but the timeout is a command-line option)."""
+
+    width: int | None = option(help="capture width for cameras and streams (e.g. 640)")
+    height: int | None = option(help="capture height (e.g. 480)")
+    fps: float | None = option(help="requested capture rate for cameras")
     timeout_ms: int = 5000  # open/read timeout for network streams, so a stalled stream cannot hang a read
 
 
@@ -380,11 +384,3 @@ class LatestReader:
     def stop(self) -> None:
         self._stop.set()
         self._thread.join(timeout=2.0)
-
-
-def iter_frames(reader: OrderedReader | LatestReader) -> Iterator[FrameEvent]:
-    while True:
-        event = reader.get()
-        if event is None:
-            return
-        yield event

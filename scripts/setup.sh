@@ -24,6 +24,10 @@ else
     "$VENV/bin/python" -c "import edge_runtime, numpy, cv2" || { echo "setup: install failed; see pip output above"; exit 1; }
     echo "$want" > "$stamp"
 fi
+# The tooling (train/, convert/, benchmarks/) is not installed as top-level modules: the venv finds it
+# in this checkout, for `python -m train` from anywhere and for the edge-train/convert/benchmark commands.
+site=$("$VENV/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
+echo "$PWD" > "$site/edge-classify-checkout.pth"
 
 if where=$("$VENV/bin/python" -m train.datasets.fashion_mnist 2>/dev/null); then
     echo "setup: Fashion-MNIST found at $where; skipping dataset install"

@@ -6,16 +6,12 @@ filters) and shared by the convert, runtime and benchmark tests.
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
-IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+from tests.helpers import IN_CI
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -27,7 +23,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 def fashion_dir() -> Path:
     """The real Fashion-MNIST folder. Missing data fails in CI (a skip would hide a broken set-up)."""
     from train.datasets import fashion_mnist
-    from edge_runtime.errors import DatasetError
+    from edge_common.errors import DatasetError
 
     try:
         return fashion_mnist.locate()
@@ -37,21 +33,10 @@ def fashion_dir() -> Path:
         pytest.skip(str(exc))
 
 
-def run_cli(*args: str, env: dict[str, str] | None = None, timeout: float = 600,
-            cwd: Path | None = None) -> subprocess.CompletedProcess:
-    """Run `python -m ...` in a fresh process, as a user would."""
-    full_env = dict(os.environ)
-    full_env.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    if env:
-        full_env.update(env)
-    return subprocess.run([sys.executable, *args], capture_output=True, text=True, timeout=timeout,
-                          env=full_env, cwd=cwd or ROOT)
-
-
 @pytest.fixture(scope="session")
 def tiny_runs(tmp_path_factory: pytest.TempPathFactory, fashion_dir: Path) -> Path:
     """runs/ with a tiny edge_cnn (28x28x1) and a tiny camera_cnn (32x32x3), trained and converted."""
-    from edge_runtime.cliutil import quiet_tensorflow
+    from train.tfenv import quiet_tensorflow
 
     quiet_tensorflow()
     from convert.converter import ConvertConfig, convert

@@ -1,17 +1,28 @@
-"""Typed training configuration; the resolved config is saved beside every run as config.json."""
+"""Typed training configuration: the one home of every training option.
+
+Each field is an option of ``python -m train`` (its flag, help and choices are in the field's
+metadata, see :mod:`edge_common.cli`). Recipe fields default to ``None``, meaning "the model's
+registry recipe, else the field's ``base`` value". Fields marked ``resume`` change what a
+checkpoint means. The resolved config is saved beside every run as config.json.
+"""
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
-from edge_runtime.errors import EdgeError
+from edge_common.cli import option, option_fields, resume_keys
+from edge_common.errors import EdgeError, suggest
 
 from . import augment, models
 
 SCHEDULES = ("cosine", "constant")
 OPTIMIZERS = ("adam", "rmsprop", "sgd")
 STRATEGIES = ("default", "mirrored", "multiworker")
+
+_RECIPE = "recipe (default: the model's registry entry)"
+_DATA = "data and output"
+_SCALE = "scale"
 
 
 class ConfigError(EdgeError):
@@ -20,47 +31,70 @@ class ConfigError(EdgeError):
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """One training run. ``None`` means "the registry's default for this model"."""
+    """One training run. A recipe field left ``None`` takes the registry's value for the model."""
 
-    model: str
-    epochs: int | None = None
-    batch_size: int | None = None  # per replica; the global batch is this times the replica count
-    learning_rate: float | None = None  # for one replica; scaled linearly with replicas
-    schedule: str | None = None
-    warmup_epochs: float | None = None  # cosine schedule: linear warm-up epochs
-    optimizer: str | None = None
-    augment: str | None = None
-    max_shift: int | None = None
-    low_res_epochs: int | None = None  # camera models: first N epochs at half resolution
-    scene_reuse: int | None = None  # camera scenes: epochs each rendered scene set serves, reshuffled
-    label_smoothing: float | None = None
-    teacher: str | None = None  # camera scenes: a Fashion-MNIST model that reads each scene's clean garment
-    distill: float | None = None  # weight of the teacher's probabilities in the targets; 0 = labels only
-    patience: int | None = None
-    val_fraction: float | None = None
-    seed: int = 0
-    data_dir: str | None = None
-    folder: str | None = None  # a folder dataset root (camera models): ROOT/<class>/*.jpg
-    output_dir: str | None = None  # default: runs/ in the checkout ($EDGE_RUNS_DIR overrides)
-    strategy: str = "default"
-    width: float = 1.0  # filter multiplier; below 1 only for quick tests
-    input_size: int | None = None  # square input override (tests); the registry size otherwise
-    train_limit: int | None = None  # first N training images only (quick tests)
-    test_limit: int | None = None
-    scenes_per_epoch: int | None = None
-    plots: bool = True
-    fresh: bool = False  # ignore an unfinished run's checkpoint and start over
+    model: str = option("", cli=False, resume=True)
+    epochs: int | None = option(help="training epochs", base=15, group=_RECIPE, resume=True)
+    batch_size: int | None = option(help="per replica; the global batch is this times the replicas", base=128,
+                                    group=_RECIPE, resume=True)
+    learning_rate: float | None = option(help="peak rate for one replica; scaled linearly with replicas", base=3e-3,
+                                         group=_RECIPE, resume=True)
+    schedule: str | None = option(help="learning-rate schedule: warm-up then cosine decay, or constant",
+                                  base="cosine", choices=SCHEDULES, group=_RECIPE, resume=True)
+    warmup_epochs: float | None = option(help="cosine schedule: linear warm-up epochs (keeps BatchNorm models "
+                                              "stable at high rates)", base=1.0, group=_RECIPE, resume=True)
+    optimizer: str | None = option(help="optimizer", base="adam", choices=OPTIMIZERS, group=_RECIPE, resume=True)
+    augment: str | None = option(help="augmentation in the input pipeline", base="shift_flip",
+                                 choices=augment.AUGMENTATIONS, group=_RECIPE, resume=True)
+    max_shift: int | None = option(help="shift_flip augmentation: largest shift in pixels", base=2, group=_RECIPE,
+                                   resume=True)
+    low_res_epochs: int | None = option(help="fully convolutional models: train the first N epochs at half "
+                                             "resolution (4x cheaper), then full size", base=0, group=_RECIPE,
+                                        resume=True)
+    scene_reuse: int | None = option(help="camera scenes: epochs each rendered scene set serves, reshuffled each "
+                                          "time", base=1, group=_RECIPE, resume=True)
+    label_smoothing: float | None = option(help="label smoothing of the training targets", base=0.0, group=_RECIPE,
+                                           resume=True)
+    teacher: str | None = option(help="camera scenes: a Fashion-MNIST model name, run folder or .keras file that "
+                                      "reads the clean garment behind each scene (camera_cnn: edge_cnn)",
+                                 group=_RECIPE, resume=True)
+    distill: float | None = option(help="weight of the teacher's probabilities in the targets, 0..0.5; 0 trains on "
+                                        "labels alone", base=0.0, group=_RECIPE, resume=True)
+    patience: int | None = option(help="early stopping patience in epochs (validation loss)", base=10,
+                                  group=_RECIPE)
+    val_fraction: float | None = option(help="stratified validation share of the training split", base=0.1,
+                                        group=_RECIPE, resume=True)
+    seed: int = option(0, "random seed of data order, augmentation and scenes", group=_RECIPE, resume=True)
+    data_dir: str | None = option(help="folder with the Fashion-MNIST IDX files (default: search; see README)",
+                                  group=_DATA)
+    folder: str | None = option(help="train a camera model on a folder dataset ROOT/<class>/*.jpg instead",
+                                group=_DATA, resume=True)
+    output_dir: str | None = option(help="where run folders go (default: runs/ in the checkout, or "
+                                         "$EDGE_RUNS_DIR)", group=_DATA)
+    scenes_per_epoch: int | None = option(help="camera scenes rendered per epoch (default: one per garment)",
+                                          group=_DATA, resume=True)
+    plots: bool = option(True, "skip the PNG plots", group=_DATA)
+    fresh: bool = option(False, "discard an unfinished run's checkpoint and start over", group=_DATA)
+    strategy: str = option("default", "tf.distribute strategy; multiworker reads the workers from TF_CONFIG",
+                           choices=STRATEGIES, group=_SCALE, resume=True)
+    width: float = option(1.0, "filter multiplier (quick tests use < 1)", group=_SCALE, resume=True)
+    input_size: int | None = option(help="square input size override (quick tests)", group=_SCALE, resume=True)
+    train_limit: int | None = option(help="use only the first N training images (quick tests)", group=_SCALE,
+                                     resume=True)
+    test_limit: int | None = option(help="evaluate on the first N test images only (quick tests)", group=_SCALE)
 
     def resolved(self) -> "TrainConfig":
-        """Fill every ``None`` from the registry and validate the result."""
+        """Fill every ``None`` recipe field from the registry (else its base value) and validate."""
         spec = models.get(self.model)
-        defaults = asdict(spec.defaults)
-        values = {f.name: getattr(self, f.name) for f in fields(self)}
-        explicit_low_res = values.get("low_res_epochs") is not None
-        for key, default in defaults.items():
-            if values.get(key) is None:
-                values[key] = default
-        if not explicit_low_res:  # a shorter run keeps its last epoch at full size
+        known = {field.name for field in fields(self)}
+        unknown = sorted(set(spec.recipe) - known)
+        if unknown:  # a registry typo must not silently train with the base value
+            raise ConfigError(f"registry entry {spec.name!r} sets unknown option(s) {', '.join(unknown)}")
+        values = {field.name: getattr(self, field.name) for field in fields(self)}
+        for field, meta in option_fields(TrainConfig):
+            if values[field.name] is None:
+                values[field.name] = spec.recipe.get(field.name, meta.base)
+        if self.low_res_epochs is None:  # a shorter run keeps its last epoch at full size
             values["low_res_epochs"] = min(values["low_res_epochs"], max(0, values["epochs"] - 1))
         if self.folder is not None and self.distill is None:  # folder images have no clean garment behind them
             values["distill"] = 0.0
@@ -73,17 +107,15 @@ class TrainConfig:
             if not ok:
                 raise ConfigError(message)
 
+        for field, meta in option_fields(TrainConfig):  # argparse checks choices; library callers get the same
+            value = getattr(self, field.name)
+            if meta.choices and value is not None and value not in meta.choices:
+                flag = "--" + field.name.replace("_", "-")
+                raise ConfigError(f"{flag} {value!r} is not one of {', '.join(meta.choices)}"
+                                  f"{suggest(str(value), meta.choices)}")
         need(self.epochs is None or self.epochs >= 1, f"--epochs must be at least 1, got {self.epochs}")
         need(self.batch_size is None or self.batch_size >= 1, f"--batch-size must be at least 1, got {self.batch_size}")
         need(self.learning_rate is None or self.learning_rate > 0, f"--learning-rate must be positive, got {self.learning_rate}")
-        need(self.schedule is None or self.schedule in SCHEDULES,
-             f"--schedule {self.schedule!r} is not one of {', '.join(SCHEDULES)}{models.suggest(str(self.schedule), SCHEDULES)}")
-        need(self.optimizer is None or self.optimizer in OPTIMIZERS,
-             f"--optimizer {self.optimizer!r} is not one of {', '.join(OPTIMIZERS)}{models.suggest(str(self.optimizer), OPTIMIZERS)}")
-        need(self.augment is None or self.augment in augment.AUGMENTATIONS,
-             f"--augment {self.augment!r} is not one of {', '.join(augment.AUGMENTATIONS)}")
-        need(self.strategy in STRATEGIES,
-             f"--strategy {self.strategy!r} is not one of {', '.join(STRATEGIES)}{models.suggest(self.strategy, STRATEGIES)}")
         need(self.val_fraction is None or 0.0 < self.val_fraction < 0.9, f"--val-fraction must be in (0, 0.9), got {self.val_fraction}")
         need(self.label_smoothing is None or 0.0 <= self.label_smoothing < 1.0, "--label-smoothing must be in [0, 1)")
         # Above 0.5 a confidently wrong teacher would outvote the label.
@@ -108,3 +140,10 @@ class TrainConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    def resume_view(self) -> dict[str, Any]:
+        """The options a checkpoint was made with: a resume with other values would mix two runs."""
+        return {key: getattr(self, key) for key in RESUME_KEYS}
+
+
+RESUME_KEYS = resume_keys(TrainConfig)

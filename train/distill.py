@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edge_runtime.errors import DatasetError
+from edge_common.errors import DatasetError
 
 from . import models, paths
 

@@ -8,11 +8,13 @@ come from the training split, never from the test split.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 
 from edge_runtime.contract import InputSpec
+from edge_runtime.preprocess import to_model_image
 
 from .datasets import camera_scenes, fashion_mnist, folder
 
@@ -24,51 +26,56 @@ class EvalSet:
     name: str
 
 
-def test_set(dataset: str, spec: InputSpec, *, run_config: dict[str, Any] | None = None,
-             data_dir: str | None = None, limit: int | None = None) -> EvalSet:
-    """The test images of a model trained on ``dataset`` (``run_config`` may name a folder)."""
-    folder_root = (run_config or {}).get("folder")
-    if folder_root:
-        split = "test" if (folder.has_splits(folder_root) and _has(folder_root, "test")) else None
-        names = tuple((run_config or {}).get("class_names") or ()) or None
-        data = folder.open_folder(folder_root, split, class_names=names)
-        images, labels = data.load(spec)
-        return EvalSet(images[:limit], labels[:limit], f"folder {data.root} ({len(labels[:limit])} images)")
+def test_set(dataset: str, spec: InputSpec, *, folder_root: str | None = None,
+             class_names: Sequence[str] | None = None, data_dir: str | None = None,
+             limit: int | None = None) -> EvalSet:
+    """The test images of a model trained on ``dataset`` ("fashion_mnist", "camera_scenes" or "folder")."""
+    if dataset == "folder":
+        split = "test" if (folder.has_splits(folder_root) and (Path(folder_root) / "test").is_dir()) else None
+        return folder_test_set(folder_root, spec, class_names, split=split, limit=limit)
     test = fashion_mnist.load_split("test", data_dir)
     if dataset == "camera_scenes":
         images, labels = camera_scenes.test_scenes(test.images, test.labels.astype(np.int64), spec, count=limit)
         return EvalSet(images, labels, f"fixed camera test scenes ({len(labels)})")
     images = test.images[:limit]
-    if spec.height == 28 and spec.width == 28 and spec.channels == 1:
-        model_images = images[..., None]
-    else:
-        from edge_runtime.preprocess import to_model_image
-
-        model_images = np.stack([to_model_image(image, spec) for image in images])
-    return EvalSet(model_images, test.labels[:limit].astype(np.int64), f"Fashion-MNIST test split ({len(images)})")
+    return EvalSet(_fashion_to_spec(images, spec), test.labels[:limit].astype(np.int64),
+                   f"Fashion-MNIST test split ({len(images)})")
 
 
-def calibration_set(dataset: str, spec: InputSpec, count: int, *, seed: int = 0,
-                    run_config: dict[str, Any] | None = None, data_dir: str | None = None) -> np.ndarray:
+def folder_test_set(root: str | Path, spec: InputSpec, class_names: Sequence[str] | None = None, *,
+                    split: str | None = None, limit: int | None = None) -> EvalSet:
+    """Every image of a folder dataset (or one split of it), labelled in ``class_names`` order."""
+    data = folder.open_folder(root, split, class_names=class_names)
+    images, labels = data.load(spec)
+    return EvalSet(images[:limit], labels[:limit], f"folder {data.root} ({len(labels[:limit])} images)")
+
+
+def calibration_set(dataset: str, spec: InputSpec, count: int, *, seed: int = 0, folder_root: str | None = None,
+                    data_dir: str | None = None) -> np.ndarray:
     """``count`` training images (never test images) for int8 calibration."""
-    folder_root = (run_config or {}).get("folder")
-    if folder_root:
-        data = folder.open_folder(folder_root, "train" if folder.has_splits(folder_root) else None)
-        images = np.concatenate([batch for batch, _ in data.iter_batches(spec, batch_size=64, shuffle=True, seed=seed)])
-        return images[:count]
+    if dataset == "folder":
+        return folder_calibration_set(folder_root, spec, count, seed=seed,
+                                      split="train" if folder.has_splits(folder_root) else None)
     train = fashion_mnist.load_split("train", data_dir)
     picks = np.random.default_rng(seed).choice(len(train.images), size=min(count, len(train.images)), replace=False)
     if dataset == "camera_scenes":
         return camera_scenes.render_batch(train.images, picks, seed=seed, split="train", epoch=10_000, spec=spec)
-    images = train.images[picks]
+    return _fashion_to_spec(train.images[picks], spec)
+
+
+def folder_calibration_set(root: str | Path, spec: InputSpec, count: int, *, seed: int = 0,
+                           split: str | None = None) -> np.ndarray:
+    """``count`` images of a folder dataset in a seeded random order (only as many as are decoded)."""
+    data = folder.open_folder(root, split)
+    images = []
+    for batch, _ in data.iter_batches(spec, batch_size=64, shuffle=True, seed=seed):
+        images.append(batch)
+        if sum(len(b) for b in images) >= count:
+            break
+    return np.concatenate(images)[:count]
+
+
+def _fashion_to_spec(images: np.ndarray, spec: InputSpec) -> np.ndarray:
     if spec.height == 28 and spec.width == 28 and spec.channels == 1:
-        return images[..., None]
-    from edge_runtime.preprocess import to_model_image
-
+        return images[..., None]  # already what to_model_image would return; skip thousands of calls
     return np.stack([to_model_image(image, spec) for image in images])
-
-
-def _has(root: str, split: str) -> bool:
-    from pathlib import Path
-
-    return (Path(root) / split).is_dir()

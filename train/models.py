@@ -1,7 +1,7 @@
 """The model registry: one entry per model name, the single source of truth for every model.
 
 Each :class:`ModelSpec` says the model's input contract, the dataset it trains on, how to build
-it and its training defaults. ``train``, ``convert``, ``benchmarks`` and the tests all read
+it and the training options its recipe changes (TrainConfig fields). ``train``, ``convert``, ``benchmarks`` and the tests all read
 :data:`REGISTRY`. Normalization is the first layer of every graph (``Rescaling(1/255)``), so
 deployable files take raw 0..255 pixels. Augmentation never lives in a graph: Keras random
 layers are traced into exports and break TFLite conversion.
@@ -9,12 +9,11 @@ layers are traced into exports and break TFLite conversion.
 
 from __future__ import annotations
 
-import difflib
-from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Any, Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Callable, Mapping
 
 from edge_runtime.contract import InputSpec
-from edge_runtime.errors import EdgeError
+from edge_common.errors import EdgeError, suggest
 
 if TYPE_CHECKING:  # keras is imported lazily: listing models must not start TensorFlow
     import keras
@@ -28,27 +27,6 @@ class UnknownModelError(EdgeError):
 
 
 @dataclass(frozen=True)
-class TrainDefaults:
-    """Training recipe defaults; every field can be overridden on the command line."""
-
-    epochs: int = 15
-    batch_size: int = 128
-    learning_rate: float = 3e-3
-    schedule: str = "cosine"  # warm-up then cosine decay: robust without per-model tuning
-    warmup_epochs: float = 1.0  # linear warm-up keeps BatchNorm models stable at high rates
-    optimizer: str = "adam"
-    augment: str = "shift_flip"  # none | shift_flip | scenes | tutorial
-    max_shift: int = 2  # shift_flip: translate by up to this many pixels
-    low_res_epochs: int = 0  # first epochs at half resolution (4x cheaper), the rest at full size
-    scene_reuse: int = 1  # camera scenes: epochs each rendered set serves (reshuffled each time)
-    label_smoothing: float = 0.0
-    teacher: str | None = None  # camera scenes: model (name, run folder or .keras) reading the clean garment
-    distill: float = 0.0  # weight of the teacher's probabilities in the training targets
-    patience: int = 10  # early stopping on validation loss, as in the tutorials
-    val_fraction: float = 0.1
-
-
-@dataclass(frozen=True)
 class ModelSpec:
     """One registry entry."""
 
@@ -57,7 +35,8 @@ class ModelSpec:
     input: InputSpec
     dataset: str  # "fashion_mnist" or "camera_scenes" (camera models also train on folders)
     builder: Callable[..., "keras.Model"]
-    defaults: TrainDefaults = field(default_factory=TrainDefaults)
+    # Training options that differ from TrainConfig's base values (keys are TrainConfig fields).
+    recipe: Mapping[str, Any] = field(default_factory=dict)
     any_size: bool = False  # fully convolutional: can train at a lower resolution first
 
     def build(self, num_classes: int = 10, *, width: float = 1.0, input_spec: InputSpec | None = None,
@@ -212,32 +191,32 @@ def _camera_cnn(spec: InputSpec, num_classes: int, width: float, any_size: bool 
 # The tutorials' optimizer and batch (Adam 1e-3, batch 32) with the rate decayed to zero: at a
 # constant rate the last epochs only jitter (mlp128 on the 54k training images sat at 86.6-86.7%
 # from epoch 3 on), a cosine decay settles them (87.8% after 5 epochs).
-_MLP_RECIPE = TrainDefaults(epochs=10, batch_size=32, learning_rate=1e-3, schedule="cosine", warmup_epochs=0.0,
-                            augment="none")
+_MLP_RECIPE = dict(epochs=10, batch_size=32, learning_rate=1e-3, schedule="cosine", warmup_epochs=0.0,
+                   augment="none")
 
 REGISTRY: dict[str, ModelSpec] = {
     spec.name: spec
     for spec in (
         ModelSpec("mlp128", "tutorial MLP: Flatten -> Dense(128) -> Dense(10)", FASHION_INPUT, "fashion_mnist",
-                  _mlp(128), replace(_MLP_RECIPE, epochs=5)),
+                  _mlp(128), {**_MLP_RECIPE, "epochs": 5}),
         ModelSpec("mlp512", "tutorial MLP: Flatten -> Dense(512) -> Dense(10)", FASHION_INPUT, "fashion_mnist",
                   _mlp(512), _MLP_RECIPE),
         ModelSpec("mlp256_64", "tutorial MLP: Flatten -> Dense(256) -> Dense(64) -> Dense(10)", FASHION_INPUT,
-                  "fashion_mnist", _mlp(256, 64), replace(_MLP_RECIPE, epochs=30)),
+                  "fashion_mnist", _mlp(256, 64), {**_MLP_RECIPE, "epochs": 30}),
         ModelSpec("seed_cnn", "tutorial CNN (843,658 params) with ReLU on its convolutions, Adam, batch 128",
                   FASHION_INPUT, "fashion_mnist", _seed_cnn("relu"),
-                  TrainDefaults(epochs=10, batch_size=128, learning_rate=1e-3, schedule="constant", augment="none")),
+                  dict(epochs=10, batch_size=128, learning_rate=1e-3, schedule="constant", augment="none")),
         ModelSpec("seed_cnn_tutorial", "tutorial CNN exactly as written: no conv activation, RMSprop 1e-4, batch 200",
                   FASHION_INPUT, "fashion_mnist", _seed_cnn(None),
-                  TrainDefaults(epochs=5, batch_size=200, learning_rate=1e-4, schedule="constant",
+                  dict(epochs=5, batch_size=200, learning_rate=1e-4, schedule="constant",
                                 optimizer="rmsprop", augment="none", val_fraction=0.2)),
         ModelSpec("edge_cnn", "our 28x28 model: stride-2 stem, 3x3 convs, a separable block, BN, ReLU6 (default)",
                   FASHION_INPUT, "fashion_mnist", _edge_cnn,
-                  TrainDefaults(epochs=26, batch_size=128, learning_rate=3e-3, augment="shift_flip", max_shift=1,
+                  dict(epochs=26, batch_size=128, learning_rate=3e-3, augment="shift_flip", max_shift=1,
                                 label_smoothing=0.1)),
         ModelSpec("camera_cnn", "128x128 RGB camera model: early striding, conv stages, separable blocks",
                   CAMERA_INPUT, "camera_scenes", _camera_cnn,
-                  TrainDefaults(epochs=10, low_res_epochs=0, scene_reuse=2, batch_size=64, learning_rate=3e-3,
+                  dict(epochs=10, low_res_epochs=0, scene_reuse=2, batch_size=64, learning_rate=3e-3,
                                 augment="scenes", patience=4, teacher="edge_cnn", distill=0.5),
                   any_size=True),
     )
@@ -255,12 +234,6 @@ def get(name: str) -> ModelSpec:
         return REGISTRY[name]
     except KeyError:
         raise UnknownModelError(f"unknown model {name!r}{suggest(name, REGISTRY)}; choose from {', '.join(REGISTRY)}") from None
-
-
-def suggest(name: str, choices: Any) -> str:
-    """`` (did you mean 'x'?)`` for a near miss, else an empty string."""
-    close = difflib.get_close_matches(name, list(choices), n=1, cutoff=0.5)
-    return f" (did you mean {close[0]!r}?)" if close else ""
 
 
 def count_macs(model: "keras.Model") -> int:

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from edge_runtime.cliutil import atomic_write_bytes, atomic_write_text
+from edge_common.files import atomic_write_bytes, atomic_write_text
 
 
 def write_all(folder: Path, model: Any, data: Any, history: list[dict[str, float]], metrics: dict[str, Any],

@@ -25,7 +25,7 @@ class PhasedCosine(keras.optimizers.schedules.LearningRateSchedule):
     def __call__(self, step: Any) -> Any:
         step = ops.cast(step, "float32")
         rate = self.peak * (0.1 + 0.9 * step / max(1, self.warmup_steps))
-        start, peak = float(self.warmup_steps), self.peak
+        start = float(self.warmup_steps)
         pieces = []
         for index, end in enumerate(self.phase_ends):
             phase_peak = self.peak if index == 0 else self.peak * self.restart

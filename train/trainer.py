@@ -25,27 +25,22 @@ import os
 import shutil
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from edge_runtime.cliutil import atomic_write_text, dump_json, temp_path_beside
+from edge_common.files import atomic_save, atomic_write_text, dump_json, sha256_file
 from edge_runtime.contract import InputSpec
-from edge_runtime.errors import EdgeError, OutputError
+from edge_common.errors import EdgeError, OutputError
 
 from . import augment, data as data_mod, distill, models, paths
 from .datasets import camera_scenes
-from .config import ConfigError, TrainConfig
+from .config import RESUME_KEYS, ConfigError, TrainConfig
 
 log = logging.getLogger("edge_classify.train")
 HISTORY_FIELDS = ("epoch", "loss", "accuracy", "val_loss", "val_accuracy", "learning_rate", "seconds")
-# Settings that change what a checkpoint means; a resume with other values would mix two runs.
-_RESUME_KEYS = ("model", "epochs", "batch_size", "learning_rate", "schedule", "warmup_epochs", "optimizer", "augment",
-                "max_shift", "low_res_epochs", "scene_reuse", "teacher", "distill",
-                "label_smoothing", "val_fraction", "seed", "folder", "strategy", "width", "input_size", "train_limit",
-                "scenes_per_epoch")
 
 
 @dataclass
@@ -71,13 +66,46 @@ class _State:
     config: dict[str, Any] = field(default_factory=dict)
 
 
+@dataclass
+class _Session:
+    """One run in progress: what it trains, on what, and where it writes."""
+
+    config: TrainConfig
+    spec: models.ModelSpec
+    input_spec: InputSpec
+    write_dir: Path
+    ckpt_dir: Path
+    data: data_mod.TrainData
+    state: _State
+    strategy: Any
+    worker_index: int
+    num_workers: int
+    global_batch: int
+    steps: int
+    teacher: Path | None
+    model: Any = None
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+
 def run(config: TrainConfig) -> RunResult:
     """Train one model as configured and write its run folder.
 
     Raises:
         EdgeError subclasses for bad options, missing data or unwritable output.
     """
-    config = config.resolved()
+    session = _prepare(config.resolved())
+    resumed_from = session.state.epoch
+    _build_model(session)
+    _train_epochs(session)
+    metrics = _finish(session)
+    return RunResult(run_dir=session.write_dir, metrics=metrics, resumed_from=resumed_from)
+
+
+def _prepare(config: TrainConfig) -> _Session:
+    """Check the output, resolve the teacher, set up the strategy, load the data and the checkpoint state."""
     spec = models.get(config.model)
     input_spec = _input_spec(spec, config)
     out_root = Path(config.output_dir).expanduser() if config.output_dir else paths.default_runs_dir()
@@ -88,107 +116,123 @@ def run(config: TrainConfig) -> RunResult:
 
     strategy, worker_index, num_workers = _make_strategy(config.strategy)
     write_dir = run_dir if worker_index == 0 else run_dir / f".worker-{worker_index}"
-    replicas = strategy.num_replicas_in_sync
-    global_batch = config.batch_size * replicas
-    data = data_mod.load(
-        "camera_scenes" if config.folder is None and spec.dataset == "camera_scenes" else spec.dataset,
-        input_spec, batch_size=global_batch // num_workers, seed=config.seed, val_fraction=config.val_fraction,
-        augmentation=config.augment, max_shift=config.max_shift, data_dir=config.data_dir, folder_root=config.folder,
-        train_limit=config.train_limit, test_limit=config.test_limit, scenes_per_epoch=config.scenes_per_epoch,
-        low_res_epochs=config.low_res_epochs, scene_reuse=config.scene_reuse, epochs=config.epochs,
-        teacher=teacher, distill=config.distill,
-    )
-    steps = max(1, data.train_count // global_batch)
+    global_batch = config.batch_size * strategy.num_replicas_in_sync
+    data = data_mod.load(config, input_spec, batch_size=global_batch // num_workers, teacher=teacher)
 
     ckpt_dir = write_dir / "checkpoint"
     state = _State() if config.fresh else _load_state(ckpt_dir, config)
     if config.fresh and ckpt_dir.exists():
         shutil.rmtree(ckpt_dir, ignore_errors=True)
-    resumed_from = state.epoch
     if state.epoch >= config.epochs or state.stopped_early:
         log.info("%s: training already finished at epoch %d; writing the run folder", spec.name, state.epoch)
     elif state.epoch:
         log.info("%s: resuming from epoch %d of %d (checkpoint in %s)", spec.name, state.epoch, config.epochs, ckpt_dir)
-    state.config = _resume_view(config)
+    state.config = config.resume_view()
+    return _Session(config, spec, input_spec, write_dir, ckpt_dir, data, state, strategy, worker_index, num_workers,
+                    global_batch, max(1, data.train_count // global_batch), teacher)
 
+
+def _build_model(session: _Session) -> None:
+    """The model to train: the checkpoint's when resuming, else a fresh compiled one."""
     import keras
 
     from . import schedules  # noqa: F401  (registers the schedule class before checkpoints load)
 
+    config, data = session.config, session.data
     keras.utils.set_random_seed(config.seed)
-    with strategy.scope():
-        if state.last:
-            model = keras.saving.load_model(ckpt_dir / state.last, safe_mode=True)
+    with session.strategy.scope():
+        if session.state.last:
+            model = keras.saving.load_model(session.ckpt_dir / session.state.last, safe_mode=True)
         else:
-            model = spec.build(len(data.class_names), width=config.width, input_spec=input_spec,
-                               any_size=config.low_res_epochs > 0)
-            model.compile(optimizer=_optimizer(config, steps, replicas),
+            model = session.spec.build(len(data.class_names), width=config.width, input_spec=session.input_spec,
+                                       any_size=config.low_res_epochs > 0)
+            model.compile(optimizer=_optimizer(config, session.steps, session.strategy.num_replicas_in_sync),
                           loss=keras.losses.CategoricalCrossentropy(label_smoothing=config.label_smoothing),
                           metrics=[keras.metrics.CategoricalAccuracy(name="accuracy")])
-    macs = models.count_macs(spec.build(len(data.class_names), width=config.width, input_spec=input_spec))
-    _log_start(spec.name, model, macs, data, config, global_batch, replicas)
+    session.model = model
+    macs = models.count_macs(session.spec.build(len(data.class_names), width=config.width,
+                                                input_spec=session.input_spec))
+    _log_start(session.name, model, macs, data, config, session.global_batch, session.strategy.num_replicas_in_sync)
 
+
+def _train_epochs(session: _Session) -> None:
+    """Fit epoch by epoch until the last one or early stopping, checkpointing after each."""
+    config, state = session.config, session.state
     verbose = 1 if sys.stdout.isatty() else 0
     while state.epoch < config.epochs and not state.stopped_early:
-        epoch = state.epoch
         started = time.perf_counter()
-        dataset = _epoch_dataset(data, epoch, steps, worker_index, num_workers)
-        if num_workers > 1:
-            # Keras 3's fit() cannot drive MultiWorkerMirroredStrategy (keras-team/keras#20585), so
-            # multi-worker runs use an explicit strategy.run loop over the same data and optimizer.
-            row = _fit_epoch_distributed(model, strategy, dataset, steps, global_batch, config.label_smoothing,
-                                         data.val_for_epoch(epoch), verbose)
-        else:
-            result = model.fit(dataset, epochs=1, verbose=verbose,
-                               validation_data=_one_hot_pair(data.val_for_epoch(epoch), data),
-                               validation_batch_size=256, shuffle=False)
-            row = {key: float(values[-1]) for key, values in result.history.items()}
+        row = _fit_one_epoch(session, state.epoch, verbose)
         seconds = time.perf_counter() - started
-        row.update(epoch=epoch + 1, learning_rate=_current_lr(model), seconds=round(seconds, 2))
-        state.history.append({k: row.get(k, float("nan")) for k in HISTORY_FIELDS})
-        state.elapsed_s += seconds
-        state.epoch = epoch + 1
-        warming_up = epoch < config.low_res_epochs  # validated at half size: not comparable with the final model
-        improved = not warming_up and row["val_loss"] < state.best_val_loss
-        if improved:
-            state.best_val_loss, state.best_epoch, state.wait = row["val_loss"], state.epoch, 0
-        elif not warming_up:
-            state.wait += 1
-            state.stopped_early = state.wait >= config.patience
-        _save_checkpoint(model, ckpt_dir, state, improved or warming_up)
-        _write_history(write_dir / "history.csv", state.history)
-        print(f"{spec.name} epoch {state.epoch}/{config.epochs}  loss {row['loss']:.4f}  acc {row['accuracy']:.4f}  "
+        row.update(epoch=state.epoch + 1, learning_rate=_current_lr(session.model), seconds=round(seconds, 2))
+        improved = _record_epoch(state, row, seconds, config)
+        _save_checkpoint(session.model, session.ckpt_dir, state, improved or state.epoch <= config.low_res_epochs)
+        _write_history(session.write_dir / "history.csv", state.history)
+        print(f"{session.name} epoch {state.epoch}/{config.epochs}  loss {row['loss']:.4f}  acc {row['accuracy']:.4f}  "
               f"val_loss {row['val_loss']:.4f}  val_acc {row['val_accuracy']:.4f}  lr {row['learning_rate']:.2e}  "
               f"{seconds:.1f}s{'  *best' if improved else ''}", flush=True)
         if state.stopped_early:
-            log.info("%s: early stop: validation loss has not improved for %d epochs", spec.name, config.patience)
+            log.info("%s: early stop: validation loss has not improved for %d epochs", session.name, config.patience)
 
-    # Evaluate the best epoch outside any distribution strategy, as a device would run it.
-    best = keras.saving.load_model(ckpt_dir / state.best, safe_mode=True, compile=False)
-    final = spec.build(len(data.class_names), width=config.width, input_spec=input_spec)
+
+def _fit_one_epoch(session: _Session, epoch: int, verbose: int) -> dict[str, float]:
+    data = session.data
+    dataset = _epoch_dataset(data, epoch, session.steps, session.worker_index, session.num_workers)
+    if session.num_workers > 1:
+        # Keras 3's fit() cannot drive MultiWorkerMirroredStrategy (keras-team/keras#20585), so
+        # multi-worker runs use an explicit strategy.run loop over the same data and optimizer.
+        return _fit_epoch_distributed(session.model, session.strategy, dataset, session.steps, session.global_batch,
+                                      session.config.label_smoothing, data.val_for_epoch(epoch), verbose)
+    result = session.model.fit(dataset, epochs=1, verbose=verbose,
+                               validation_data=_one_hot_pair(data.val_for_epoch(epoch), data),
+                               validation_batch_size=256, shuffle=False)
+    return {key: float(values[-1]) for key, values in result.history.items()}
+
+
+def _record_epoch(state: _State, row: dict[str, float], seconds: float, config: TrainConfig) -> bool:
+    """Add one epoch to the state; True when it is the best so far. Early stopping counts here."""
+    epoch = state.epoch
+    state.history.append({k: row.get(k, float("nan")) for k in HISTORY_FIELDS})
+    state.elapsed_s += seconds
+    state.epoch = epoch + 1
+    if epoch < config.low_res_epochs:  # validated at half size: not comparable with the final model
+        return False
+    if row["val_loss"] < state.best_val_loss:
+        state.best_val_loss, state.best_epoch, state.wait = row["val_loss"], state.epoch, 0
+        return True
+    state.wait += 1
+    state.stopped_early = state.wait >= config.patience
+    return False
+
+
+def _finish(session: _Session) -> dict[str, Any]:
+    """Evaluate the best epoch as a device would run it, write the run folder, drop the checkpoint."""
+    import keras
+
+    config, state, data = session.config, session.state, session.data
+    # Outside any distribution strategy, with the registry's fixed input size.
+    best = keras.saving.load_model(session.ckpt_dir / state.best, safe_mode=True, compile=False)
+    final = session.spec.build(len(data.class_names), width=config.width, input_spec=session.input_spec)
     final.set_weights(best.get_weights())
     # Batches of the last full-resolution epoch (already rendered for camera models).
     _recalibrate_batch_norm(final, data, epoch=max(config.low_res_epochs, state.epoch - 1))
     data.close()
-    metrics = _evaluate(final, data, config, state, input_spec)
-    if teacher is not None:  # the soft targets depend on the teacher's exact weights
-        metrics["teacher"] = {"file": _display_path(teacher), "sha256": hashlib.sha256(teacher.read_bytes()).hexdigest()}
-    _write_run(write_dir, final, data, config, metrics, state, spec.name)
-    shutil.rmtree(ckpt_dir, ignore_errors=True)
-    print(f"{spec.name}: test accuracy {metrics['test_accuracy']:.4f} on {data.test_name}; "
+    metrics = _evaluate(final, data, config, state, session.input_spec)
+    if session.teacher is not None:  # the soft targets depend on the teacher's exact weights
+        metrics["teacher"] = {"file": _display_path(session.teacher), "sha256": sha256_file(session.teacher)}
+    _write_run(session.write_dir, final, data, config, metrics, state)
+    shutil.rmtree(session.ckpt_dir, ignore_errors=True)
+    print(f"{session.name}: test accuracy {metrics['test_accuracy']:.4f} on {data.test_name}; "
           f"{metrics['parameters']:,} params, {metrics['macs_per_image']:,} MACs; "
-          f"trained {metrics['training_time_s'] / 60:.1f} min; weights {metrics['weights_sha256'][:12]}; wrote {write_dir}",
-          flush=True)
+          f"trained {metrics['training_time_s'] / 60:.1f} min; weights {metrics['weights_sha256'][:12]}; "
+          f"wrote {session.write_dir}", flush=True)
     if "scene_conditions" in metrics:
-        log.info("%s: hardest camera conditions: %s", spec.name, camera_scenes.hardest(metrics["scene_conditions"]))
-    return RunResult(run_dir=write_dir, metrics=metrics, resumed_from=resumed_from)
+        log.info("%s: hardest camera conditions: %s", session.name, camera_scenes.hardest(metrics["scene_conditions"]))
+    return metrics
 
 
 def _input_spec(spec: models.ModelSpec, config: TrainConfig) -> InputSpec:
     if config.input_size is None:
         return spec.input
-    from dataclasses import replace
-
     return replace(spec.input, height=config.input_size, width=config.input_size)
 
 
@@ -353,10 +397,6 @@ def _fit_epoch_distributed(model: Any, strategy: Any, dataset: Any, steps: int, 
             "val_accuracy": float(np.mean(np.argmax(probabilities, axis=1) == val[1]))}
 
 
-def _resume_view(config: TrainConfig) -> dict[str, Any]:
-    return {key: getattr(config, key) for key in _RESUME_KEYS}
-
-
 def _load_state(ckpt_dir: Path, config: TrainConfig) -> _State:
     path = ckpt_dir / "state.json"
     if not path.exists():
@@ -367,8 +407,8 @@ def _load_state(ckpt_dir: Path, config: TrainConfig) -> _State:
     except (ValueError, TypeError, OSError):
         log.warning("%s is unreadable; starting the run over", path)
         return _State()
-    if state.config != _resume_view(config):
-        changed = sorted(k for k in _RESUME_KEYS if state.config.get(k) != getattr(config, k))
+    if state.config != config.resume_view():
+        changed = sorted(k for k in RESUME_KEYS if state.config.get(k) != getattr(config, k))
         raise ConfigError(f"an unfinished run in {ckpt_dir.parent} used other options ({', '.join(changed)}); "
                           "rerun with the same options to resume, or pass --fresh to start over")
     if not state.last or not (ckpt_dir / state.last).is_file() or not state.best or not (ckpt_dir / state.best).is_file():
@@ -385,14 +425,7 @@ def _save_checkpoint(model: Any, ckpt_dir: Path, state: _State, improved: bool) 
     """
     ckpt_dir.mkdir(parents=True, exist_ok=True)
     name = f"epoch-{state.epoch:04d}.keras"
-    tmp = temp_path_beside(ckpt_dir / name)
-    try:
-        model.save(tmp)
-        os.replace(tmp, ckpt_dir / name)
-    except (OSError, ValueError, RuntimeError) as exc:  # h5py/zipfile wrap ENOSPC in their own types
-        tmp.unlink(missing_ok=True)
-        raise OutputError(f"cannot write checkpoint in {ckpt_dir} ({getattr(exc, 'strerror', None) or exc}); "
-                          "check free space and permissions") from None
+    atomic_save(ckpt_dir / name, model.save)
     state.last = name
     if improved:
         state.best = name
@@ -471,7 +504,8 @@ def _evaluate(model: Any, data: data_mod.TrainData, config: TrainConfig, state: 
     x_test, y_test = data.test
     probabilities = predict_probabilities(model, x_test)
     predicted = np.argmax(probabilities, axis=1)
-    metrics: dict[str, Any] = {"model": config.model, "test_set": data.test_name}
+    metrics: dict[str, Any] = {"model": config.model, "dataset": "folder" if config.folder else
+                               models.get(config.model).dataset, "test_set": data.test_name}
     metrics.update(classification_metrics(y_test, predicted, data.class_names))
     val_predicted = np.argmax(predict_probabilities(model, data.val[0]), axis=1)
     metrics["val_accuracy"] = float(np.mean(val_predicted == data.val[1]))
@@ -494,7 +528,7 @@ def _evaluate(model: Any, data: data_mod.TrainData, config: TrainConfig, state: 
 
 
 def _write_run(run_dir: Path, model: Any, data: data_mod.TrainData, config: TrainConfig, metrics: dict[str, Any],
-               state: _State, name: str) -> None:
+               state: _State) -> None:
     probabilities = metrics.pop("_probabilities")
     if config.plots:
         from . import plots
@@ -503,14 +537,7 @@ def _write_run(run_dir: Path, model: Any, data: data_mod.TrainData, config: Trai
     atomic_write_text(run_dir / "labels.txt", "\n".join(data.class_names) + "\n")
     atomic_write_text(run_dir / "config.json", dump_json(config.to_dict()))
     atomic_write_text(run_dir / "metrics.json", dump_json(metrics))
-    tmp = temp_path_beside(run_dir / "model.keras")
-    try:
-        model.save(tmp)
-        os.replace(tmp, run_dir / "model.keras")
-    except (OSError, ValueError, RuntimeError) as exc:
-        tmp.unlink(missing_ok=True)
-        raise OutputError(f"cannot write {run_dir / 'model.keras'} ({getattr(exc, 'strerror', None) or exc}); "
-                          "check free space and permissions") from None
+    atomic_save(run_dir / "model.keras", model.save)
 
 
 def _log_start(name: str, model: Any, macs: int, data: data_mod.TrainData, config: TrainConfig, global_batch: int,

@@ -9,7 +9,7 @@ import sys
 import pytest
 
 from benchmarks.report import pareto_front, verdicts
-from tests.conftest import ROOT, run_cli
+from tests.helpers import ROOT, run_cli
 
 ROW_KEYS = {"model", "format", "threads", "size_bytes", "accuracy", "agreement", "latency_ms_p50", "latency_ms_p95",
             "latency_ms_p99", "throughput_ips", "load_ms", "peak_rss_mb"}

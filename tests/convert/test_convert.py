@@ -17,7 +17,7 @@ import pytest
 from edge_runtime import formats
 from edge_runtime.classifier import Classifier
 from edge_runtime.errors import MetadataError, ModelFileError
-from tests.conftest import ROOT, run_cli
+from tests.helpers import ROOT, run_cli
 
 pytestmark = pytest.mark.dataset
 MODELS = ("edge_cnn", "camera_cnn")
@@ -137,7 +137,7 @@ def test_model_that_does_not_match_its_registry_entry(tiny_runs, tmp_path):
     shutil.copy(tiny_runs / "camera_cnn" / "model.keras", fake / "model.keras")
     shutil.copy(tiny_runs / "camera_cnn" / "labels.txt", fake / "labels.txt")
     result = run_cli("-m", "convert", "edge_cnn", "--runs-dir", str(tmp_path))
-    assert result.returncode == 2 and "does not match the registry entry 'edge_cnn'" in result.stderr
+    assert result.returncode == 2 and "does not match the input contract" in result.stderr
 
 
 def test_read_only_output_folder(tiny_runs, tmp_path):

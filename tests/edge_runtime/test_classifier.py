@@ -12,7 +12,7 @@ from edge_runtime import Classifier, InputSpec
 from edge_runtime.contract import METADATA_KEY, ModelMetadata
 from edge_runtime.errors import BackendUnavailableError, MetadataError, ModelFileError
 from edge_runtime.metadata import embed_tflite_entries, read_tflite_entries, strip_tflite_entry
-from tests.conftest import ROOT
+from tests.helpers import ROOT
 
 pytestmark = pytest.mark.dataset
 FILES = ("model_float32.tflite", "model_int8.tflite", "model_float32.onnx", "model_int8.onnx")

@@ -14,7 +14,7 @@ from edge_runtime import Classifier
 from edge_runtime.errors import SourceError
 from edge_runtime.live import LiveConfig, run
 from edge_runtime.sources import CaptureOptions, open_source
-from tests.conftest import run_cli
+from tests.helpers import run_cli
 
 pytestmark = pytest.mark.dataset
 

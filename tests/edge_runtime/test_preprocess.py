@@ -19,8 +19,10 @@ def test_fashion_training_tensor_equals_runtime_tensor(fashion_dir):
     from train import data as data_mod
     from train.datasets import fashion_mnist
 
-    data = data_mod.load("fashion_mnist", GRAY, batch_size=4, seed=0, val_fraction=0.1, augmentation="none",
-                         train_limit=50, test_limit=8)
+    from train.config import TrainConfig
+
+    config = TrainConfig(model="edge_cnn", augment="none", train_limit=50, test_limit=8).resolved()
+    data = data_mod.load(config, GRAY, batch_size=4)
     test = fashion_mnist.load_split("test", fashion_dir)
     for i in range(8):
         runtime = preprocess(test.images[i], GRAY)  # a gray frame straight from the dataset

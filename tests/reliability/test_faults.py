@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 from edge_runtime import Classifier
-from tests.conftest import ROOT, run_cli
+from tests.helpers import ROOT, run_cli
 
 pytestmark = pytest.mark.dataset
 ENV = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")

@@ -12,7 +12,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 from edge_runtime.contract import ModelMetadata
-from edge_runtime.errors import DatasetError, EdgeError, MetadataError, ModelFileError
+from edge_common.errors import DatasetError
+from edge_runtime.errors import MetadataError, ModelFileError
 from edge_runtime.metadata import read_onnx_props, read_tflite_entries, sniff_format
 
 FUZZ = settings(max_examples=300, deadline=None, derandomize=True,

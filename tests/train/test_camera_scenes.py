@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from edge_runtime.contract import InputSpec
-from train import data as data_mod
+from train import data as data_mod, scene_sets
+from train.config import TrainConfig
 from train.datasets import camera_scenes, fashion_mnist
 
 SPEC = InputSpec(height=128, width=128, channels=3, color_order="RGB")
@@ -89,9 +90,8 @@ def test_small_input_spec_goes_through_runtime_preprocessing(rng):
 
 @pytest.mark.dataset
 def test_train_and_test_garments_never_mix(fashion_dir):
-    data = data_mod.load("camera_scenes", InputSpec(height=32, width=32, channels=3, color_order="RGB"),
-                         batch_size=16, seed=0, val_fraction=0.1, augmentation="scenes", train_limit=200,
-                         test_limit=50)
+    config = TrainConfig(model="camera_cnn", train_limit=200, test_limit=50).resolved()
+    data = data_mod.load(config, InputSpec(height=32, width=32, channels=3, color_order="RGB"), batch_size=16)
     test = fashion_mnist.load_split("test", fashion_dir)
     train = fashion_mnist.load_split("train", fashion_dir)
     train_idx, val_idx = fashion_mnist.stratified_split(train.labels, 0.1, 0)
@@ -108,8 +108,8 @@ def test_train_and_test_garments_never_mix(fashion_dir):
 @pytest.mark.dataset
 def test_scene_sets_serve_reuse_epochs_reshuffled_and_never_straddle_resolutions(fashion_dir):
     spec = InputSpec(height=32, width=32, channels=3, color_order="RGB")
-    data = data_mod.load("camera_scenes", spec, batch_size=100, seed=0, val_fraction=0.1, augmentation="scenes",
-                         train_limit=100, test_limit=10, low_res_epochs=3, scene_reuse=2)
+    config = TrainConfig(model="camera_cnn", train_limit=100, test_limit=10, low_res_epochs=3, scene_reuse=2).resolved()
+    data = data_mod.load(config, spec, batch_size=100)
     try:
         first, labels_first = data.make_batch(0, 0)
         second, labels_second = data.make_batch(1, 0)
@@ -135,14 +135,14 @@ def test_scene_sets_serve_reuse_epochs_reshuffled_and_never_straddle_resolutions
 
 
 def test_reused_sets_are_visited_in_a_new_order():
-    np.testing.assert_array_equal(data_mod.visit_order(0, 500, 3, 0), np.arange(500))
-    again = data_mod.visit_order(0, 500, 3, 1)
+    np.testing.assert_array_equal(scene_sets.visit_order(0, 500, 3, 0), np.arange(500))
+    again = scene_sets.visit_order(0, 500, 3, 1)
     assert sorted(again) == list(range(500)) and not np.array_equal(again, np.arange(500))
-    assert not np.array_equal(again, data_mod.visit_order(0, 500, 4, 1))  # each set has its own order
+    assert not np.array_equal(again, scene_sets.visit_order(0, 500, 4, 1))  # each set has its own order
     # 3 half-size epochs with each set used twice: sets 0, 1 at half size; the full-size sets start at 2.
-    assert [data_mod.scene_position(e, 3, 2) for e in range(7)] == [(0, 0), (0, 1), (1, 0), (2, 0), (2, 1), (3, 0),
+    assert [scene_sets.scene_position(e, 3, 2) for e in range(7)] == [(0, 0), (0, 1), (1, 0), (2, 0), (2, 1), (3, 0),
                                                                      (3, 1)]
-    assert [data_mod.scene_position(e, 0, 3)[0] for e in range(7)] == [0, 0, 0, 1, 1, 1, 2]
+    assert [scene_sets.scene_position(e, 0, 3)[0] for e in range(7)] == [0, 0, 0, 1, 1, 1, 2]
 
 
 def test_low_res_epochs_validate_at_half_size():
@@ -164,7 +164,7 @@ def test_scene_folder_keeps_only_the_current_and_next_set(rng):
     from pathlib import Path
 
     spec = InputSpec(height=32, width=32, channels=3, color_order="RGB")
-    scenes = data_mod.EpochScenes(_garments(rng), np.arange(12), 12, 0, spec)
+    scenes = scene_sets.EpochScenes(_garments(rng), np.arange(12), 12, 0, spec)
     try:
         folder = Path(scenes._folder.name)
         for epoch in range(3):
@@ -183,7 +183,7 @@ def test_no_scene_set_is_rendered_past_the_last_epoch(rng):
 
     spec = InputSpec(height=32, width=32, channels=3, color_order="RGB")
     # 3 epochs, each set used twice: sets 0 and 1; set 2 would never be read.
-    scenes = data_mod.EpochScenes(_garments(rng), np.arange(12), 12, 0, spec, reuse=2, epochs=3)
+    scenes = scene_sets.EpochScenes(_garments(rng), np.arange(12), 12, 0, spec, reuse=2, epochs=3)
     try:
         for epoch in range(3):
             scenes.get(epoch)

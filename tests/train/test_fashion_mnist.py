@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from edge_runtime.errors import DatasetError
+from edge_common.errors import DatasetError
 from train.datasets import fashion_mnist
 
 pytestmark = pytest.mark.dataset
@@ -46,7 +46,7 @@ def test_mismatched_pair_in_a_dataset_folder(tmp_path, fashion_dir):
 
 
 def test_locate_command(fashion_dir):
-    from tests.conftest import run_cli
+    from tests.helpers import run_cli
 
     result = run_cli("-m", "train.datasets.fashion_mnist")
     assert result.returncode == 0 and result.stdout.strip() == str(fashion_dir)

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from edge_runtime.contract import InputSpec
-from edge_runtime.errors import DatasetError
+from edge_common.errors import DatasetError
 from train.datasets import folder
 
 SPEC = InputSpec(height=32, width=32, channels=3, color_order="RGB")

@@ -7,7 +7,7 @@ import gzip
 import numpy as np
 import pytest
 
-from edge_runtime.errors import DatasetError
+from edge_common.errors import DatasetError
 from train.datasets.fashion_mnist import check_pair, stratified_split
 from train.datasets.idx import read_idx, write_idx
 

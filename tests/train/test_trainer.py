@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from edge_runtime.errors import EdgeError
-from tests.conftest import ROOT, run_cli
+from tests.helpers import ROOT, run_cli
 from train import models
 from train.datasets import camera_scenes
 from train.config import ConfigError, TrainConfig
@@ -28,7 +28,7 @@ PLOTS = ("samples.png", "curves.png", "confusion.png", "predictions.png", "model
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory, fashion_dir):
     """Every registry entry, tiny and for one or two epochs, in one folder."""
-    from edge_runtime.cliutil import quiet_tensorflow
+    from train.tfenv import quiet_tensorflow
 
     quiet_tensorflow()
     from train import trainer
@@ -155,7 +155,7 @@ def test_soft_targets_mix_the_label_with_the_teachers_probabilities(trained, fas
 def test_camera_model_records_the_teacher_it_was_distilled_from(trained):
     out, results = trained
     config = json.loads((out / "camera_cnn" / "config.json").read_text())
-    assert config["teacher"] == "edge_cnn" and config["distill"] == models.get("camera_cnn").defaults.distill > 0
+    assert config["teacher"] == "edge_cnn" and config["distill"] == models.get("camera_cnn").recipe["distill"] > 0
     teacher = results["camera_cnn"].metrics["teacher"]
     assert teacher["file"] == str((out / "edge_cnn" / "model.keras").resolve())
     assert len(teacher["sha256"]) == 64

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edge_runtime.errors import DatasetError
+from edge_common.errors import DatasetError
 
 from .idx import read_idx
 

@@ -16,10 +16,10 @@ from typing import Iterator, Sequence
 import numpy as np
 
 from edge_runtime.contract import InputSpec
-from edge_runtime.errors import DatasetError
+from edge_common.errors import DatasetError
 from edge_runtime.preprocess import to_model_image
+from edge_runtime.sources import IMAGE_SUFFIXES  # the runtime reads the same image files
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
 SPLITS = ("train", "val", "test")
 _MAX_FILE_BYTES = 256 * 1024 * 1024
 log = logging.getLogger("edge_classify.data")

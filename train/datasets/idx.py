@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edge_runtime.errors import DatasetError
+from edge_common.errors import DatasetError
 
 # IDX type codes (third magic byte) -> numpy dtype, big-endian as the format defines.
 _DTYPES = {0x08: np.dtype("u1"), 0x09: np.dtype("i1"), 0x0B: np.dtype(">i2"),

@@ -1,69 +1,24 @@
-"""Small helpers shared by every command-line entry point."""
+"""Atomic files and JSON: a crash, a kill or a full disk never leaves half a file under a final name."""
 
 from __future__ import annotations
 
-import argparse
-import difflib
-import logging
+import hashlib
+import json
 import os
-import sys
+import re
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
-from typing import IO, Any, Callable, Iterator, NoReturn
+from typing import IO, Any, Callable, Iterator
 
-from .errors import EdgeError, OutputError, one_line
-
-
-class ArgumentParser(argparse.ArgumentParser):
-    """argparse that answers a mistyped option with the closest valid one, on one line."""
-
-    def error(self, message: str) -> NoReturn:
-        if "unrecognized arguments:" in message:
-            options = [opt for action in self._actions for opt in action.option_strings]
-            hints = []
-            for word in message.split("unrecognized arguments:", 1)[1].split():
-                close = difflib.get_close_matches(word.split("=")[0], options, n=1, cutoff=0.6)
-                if close:
-                    hints.append(f"{word} -> {close[0]}?")
-            if hints:
-                message += " (did you mean " + ", ".join(hints) + ")"
-        self.exit(2, f"{self.prog}: error: {message}; see --help\n")
-
-
-def run_reporting_errors(work: Callable[[], int], interrupted: str) -> int:
-    """Run a command body: a predictable mistake becomes one ``error:`` line and its exit code,
-    Ctrl-C says what was kept (``interrupted``) and exits 130."""
-    try:
-        return work()
-    except EdgeError as exc:
-        print(f"error: {one_line(exc)}", file=sys.stderr)
-        return exc.exit_code
-    except KeyboardInterrupt:
-        print(f"interrupted: {interrupted}", file=sys.stderr)
-        return 130
-
-
-def setup_logging(verbose: bool = False) -> None:
-    """Warnings and progress lines to stderr, one line each, no tracebacks."""
-    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, format="%(levelname)s: %(message)s",
-                        stream=sys.stderr, force=True)
-    for noisy in ("tensorflow", "absl", "h5py", "matplotlib", "PIL", "tf2onnx"):
-        logging.getLogger(noisy).setLevel(logging.ERROR)
-
-
-def quiet_tensorflow() -> None:
-    """Silence TensorFlow's C++ start-up chatter before it is imported."""
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")  # oneDNN changes numerics run to run
+from .errors import OutputError
 
 
 @contextmanager
 def atomic_write(path: str | Path, mode: str = "wb") -> Iterator[IO]:
     """Write to a temporary file beside ``path`` and rename it into place on success.
 
-    A crash, a kill or a full disk never leaves a truncated file under the final name, and the
-    previous file stays intact until the new one is complete.
+    The previous file stays intact until the new one is complete.
 
     Raises:
         OutputError: when the folder cannot be written.
@@ -99,6 +54,27 @@ def atomic_write_text(path: str | Path, text: str) -> None:
         handle.write(text)
 
 
+def atomic_save(path: str | Path, save: Callable[[Path], Any]) -> None:
+    """``save(temporary path)`` for libraries that insist on writing a path themselves (Keras'
+    ``model.save``), then rename into place.
+
+    Raises:
+        OutputError: the library could not write (full disk, permissions).
+    """
+    path = Path(path)
+    tmp = temp_path_beside(path)
+    try:
+        save(tmp)
+        os.replace(tmp, path)
+    except (OSError, ValueError, RuntimeError) as exc:  # h5py/zipfile wrap ENOSPC in their own types
+        _remove(tmp)
+        raise OutputError(f"cannot write {path} ({getattr(exc, 'strerror', None) or exc}); "
+                          "check free space and permissions") from None
+    except BaseException:
+        _remove(tmp)
+        raise
+
+
 def temp_path_beside(path: str | Path) -> Path:
     """A fresh temporary name in the same folder (for libraries that insist on writing a path)."""
     path = Path(path)
@@ -112,20 +88,31 @@ def temp_path_beside(path: str | Path) -> Path:
     return Path(tmp)
 
 
-def _chmod_default(tmp: str | Path) -> None:
-    """mkstemp makes 0600 files; give the final file the permissions a plain open() would."""
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)
+def read_json(path: str | Path) -> dict[str, Any] | None:
+    """A JSON object from ``path``, or None when the file is missing, unreadable or not an object."""
+    try:
+        data = json.loads(Path(path).read_text())
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
 
 
 def dump_json(data: Any) -> str:
     """Indented JSON whose innermost lists of numbers stay on one line (confusion matrices)."""
-    import json
-    import re
-
     text = json.dumps(data, indent=2, allow_nan=False, default=_json_default)
     return re.sub(r"\[\s*([-0-9.eE+,\s]*?)\s*\]", lambda m: "[" + ", ".join(m.group(1).split()).replace(",,", ",") + "]", text) + "\n"
+
+
+def sha256_bytes(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def sha256_file(path: str | Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def _json_default(value: Any) -> Any:
@@ -138,6 +125,13 @@ def _json_default(value: Any) -> Any:
     if isinstance(value, Path):
         return str(value)
     raise TypeError(f"{type(value).__name__} is not JSON serializable")
+
+
+def _chmod_default(tmp: str | Path) -> None:
+    """mkstemp makes 0600 files; give the final file the permissions a plain open() would."""
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)
 
 
 def _remove(tmp: str | Path) -> None:

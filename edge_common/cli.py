@@ -1,0 +1,164 @@
+"""Command-line plumbing shared by every command.
+
+Options have one home: the fields of a command's config dataclass. :func:`option` puts the help,
+choices and flags in a field's metadata, :func:`add_options` generates the argparse arguments
+from the fields, and :func:`config_from_args` builds the config back in one call. Adding an
+option is adding a field.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import logging
+import sys
+import typing
+from typing import Any, Callable, NoReturn
+
+from .errors import EdgeError, closest, one_line
+
+_META = "option"
+
+
+@dataclasses.dataclass(frozen=True)
+class OptionMeta:
+    help: str
+    flag: str | None = None  # default: --field-name (booleans that default to True: --no-field-name)
+    choices: tuple[Any, ...] | None = None
+    group: str | None = None  # --help section
+    resume: bool = False  # training: the option changes what a checkpoint means
+    base: Any = None  # training: the value when neither the command line nor the registry sets one
+    both: bool = False  # booleans: --name and --no-name
+    metavar: str | None = None
+    cli: bool = True  # False: a config field with no command-line option
+
+
+def option(default: Any = None, help: str = "", *, default_factory: Callable[[], Any] | None = None,
+           **meta: Any) -> Any:
+    """A dataclass field that is also a command-line option (see :class:`OptionMeta`)."""
+    metadata = {_META: OptionMeta(help=help, **meta)}
+    if default_factory is not None:
+        return dataclasses.field(default_factory=default_factory, metadata=metadata)
+    return dataclasses.field(default=default, metadata=metadata)
+
+
+def option_meta(field: dataclasses.Field) -> OptionMeta | None:
+    return field.metadata.get(_META)
+
+
+def option_fields(cls: type) -> list[tuple[dataclasses.Field, OptionMeta]]:
+    """The fields of ``cls`` that carry option metadata, in declaration order."""
+    return [(f, meta) for f in dataclasses.fields(cls) if (meta := option_meta(f)) is not None]
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse that never guesses: abbreviations are refused, and a mistyped option is answered
+    with the real one, on one line."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)
+
+    def error(self, message: str) -> NoReturn:
+        if "unrecognized arguments:" in message:
+            options = [opt for action in self._actions for opt in action.option_strings]
+            hints = []
+            for word in message.split("unrecognized arguments:", 1)[1].split():
+                if word.startswith("-"):
+                    near = closest(word.split("=")[0], options, cutoff=0.6)
+                    if near:
+                        hints.append(f"{word.split('=')[0]}: did you mean {near}?")
+            if hints:
+                message += " (" + "; ".join(hints) + ")"
+        self.exit(2, f"{self.prog}: error: {message}; see --help\n")
+
+
+def add_options(parser: argparse.ArgumentParser, cls: type, *, skip: tuple[str, ...] = ()) -> None:
+    """Add one argument per option field of the dataclass ``cls``, grouped by ``OptionMeta.group``."""
+    hints = typing.get_type_hints(cls)
+    groups: dict[str | None, Any] = {None: parser}
+    for field, meta in option_fields(cls):
+        if not meta.cli or field.name in skip:
+            continue
+        if meta.group not in groups:
+            groups[meta.group] = parser.add_argument_group(meta.group)
+        target = groups[meta.group]
+        default = _default(field)
+        kind, many = _value_type(hints[field.name])
+        flag = meta.flag or "--" + field.name.replace("_", "-")
+        if kind is bool:
+            if meta.both:
+                target.add_argument(flag, dest=field.name, action=argparse.BooleanOptionalAction, default=default,
+                                    help=meta.help)
+            elif default:
+                target.add_argument(meta.flag or "--no-" + field.name.replace("_", "-"), dest=field.name,
+                                    action="store_false", help=meta.help)
+            else:
+                target.add_argument(flag, dest=field.name, action="store_true", help=meta.help)
+            continue
+        text = meta.help
+        if meta.base is not None:
+            text = f"{text} (default: the registry's, else {meta.base})"
+        elif default is not None and default != () and "default" not in text:
+            shown = " ".join(map(str, default)) if isinstance(default, tuple) else default
+            text = f"{text} (default: {shown})"
+        target.add_argument(flag, dest=field.name, type=kind, default=default, help=text,
+                            choices=meta.choices, nargs="+" if many else None,
+                            metavar=meta.metavar or ("VALUE" if many and meta.choices else None))
+
+
+def config_from_args(cls: type, args: argparse.Namespace, **fixed: Any) -> Any:
+    """The dataclass ``cls`` built from parsed arguments (and ``fixed`` values for the rest)."""
+    hints = typing.get_type_hints(cls)
+    values: dict[str, Any] = {}
+    for field, meta in option_fields(cls):
+        if field.name in fixed or not hasattr(args, field.name):
+            continue
+        value = getattr(args, field.name)
+        if isinstance(value, list) and _value_type(hints[field.name])[1]:
+            value = tuple(value)
+        values[field.name] = value
+    return cls(**values, **fixed)
+
+
+def resume_keys(cls: type) -> tuple[str, ...]:
+    """The fields marked ``resume``: what a checkpoint was made with."""
+    return tuple(field.name for field, meta in option_fields(cls) if meta.resume)
+
+
+def run_reporting_errors(work: Callable[[], int], interrupted: str) -> int:
+    """Run a command body: a predictable mistake becomes one ``error:`` line and its exit code,
+    Ctrl-C says what was kept (``interrupted``) and exits 130."""
+    try:
+        return work()
+    except EdgeError as exc:
+        print(f"error: {one_line(exc)}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print(f"interrupted: {interrupted}", file=sys.stderr)
+        return 130
+
+
+def setup_logging(verbose: bool = False) -> None:
+    """Warnings and progress lines to stderr, one line each, no tracebacks."""
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, format="%(levelname)s: %(message)s",
+                        stream=sys.stderr, force=True)
+    for noisy in ("tensorflow", "absl", "h5py", "matplotlib", "PIL", "tf2onnx"):
+        logging.getLogger(noisy).setLevel(logging.ERROR)
+
+
+def _default(field: dataclasses.Field) -> Any:
+    if field.default_factory is not dataclasses.MISSING:  # type: ignore[misc]
+        return field.default_factory()  # type: ignore[misc]
+    return None if field.default is dataclasses.MISSING else field.default
+
+
+def _value_type(hint: Any) -> tuple[type, bool]:
+    """(element type, whether it is a tuple of them) of a field annotation such as ``int | None``."""
+    args = [a for a in typing.get_args(hint) if a is not type(None)]
+    origin = typing.get_origin(hint)
+    if origin in (tuple, list):
+        return args[0], True
+    if args and origin is not None:  # Optional[X] / X | None
+        return _value_type(args[0])
+    return hint, False

@@ -1,0 +1,84 @@
+"""One option, one place: command lines generated from config dataclasses, and documented."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, fields
+
+import pytest
+
+from edge_common.cli import ArgumentParser, add_options, config_from_args, option, resume_keys
+from tests.helpers import ROOT, run_cli
+
+
+def test_a_new_field_is_a_new_option_with_its_help_choices_and_type():
+    @dataclass(frozen=True)
+    class Config:
+        name: str = option("", cli=False)
+        rate: float = option(0.5, "how fast")
+        mode: str | None = option(help="which way", choices=("up", "down"), resume=True)
+        sizes: tuple[int, ...] = option((8, 16), "sizes to try")
+        plots: bool = option(True, "skip the plots")
+
+    parser = ArgumentParser(prog="tool")
+    add_options(parser, Config)
+    text = parser.format_help()
+    assert "--rate RATE" in text and "how fast (default: 0.5)" in text and "{up,down}" in text
+    assert "--no-plots" in text and "--name" not in text
+    config = config_from_args(Config, parser.parse_args(["--rate", "2", "--mode", "down", "--sizes", "1", "2",
+                                                         "--no-plots"]), name="x")
+    assert config == Config(name="x", rate=2.0, mode="down", sizes=(1, 2), plots=False)
+    assert config_from_args(Config, parser.parse_args([]), name="x") == Config(name="x")
+    assert resume_keys(Config) == ("mode",)
+    with pytest.raises(SystemExit):
+        parser.parse_args(["--mode", "sideways"])
+
+
+def test_abbreviated_options_are_refused_naming_the_real_one():
+    result = run_cli("-m", "train", "edge_cnn", "--epoch", "1", timeout=120)
+    assert result.returncode == 2
+    assert "unrecognized arguments: --epoch 1" in result.stderr and "did you mean --epochs?" in result.stderr
+    assert "--epocs" not in result.stderr and "Traceback" not in result.stderr
+
+
+def test_train_options_come_from_train_config_and_resume_keys_from_its_metadata():
+    from train.cli import build_parser
+    from train.config import RESUME_KEYS, TrainConfig
+    from train import models
+
+    parser = build_parser()
+    config = config_from_args(TrainConfig, parser.parse_args(["--epochs", "3", "--no-plots", "--distill", "0"]),
+                              model="camera_cnn")
+    assert config.epochs == 3 and config.plots is False and config.distill == 0.0
+    resolved = config.resolved()
+    assert resolved.batch_size == models.get("camera_cnn").recipe["batch_size"]  # the registry fills the rest
+    assert resolved.patience == 4 and resolved.distill == 0.0 and resolved.epochs == 3
+    assert "patience" not in RESUME_KEYS and {"epochs", "seed", "folder", "distill"} <= set(RESUME_KEYS)
+    names = {field.name for field in fields(TrainConfig)}
+    for spec in models.REGISTRY.values():  # a recipe can only set real options
+        assert set(spec.recipe) <= names, spec.name
+
+
+def _parsers():
+    from benchmarks.cli import build_parser as bench
+    from convert.cli import build_parser as convert
+    from edge_runtime.cli import build_parser as runtime
+    from train.cli import build_parser as train
+
+    return {"python -m train": train(), "python -m convert": convert(), "python -m edge_runtime": runtime(),
+            "python -m benchmarks": bench()}
+
+
+@pytest.mark.parametrize("command", ["python -m train", "python -m convert", "python -m edge_runtime",
+                                     "python -m benchmarks"])
+def test_readme_documents_every_generated_option(command):
+    readme = (ROOT / "README.md").read_text()
+    # The command's reference: from its "## Title: `python -m X ...`" heading to the next "## " heading.
+    heading = re.search(r"^## [^`\n]*: `" + re.escape(command) + r"[ `]", readme, re.MULTILINE)
+    assert heading, f"README has no section for {command}"
+    rest = readme[heading.end():]
+    section = rest[: rest.index("\n## ")] if "\n## " in rest else rest
+    parser = _parsers()[command]
+    options = {opt for action in parser._actions for opt in action.option_strings if opt.startswith("--")}
+    missing = sorted(opt for opt in options - {"--help"} if not re.search(re.escape(opt) + r"(?![\w-])", section))
+    assert not missing, f"README's {command} section does not mention {missing}"

@@ -1,0 +1,116 @@
+"""The one reader of a run folder: what training recorded, read back as it was recorded.
+
+``convert`` and ``benchmarks`` take the model file, its input contract, its labels and its test
+set from here, never from the registry, so a registry change can never stamp a new contract onto
+old weights.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edge_common.files import read_json
+from edge_runtime.contract import InputSpec
+from edge_runtime.errors import MetadataError, ModelFileError
+
+from . import evalsets, models, paths
+
+
+@dataclass(frozen=True)
+class RunFolder:
+    """A finished training run: ``model.keras``, ``labels.txt``, ``config.json`` and ``metrics.json``."""
+
+    path: Path
+    model: str  # the registry name it was trained as
+    input_spec: InputSpec
+    labels: tuple[str, ...]
+    dataset: str  # "fashion_mnist", "camera_scenes" or "folder"
+    config: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def model_file(self) -> Path:
+        return self.path / "model.keras"
+
+    @property
+    def deploy_dir(self) -> Path:
+        return self.path / "deploy"
+
+    @property
+    def folder(self) -> str | None:
+        return self.config.get("folder")
+
+    @classmethod
+    def for_model(cls, name: str, runs_dir: str | Path | None = None) -> "RunFolder":
+        """The run of registry model ``name`` in ``runs_dir`` (default: runs/ or ``$EDGE_RUNS_DIR``)."""
+        models.get(name)  # an unknown name fails here, naming the closest one
+        return cls.open(run_dir_for(name, runs_dir))
+
+    @classmethod
+    def open(cls, path: str | Path) -> "RunFolder":
+        """Read a run folder.
+
+        Raises:
+            ModelFileError: no trained model or labels there, or labels that do not fit.
+        """
+        path = Path(path).expanduser()
+        if not (path / "model.keras").is_file():
+            raise ModelFileError(f"no trained model at {path / 'model.keras'}; run `python -m train {path.name}` first")
+        config = read_json(path / "config.json") or {}
+        metrics = read_json(path / "metrics.json") or {}
+        name = str(config.get("model") or path.name)
+        labels = read_labels(path / "labels.txt")
+        return cls(path=path, model=name, input_spec=_recorded_input(metrics, config, name, path),
+                   labels=labels, dataset=_recorded_dataset(metrics, config, name), config=config)
+
+    def test_set(self, *, data_dir: str | None = None, limit: int | None = None) -> evalsets.EvalSet:
+        """The images and labels this run was tested on (all of them unless ``limit``)."""
+        return evalsets.test_set(self.dataset, self.input_spec, folder_root=self.folder, class_names=self.labels,
+                                 data_dir=data_dir or self.config.get("data_dir"), limit=limit)
+
+    def calibration_set(self, count: int, *, data_dir: str | None = None) -> np.ndarray:
+        """``count`` training images of this run's dataset, for int8 calibration."""
+        return evalsets.calibration_set(self.dataset, self.input_spec, count, folder_root=self.folder,
+                                        data_dir=data_dir or self.config.get("data_dir"))
+
+
+def run_dir_for(model: str, runs_dir: str | Path | None = None) -> Path:
+    return (Path(runs_dir).expanduser() if runs_dir else paths.default_runs_dir()) / model
+
+
+def read_labels(path: Path) -> tuple[str, ...]:
+    """Class names, one per line, in output order.
+
+    Raises:
+        ModelFileError: the file is missing or empty.
+    """
+    try:
+        labels = tuple(line.strip() for line in path.read_text().splitlines() if line.strip())
+    except (OSError, UnicodeDecodeError):
+        raise ModelFileError(f"{path} is missing or unreadable; it holds the class names, one per line") from None
+    if not labels:
+        raise ModelFileError(f"{path} holds no class names; write one per line, in the model's output order")
+    return labels
+
+
+def _recorded_input(metrics: dict[str, Any], config: dict[str, Any], name: str, path: Path) -> InputSpec:
+    if "input" in metrics:
+        try:
+            return InputSpec.from_dict(metrics["input"])
+        except MetadataError as exc:
+            raise ModelFileError(f"{path / 'metrics.json'}: the recorded input contract is broken ({exc}); "
+                                 "retrain the run") from None
+    # A run folder written before metrics.json recorded the contract: the registry's, at the trained size.
+    spec = models.get(name).input
+    size = config.get("input_size")
+    return replace(spec, height=size, width=size) if size else spec
+
+
+def _recorded_dataset(metrics: dict[str, Any], config: dict[str, Any], name: str) -> str:
+    if metrics.get("dataset"):
+        return str(metrics["dataset"])
+    # Older runs did not record it: a folder run says so in its config, others trained on their registry dataset.
+    return "folder" if config.get("folder") else models.get(name).dataset
