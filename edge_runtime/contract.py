@@ -20,6 +20,10 @@ SCHEMA = "edge-classify/1"
 METADATA_KEY = "edge_classify"
 COLOR_ORDERS = ("GRAY", "RGB", "BGR")
 RESIZE_MODES = ("area", "linear", "nearest")
+# How a frame of another shape becomes the input: stretched to it, its centre cropped to the input's
+# aspect (``crop`` of the shorter side), or padded to that aspect with grey. The model is trained and
+# evaluated with the same fit, and the file says which.
+FITS = ("squash", "crop", "letterbox")
 TENSOR_DTYPES = ("float32", "float16", "uint8", "int8")
 # Bounds that keep a hostile file from asking for absurd allocations.
 _MAX_SIDE = 4096
@@ -54,6 +58,8 @@ class InputSpec:
     pixel_range: tuple[float, float] = (0.0, 255.0)
     resize: str = "area"  # box-filter halving, then bilinear: no aliasing when a 640x480 frame shrinks to 128x128
     dtype: str = "float32"
+    fit: str = "squash"  # squash | crop | letterbox (see FITS)
+    crop: float = 1.0  # fit "crop": the centre region's share of the frame's shorter side
     quantization: Quantization | None = None
 
     def __post_init__(self) -> None:
@@ -91,6 +97,8 @@ class InputSpec:
                 resize=str(obj.get("resize", "area")),
                 dtype=str(obj.get("dtype", "float32")),
                 quantization=_quant(obj.get("quantization"), "input.quantization"),
+                fit=str(obj.get("fit", "squash")),
+                crop=_num(obj.get("crop", 1.0), "input.crop"),
             )
         except TypeError as exc:  # unhashable or odd JSON types in a field
             raise MetadataError(f"metadata field input is malformed ({exc})") from None
@@ -221,6 +229,10 @@ def _validate_input(spec: InputSpec) -> None:
     low, high = spec.pixel_range
     if not low < high:
         raise MetadataError(f"metadata input.pixel_range {list(spec.pixel_range)} must be increasing")
+    if spec.fit not in FITS:
+        raise MetadataError(f"metadata input.fit is {spec.fit!r}; expected one of {', '.join(FITS)}")
+    if not (isinstance(spec.crop, (int, float)) and 0.25 <= spec.crop <= 1.0):
+        raise MetadataError(f"metadata input.crop is {spec.crop!r}; expected a fraction in 0.25..1")
 
 
 def _mapping(data: Any, where: str) -> Mapping[str, Any]:

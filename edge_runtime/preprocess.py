@@ -31,7 +31,7 @@ def to_model_image(frame: np.ndarray, spec: InputSpec) -> np.ndarray:
     """
     import cv2
 
-    image = _as_uint8(frame)
+    image = _fit(_as_uint8(frame), spec)
     src_h, src_w = image.shape[:2]
     if (src_h, src_w) != (spec.height, spec.width):
         interpolation = _interpolation(spec.resize, src_h, src_w, spec)
@@ -56,6 +56,40 @@ def to_model_image(frame: np.ndarray, spec: InputSpec) -> np.ndarray:
     if code is not None:
         image = cv2.cvtColor(image.reshape(spec.height, spec.width) if channels == 1 else image, code)
     return np.ascontiguousarray(image)
+
+
+LETTERBOX_GREY = 127  # the pad value: mid-grey, which ImageNet-style normalization maps to about zero
+
+
+def _fit(image: np.ndarray, spec: InputSpec) -> np.ndarray:
+    """The frame region (``crop``) or padded frame (``letterbox``) that is resized to the input.
+
+    ``squash`` returns the frame as it is; the resize then stretches it to the input's shape.
+    """
+    if spec.fit == "squash":
+        return image
+    h, w = image.shape[:2]
+    aspect = spec.width / spec.height
+    if spec.fit == "crop":
+        # The largest centred region of the input's aspect, then ``crop`` of it (0.875: the usual
+        # centre crop of ImageNet models).
+        region_w = min(w, h * aspect) * spec.crop
+        region_h = region_w / aspect
+        crop_w, crop_h = max(1, round(region_w)), max(1, round(region_h))
+        top, left = (h - crop_h) // 2, (w - crop_w) // 2
+        return image[top:top + crop_h, left:left + crop_w]
+    import cv2
+
+    if w / h > aspect:  # wider than the input: pad above and below
+        pad = round(w / aspect) - h
+        borders = (pad // 2, pad - pad // 2, 0, 0)
+    else:
+        pad = round(h * aspect) - w
+        borders = (0, 0, pad // 2, pad - pad // 2)
+    if max(borders) <= 0:
+        return image
+    value = (LETTERBOX_GREY,) * (1 if image.ndim == 2 else image.shape[2])
+    return cv2.copyMakeBorder(image, *borders, cv2.BORDER_CONSTANT, value=value)
 
 
 def to_input_tensor(images: np.ndarray, spec: InputSpec) -> np.ndarray:

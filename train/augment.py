@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-AUGMENTATIONS = ("none", "shift_flip", "tutorial", "scenes")
+AUGMENTATIONS = ("none", "shift_flip", "tutorial", "scenes", "photo")
 
 
 def shift_flip(images: np.ndarray, rng: np.random.Generator, max_shift: int = 2) -> np.ndarray:
@@ -65,4 +65,53 @@ def rotate_shift(images: np.ndarray, angle_deg: float, shift_xy: tuple[float, fl
     for i in range(n):
         out[i] = cv2.warpAffine(images[i], matrix, (w, h), flags=cv2.INTER_LINEAR,
                                 borderMode=border, borderValue=0).reshape(h, w, c)
+    return out
+
+
+def random_resized_crop(image: np.ndarray, size: tuple[int, int], rng: np.random.Generator, *,
+                        scale: tuple[float, float] = (0.35, 1.0), ratio: tuple[float, float] = (3 / 4, 4 / 3),
+                        rotation: float = 10.0) -> np.ndarray:
+    """A random region of ``image`` (area ``scale`` of it, aspect ``ratio``), tilted up to ``rotation``
+    degrees, resized to ``size`` (height, width): the photo augmentation's geometry."""
+    import cv2
+
+    h, w = image.shape[:2]
+    area = h * w * rng.uniform(*scale)
+    aspect = np.exp(rng.uniform(np.log(ratio[0]), np.log(ratio[1])))
+    crop_w = int(round(min(w, np.sqrt(area * aspect))))
+    crop_h = int(round(min(h, np.sqrt(area / aspect))))
+    cx = rng.uniform(crop_w / 2, w - crop_w / 2)
+    cy = rng.uniform(crop_h / 2, h - crop_h / 2)
+    angle = rng.uniform(-rotation, rotation)
+    out_h, out_w = size
+    # One affine warp: rotate about the crop centre, then scale the crop onto the output.
+    matrix = cv2.getRotationMatrix2D((cx, cy), angle, 1.0)
+    scale_x, scale_y = out_w / crop_w, out_h / crop_h
+    matrix[0] *= scale_x
+    matrix[1] *= scale_y
+    matrix[0, 2] += out_w / 2 - cx * scale_x
+    matrix[1, 2] += out_h / 2 - cy * scale_y
+    interpolation = cv2.INTER_AREA if scale_x < 1 and scale_y < 1 else cv2.INTER_LINEAR
+    return cv2.warpAffine(image, matrix, (out_w, out_h), flags=interpolation, borderMode=cv2.BORDER_REPLICATE)
+
+
+def colour_jitter(image: np.ndarray, rng: np.random.Generator, strength: float = 0.25) -> np.ndarray:
+    """Brightness, contrast and saturation each scaled by up to ``strength`` either way (RGB uint8)."""
+    x = image.astype(np.float32)
+    grey = x.mean(axis=2, keepdims=True)
+    x = grey + (x - grey) * rng.uniform(1 - strength, 1 + strength)  # saturation
+    x = x.mean() + (x - x.mean()) * rng.uniform(1 - strength, 1 + strength)  # contrast
+    x = x * rng.uniform(1 - strength, 1 + strength)  # brightness
+    return np.clip(np.round(x), 0, 255).astype(np.uint8)
+
+
+def photo_batch(photos: list[np.ndarray], size: tuple[int, int], rng: np.random.Generator) -> np.ndarray:
+    """The photo augmentation for real photos (transfer learning): random resized crop with a small
+    tilt, horizontal flip, and colour jitter. ``photos`` are full RGB images of any size."""
+    out = np.empty((len(photos), size[0], size[1], 3), np.uint8)
+    for i, photo in enumerate(photos):
+        image = random_resized_crop(photo, size, rng)
+        if rng.random() < 0.5:
+            image = image[:, ::-1]
+        out[i] = colour_jitter(image, rng)
     return out

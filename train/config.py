@@ -14,7 +14,9 @@ from typing import Any
 from edge_common.cli import option, option_fields, resume_keys
 from edge_common.errors import EdgeError, suggest
 
-from . import augment, models
+from edge_runtime.contract import FITS
+
+from . import augment, backbones, models
 
 SCHEDULES = ("cosine", "constant")
 OPTIMIZERS = ("adam", "rmsprop", "sgd")
@@ -23,6 +25,7 @@ STRATEGIES = ("default", "mirrored", "multiworker")
 _RECIPE = "recipe (default: the model's registry entry)"
 _DATA = "data and output"
 _SCALE = "scale"
+_TRANSFER = "transfer learning and the input contract"
 
 
 class ConfigError(EdgeError):
@@ -65,6 +68,23 @@ class TrainConfig:
     val_fraction: float | None = option(help="stratified validation share of the training split", base=0.1,
                                         group=_RECIPE, resume=True)
     seed: int = option(0, "random seed of data order, augmentation and scenes", group=_RECIPE, resume=True)
+    backbone: str | None = option(help="transfer learning: start from this ImageNet-pretrained backbone with a new "
+                                       "head for the folder dataset's classes", choices=tuple(backbones.BACKBONES),
+                                  group=_TRANSFER, resume=True)
+    head_epochs: int | None = option(help="backbone runs: the first N epochs train the new head alone on the frozen "
+                                          "backbone (phase 1), the rest fine-tune (phase 2)", base=3,
+                                     group=_TRANSFER, resume=True)
+    fine_tune_rate: float | None = option(help="backbone runs: peak rate of phase 2 (--learning-rate is phase 1's)",
+                                          base=3e-4, group=_TRANSFER, resume=True)
+    fine_tune_from: int | None = option(help="backbone runs: phase 2 trains the blocks from this one on (0: all; "
+                                             "batch norm always stays frozen)", base=0, group=_TRANSFER, resume=True)
+    dropout: float | None = option(help="backbone runs: dropout before the new head", base=0.2, group=_TRANSFER,
+                                   resume=True)
+    fit: str | None = option(help="how a frame becomes the input, in training, conversion and on the device: "
+                                  "squash it, crop its centre (--crop of the shorter side) or letterbox it "
+                                  "(default: the registry entry's)", choices=FITS, group=_TRANSFER, resume=True)
+    crop: float | None = option(help="--fit crop: the centre region's share of the shorter side (0.875: the usual "
+                                     "ImageNet centre crop)", group=_TRANSFER, resume=True)
     data_dir: str | None = option(help="folder with the Fashion-MNIST IDX files (default: search; see README)",
                                   group=_DATA)
     folder: str | None = option(help="train a camera model on a folder dataset ROOT/<class>/*.jpg instead",
@@ -137,6 +157,22 @@ class TrainConfig:
         need(self.input_size is None or 8 <= self.input_size <= 1024, "--input-size must be in 8..1024")
         need(self.train_limit is None or self.train_limit >= 10, "--train-limit must be at least 10")
         need(self.test_limit is None or self.test_limit >= 1, "--test-limit must be at least 1")
+        spec = models.get(self.model)
+        if self.backbone:
+            need(self.folder is not None, f"--backbone {self.backbone} trains on a folder dataset; pass --folder ROOT "
+                                          "(ROOT/<class>/*.jpg, or ROOT/train/ and ROOT/test/)")
+            need(self.head_epochs is None or self.epochs is None or 0 <= self.head_epochs < self.epochs,
+                 f"--head-epochs must be below --epochs ({self.epochs}) so the backbone is fine-tuned")
+            need(self.fine_tune_from is None or 0 <= self.fine_tune_from <= 16, "--fine-tune-from must be in 0..16")
+            need(self.dropout is None or 0.0 <= self.dropout < 1.0, "--dropout must be in [0, 1)")
+            need(self.fine_tune_rate is None or self.fine_tune_rate > 0, "--fine-tune-rate must be positive")
+            need(not self.low_res_epochs, "--low-res-epochs is for models trained from scratch, not --backbone runs")
+        else:
+            need(spec.builder is not None, f"{self.model} is built on a pretrained backbone; pass --backbone "
+                                           f"({', '.join(backbones.BACKBONES)})")
+        need(self.crop is None or 0.25 <= self.crop <= 1.0, "--crop must be in 0.25..1")
+        need(self.augment != "photo" or self.folder is not None, "--augment photo crops from real photos; it needs "
+                                                                  "--folder ROOT")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -19,7 +19,7 @@ from edge_runtime.contract import InputSpec
 from edge_runtime.preprocess import to_model_image
 from edge_common.errors import DatasetError
 
-from . import augment, models
+from . import augment, models, paths
 from .datasets import camera_scenes, fashion_mnist, folder
 from .scene_sets import EpochScenes, half_size
 
@@ -168,7 +168,9 @@ def _scene_data(config: "TrainConfig", spec: InputSpec, batch_size: int, teacher
 
 
 def _folder_data(config: "TrainConfig", spec: InputSpec, batch_size: int) -> TrainData:
-    root, seed, val_fraction = config.folder, config.seed, config.val_fraction
+    if config.augment == "photo":
+        return _photo_data(config, spec, batch_size)
+    root, seed, val_fraction = str(paths.resolve_folder(config.folder)), config.seed, config.val_fraction
     if folder.has_splits(root):
         train_set = folder.open_folder(root, "train")
         names = _enough_classes(root, train_set.class_names)
@@ -198,6 +200,67 @@ def _folder_data(config: "TrainConfig", spec: InputSpec, batch_size: int) -> Tra
         val=(x_val, y_val), test=(x_test, y_test), samples=(x_train[:25], y_train[:25]),
         test_name=f"folder dataset {root} ({len(y_test)} test images)",
     )
+
+
+def _photo_data(config: "TrainConfig", spec: InputSpec, batch_size: int) -> TrainData:
+    """Real photos for transfer learning: every training batch is cropped from the whole photos.
+
+    Validation and test photos go through the runtime's preprocessing (the model file's fit), so
+    their numbers are what a device will see.
+    """
+    root = paths.resolve_folder(config.folder)
+    splits = folder.has_splits(root)
+    train_set = folder.open_folder(root, "train" if splits else None)
+    names = _enough_classes(str(root), train_set.class_names)
+    test_set = folder.open_folder(root, "test", class_names=names) if splits and (root / "test").is_dir() else None
+    if test_set is None:  # no held-out split: hold out 20% of the photos, never trained on
+        train_set, test_set = _split_files(train_set, 0.2, config.seed + 1)
+    val_set = folder.open_folder(root, "val", class_names=names) if splits and (root / "val").is_dir() else None
+    if val_set is None:
+        train_set, val_set = _split_files(train_set, config.val_fraction, config.seed)
+    # Quick runs: a seeded sample of every class, not the first classes in folder order.
+    if config.train_limit:
+        train_set.files = _sample(train_set.files, config.train_limit, config.seed)
+    if config.test_limit:
+        test_set.files = _sample(test_set.files, config.test_limit, config.seed)
+    # Crops take at most the whole photo; keeping it a little larger than the input leaves detail to crop into.
+    photos, y_train = train_set.load_photos(spec.color_order, max_side=max(spec.height, spec.width) * 3 // 2)
+    x_val, y_val = val_set.load(spec)
+    x_test, y_test = test_set.load(spec)
+    log.info("%s; %d photos train, %d validate, %d test", train_set.summary(), len(photos), len(y_val), len(y_test))
+    seed, size = config.seed, (spec.height, spec.width)
+
+    def make_batch(epoch: int, index: int) -> tuple[np.ndarray, np.ndarray]:
+        order = np.random.default_rng([seed, epoch]).permutation(len(photos))
+        chosen = order[index * batch_size:(index + 1) * batch_size]
+        rng = np.random.default_rng([seed, epoch, index, 1])
+        return augment.photo_batch([photos[i] for i in chosen], size, rng), y_train[chosen]
+
+    sample_rng = np.random.default_rng([seed, 25])
+    return TrainData(
+        class_names=names, input_spec=spec, train_count=len(photos), batch_size=batch_size, make_batch=make_batch,
+        val=(x_val, y_val), test=(x_test, y_test),
+        samples=(augment.photo_batch(photos[:25], size, sample_rng), y_train[:25]),
+        test_name=f"folder dataset {config.folder} ({len(y_test)} held-out photos)",
+    )
+
+
+def _sample(files: list, count: int, seed: int) -> list:
+    keep = np.random.default_rng([seed, 3]).permutation(len(files))[:count]
+    return [files[i] for i in sorted(keep)]
+
+
+def _split_files(dataset: folder.FolderDataset, fraction: float, seed: int
+                 ) -> tuple[folder.FolderDataset, folder.FolderDataset]:
+    """Split a folder dataset's files, stratified by class, into (rest, held out)."""
+    from dataclasses import replace as copy_with
+
+    labels = np.asarray([label for _, label in dataset.files])
+    rest, held = fashion_mnist.stratified_split(labels, fraction, seed)
+    if len(held) == 0 or len(rest) == 0:
+        raise DatasetError(f"too few images ({len(labels)}) to hold out {fraction:.0%}; add images")
+    return (copy_with(dataset, files=[dataset.files[i] for i in sorted(rest)], skipped={}),
+            copy_with(dataset, files=[dataset.files[i] for i in sorted(held)], skipped={}))
 
 
 def _array_batches(images: np.ndarray, labels: np.ndarray, batch_size: int, seed: int, augmentation: str,

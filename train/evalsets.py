@@ -16,6 +16,7 @@ import numpy as np
 from edge_runtime.contract import InputSpec
 from edge_runtime.preprocess import to_model_image
 
+from . import paths
 from .datasets import camera_scenes, fashion_mnist, folder
 
 
@@ -31,8 +32,9 @@ def test_set(dataset: str, spec: InputSpec, *, folder_root: str | None = None,
              limit: int | None = None) -> EvalSet:
     """The test images of a model trained on ``dataset`` ("fashion_mnist", "camera_scenes" or "folder")."""
     if dataset == "folder":
-        split = "test" if (folder.has_splits(folder_root) and (Path(folder_root) / "test").is_dir()) else None
-        return folder_test_set(folder_root, spec, class_names, split=split, limit=limit)
+        root = paths.resolve_folder(folder_root)
+        split = "test" if (folder.has_splits(root) and (root / "test").is_dir()) else None
+        return folder_test_set(root, spec, class_names, split=split, limit=limit)
     test = fashion_mnist.load_split("test", data_dir)
     if dataset == "camera_scenes":
         images, labels = camera_scenes.test_scenes(test.images, test.labels.astype(np.int64), spec, count=limit)
@@ -54,8 +56,8 @@ def calibration_set(dataset: str, spec: InputSpec, count: int, *, seed: int = 0,
                     data_dir: str | None = None) -> np.ndarray:
     """``count`` training images (never test images) for int8 calibration."""
     if dataset == "folder":
-        return folder_calibration_set(folder_root, spec, count, seed=seed,
-                                      split="train" if folder.has_splits(folder_root) else None)
+        root = paths.resolve_folder(folder_root)
+        return folder_calibration_set(root, spec, count, seed=seed, split="train" if folder.has_splits(root) else None)
     train = fashion_mnist.load_split("train", data_dir)
     picks = np.random.default_rng(seed).choice(len(train.images), size=min(count, len(train.images)), replace=False)
     if dataset == "camera_scenes":

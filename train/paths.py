@@ -25,3 +25,17 @@ def default_runs_dir() -> Path:
 def default_reports_dir() -> Path:
     root = project_root()
     return (root / "reports") if root else Path.cwd() / "reports"
+
+
+def resolve_folder(folder: str | Path) -> Path:
+    """A dataset folder as the user gave it, else relative to the checkout.
+
+    Registry recipes and committed run configs name the repository's own data relative to the
+    checkout (``data/clothing-small``), so they work wherever the checkout lives and whatever the
+    current folder is.
+    """
+    path = Path(folder).expanduser()
+    if path.is_absolute() or path.exists():
+        return path
+    root = project_root()
+    return root / path if root and (root / path).exists() else path

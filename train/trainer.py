@@ -144,15 +144,48 @@ def _build_model(session: _Session) -> None:
         if session.state.last:
             model = keras.saving.load_model(session.ckpt_dir / session.state.last, safe_mode=True)
         else:
-            model = session.spec.build(len(data.class_names), width=config.width, input_spec=session.input_spec,
-                                       any_size=config.low_res_epochs > 0)
-            model.compile(optimizer=_optimizer(config, session.steps, session.strategy.num_replicas_in_sync),
-                          loss=keras.losses.CategoricalCrossentropy(label_smoothing=config.label_smoothing),
-                          metrics=[keras.metrics.CategoricalAccuracy(name="accuracy")])
+            model = models.build_model(session.spec, len(data.class_names), width=config.width,
+                                       input_spec=session.input_spec, any_size=config.low_res_epochs > 0,
+                                       backbone=config.backbone, dropout=config.dropout, imagenet=True)
+            if config.backbone:  # phase 1: the new head alone, on the frozen ImageNet backbone
+                from .backbones.efficientnet_lite import set_phase
+
+                set_phase(model, None)
+            _compile(model, _optimizer(config, session.steps, session.strategy.num_replicas_in_sync), config)
     session.model = model
-    macs = models.count_macs(session.spec.build(len(data.class_names), width=config.width,
-                                                input_spec=session.input_spec))
+    fixed = model if not config.low_res_epochs else models.build_model(  # any-size models have no fixed shapes
+        session.spec, len(data.class_names), width=config.width, input_spec=session.input_spec)
+    macs = models.count_macs(fixed)
     _log_start(session.name, model, macs, data, config, session.global_batch, session.strategy.num_replicas_in_sync)
+
+
+def _compile(model: Any, optimizer: Any, config: TrainConfig) -> None:
+    import keras
+
+    model.compile(optimizer=optimizer,
+                  loss=keras.losses.CategoricalCrossentropy(label_smoothing=config.label_smoothing),
+                  metrics=[keras.metrics.CategoricalAccuracy(name="accuracy")])
+
+
+def _start_fine_tuning(session: _Session) -> None:
+    """Phase 2 of a backbone run: unfreeze the blocks from ``fine_tune_from`` on (batch norm stays
+    frozen) and recompile with the fine-tuning rate, decayed by a cosine over the remaining epochs."""
+    import keras
+
+    from .backbones.efficientnet_lite import set_phase
+
+    config = session.config
+    with session.strategy.scope():
+        set_phase(session.model, config.fine_tune_from)
+        steps = max(1, (config.epochs - config.head_epochs) * session.steps)
+        warmup = min(session.steps // 2, steps - 1)  # half an epoch: the new head's gradients settle first
+        rate = keras.optimizers.schedules.CosineDecay(
+            initial_learning_rate=config.fine_tune_rate / 10 if warmup else config.fine_tune_rate,
+            decay_steps=steps - warmup, warmup_target=config.fine_tune_rate if warmup else None, warmup_steps=warmup)
+        _compile(session.model, keras.optimizers.Adam(rate), config)
+    trainable = sum(int(np.prod(w.shape)) for w in session.model.trainable_weights)
+    log.info("%s: phase 2 from epoch %d: fine-tuning %s weights from block %d at %.2g", session.name,
+             config.head_epochs + 1, f"{trainable:,}", config.fine_tune_from, config.fine_tune_rate)
 
 
 def _train_epochs(session: _Session) -> None:
@@ -160,6 +193,8 @@ def _train_epochs(session: _Session) -> None:
     config, state = session.config, session.state
     verbose = 1 if sys.stdout.isatty() else 0
     while state.epoch < config.epochs and not state.stopped_early:
+        if config.backbone and state.epoch == config.head_epochs:
+            _start_fine_tuning(session)
         started = time.perf_counter()
         row = _fit_one_epoch(session, state.epoch, verbose)
         seconds = time.perf_counter() - started
@@ -211,10 +246,13 @@ def _finish(session: _Session) -> dict[str, Any]:
     config, state, data = session.config, session.state, session.data
     # Outside any distribution strategy, with the registry's fixed input size.
     best = keras.saving.load_model(session.ckpt_dir / state.best, safe_mode=True, compile=False)
-    final = session.spec.build(len(data.class_names), width=config.width, input_spec=session.input_spec)
-    final.set_weights(best.get_weights())
-    # Batches of the last full-resolution epoch (already rendered for camera models).
-    _recalibrate_batch_norm(final, data, epoch=max(config.low_res_epochs, state.epoch - 1))
+    final = models.build_model(session.spec, len(data.class_names), width=config.width,
+                               input_spec=session.input_spec, backbone=config.backbone, dropout=config.dropout)
+    for layer in final.layers:  # by name: frozen and trainable layers list their weights alike
+        layer.set_weights(best.get_layer(layer.name).get_weights())
+    if not config.backbone:  # a backbone's batch norm keeps its ImageNet statistics (it never trained)
+        # Batches of the last full-resolution epoch (already rendered for camera models).
+        _recalibrate_batch_norm(final, data, epoch=max(config.low_res_epochs, state.epoch - 1))
     data.close()
     metrics = _evaluate(final, data, config, state, session.input_spec)
     if session.teacher is not None:  # the soft targets depend on the teacher's exact weights
@@ -231,9 +269,23 @@ def _finish(session: _Session) -> dict[str, Any]:
 
 
 def _input_spec(spec: models.ModelSpec, config: TrainConfig) -> InputSpec:
-    if config.input_size is None:
-        return spec.input
-    return replace(spec.input, height=config.input_size, width=config.input_size)
+    """The registry's input contract with the run's size and fit, if it sets them."""
+    changes: dict[str, Any] = {}
+    if config.input_size is not None:
+        changes.update(height=config.input_size, width=config.input_size)
+    if config.fit is not None:
+        changes["fit"] = config.fit
+    if config.crop is not None:
+        changes["crop"] = config.crop
+    if config.backbone:
+        from . import backbones
+
+        minimum = backbones.get(config.backbone).min_size
+        size = min(changes.get("height", spec.input.height), changes.get("width", spec.input.width))
+        if size < minimum:
+            raise ConfigError(f"--input-size {size} is below the {minimum} pixels backbone {config.backbone!r} "
+                              f"accepts; use {minimum} or more")
+    return replace(spec.input, **changes) if changes else spec.input
 
 
 def _check_output(run_dir: Path) -> None:
@@ -275,13 +327,14 @@ def _optimizer(config: TrainConfig, steps: int, replicas: int) -> Any:
 
     # Linear scaling rule: the global batch grows with the replicas, so does the rate.
     peak = config.learning_rate * replicas
+    epochs = config.head_epochs if config.backbone else config.epochs  # a backbone run's phase 1
     if config.schedule == "cosine" and config.low_res_epochs:
         from .schedules import PhasedCosine
 
         rate: Any = PhasedCosine(peak, int(config.warmup_epochs * steps),
                                  [config.low_res_epochs * steps, config.epochs * steps])
     elif config.schedule == "cosine":
-        total = max(1, config.epochs * steps)
+        total = max(1, epochs * steps)
         warmup = min(int(config.warmup_epochs * steps), total - 1)
         rate = keras.optimizers.schedules.CosineDecay(
             initial_learning_rate=peak / 10 if warmup else peak, decay_steps=total - warmup,

@@ -39,15 +39,33 @@ def test_camera_scene_training_tensor_equals_runtime_tensor(rng):
     np.testing.assert_array_equal(preprocess(frame_bgr, RGB)[0], trained_on[0].astype(np.float32))
 
 
-def test_folder_training_tensor_equals_runtime_tensor_for_a_camera_sized_frame(tmp_path, rng):
+@pytest.mark.parametrize("fit, crop", [("squash", 1.0), ("crop", 0.875), ("crop", 1.0), ("letterbox", 1.0)])
+def test_folder_training_tensor_equals_runtime_tensor_for_a_camera_sized_frame(tmp_path, rng, fit, crop):
     from train.datasets import folder
 
+    spec = InputSpec(height=128, width=128, channels=3, color_order="RGB", fit=fit, crop=crop)
     frame = rng.integers(0, 256, (480, 640, 3), dtype=np.uint8)
     for cls in ("a", "b"):
         (tmp_path / cls).mkdir()
         cv2.imwrite(str(tmp_path / cls / "x.png"), frame)
-    images, _ = folder.open_folder(tmp_path).load(RGB)
-    np.testing.assert_array_equal(preprocess(frame, RGB)[0], images[0].astype(np.float32))
+    images, _ = folder.open_folder(tmp_path).load(spec)
+    np.testing.assert_array_equal(preprocess(frame, spec)[0], images[0].astype(np.float32))
+
+
+def test_each_fit_shows_the_model_the_part_of_the_frame_it_names():
+    frame = np.zeros((480, 640, 3), np.uint8)
+    frame[:, :80] = 255  # a white band along the left edge
+    frame[200:280, 280:360] = (0, 0, 255)  # a red square in the centre
+    squash, crop, box = (to_model_image(frame, InputSpec(128, 128, 3, "RGB", fit=fit, crop=c))
+                         for fit, c in (("squash", 1.0), ("crop", 0.875), ("letterbox", 1.0)))
+    assert squash[64, 0, 1] == 255 and crop[64, 0, 1] == 0  # the centre crop cuts the band off
+    assert box[0, 64].tolist() == [127, 127, 127] and box[64, 0, 1] == 255  # grey bars above, band kept
+    # The red square fills a larger share of the centre crop than of the whole frame.
+    red = [int(((image[..., 0] > 128) & (image[..., 1] < 64)).sum()) for image in (squash, crop, box)]
+    assert red[1] > red[0] > red[2] > 0
+    spec = InputSpec(128, 128, 3, "RGB", fit="crop", crop=0.875)
+    assert InputSpec.from_dict(spec.to_dict()) == spec
+    assert InputSpec.from_dict({k: v for k, v in RGB.to_dict().items() if k not in ("fit", "crop")}).fit == "squash"
 
 
 def test_colour_order_and_channels(rng):

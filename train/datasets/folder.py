@@ -74,12 +74,36 @@ class FolderDataset:
             raise DatasetError(f"{self.root}: none of the {len(self.files)} files could be decoded as images")
         return np.concatenate([b[0] for b in batches]), np.concatenate([b[1] for b in batches])
 
+    def load_photos(self, color_order: str, max_side: int) -> tuple[list[np.ndarray], np.ndarray]:
+        """Every decodable photo whole, in ``color_order``, its shorter side at most ``max_side``
+        (area averaging), for augmentations that crop from the full photo. Memory is about
+        ``len(self) * max_side**2 * 4 / 3 * 3`` bytes."""
+        import cv2
+
+        photos: list[np.ndarray] = []
+        labels: list[int] = []
+        for path, label in self.files:
+            image = self._decode(path, None)
+            if image is None:
+                continue
+            h, w = image.shape[:2]
+            if min(h, w) > max_side:
+                scale = max_side / min(h, w)
+                image = cv2.resize(image, (max(1, round(w * scale)), max(1, round(h * scale))),
+                                   interpolation=cv2.INTER_AREA)
+            photos.append(np.ascontiguousarray(image[:, :, ::-1]) if color_order == "RGB" else image)
+            labels.append(label)
+        if not photos:
+            raise DatasetError(f"{self.root}: none of the {len(self.files)} files could be decoded as images")
+        return photos, np.asarray(labels, dtype=np.int64)
+
     def summary(self) -> str:
         skipped = sum(self.skipped.values())
         detail = f" (skipped {skipped}: " + ", ".join(f"{k} {v}" for k, v in sorted(self.skipped.items())) + ")" if skipped else ""
         return f"{self.root}: {len(self.files)} files in {len(self.class_names)} classes{detail}"
 
-    def _decode(self, path: Path, spec: InputSpec) -> np.ndarray | None:
+    def _decode(self, path: Path, spec: InputSpec | None) -> np.ndarray | None:
+        """The image through the runtime's preprocessing for ``spec``; with None, the decoded BGR frame."""
         import cv2
 
         try:
@@ -94,7 +118,7 @@ class FolderDataset:
         image = cv2.imdecode(raw, cv2.IMREAD_COLOR)
         if image is None or image.size == 0:
             return self._skip(path, "not a decodable image", "not an image")
-        return to_model_image(image, spec)
+        return image if spec is None else to_model_image(image, spec)
 
     def _skip(self, path: Path, why: str, kind: str) -> None:
         log.warning("skipping %s: %s", path, why)
