@@ -1,8 +1,9 @@
 # One-line targets; the work lives in the Python commands (see README.md).
 PY := .venv/bin/python
-MODELS ?= edge_cnn camera_cnn
+# The shipped models come from the registry (train/models.py SHIPPED); MODELS=... overrides.
+MODELS ?= $(shell $(PY) -c "from train.models import SHIPPED; print(*SHIPPED)")
 SOURCE ?= 0
-MODEL_FILE ?= runs/camera_cnn/deploy/model_int8.tflite
+MODEL_FILE ?= runs/clothes_lite0/deploy/model_int8.tflite
 
 .PHONY: setup benchmark benchmark-quick test test-fast train train-all convert run demo doctor clean
 
@@ -25,7 +26,7 @@ train: setup
 	$(PY) -m train $(MODELS)
 
 train-all: setup
-	$(PY) -m train mlp128 mlp512 mlp256_64 seed_cnn edge_cnn camera_cnn
+	$(PY) -m train $(shell $(PY) -c "from train.models import REGISTRY; print(*REGISTRY)")
 
 convert: setup
 	$(PY) -m convert $(MODELS)

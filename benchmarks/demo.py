@@ -1,6 +1,8 @@
-"""`make demo`: no camera at hand? A 640x480 video of camera test scenes through the live loop.
+"""`make demo`: no camera at hand? A 640x480 video of held-out real photos through the live loop.
 
-Writes ``reports/demo_input.mp4`` (the scenes, never training images), ``reports/demo.mp4`` (the
+The default model is the real-photo camera model (``clothes_lite0``); its video shows the
+repository's held-out photos, one class after another. ``camera_cnn`` gets a video of its camera
+test scenes instead. Writes ``reports/demo_input.mp4`` (never training images), ``reports/demo.mp4`` (the
 annotated output), ``reports/demo.jsonl`` (one line per frame) and ``reports/demo_contact_sheet.png``
 (a grid of annotated frames).
 """
@@ -34,11 +36,22 @@ def contact_sheet(video: Path, columns: int = 4, rows: int = 3, width: int = 320
     return np.vstack(grid)
 
 
+DEFAULT_MODEL = "clothes_lite0"  # the real-photo camera model
+
+
+def _held_out_photos(folder: Path, count: int) -> list[Path]:
+    """``count`` photos, one class after another, so the video shows every class."""
+    classes = sorted(p for p in folder.iterdir() if p.is_dir())
+    per_class = [sorted(c.glob("*.jpg")) for c in classes]
+    order = [files[i] for i in range(max(map(len, per_class), default=0)) for files in per_class if i < len(files)]
+    return order[:count]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = ArgumentParser(prog="python -m benchmarks.demo", description=__doc__.splitlines()[0])
-    parser.add_argument("--model", help="default: runs/camera_cnn/deploy/model_int8.tflite")
-    parser.add_argument("--scenes", type=int, default=24, help="camera test scenes in the video")
-    parser.add_argument("--hold", type=int, default=15, help="frames each scene is shown")
+    parser.add_argument("--model", help=f"default: runs/{DEFAULT_MODEL}/deploy/model_int8.tflite")
+    parser.add_argument("--count", type=int, default=24, help="held-out photos (or camera test scenes) in the video")
+    parser.add_argument("--hold", type=int, default=15, help="frames each photo or scene is shown")
     parser.add_argument("--reports-dir")
     args = parser.parse_args(argv)
     setup_logging()
@@ -49,17 +62,21 @@ def main(argv: list[str] | None = None) -> int:
     from edge_runtime.sources import open_source
     from train import evalsets, models, paths
 
-    from .pipeline import make_scene_video
+    from .pipeline import make_photo_video, make_scene_video
 
     reports = Path(args.reports_dir) if args.reports_dir else paths.default_reports_dir()
-    model = Path(args.model) if args.model else paths.default_runs_dir() / "camera_cnn" / "deploy" / "model_int8.tflite"
+    model = Path(args.model) if args.model else paths.default_runs_dir() / DEFAULT_MODEL / "deploy" / "model_int8.tflite"
 
     def work() -> int:
         reports.mkdir(parents=True, exist_ok=True)
         classifier = Classifier.open(model)
-        scenes = evalsets.test_set("camera_scenes", models.get("camera_cnn").input, limit=args.scenes)
         video = reports / "demo_input.mp4"
-        make_scene_video(video, scenes.images, scenes.labels, hold=args.hold)
+        if classifier.metadata.model == "camera_cnn":
+            scenes = evalsets.test_set("camera_scenes", models.get("camera_cnn").input, limit=args.count)
+            make_scene_video(video, scenes.images, scenes.labels, hold=args.hold)
+        else:
+            photos = _held_out_photos(paths.resolve_folder(evalsets.PHOTOS) / "test", args.count)
+            make_photo_video(video, photos, np.zeros(len(photos), np.int64), hold=args.hold)
         stats = run(classifier, open_source(str(video)),
                     LiveConfig(headless=True, output=str(reports / "demo.mp4"), jsonl=str(reports / "demo.jsonl"),
                                bars=True, smooth=3))

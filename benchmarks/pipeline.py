@@ -53,6 +53,42 @@ def make_scene_video(path: Path, scenes_rgb: np.ndarray, labels: np.ndarray, *, 
     return np.repeat(labels, hold)
 
 
+def make_photo_video(path: Path, photos: list[Path], labels: np.ndarray, *, hold: int = 6,
+                     fps: float = 30.0) -> np.ndarray:
+    """Write real photos as a 640x480 mp4, each whole and centred on mid-grey as a camera pointed at
+    it would frame it (each shown for ``hold`` frames); return per-frame labels.
+
+    Unreadable photos are left out, and so are their labels.
+    """
+    import cv2
+
+    tmp = temp_path_beside(path.with_suffix(".mp4"))
+    writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter_fourcc(*"mp4v"), fps, FRAME_SIZE)
+    if not writer.isOpened():
+        tmp.unlink(missing_ok=True)
+        raise RuntimeError(f"OpenCV cannot write {path}")
+    shown = []
+    try:
+        for photo, label in zip(photos, labels):
+            image = cv2.imread(str(photo), cv2.IMREAD_COLOR)
+            if image is None:
+                continue
+            h, w = image.shape[:2]
+            scale = min(FRAME_SIZE[0] / w, FRAME_SIZE[1] / h)
+            image = cv2.resize(image, (max(1, round(w * scale)), max(1, round(h * scale))),
+                               interpolation=cv2.INTER_LINEAR)
+            frame = np.full((FRAME_SIZE[1], FRAME_SIZE[0], 3), 127, np.uint8)
+            top, left = (FRAME_SIZE[1] - image.shape[0]) // 2, (FRAME_SIZE[0] - image.shape[1]) // 2
+            frame[top:top + image.shape[0], left:left + image.shape[1]] = image
+            for _ in range(hold):
+                writer.write(frame)
+            shown.append(label)
+    finally:
+        writer.release()
+    tmp.replace(path)
+    return np.repeat(np.asarray(shown, dtype=np.int64), hold)
+
+
 def capture_ceiling(video: Path, spec: InputSpec) -> dict[str, float]:
     """Decode every frame and resize it to the model input, nothing else; frames per second."""
     import cv2

@@ -79,7 +79,10 @@ def markdown(report: dict[str, Any]) -> str:
     lines += ["", f"int8 on this CPU: {report['int8_note']}"]
     e2e = report.get("end_to_end") or {}
     if e2e:
-        lines += ["", "## End to end: camera_cnn on a 640x480 video (headless live loop)", ""]
+        lines += ["", f"## End to end: {e2e.get('model', 'camera_cnn')} on a 640x480 video (headless live loop)", ""]
+        video = e2e.get("video", {})
+        if video:
+            lines.append(f"- video: {video['frames']} frames of {video['source']}")
         ceiling = e2e.get("capture_ceiling", {})
         if ceiling:
             lines.append(f"- capture ceiling (decode + resize only): {ceiling['fps']:.0f} FPS "

@@ -25,7 +25,7 @@ import numpy as np
 from edge_runtime import formats as formats_mod
 from edge_runtime import system
 from edge_common.cli import option
-from edge_common.files import atomic_write_text, dump_json, read_json, sha256_file
+from edge_common.files import atomic_save, atomic_write_text, dump_json, read_json, sha256_file
 from edge_runtime.contract import InputSpec
 from edge_common.errors import DatasetError, EdgeError
 from edge_runtime.metadata import load_bytes, read_metadata
@@ -201,7 +201,9 @@ def _run_targets(config: BenchConfig, skipped: list[str]) -> list[ModelTarget]:
             trainer.run(TrainConfig(model=name, output_dir=str(run_dir.parent), data_dir=config.data_dir))
         # Quick runs accept deploy files that are current for this model.keras whatever settings made
         # them, so a quick benchmark never replaces fully verified files with quickly checked ones.
-        report_ = convert(ConvertConfig(model=name, runs_dir=config.runs_dir, formats=deployable,
+        shipped = models.get(name).formats or deployable  # a model is measured in the formats it ships
+        report_ = convert(ConvertConfig(model=name, runs_dir=config.runs_dir,
+                                        formats=tuple(f for f in deployable if f in shipped),
                                         data_dir=config.data_dir, eval_limit=config.eval_limit,
                                         opencv_check=0 if config.quick else 500, gates=not config.quick,
                                         accept_existing=config.quick))
@@ -213,7 +215,56 @@ def _run_targets(config: BenchConfig, skipped: list[str]) -> list[ModelTarget]:
             elif result.status != "ok":
                 skipped.append(f"{name}/{result.format} ({'failed its conversion gate' if result.status == 'rejected' else result.gate})")
         targets.append(target)
+        for size in () if config.quick else models.get(name).bench_sizes:
+            targets.append(_size_variant(run, size, config))
     return targets
+
+
+VARIANT_FORMATS = ("tflite_float32", "tflite_int8")
+
+
+def _size_variant(run: Any, size: int, config: BenchConfig) -> ModelTarget:
+    """The same weights at another input size (fully convolutional, global pooling), exported at
+    benchmark time to float32 and int8 TFLite, so the Pareto plot shows what input size buys."""
+    from convert.converter import ConvertConfig, convert
+    from train import paths
+    from train.runfolder import RunFolder
+
+    reports = Path(config.reports_dir).expanduser() if config.reports_dir else paths.default_reports_dir()
+    folder = reports / "variants" / f"{run.model}_{size}"
+    source_sha = sha256_file(run.model_file)
+    recorded = read_json(folder / "metrics.json") or {}
+    if recorded.get("source_keras_sha256") != source_sha or not (folder / "model.keras").is_file():
+        _export_variant(run, size, folder, source_sha)
+    report_ = convert(ConvertConfig(model=str(folder), formats=VARIANT_FORMATS, data_dir=config.data_dir,
+                                    opencv_check=0, gates=True))
+    variant = RunFolder.open(folder)
+    target = ModelTarget(variant.model, report_.deploy_dir, variant.input_spec, variant.labels, variant.dataset,
+                         variant.model_file, variant)
+    target.files = {r.format: report_.deploy_dir / r.file for r in report_.results if r.status == "ok"}
+    return target
+
+
+def _export_variant(run: Any, size: int, folder: Path, source_sha: str) -> None:
+    import keras
+
+    from train import models
+
+    trained = keras.saving.load_model(run.model_file, safe_mode=True, compile=False)
+    spec = replace(run.input_spec, height=size, width=size)
+    registry = models.get(run.model)
+    variant = models.build_model(registry, len(run.labels), input_spec=spec, backbone=run.config.get("backbone"),
+                                 dropout=run.config.get("dropout") or 0.0)
+    for layer in variant.layers:
+        layer.set_weights(trained.get_layer(layer.name).get_weights())
+    folder.mkdir(parents=True, exist_ok=True)
+    atomic_save(folder / "model.keras", variant.save)
+    atomic_write_text(folder / "labels.txt", "\n".join(run.labels) + "\n")
+    atomic_write_text(folder / "config.json", dump_json({**run.config, "model": f"{run.model}_{size}",
+                                                        "input_size": size}))
+    atomic_write_text(folder / "metrics.json", dump_json({"model": f"{run.model}_{size}", "dataset": run.dataset,
+                                                          "input": spec.to_dict(), "source_keras_sha256": source_sha,
+                                                          "note": f"{run.model}'s weights at {size}x{size}"}))
 
 
 def _device_targets(config: BenchConfig) -> list[ModelTarget]:
@@ -322,26 +373,40 @@ def _keras_row(target: ModelTarget, images: Path, labels: Path, reference: Path,
             "file": str(target.keras_file), **measured}
 
 
+# The camera model the end-to-end pipeline runs: the real-photo model when it is measured, else the
+# from-scratch one on its synthetic scenes.
+E2E_MODELS = ("clothes_lite0", "camera_cnn")
+
+
 def _end_to_end(targets: list[ModelTarget], config: BenchConfig, keras_ok: bool, tmp: Path, progress: Progress,
                 skipped: list[str]) -> dict[str, Any]:
-    camera = next((t for t in targets if t.name == "camera_cnn" and t.dataset == "camera_scenes"), None)
+    camera = next((t for name in E2E_MODELS for t in targets if t.name == name), None)
     if camera is None:
-        skipped.append("end-to-end camera pipeline (camera_cnn is not in this run)")
+        skipped.append(f"end-to-end camera pipeline (none of {', '.join(E2E_MODELS)} is in this run)")
         return {}
-    from train import evalsets
-
+    video = tmp / "camera_640x480.mp4"
+    hold = 3 if config.quick else 6
     try:
-        scenes = evalsets.test_set("camera_scenes", replace(camera.input_spec, height=128, width=128),
-                                   data_dir=config.data_dir, limit=40 if config.quick else 150)
+        if camera.dataset == "camera_scenes":
+            from train import evalsets
+
+            scenes = evalsets.test_set("camera_scenes", replace(camera.input_spec, height=128, width=128),
+                                       data_dir=config.data_dir, limit=40 if config.quick else 150)
+            frame_labels = pipeline.make_scene_video(video, scenes.images, scenes.labels, hold=hold)
+            source = f"{len(scenes.labels)} fixed camera test scenes"
+        else:
+            photos, labels = _held_out_photos(camera, 40 if config.quick else 150)
+            frame_labels = pipeline.make_photo_video(video, photos, labels, hold=hold)
+            source = f"{len(frame_labels) // hold} held-out real photos, each centred on grey"
     except DatasetError as exc:
         skipped.append(f"end-to-end camera pipeline ({exc})")
         return {}
-    video = tmp / "camera_scenes_640x480.mp4"
-    frame_labels = pipeline.make_scene_video(video, scenes.images, scenes.labels, hold=3 if config.quick else 6)
+    out: dict[str, Any] = {"model": camera.name,
+                           "video": {"frames": int(len(frame_labels)), "size": list(pipeline.FRAME_SIZE),
+                                     "source": source},
+                           "runtime": {}}
     progress.step("camera pipeline: capture ceiling")
-    out: dict[str, Any] = {"video": {"frames": int(len(frame_labels)), "size": list(pipeline.FRAME_SIZE),
-                                     "source": f"{len(scenes.labels)} fixed camera test scenes"},
-                           "capture_ceiling": pipeline.capture_ceiling(video, camera.input_spec), "runtime": {}}
+    out["capture_ceiling"] = pipeline.capture_ceiling(video, camera.input_spec)
     progress.step("camera pipeline: live loop")
     for name in ("tflite_float32", "tflite_int8", "onnx_float32"):
         if name in camera.files:
@@ -350,7 +415,8 @@ def _end_to_end(targets: list[ModelTarget], config: BenchConfig, keras_ok: bool,
     progress.step("camera pipeline: model.predict per frame")
     if keras_ok and camera.keras_file is not None:
         measured = _run_json([sys.executable, "-m", "benchmarks.keras_worker", str(camera.keras_file),
-                              "--images", str(tmp / "camera_cnn-images.npy"), "--labels", str(tmp / "camera_cnn-labels.npy"),
+                              "--images", str(tmp / f"{camera.name}-images.npy"),
+                              "--labels", str(tmp / f"{camera.name}-labels.npy"),
                               "--predictions", str(tmp / "e2e-keras.npy"), "--calls", "1", "--video", str(video),
                               "--video-frames", "10" if config.quick else "60",
                               "--input-spec", json.dumps(camera.input_spec.to_dict())], timeout=900)
@@ -363,6 +429,21 @@ def _end_to_end(targets: list[ModelTarget], config: BenchConfig, keras_ok: bool,
         if "fps" in run and out["capture_ceiling"]["fps"]:
             run["fraction_of_capture_ceiling"] = run["fps"] / out["capture_ceiling"]["fps"]
     return out
+
+
+def _held_out_photos(target: ModelTarget, count: int) -> tuple[list[Path], np.ndarray]:
+    """Up to ``count`` held-out photos of a folder-trained model, every class in turn."""
+    from train import paths
+    from train.datasets import folder
+
+    root = paths.resolve_folder(target.run.folder) if target.run is not None and target.run.folder else None
+    if root is None or not root.is_dir():
+        raise DatasetError(f"{target.name}: its photo folder is not here")
+    data = folder.open_folder(root, "test" if (root / "test").is_dir() else None, class_names=target.labels)
+    by_class = [[path for path, label in data.files if label == k] for k in range(len(target.labels))]
+    order = [files[i] for i in range(max(map(len, by_class))) for files in by_class if i < len(files)][:count]
+    labels = {path: label for path, label in data.files}
+    return order, np.asarray([labels[path] for path in order], dtype=np.int64)
 
 
 def _mark_pareto(rows: list[dict[str, Any]], targets: list[ModelTarget], test_sets: dict[str, str]) -> None:

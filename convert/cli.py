@@ -6,9 +6,10 @@ import sys
 
 from edge_common.cli import ArgumentParser, add_options, config_from_args, run_reporting_errors, setup_logging
 
+from train.models import SHIPPED
+
 from .converter import ConvertConfig
 
-DEFAULT_MODELS = ("edge_cnn", "camera_cnn")  # the shipped models (make convert)
 
 
 def build_parser() -> ArgumentParser:
@@ -20,7 +21,7 @@ def build_parser() -> ArgumentParser:
                     "command exits 1. Formats that cannot be checked with what was given are skipped, and the "
                     "command says why.")
     parser.add_argument("models", nargs="*", metavar="MODEL",
-                        help=f"registry name, run folder or .keras file (default: {' '.join(DEFAULT_MODELS)})")
+                        help=f"registry name, run folder or .keras file (default: {' '.join(SHIPPED)})")
     add_options(parser, ConvertConfig)
     return parser
 
@@ -35,7 +36,7 @@ def main(argv: list[str] | None = None) -> int:
 
     def work() -> int:
         status = 0
-        for name in args.models or DEFAULT_MODELS:
+        for name in args.models or SHIPPED:
             report = convert(config_from_args(ConvertConfig, args, model=name))
             print(format_table(report), flush=True)
             if not report.ok:

@@ -16,7 +16,7 @@ import json
 import logging
 import tempfile
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from importlib import metadata as package_metadata
 from pathlib import Path
 from typing import Any
@@ -63,19 +63,22 @@ class ConvertConfig:
     model: str = option("", cli=False)  # registry name, run folder or .keras file
     runs_dir: str | None = option(help="folder holding run folders (default: runs/ in the checkout, or "
                                        "$EDGE_RUNS_DIR)")
-    formats: tuple[str, ...] = option(_FORMAT_NAMES, "formats to write (default: all): " + ", ".join(_FORMAT_NAMES),
-                                      choices=_FORMAT_NAMES,
+    formats: tuple[str, ...] | None = option(help="formats to write (default: the registry entry's, else all): "
+                                                   + ", ".join(_FORMAT_NAMES), choices=_FORMAT_NAMES,
                                       metavar="FORMAT")
     # A few hundred training images: enough for stable min/max ranges.
     calibration_samples: int = option(300, "training images for int8 calibration")
     agreement_min: float = option(0.999, "float32/float16 gate: top-1 agreement with Keras")
     max_accuracy_drop: float = option(0.005, "dynamic/int8 gate: accuracy loss against Keras as a fraction "
                                              "(0.005 = 0.5 points)")
+    unlabelled_agreement_min: float | None = option(help="dynamic/int8 gate when the real check photos have no "
+                                                         "labels (a model with no test set here): top-1 agreement "
+                                                         "with Keras (default: the registry entry's, else 0.9)")
     gates: bool = option(True, "report gate failures but keep every file")
     onnx_activations: str = option("uint8", "ONNX int8 activation type: uint8 for x86, int8 for ARM",
                                    choices=("uint8", "int8"))
-    onnx_reduce_range: bool = option(True, "7-bit ONNX weights, for x86 CPUs without VNNI (default on; turn off "
-                                           "for ARM/VNNI)", both=True)
+    onnx_reduce_range: bool | None = option(help="7-bit ONNX weights, for x86 CPUs without VNNI (default: the "
+                                                  "registry entry's, else on; turn off for ARM/VNNI)", both=True)
     eval_limit: int | None = option(help="check on the first N test images only (quick runs)")
     opencv_check: int = option(500, "images to check in OpenCV DNN per ONNX file (0: skip)")
     data_dir: str | None = option(help="Fashion-MNIST folder (default: search; see README)")
@@ -93,19 +96,32 @@ class ConvertConfig:
 
     @property
     def onnx(self) -> OnnxQuantSettings:
-        return OnnxQuantSettings(activation_type=self.onnx_activations, reduce_range=self.onnx_reduce_range)
+        reduce_range = True if self.onnx_reduce_range is None else self.onnx_reduce_range
+        return OnnxQuantSettings(activation_type=self.onnx_activations, reduce_range=reduce_range)
 
     def validate(self) -> None:
         if self.calibration_samples < 1 or (self.eval_limit is not None and self.eval_limit < 1):
             raise EdgeError("--calibration-samples and --eval-limit must be at least 1")
-        for name in self.formats:
+        for name in self.formats or ():
             formats_mod.get(name)
+
+    def for_model(self, model: str) -> "ConvertConfig":
+        """Options left unset filled from ``model``'s registry entry: the formats it ships (else all)
+        and the conversion options it changes."""
+        spec = models.REGISTRY.get(model)
+        changes: dict[str, Any] = {"formats": self.formats or (spec.formats if spec and spec.formats else _FORMAT_NAMES)}
+        for key, value in (spec.convert if spec else {}).items():
+            if getattr(self, key) is None:
+                changes[key] = value
+        return replace(self, **changes)
 
     def settings(self) -> dict[str, Any]:
         """What makes two conversions of the same model.keras equal (for skipping)."""
         settings = {"calibration_samples": self.calibration_samples, "agreement_min": self.agreement_min,
                     "max_accuracy_drop": self.max_accuracy_drop, "gates": self.gates, "onnx": asdict(self.onnx),
                     "eval_limit": self.eval_limit, "opencv_check": self.opencv_check}
+        if self.unlabelled_agreement_min is not None:  # only matters without labels; older reports lack it
+            settings["unlabelled_agreement_min"] = self.unlabelled_agreement_min
         for key in ("test", "calibration", "color_order"):  # a bare file's images and contract
             if getattr(self, key) is not None:
                 settings[key] = getattr(self, key)
@@ -165,6 +181,7 @@ class _Check:
     name: str
     keras_probs: np.ndarray
     keras_accuracy: float | None = None
+    real: bool = True  # real images; False: random pixels, which say nothing about a quantized file
 
 
 def convert(config: ConvertConfig) -> ConvertReport:
@@ -173,6 +190,7 @@ def convert(config: ConvertConfig) -> ConvertReport:
     subject = _subject(config)
     keras_sha = sha256_bytes(subject.model_file.read_bytes())
     previous = read_json(subject.deploy_dir / "convert_report.json")
+    config = config.for_model(subject.name)
     if not config.force and _up_to_date(previous, keras_sha, config, subject.deploy_dir):
         log.info("%s: deploy files are up to date with %s (sha256 %s); skipping (--force redoes them)",
                  subject.name, subject.model_file.name, keras_sha[:12])
@@ -249,6 +267,9 @@ def _reference(subject: _Subject, config: ConvertConfig, input_spec: InputSpec, 
     if config.test:
         test = evalsets.folder_test_set(config.test, input_spec, labels, limit=config.eval_limit)
         images, truth, name = test.images, test.labels, test.name
+    elif subject.run is not None and subject.run.dataset == "imagenet":
+        images, truth = evalsets.photo_check_set(input_spec, config.eval_limit), None
+        name = f"{len(images)} held-out real photos ({evalsets.PHOTOS}; no ImageNet labels: agreement with Keras)"
     elif subject.run is not None:
         test = subject.run.test_set(data_dir=config.data_dir, limit=config.eval_limit)
         images, truth, name = test.images, test.labels, test.name
@@ -258,8 +279,8 @@ def _reference(subject: _Subject, config: ConvertConfig, input_spec: InputSpec, 
         rng = np.random.default_rng(0)
         images = rng.integers(0, 256, (_RANDOM_CHECK_IMAGES,) + input_spec.shape[1:], dtype=np.uint8)
         truth, name = None, f"{_RANDOM_CHECK_IMAGES} random-pixel images (no test or calibration images given)"
-    keras_probs = np.asarray(model.predict(images.astype(np.float32), batch_size=500, verbose=0))
-    check = _Check(images, truth, name, keras_probs)
+    keras_probs = np.asarray(model.predict(images.astype(np.float32), batch_size=64, verbose=0))
+    check = _Check(images, truth, name, keras_probs, real="random-pixel" not in name)
     if truth is not None:
         check.keras_accuracy = float(np.mean(np.argmax(keras_probs, axis=1) == truth))
         log.info("%s: Keras accuracy %.4f on %s", subject.name, check.keras_accuracy, name)
@@ -284,7 +305,7 @@ def _convert_formats(subject: _Subject, config: ConvertConfig, model: Any, label
             started = time.perf_counter()
             raw = exporters.exporter(fmt.name)(context)
             result, final_bytes = _verify(fmt, raw, Path(tmp), config, labels, input_spec, check, keras_sha,
-                                          subject.name)
+                                          subject.name, calibration_source(subject, config))
             _put_in_place(result, final_bytes, fmt, subject.deploy_dir)
             result.seconds = round(time.perf_counter() - started, 2)
             results.append(result)
@@ -298,20 +319,29 @@ def _cannot_build(fmt: formats_mod.Format, check: _Check, calibration: np.ndarra
     """Why a format cannot be honestly built and checked with the images at hand, if it cannot."""
     if fmt.precision == "int8" and calibration is None:
         return "int8 needs calibration images (--calibration DIR)"
-    if fmt.gate == "accuracy" and check.labels is None:
+    if fmt.gate == "accuracy" and check.labels is None and not check.real:
         return "its gate is an accuracy drop, which needs labelled test images (--test DIR)"
     return None
 
 
+def calibration_source(subject: _Subject, config: ConvertConfig) -> str:
+    if config.calibration:
+        return config.calibration
+    if subject.run is not None and subject.run.dataset == "imagenet":
+        return f"{evalsets.PHOTOS}/train (real photos)"
+    return "training split"
+
+
 def _verify(fmt: formats_mod.Format, raw: bytes, tmp: Path, config: ConvertConfig, labels: tuple[str, ...],
-            input_spec: InputSpec, check: _Check, keras_sha: str, name: str) -> tuple[FileResult, bytes]:
+            input_spec: InputSpec, check: _Check, keras_sha: str, name: str,
+            calibration: str) -> tuple[FileResult, bytes]:
     """Run the new file in the real runtime, gate it and embed its metadata."""
     probe = tmp / fmt.file_name
     probe.write_bytes(raw)
     probs, tensor_spec, output_spec, backend = _run_in_runtime(probe, labels, input_spec, check.images)
     result = _compare(fmt, probs, check, backend)
     _gate(result, fmt, config)
-    metadata = _metadata(fmt, result, config, labels, tensor_spec, output_spec, check, keras_sha, name)
+    metadata = _metadata(fmt, result, config, labels, tensor_spec, output_spec, check, keras_sha, name, calibration)
     final_bytes = exporters.embedder(fmt.kind)(raw, {METADATA_KEY: metadata.to_json()})
     if fmt.kind == "onnx" and config.opencv_check:
         probe.write_bytes(final_bytes)
@@ -349,6 +379,10 @@ def _gate(result: FileResult, fmt: formats_mod.Format, config: ConvertConfig) ->
     if fmt.gate == "agreement":
         result.gate = f"agreement >= {config.agreement_min:.3%}"
         passed = result.agreement >= config.agreement_min
+    elif result.accuracy_drop is None:  # real photos without labels: the quantized file must answer like Keras
+        minimum = 0.9 if config.unlabelled_agreement_min is None else config.unlabelled_agreement_min
+        result.gate = f"agreement >= {minimum:.1%} (no labels)"
+        passed = result.agreement >= minimum
     else:
         result.gate = f"accuracy drop <= {100 * config.max_accuracy_drop:.2f} points"
         passed = result.accuracy_drop <= config.max_accuracy_drop + 1e-12
@@ -358,7 +392,7 @@ def _gate(result: FileResult, fmt: formats_mod.Format, config: ConvertConfig) ->
 
 def _metadata(fmt: formats_mod.Format, result: FileResult, config: ConvertConfig, labels: tuple[str, ...],
               tensor_spec: InputSpec, output_spec: OutputSpec, check: _Check, keras_sha: str,
-              name: str) -> ModelMetadata:
+              name: str, calibration: str) -> ModelMetadata:
     accuracy = {"agreement": round(result.agreement, 6), "test_images": float(len(check.images))}
     if result.accuracy is not None:
         accuracy.update(accuracy=round(result.accuracy, 6), keras_accuracy=round(check.keras_accuracy, 6))
@@ -366,7 +400,7 @@ def _metadata(fmt: formats_mod.Format, result: FileResult, config: ConvertConfig
         model=name, format=fmt.name, labels=labels, input=tensor_spec, output=output_spec, accuracy=accuracy,
         extra={"created_by": created_by(), "precision": fmt.precision, "description": fmt.description,
                "test_set": check.name, "keras_sha256": keras_sha, "calibration_images": config.calibration_samples,
-               "calibration_source": config.calibration or "training split",
+               "calibration_source": calibration,
                **({"onnx_quantization": asdict(config.onnx)} if fmt.kind == "onnx" and fmt.quantized else {})},
     )
 

@@ -131,9 +131,10 @@ class Classifier:
         return [self.predict(frame, top_k) for frame in frames]
 
     def top(self, probabilities: np.ndarray, k: int = 3) -> tuple[tuple[str, float], ...]:
+        """The ``k`` most probable labels, best first; equal probabilities (common with int8 outputs)
+        rank by class index, so the first is always ``argmax``, the answer conversion measured."""
         k = max(1, min(k, len(self.labels)))
-        order = np.argpartition(-probabilities, k - 1)[:k] if k < len(probabilities) else np.arange(len(probabilities))
-        order = order[np.argsort(-probabilities[order], kind="stable")]
+        order = np.argsort(-probabilities, kind="stable")[:k]
         return tuple((self.labels[i], float(probabilities[i])) for i in order)
 
     # -- housekeeping ------------------------------------------------------------------------

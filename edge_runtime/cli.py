@@ -103,7 +103,8 @@ def _inspect(args: argparse.Namespace) -> int:
         if spec.quantization else ""
     print(f"model:   {metadata.model} ({metadata.format}, {len(data):,} bytes)")
     print(f"input:   {spec.height}x{spec.width}x{spec.channels} {spec.color_order} {spec.layout} {spec.dtype}, "
-          f"pixels {spec.pixel_range[0]:g}..{spec.pixel_range[1]:g}, resize {spec.resize}{quant}")
+          f"pixels {spec.pixel_range[0]:g}..{spec.pixel_range[1]:g}, resize {spec.resize}, fit {spec.fit}"
+          f"{f' {spec.crop:g}' if spec.fit == 'crop' else ''}{quant}")
     print(f"output:  {metadata.output.kind} ({metadata.output.dtype})")
     print(f"labels:  {', '.join(metadata.labels)}")
     for key, value in metadata.accuracy.items():

@@ -116,6 +116,8 @@ class TrainConfig:
                 values[field.name] = spec.recipe.get(field.name, meta.base)
         if self.low_res_epochs is None:  # a shorter run keeps its last epoch at full size
             values["low_res_epochs"] = min(values["low_res_epochs"], max(0, values["epochs"] - 1))
+        if self.head_epochs is None:  # a shorter backbone run still ends with fine-tuning
+            values["head_epochs"] = min(values["head_epochs"], max(0, values["epochs"] - 1))
         if self.folder is not None and self.distill is None:  # folder images have no clean garment behind them
             values["distill"] = 0.0
         config = TrainConfig(**values)
@@ -158,7 +160,7 @@ class TrainConfig:
         need(self.train_limit is None or self.train_limit >= 10, "--train-limit must be at least 10")
         need(self.test_limit is None or self.test_limit >= 1, "--test-limit must be at least 1")
         spec = models.get(self.model)
-        if self.backbone:
+        if self.backbone and spec.dataset != "imagenet":
             need(self.folder is not None, f"--backbone {self.backbone} trains on a folder dataset; pass --folder ROOT "
                                           "(ROOT/<class>/*.jpg, or ROOT/train/ and ROOT/test/)")
             need(self.head_epochs is None or self.epochs is None or 0 <= self.head_epochs < self.epochs,
@@ -167,7 +169,7 @@ class TrainConfig:
             need(self.dropout is None or 0.0 <= self.dropout < 1.0, "--dropout must be in [0, 1)")
             need(self.fine_tune_rate is None or self.fine_tune_rate > 0, "--fine-tune-rate must be positive")
             need(not self.low_res_epochs, "--low-res-epochs is for models trained from scratch, not --backbone runs")
-        else:
+        elif not self.backbone:
             need(spec.builder is not None, f"{self.model} is built on a pretrained backbone; pass --backbone "
                                            f"({', '.join(backbones.BACKBONES)})")
         need(self.crop is None or 0.25 <= self.crop <= 1.0, "--crop must be in 0.25..1")

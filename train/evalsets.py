@@ -13,11 +13,16 @@ from typing import Sequence
 
 import numpy as np
 
+from edge_common.errors import DatasetError
 from edge_runtime.contract import InputSpec
 from edge_runtime.preprocess import to_model_image
 
 from . import paths
 from .datasets import camera_scenes, fashion_mnist, folder
+
+
+# Real photos the repository carries (CC0): calibration and the check of models with no test set here.
+PHOTOS = "data/clothing-small"
 
 
 @dataclass(frozen=True)
@@ -31,6 +36,9 @@ def test_set(dataset: str, spec: InputSpec, *, folder_root: str | None = None,
              class_names: Sequence[str] | None = None, data_dir: str | None = None,
              limit: int | None = None) -> EvalSet:
     """The test images of a model trained on ``dataset`` ("fashion_mnist", "camera_scenes" or "folder")."""
+    if dataset == "imagenet":
+        raise DatasetError("no labelled ImageNet photos are in the repository (their licences forbid it); accuracy "
+                           "is measured on your own ImageNet validation photos, see README")
     if dataset == "folder":
         root = paths.resolve_folder(folder_root)
         split = "test" if (folder.has_splits(root) and (root / "test").is_dir()) else None
@@ -55,6 +63,9 @@ def folder_test_set(root: str | Path, spec: InputSpec, class_names: Sequence[str
 def calibration_set(dataset: str, spec: InputSpec, count: int, *, seed: int = 0, folder_root: str | None = None,
                     data_dir: str | None = None) -> np.ndarray:
     """``count`` training images (never test images) for int8 calibration."""
+    if dataset == "imagenet":  # real photos of everyday things: what such a model meets on a camera
+        root = paths.resolve_folder(PHOTOS)
+        return folder_calibration_set(root / "train", spec, count, seed=seed)
     if dataset == "folder":
         root = paths.resolve_folder(folder_root)
         return folder_calibration_set(root, spec, count, seed=seed, split="train" if folder.has_splits(root) else None)
@@ -63,6 +74,13 @@ def calibration_set(dataset: str, spec: InputSpec, count: int, *, seed: int = 0,
     if dataset == "camera_scenes":
         return camera_scenes.render_batch(train.images, picks, seed=seed, split="train", epoch=10_000, spec=spec)
     return _fashion_to_spec(train.images[picks], spec)
+
+
+def photo_check_set(spec: InputSpec, limit: int | None = None) -> np.ndarray:
+    """The repository's held-out real photos, unlabelled: what a model without a test set here is
+    compared with Keras on."""
+    root = paths.resolve_folder(PHOTOS) / "test"
+    return folder_test_set(root, spec, limit=limit).images
 
 
 def folder_calibration_set(root: str | Path, spec: InputSpec, count: int, *, seed: int = 0,

@@ -96,7 +96,13 @@ def run(config: TrainConfig) -> RunResult:
     Raises:
         EdgeError subclasses for bad options, missing data or unwritable output.
     """
-    session = _prepare(config.resolved())
+    config = config.resolved()
+    if models.get(config.model).dataset == "imagenet":  # published weights: ported, not trained
+        from . import pretrained
+
+        run_dir = pretrained.write_run(config)
+        return RunResult(run_dir=run_dir, metrics=json.loads((run_dir / "metrics.json").read_text()))
+    session = _prepare(config)
     resumed_from = session.state.epoch
     _build_model(session)
     _train_epochs(session)

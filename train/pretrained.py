@@ -1,0 +1,57 @@
+"""Registry models that are not trained here: an ImageNet backbone shipped as it was published.
+
+``python -m train imagenet_lite0`` writes the same run folder a training run does (model.keras,
+labels.txt, config.json, metrics.json), so convert, the benchmark and the runtime treat it like any
+other model. "Training" is porting the weights from the installed weights package.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+from edge_common.files import atomic_save, atomic_write_text, dump_json, sha256_file
+
+from . import backbones, models, paths
+from .config import TrainConfig
+
+log = logging.getLogger("edge_classify.train")
+IMAGENET_CLASSES = Path(backbones.__file__).parent / "imagenet_classes.txt"
+
+
+def imagenet_labels() -> tuple[str, ...]:
+    """The 1000 ImageNet class names in output order (the two repeated names made distinct)."""
+    return tuple(IMAGENET_CLASSES.read_text().splitlines())
+
+
+def write_run(config: TrainConfig) -> Path:
+    """Port the backbone's ImageNet classifier into ``runs/<MODEL>/`` and return the folder."""
+    from .backbones.efficientnet_lite import build, load_imagenet_weights
+    from .trainer import weights_digest
+
+    spec = models.get(config.model)
+    backbone = backbones.get(config.backbone)
+    out_root = Path(config.output_dir).expanduser() if config.output_dir else paths.default_runs_dir()
+    run_dir = out_root / spec.name
+    started = time.perf_counter()
+    model = build(backbone, spec.input.height, width=spec.input.width, classes=1000, name=spec.name)
+    weights = backbone.weights_path()
+    load_imagenet_weights(model, backbone, weights)
+    labels = imagenet_labels()
+    metrics: dict[str, Any] = {
+        "model": spec.name, "dataset": spec.dataset, "input": spec.input.to_dict(), "class_names": list(labels),
+        "parameters": int(model.count_params()), "macs_per_image": models.count_macs(model),
+        "weights_sha256": weights_digest(model),
+        "source": {"package": backbone.package, "file": weights.name, "sha256": sha256_file(weights)},
+        "test_set": "none in the repository (ImageNet photos are not redistributable); see README",
+    }
+    run_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(run_dir / "labels.txt", "\n".join(labels) + "\n")
+    atomic_write_text(run_dir / "config.json", dump_json(config.to_dict()))
+    atomic_write_text(run_dir / "metrics.json", dump_json(metrics))
+    atomic_save(run_dir / "model.keras", model.save)
+    print(f"{spec.name}: ported {backbone.package} ({metrics['parameters']:,} params, "
+          f"{metrics['macs_per_image']:,} MACs) in {time.perf_counter() - started:.1f} s; wrote {run_dir}", flush=True)
+    return run_dir
