@@ -37,7 +37,7 @@ def test_set(dataset: str, spec: InputSpec, *, folder_root: str | None = None,
              limit: int | None = None) -> EvalSet:
     """The test images of a model trained on ``dataset`` ("fashion_mnist", "camera_scenes" or "folder")."""
     if dataset == "imagenet":
-        raise DatasetError("no labelled ImageNet photos are in the repository (their licences forbid it); accuracy "
+        raise DatasetError("no labelled ImageNet photos are in the repository (their licences are unknown); accuracy "
                            "is measured on your own ImageNet validation photos, see README")
     if dataset == "folder":
         root = paths.resolve_folder(folder_root)
