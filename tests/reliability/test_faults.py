@@ -296,7 +296,7 @@ json.dump({"frames": stats.frames, "samples": samples, "outputs": stats.outputs}
 """
 
 
-def test_soak_live_loop_memory_and_fps_hold_steady(tiny_runs, tmp_path, ledger, request):
+def test_soak_live_loop_memory_holds_steady(tiny_runs, tmp_path, ledger, request):
     frames = request.config.getoption("--soak-frames")
     video = tmp_path / "soak.avi"
     writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"MJPG"), 30, (320, 240))
@@ -318,7 +318,7 @@ def test_soak_live_loop_memory_and_fps_hold_steady(tiny_runs, tmp_path, ledger, 
     rates = [(b[0] - a[0]) / (b[1] - a[1]) for a, b in zip(samples, samples[1:]) if b[1] > a[1]]
     early, late = float(np.median(rates[1:5])), float(np.median(rates[-4:]))
     assert growth < 5.0, f"resident memory grew {growth:.2f} MB after warm-up"
-    assert late > 0.7 * early, f"FPS decayed from {early:.0f} to {late:.0f}"
+    # Speed is reported (in the ledger), never asserted: another job on the machine must not fail the suite.
     assert len(data["outputs"]) >= 2  # output segments rotated and each was closed under its final name
     ledger.record(f"long run: live loop soak ({frames} frames, rotating outputs)", 1, 1)
     ledger.note(f"soak: {frames} frames; resident memory {warm[2]:.1f} MB after warm-up, {samples[-1][2]:.1f} MB at "
