@@ -82,3 +82,18 @@ def test_readme_documents_every_generated_option(command):
     options = {opt for action in parser._actions for opt in action.option_strings if opt.startswith("--")}
     missing = sorted(opt for opt in options - {"--help"} if not re.search(re.escape(opt) + r"(?![\w-])", section))
     assert not missing, f"README's {command} section does not mention {missing}"
+
+
+def test_registry_conversion_defaults_name_real_options_and_formats():
+    from convert.converter import ConvertConfig
+    from edge_runtime import formats
+    from train import models
+
+    options = {field.name for field in fields(ConvertConfig)}
+    for spec in models.REGISTRY.values():
+        assert set(spec.convert) <= options, spec.name
+        assert set(spec.formats or ()) <= {fmt.name for fmt in formats.DEPLOYABLE}, spec.name
+    resolved = ConvertConfig(model="clothes_lite0").for_model("clothes_lite0")
+    assert resolved.formats == models.get("clothes_lite0").formats and resolved.onnx.reduce_range is False
+    assert ConvertConfig(model="x", onnx_reduce_range=True).for_model("clothes_lite0").onnx.reduce_range is True
+    assert ConvertConfig(model="edge_cnn").for_model("edge_cnn").onnx.reduce_range is True
