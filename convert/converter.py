@@ -173,6 +173,22 @@ class _Subject:
 
 
 @dataclass
+class _Job:
+    """What every format of one conversion shares: the model's contract, the check images, and where
+    files go."""
+
+    name: str
+    config: "ConvertConfig"
+    labels: tuple[str, ...]
+    input_spec: InputSpec
+    check: "_Check"
+    keras_sha: str
+    calibration_source: str
+    deploy_dir: Path
+    workdir: Path
+
+
+@dataclass
 class _Check:
     """The images every file is compared with Keras on, and Keras' own answers."""
 
@@ -206,7 +222,10 @@ def convert(config: ConvertConfig) -> ConvertReport:
     log.info("%s: loading test and calibration images", subject.name)
     calibration = _calibration(subject, config, input_spec)
     check = _reference(subject, config, input_spec, labels, model, calibration)
-    results = _convert_formats(subject, config, model, labels, input_spec, check, calibration, keras_sha)
+    with tempfile.TemporaryDirectory(prefix="edge-convert-") as tmp:
+        job = _Job(subject.name, config, labels, input_spec, check, keras_sha, calibration_source(subject, config),
+                   subject.deploy_dir, Path(tmp))
+        results = _convert_formats(job, model, calibration)
     report = ConvertReport(subject.name, subject.deploy_dir, check.keras_accuracy, check.name, results)
     _write_reports(report, config, labels, input_spec, keras_sha, subject.model_file)
     return report
@@ -289,29 +308,26 @@ def _reference(subject: _Subject, config: ConvertConfig, input_spec: InputSpec, 
 
 # --- converting each format --------------------------------------------------------------------
 
-def _convert_formats(subject: _Subject, config: ConvertConfig, model: Any, labels: tuple[str, ...],
-                     input_spec: InputSpec, check: _Check, calibration: np.ndarray | None,
-                     keras_sha: str) -> list[FileResult]:
+def _convert_formats(job: _Job, model: Any, calibration: np.ndarray | None) -> list[FileResult]:
+    """Export, verify and put in place every format of the job, or say why one is skipped."""
     results: list[FileResult] = []
-    with tempfile.TemporaryDirectory(prefix="edge-convert-") as tmp:
-        context = exporters.ExportContext(model, input_spec, Path(tmp), calibration, config.onnx)
-        for name in config.formats:
-            fmt = formats_mod.get(name)
-            why_not = _cannot_build(fmt, check, calibration)
-            if why_not:
-                log.warning("%s: %s skipped: %s", subject.name, fmt.name, why_not)
-                results.append(FileResult(fmt.name, fmt.file_name, "skipped", gate=why_not))
-                continue
-            started = time.perf_counter()
-            raw = exporters.exporter(fmt.name)(context)
-            result, final_bytes = _verify(fmt, raw, Path(tmp), config, labels, input_spec, check, keras_sha,
-                                          subject.name, calibration_source(subject, config))
-            _put_in_place(result, final_bytes, fmt, subject.deploy_dir)
-            result.seconds = round(time.perf_counter() - started, 2)
-            results.append(result)
-            accuracy = "-" if result.accuracy is None else f"{result.accuracy:.4f}"
-            log.info("%s: %-15s %-8s accuracy %s agreement %.4f (%.1fs)", subject.name, fmt.name, result.status,
-                     accuracy, result.agreement, result.seconds)
+    context = exporters.ExportContext(model, job.input_spec, job.workdir, calibration, job.config.onnx)
+    for name in job.config.formats:
+        fmt = formats_mod.get(name)
+        why_not = _cannot_build(fmt, job.check, calibration)
+        if why_not:
+            log.warning("%s: %s skipped: %s", job.name, fmt.name, why_not)
+            results.append(FileResult(fmt.name, fmt.file_name, "skipped", gate=why_not))
+            continue
+        started = time.perf_counter()
+        raw = exporters.exporter(fmt.name)(context)
+        result, final_bytes = _verify(fmt, raw, job)
+        _put_in_place(result, final_bytes, fmt, job.deploy_dir)
+        result.seconds = round(time.perf_counter() - started, 2)
+        results.append(result)
+        accuracy = "-" if result.accuracy is None else f"{result.accuracy:.4f}"
+        log.info("%s: %-15s %-8s accuracy %s agreement %.4f (%.1fs)", job.name, fmt.name, result.status,
+                 accuracy, result.agreement, result.seconds)
     return results
 
 
@@ -332,21 +348,20 @@ def calibration_source(subject: _Subject, config: ConvertConfig) -> str:
     return "training split"
 
 
-def _verify(fmt: formats_mod.Format, raw: bytes, tmp: Path, config: ConvertConfig, labels: tuple[str, ...],
-            input_spec: InputSpec, check: _Check, keras_sha: str, name: str,
-            calibration: str) -> tuple[FileResult, bytes]:
+def _verify(fmt: formats_mod.Format, raw: bytes, job: _Job) -> tuple[FileResult, bytes]:
     """Run the new file in the real runtime, gate it and embed its metadata."""
-    probe = tmp / fmt.file_name
+    probe = job.workdir / fmt.file_name
     probe.write_bytes(raw)
-    probs, tensor_spec, output_spec, backend = _run_in_runtime(probe, labels, input_spec, check.images)
-    result = _compare(fmt, probs, check, backend)
-    _gate(result, fmt, config)
-    metadata = _metadata(fmt, result, config, labels, tensor_spec, output_spec, check, keras_sha, name, calibration)
+    probs, tensor_spec, output_spec, backend = _run_in_runtime(probe, job.labels, job.input_spec, job.check.images)
+    result = _compare(fmt, probs, job.check, backend)
+    _gate(result, fmt, job.config)
+    metadata = _metadata(fmt, result, job, tensor_spec, output_spec)
     final_bytes = exporters.embedder(fmt.kind)(raw, {METADATA_KEY: metadata.to_json()})
-    if fmt.kind == "onnx" and config.opencv_check:
+    limit = job.config.opencv_check
+    if fmt.kind == "onnx" and limit:
         probe.write_bytes(final_bytes)
         result.opencv_dnn_agreement, result.opencv_dnn_note = _opencv_agreement(
-            probe, check.images[:config.opencv_check], probs[:config.opencv_check])
+            probe, job.check.images[:limit], probs[:limit])
     result.size_bytes, result.sha256 = len(final_bytes), sha256_bytes(final_bytes)
     return result, final_bytes
 
@@ -390,17 +405,18 @@ def _gate(result: FileResult, fmt: formats_mod.Format, config: ConvertConfig) ->
         result.status = "rejected"
 
 
-def _metadata(fmt: formats_mod.Format, result: FileResult, config: ConvertConfig, labels: tuple[str, ...],
-              tensor_spec: InputSpec, output_spec: OutputSpec, check: _Check, keras_sha: str,
-              name: str, calibration: str) -> ModelMetadata:
+def _metadata(fmt: formats_mod.Format, result: FileResult, job: _Job, tensor_spec: InputSpec,
+              output_spec: OutputSpec) -> ModelMetadata:
+    """What travels inside the file: labels, the input contract, and what conversion measured."""
+    check, config = job.check, job.config
     accuracy = {"agreement": round(result.agreement, 6), "test_images": float(len(check.images))}
     if result.accuracy is not None:
         accuracy.update(accuracy=round(result.accuracy, 6), keras_accuracy=round(check.keras_accuracy, 6))
     return ModelMetadata(
-        model=name, format=fmt.name, labels=labels, input=tensor_spec, output=output_spec, accuracy=accuracy,
+        model=job.name, format=fmt.name, labels=job.labels, input=tensor_spec, output=output_spec, accuracy=accuracy,
         extra={"created_by": created_by(), "precision": fmt.precision, "description": fmt.description,
-               "test_set": check.name, "keras_sha256": keras_sha, "calibration_images": config.calibration_samples,
-               "calibration_source": calibration,
+               "test_set": check.name, "keras_sha256": job.keras_sha, "calibration_images": config.calibration_samples,
+               "calibration_source": job.calibration_source,
                **({"onnx_quantization": asdict(config.onnx)} if fmt.kind == "onnx" and fmt.quantized else {})},
     )
 
