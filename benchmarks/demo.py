@@ -39,14 +39,6 @@ def contact_sheet(video: Path, columns: int = 4, rows: int = 3, width: int = 320
 DEFAULT_MODEL = "clothes_lite0"  # the real-photo camera model
 
 
-def _held_out_photos(folder: Path, count: int) -> list[Path]:
-    """``count`` photos, one class after another, so the video shows every class."""
-    classes = sorted(p for p in folder.iterdir() if p.is_dir())
-    per_class = [sorted(c.glob("*.jpg")) for c in classes]
-    order = [files[i] for i in range(max(map(len, per_class), default=0)) for files in per_class if i < len(files)]
-    return order[:count]
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = ArgumentParser(prog="python -m benchmarks.demo", description=__doc__.splitlines()[0])
     parser.add_argument("--model", help=f"default: runs/{DEFAULT_MODEL}/deploy/model_int8.tflite")
@@ -75,8 +67,11 @@ def main(argv: list[str] | None = None) -> int:
             scenes = evalsets.test_set("camera_scenes", models.get("camera_cnn").input, limit=args.count)
             make_scene_video(video, scenes.images, scenes.labels, hold=args.hold)
         else:
-            photos = _held_out_photos(paths.resolve_folder(evalsets.PHOTOS) / "test", args.count)
-            make_photo_video(video, photos, np.zeros(len(photos), np.int64), hold=args.hold)
+            from train.datasets import folder
+
+            held_out = folder.open_folder(paths.resolve_folder(evalsets.PHOTOS) / "test").interleaved(args.count)
+            make_photo_video(video, [path for path, _ in held_out], np.array([label for _, label in held_out]),
+                             hold=args.hold)
         stats = run(classifier, open_source(str(video)),
                     LiveConfig(headless=True, output=str(reports / "demo.mp4"), jsonl=str(reports / "demo.jsonl"),
                                bars=True, smooth=3))

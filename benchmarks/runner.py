@@ -440,10 +440,8 @@ def _held_out_photos(target: ModelTarget, count: int) -> tuple[list[Path], np.nd
     if root is None or not root.is_dir():
         raise DatasetError(f"{target.name}: its photo folder is not here")
     data = folder.open_folder(root, "test" if (root / "test").is_dir() else None, class_names=target.labels)
-    by_class = [[path for path, label in data.files if label == k] for k in range(len(target.labels))]
-    order = [files[i] for i in range(max(map(len, by_class))) for files in by_class if i < len(files)][:count]
-    labels = {path: label for path, label in data.files}
-    return order, np.asarray([labels[path] for path in order], dtype=np.int64)
+    chosen = data.interleaved(count)
+    return [path for path, _ in chosen], np.asarray([label for _, label in chosen], dtype=np.int64)
 
 
 def _mark_pareto(rows: list[dict[str, Any]], targets: list[ModelTarget], test_sets: dict[str, str]) -> None:

@@ -16,7 +16,6 @@ from typing import TYPE_CHECKING, Any, Callable
 import numpy as np
 
 from edge_runtime.contract import InputSpec
-from edge_runtime.preprocess import to_model_image
 from edge_common.errors import DatasetError
 
 from . import augment, models, paths
@@ -118,14 +117,14 @@ def _fashion_split(config: "TrainConfig") -> tuple[Any, Any, np.ndarray, np.ndar
 
 def _fashion_data(config: "TrainConfig", spec: InputSpec, batch_size: int) -> TrainData:
     train, test, train_idx, val_idx = _fashion_split(config)
-    x_train = _to_spec(train.images[train_idx], spec)
+    x_train = fashion_mnist.to_model_input(train.images[train_idx], spec)
     y_train = train.labels[train_idx].astype(np.int64)
-    x_test = _to_spec(test.images[:config.test_limit], spec)
+    x_test = fashion_mnist.to_model_input(test.images[:config.test_limit], spec)
     y_test = test.labels[:config.test_limit].astype(np.int64)
     return TrainData(
         class_names=fashion_mnist.CLASS_NAMES, input_spec=spec, train_count=len(x_train), batch_size=batch_size,
         make_batch=_array_batches(x_train, y_train, batch_size, config.seed, config.augment, config.max_shift),
-        val=(_to_spec(train.images[val_idx], spec), train.labels[val_idx].astype(np.int64)),
+        val=(fashion_mnist.to_model_input(train.images[val_idx], spec), train.labels[val_idx].astype(np.int64)),
         test=(x_test, y_test), samples=(x_train[:25], y_train[:25]),
         test_name=f"Fashion-MNIST test split ({len(y_test)} images)",
     )
@@ -277,14 +276,6 @@ def _array_batches(images: np.ndarray, labels: np.ndarray, batch_size: int, seed
         return batch, labels[chosen]
 
     return make_batch
-
-
-def _to_spec(images: np.ndarray, spec: InputSpec) -> np.ndarray:
-    """Fashion-MNIST (N, 28, 28) -> the model's NHWC input, through the runtime's preprocessing."""
-    if images.shape[1:3] == (spec.height, spec.width) and spec.channels == 1:
-        return images[..., None]  # already what to_model_image would return; skip 60k calls
-    return np.stack([to_model_image(image, spec) for image in images]) if len(images) else \
-        np.empty((0, spec.height, spec.width, spec.channels), np.uint8)
 
 
 def _optional_split(root: str, split: str, names: tuple[str, ...], spec: InputSpec):

@@ -15,7 +15,6 @@ import numpy as np
 
 from edge_common.errors import DatasetError
 from edge_runtime.contract import InputSpec
-from edge_runtime.preprocess import to_model_image
 
 from . import paths
 from .datasets import camera_scenes, fashion_mnist, folder
@@ -48,7 +47,7 @@ def test_set(dataset: str, spec: InputSpec, *, folder_root: str | None = None,
         images, labels = camera_scenes.test_scenes(test.images, test.labels.astype(np.int64), spec, count=limit)
         return EvalSet(images, labels, f"fixed camera test scenes ({len(labels)})")
     images = test.images[:limit]
-    return EvalSet(_fashion_to_spec(images, spec), test.labels[:limit].astype(np.int64),
+    return EvalSet(fashion_mnist.to_model_input(images, spec), test.labels[:limit].astype(np.int64),
                    f"Fashion-MNIST test split ({len(images)})")
 
 
@@ -73,7 +72,7 @@ def calibration_set(dataset: str, spec: InputSpec, count: int, *, seed: int = 0,
     picks = np.random.default_rng(seed).choice(len(train.images), size=min(count, len(train.images)), replace=False)
     if dataset == "camera_scenes":
         return camera_scenes.render_batch(train.images, picks, seed=seed, split="train", epoch=10_000, spec=spec)
-    return _fashion_to_spec(train.images[picks], spec)
+    return fashion_mnist.to_model_input(train.images[picks], spec)
 
 
 def photo_check_set(spec: InputSpec, limit: int | None = None) -> np.ndarray:
@@ -93,9 +92,3 @@ def folder_calibration_set(root: str | Path, spec: InputSpec, count: int, *, see
         if sum(len(b) for b in images) >= count:
             break
     return np.concatenate(images)[:count]
-
-
-def _fashion_to_spec(images: np.ndarray, spec: InputSpec) -> np.ndarray:
-    if spec.height == 28 and spec.width == 28 and spec.channels == 1:
-        return images[..., None]  # already what to_model_image would return; skip thousands of calls
-    return np.stack([to_model_image(image, spec) for image in images])

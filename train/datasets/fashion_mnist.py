@@ -9,10 +9,14 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from edge_common.errors import DatasetError
+
+if TYPE_CHECKING:
+    from edge_runtime.contract import InputSpec
 
 from .idx import read_idx
 
@@ -150,3 +154,13 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     raise SystemExit(main())
+
+
+def to_model_input(images: np.ndarray, spec: "InputSpec") -> np.ndarray:
+    """Garments (N, 28, 28) -> the model's NHWC input, through the runtime's preprocessing."""
+    if images.shape[1:3] == (spec.height, spec.width) and spec.channels == 1:
+        return images[..., None]  # already what to_model_image would return; skip 60k calls
+    from edge_runtime.preprocess import to_model_image
+
+    return np.stack([to_model_image(image, spec) for image in images]) if len(images) else \
+        np.empty((0, spec.height, spec.width, spec.channels), np.uint8)

@@ -97,6 +97,12 @@ class FolderDataset:
             raise DatasetError(f"{self.root}: none of the {len(self.files)} files could be decoded as images")
         return photos, np.asarray(labels, dtype=np.int64)
 
+    def interleaved(self, count: int | None = None) -> list[tuple[Path, int]]:
+        """Up to ``count`` files, one class after another (a video or demo then shows every class)."""
+        by_class = [[entry for entry in self.files if entry[1] == k] for k in range(len(self.class_names))]
+        rounds = max(map(len, by_class), default=0)
+        return [files[i] for i in range(rounds) for files in by_class if i < len(files)][:count]
+
     def summary(self) -> str:
         skipped = sum(self.skipped.values())
         detail = f" (skipped {skipped}: " + ", ".join(f"{k} {v}" for k, v in sorted(self.skipped.items())) + ")" if skipped else ""
