@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-AUGMENTATIONS = ("none", "shift_flip", "tutorial", "scenes", "photo")
+AUGMENTATIONS = ("none", "shift_flip", "framing", "tutorial", "scenes", "photo")
 
 
 def shift_flip(images: np.ndarray, rng: np.random.Generator, max_shift: int = 2) -> np.ndarray:
@@ -22,6 +22,34 @@ def shift_flip(images: np.ndarray, rng: np.random.Generator, max_shift: int = 2)
     for i in range(n):
         crop = padded[i, dy[i]:dy[i] + h, dx[i]:dx[i] + w]
         out[i] = crop[:, ::-1] if flip[i] else crop
+    return out
+
+
+def framing(images: np.ndarray, rng: np.random.Generator, max_shift: float = 5.0, max_rotation: float = 12.0,
+            zoom: float = 0.08) -> np.ndarray:
+    """An object that is not centred: a random shift of up to ``max_shift`` pixels each way, a tilt of up
+    to ``max_rotation`` degrees, a zoom of up to ``zoom`` either way and a horizontal flip, filled with
+    black like Fashion-MNIST's background (and like the robustness test's warps).
+
+    Half of the images keep the dataset's centring (flip and at most a one-pixel shift), so the model
+    still sees the framing its clean test images have.
+    """
+    import cv2
+
+    n, h, w, c = images.shape
+    out = np.empty_like(images)
+    framed = rng.random(n) < 0.5
+    angles = np.where(framed, rng.uniform(-max_rotation, max_rotation, n), 0.0)
+    scales = np.where(framed, rng.uniform(1.0 - zoom, 1.0 + zoom, n), 1.0)
+    reach = np.where(framed, max_shift, 1.0)[:, None]
+    shifts = rng.uniform(-1.0, 1.0, (n, 2)) * reach
+    flips = rng.random(n) < 0.5
+    for i in range(n):
+        matrix = cv2.getRotationMatrix2D((w / 2.0, h / 2.0), angles[i], scales[i])
+        matrix[:, 2] += shifts[i]
+        image = images[i][:, ::-1] if flips[i] else images[i]
+        out[i] = cv2.warpAffine(np.ascontiguousarray(image), matrix, (w, h), flags=cv2.INTER_LINEAR,
+                                borderMode=cv2.BORDER_CONSTANT, borderValue=0).reshape(h, w, c)
     return out
 
 

@@ -49,8 +49,10 @@ class TrainConfig:
     optimizer: str | None = option(help="optimizer", base="adam", choices=OPTIMIZERS, group=_RECIPE, resume=True)
     augment: str | None = option(help="augmentation in the input pipeline", base="shift_flip",
                                  choices=augment.AUGMENTATIONS, group=_RECIPE, resume=True)
-    max_shift: int | None = option(help="shift_flip augmentation: largest shift in pixels", base=2, group=_RECIPE,
-                                   resume=True)
+    max_shift: int | None = option(help="shift_flip and framing augmentation: largest shift in pixels", base=2,
+                                   group=_RECIPE, resume=True)
+    max_rotation: float | None = option(help="framing augmentation: largest tilt in degrees", base=12.0,
+                                        group=_RECIPE, resume=True)
     low_res_epochs: int | None = option(help="fully convolutional models: train the first N epochs at half "
                                              "resolution (4x cheaper), then full size", base=0, group=_RECIPE,
                                         resume=True)
@@ -118,8 +120,13 @@ class TrainConfig:
             values["low_res_epochs"] = min(values["low_res_epochs"], max(0, values["epochs"] - 1))
         if self.head_epochs is None:  # a shorter backbone run still ends with fine-tuning
             values["head_epochs"] = min(values["head_epochs"], max(0, values["epochs"] - 1))
-        if self.folder is not None and self.distill is None:  # folder images have no clean garment behind them
-            values["distill"] = 0.0
+        if self.folder is not None:  # what a folder run does instead of the camera-scene recipe, so config.json says what ran
+            if self.distill is None:  # folder images have no clean garment behind them
+                values["distill"] = 0.0
+            if self.teacher is None and not values["distill"]:
+                values["teacher"] = None
+            if self.augment is None and values["augment"] == "scenes":  # scenes need garments: the tutorials' recipe
+                values["augment"] = "tutorial"
         config = TrainConfig(**values)
         config.validate()
         return config
@@ -148,6 +155,7 @@ class TrainConfig:
                  "use --distill 0")
             need(bool(self.teacher), "--distill needs a --teacher (a model name, run folder or .keras file)")
         need(self.max_shift is None or 0 <= self.max_shift <= 8, "--max-shift must be in 0..8")
+        need(self.max_rotation is None or 0 <= self.max_rotation <= 45, "--max-rotation must be in 0..45")
         need(self.low_res_epochs is None or self.epochs is None or 0 <= self.low_res_epochs < self.epochs,
              f"--low-res-epochs must be below --epochs ({self.epochs}) so the last epochs run at full size")
         if self.low_res_epochs:

@@ -123,7 +123,8 @@ def _fashion_data(config: "TrainConfig", spec: InputSpec, batch_size: int) -> Tr
     y_test = test.labels[:config.test_limit].astype(np.int64)
     return TrainData(
         class_names=fashion_mnist.CLASS_NAMES, input_spec=spec, train_count=len(x_train), batch_size=batch_size,
-        make_batch=_array_batches(x_train, y_train, batch_size, config.seed, config.augment, config.max_shift),
+        make_batch=_array_batches(x_train, y_train, batch_size, config.seed, config.augment, config.max_shift,
+                                  config.max_rotation),
         val=(fashion_mnist.to_model_input(train.images[val_idx], spec), train.labels[val_idx].astype(np.int64)),
         test=(x_test, y_test), samples=(x_train[:25], y_train[:25]),
         test_name=f"Fashion-MNIST test split ({len(y_test)} images)",
@@ -192,10 +193,11 @@ def _folder_data(config: "TrainConfig", spec: InputSpec, batch_size: int) -> Tra
         x_train, y_train = x_train[:config.train_limit], y_train[:config.train_limit]
     if config.test_limit:
         x_test, y_test = x_test[:config.test_limit], y_test[:config.test_limit]
+    # resolved() has replaced the camera-scene recipe; --augment scenes named on a folder run is the tutorials' too.
     augmentation = "tutorial" if config.augment == "scenes" else config.augment
     return TrainData(
         class_names=names, input_spec=spec, train_count=len(x_train), batch_size=batch_size,
-        make_batch=_array_batches(x_train, y_train, batch_size, seed, augmentation),
+        make_batch=_array_batches(x_train, y_train, batch_size, seed, augmentation, config.max_shift, config.max_rotation),
         val=(x_val, y_val), test=(x_test, y_test), samples=(x_train[:25], y_train[:25]),
         test_name=f"folder dataset {root} ({len(y_test)} test images)",
     )
@@ -263,7 +265,7 @@ def _split_files(dataset: folder.FolderDataset, fraction: float, seed: int
 
 
 def _array_batches(images: np.ndarray, labels: np.ndarray, batch_size: int, seed: int, augmentation: str,
-                   max_shift: int = 2) -> BatchFn:
+                   max_shift: int = 2, max_rotation: float = 12.0) -> BatchFn:
     def make_batch(epoch: int, index: int) -> tuple[np.ndarray, np.ndarray]:
         order = np.random.default_rng([seed, epoch]).permutation(len(images))
         chosen = order[index * batch_size:(index + 1) * batch_size]
@@ -271,6 +273,8 @@ def _array_batches(images: np.ndarray, labels: np.ndarray, batch_size: int, seed
         rng = np.random.default_rng([seed, epoch, index, 1])
         if augmentation == "shift_flip":
             batch = augment.shift_flip(batch, rng, max_shift)
+        elif augmentation == "framing":
+            batch = augment.framing(batch, rng, max_shift, max_rotation)
         elif augmentation == "tutorial":
             batch = augment.tutorial_affine(batch, rng)
         return batch, labels[chosen]

@@ -567,7 +567,11 @@ def _evaluate(model: Any, data: data_mod.TrainData, config: TrainConfig, state: 
                                models.get(config.model).dataset, "test_set": data.test_name}
     metrics.update(classification_metrics(y_test, predicted, data.class_names))
     val_predicted = np.argmax(predict_probabilities(model, data.val[0]), axis=1)
-    metrics["val_accuracy"] = float(np.mean(val_predicted == data.val[1]))
+    # Two validation accuracies, named apart: the saved model's (batch norm re-estimated on the last
+    # epoch's batches, as deployed) and history.csv's at the best epoch (training's running averages).
+    metrics["val_accuracy_saved_model"] = float(np.mean(val_predicted == data.val[1]))
+    if state.best_epoch:
+        metrics["val_accuracy_history"] = float(state.history[state.best_epoch - 1]["val_accuracy"])
     metrics["robustness"] = robustness(model, x_test, y_test, input_spec)
     if data.test_conditions:
         metrics["scene_conditions"] = camera_scenes.accuracy_by_condition(data.test_conditions, predicted == y_test)
