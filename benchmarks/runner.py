@@ -113,6 +113,10 @@ class Progress:
         print(("\r\x1b[2K" if self.tty else "") + line, end="" if self.tty else "\n", file=sys.stderr, flush=True)
 
     def close(self) -> None:
+        """End the bar at 100%: a step that turned out to have nothing to do (a skipped part) still counts."""
+        if self.done < self.total:
+            self.done = self.total - 1
+            self.step("done")
         if self.tty:
             print(file=sys.stderr)
 
@@ -135,7 +139,7 @@ def run(config: BenchConfig) -> dict[str, Any]:
                        if config.mode == "device" or not _has_tensorflow() else "Keras rows")
 
     steps = sum(len(t.files) * len(config.threads) + (1 if keras_ok and t.keras_file else 0) for t in targets)
-    progress = Progress(steps + (3 if config.e2e else 0))
+    progress = Progress(steps + (3 if config.e2e and _e2e_camera(targets) is not None else 0))
     rows: list[dict[str, Any]] = []
     test_sets: dict[str, str] = {}
     with tempfile.TemporaryDirectory(prefix="edge-bench-") as tmp_name:
@@ -166,7 +170,7 @@ def run(config: BenchConfig) -> dict[str, Any]:
                      "test_sets": "; ".join(f"{k}: {v}" for k, v in test_sets.items()) or "none"},
         "rows": rows,
         "end_to_end": end_to_end,
-        "verdicts": report.verdicts(rows, note),
+        "verdicts": report.verdicts(rows, note, bool(env["cpu"].get("int8_dot_product"))),
         "int8_note": note,
         "int8_vs_float32": _int8_ratios(rows),
         "skipped": skipped,
@@ -290,6 +294,8 @@ def _device_targets(config: BenchConfig) -> list[ModelTarget]:
                 target = ModelTarget(metadata.model, folder, spec, metadata.labels, _registry_dataset(metadata.model))
             target.files[fmt.name] = path
         if target is not None and target.files and (not config.models or target.name in config.models):
+            # Rows in the formats table's order (float32 before int8), as in full mode, not file-name order.
+            target.files = dict(sorted(target.files.items(), key=lambda item: _ALL_FORMATS.index(item[0])))
             targets.append(target)
     if not targets:
         raise EdgeError(f"{root}: no converted model files of the requested formats; copy runs/<MODEL>/deploy/ here")
@@ -378,9 +384,14 @@ def _keras_row(target: ModelTarget, images: Path, labels: Path, reference: Path,
 E2E_MODELS = ("clothes_lite0", "camera_cnn")
 
 
+def _e2e_camera(targets: list[ModelTarget]) -> ModelTarget | None:
+    """The camera model the end-to-end pipeline runs, if this run has one."""
+    return next((t for name in E2E_MODELS for t in targets if t.name == name), None)
+
+
 def _end_to_end(targets: list[ModelTarget], config: BenchConfig, keras_ok: bool, tmp: Path, progress: Progress,
                 skipped: list[str]) -> dict[str, Any]:
-    camera = next((t for name in E2E_MODELS for t in targets if t.name == name), None)
+    camera = _e2e_camera(targets)
     if camera is None:
         skipped.append(f"end-to-end camera pipeline (none of {', '.join(E2E_MODELS)} is in this run)")
         return {}

@@ -40,7 +40,8 @@ def main(argv: list[str] | None = None) -> int:
             report = convert(config_from_args(ConvertConfig, args, model=name))
             print(format_table(report), flush=True)
             if not report.ok:
-                failed = ", ".join(r.format for r in report.results if r.status == "rejected")
+                failed = ", ".join(f"{r.format} ({r.measured}; needs {r.gate})" for r in report.results
+                                   if r.status == "rejected")
                 print(f"error: {report.model}: {failed} failed the parity gate; kept as *.rejected in "
                       f"{report.deploy_dir}", file=sys.stderr)
                 status = 1

@@ -145,6 +145,20 @@ class FileResult:
     sha256: str = ""
     seconds: float = 0.0
 
+    @property
+    def measured(self) -> str:
+        """What the gate measured, in the gate's own terms ("accuracy drop 1.20 points")."""
+        if self.gate.startswith("accuracy drop") and self.accuracy_drop is not None:
+            return f"accuracy drop {100 * self.accuracy_drop:.2f} points"
+        return f"agreement {self.agreement:.1%}"
+
+    @property
+    def verdict(self) -> str:
+        """The status column: a rejection says what was measured against what was allowed."""
+        if self.status == "rejected":
+            return f"REJECTED: {self.measured}, gate {self.gate}"
+        return self.status
+
 
 @dataclass
 class ConvertReport:
@@ -547,5 +561,5 @@ def format_table(report: ConvertReport) -> str:
         drop = None if r.accuracy_drop is None else 100 * r.accuracy_drop
         lines.append(f"{r.format:16s} {r.file:32s} {r.size_bytes / 1024:8.1f} {_number(r.accuracy, '9.4f'):>9s} "
                      f"{_number(drop, '9.2f'):>9s} {r.agreement:8.4f} {r.max_abs_prob_diff:8.4f} {cv:>7s}  "
-                     f"{r.status}{'' if r.status == 'ok' else ' (failed: ' + r.gate + ')'}")
+                     f"{r.verdict}")
     return "\n".join(lines)

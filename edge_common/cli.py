@@ -14,6 +14,7 @@ import logging
 import sys
 import typing
 from typing import Any, Callable, NoReturn
+from pathlib import Path
 
 from .errors import EdgeError, closest, one_line
 
@@ -51,12 +52,25 @@ def option_fields(cls: type) -> list[tuple[dataclasses.Field, OptionMeta]]:
     return [(f, meta) for f in dataclasses.fields(cls) if (meta := option_meta(f)) is not None]
 
 
+def invoked_as(prog: str) -> str:
+    """``prog`` ("python -m edge_runtime doctor") as the user typed it: a console script
+    (``edge-classify doctor``) names itself, so every usage and error line names the command that ran."""
+    script = Path(sys.argv[0]).name if sys.argv and sys.argv[0] else ""
+    words = prog.split()
+    if len(words) < 3 or words[:2] != ["python", "-m"] or not script or script.endswith(".py") or \
+            script in ("-c", "-m", "python", "python3"):
+        return prog
+    return " ".join([script, *words[3:]])
+
+
 class ArgumentParser(argparse.ArgumentParser):
     """argparse that never guesses: abbreviations are refused, and a mistyped option is answered
     with the real one, on one line."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         kwargs.setdefault("allow_abbrev", False)
+        if kwargs.get("prog"):
+            kwargs["prog"] = invoked_as(kwargs["prog"])
         super().__init__(*args, **kwargs)
 
     def error(self, message: str) -> NoReturn:

@@ -107,6 +107,9 @@ def _inspect(args: argparse.Namespace) -> int:
           f"{f' {spec.crop:g}' if spec.fit == 'crop' else ''}{quant}")
     print(f"output:  {metadata.output.kind} ({metadata.output.dtype})")
     print(f"labels:  {', '.join(metadata.labels)}")
+    width = max([len(key) + 2 for key in metadata.accuracy] + [9])
     for key, value in metadata.accuracy.items():
-        print(f"{key + ':':9s}{value:g}")
+        # Counts as whole numbers; fractions (accuracy, agreement) all with four decimals, so 1 reads 1.0000.
+        shown = f"{int(value):,}" if key.endswith(("images", "count")) else f"{value:.4f}"
+        print(f"{key + ':':{width}s}{shown}")
     return 0

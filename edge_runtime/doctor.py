@@ -22,6 +22,9 @@ def main(argv: list[str] | None = None) -> int:
         package = {"litert": "ai_edge_litert"}.get(name, name)
         state = versions.get(package) or ("installed" if available(name) else None)
         print(f"backend     {name:15s} {state or 'not installed'}")
+    providers = env["onnxruntime_providers"]
+    if providers is not None:  # the first that a session is given and the device has wins
+        print(f"onnx        execution providers: {', '.join(providers) or 'none (a broken install?)'}")
     try:
         build = system.opencv_build()
         print(f"opencv      {build['version']}; GUI {build['gui']}; GStreamer {build['gstreamer']}; "

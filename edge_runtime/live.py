@@ -90,7 +90,8 @@ class StageStats:
 @dataclass
 class LiveStats:
     frames: int = 0
-    corrupt: int = 0
+    corrupt: int = 0  # frames a camera, stream or video delivered broken
+    skipped: int = 0  # image files that could not be decoded (one warning line each)
     rejected: int = 0  # frames the runtime could not use (wrong dtype, empty)
     dropped: int = 0  # live frames replaced by newer ones before inference
     reconnects: int = 0
@@ -106,13 +107,15 @@ class LiveStats:
 
     def to_dict(self) -> dict[str, Any]:
         return {"frames": self.frames, "fps": self.fps, "wall_s": self.wall_s, "corrupt": self.corrupt,
+                "skipped": self.skipped,
                 "rejected": self.rejected, "dropped": self.dropped, "reconnects": self.reconnects,
                 "ended_by": self.ended_by, "outputs": self.outputs, "error": self.error,
                 "stages": {name: stats.summary() for name, stats in self.stages.items()}}
 
     def summary(self) -> str:
         lines = [f"{self.frames} frames in {self.wall_s:.1f}s = {self.fps:.1f} FPS (ended by {self.ended_by}); "
-                 f"corrupt {self.corrupt}, rejected {self.rejected}, dropped {self.dropped}, reconnects {self.reconnects}"]
+                 f"corrupt {self.corrupt}, skipped {self.skipped}, rejected {self.rejected}, dropped {self.dropped}, "
+                 f"reconnects {self.reconnects}"]
         for name, stats in self.stages.items():
             s = stats.summary()
             lines.append(f"  {name:10s} mean {s['mean_ms']:7.3f} ms  p50 {s['p50_ms']:7.3f}  p95 {s['p95_ms']:7.3f}  max {s['max_ms']:8.2f}")
@@ -328,7 +331,12 @@ class _Loop:
         self.video = VideoSink(config.output, config.output_fps or getattr(source, "nominal_fps", None) or 30.0,
                                rotate_s) if config.output else None
         self.records = JsonlSink(config.jsonl, rotate_s) if config.jsonl else None
-        self.smoother = Smoother(config.smooth, len(classifier.labels))
+        # Smoothing averages frames that follow one another; unrelated images are classified one by one.
+        continuous = getattr(source, "continuous", True)
+        if config.smooth > 1 and not continuous:
+            log.warning("--smooth %d ignored: %s holds separate images, each classified on its own", config.smooth,
+                        source.name)
+        self.smoother = Smoother(config.smooth if continuous else 1, len(classifier.labels))
         self.reader: OrderedReader | LatestReader = (
             LatestReader(source, reopen, give_up_s=config.reconnect_timeout) if source.is_live
             else OrderedReader(source))
@@ -371,7 +379,10 @@ class _Loop:
                 return
             capture_ms = (time.perf_counter() - wait_start) * 1e3
             if event.frame is None:
-                self.stats.corrupt += 1
+                if event.file is not None:
+                    self.stats.skipped += 1
+                else:
+                    self.stats.corrupt += 1
                 continue
             self._process(event, capture_ms)
         self.stats.ended_by = self.stats.ended_by or "stop requested"
@@ -394,13 +405,16 @@ class _Loop:
         if config.overlay and (self.show or self.video):
             frame = overlay.draw(frame, top, self._fps(t2), threshold=config.threshold, bars=config.bars)
         t3 = time.perf_counter()
-        self._write(event, frame, top, capture_ms, (t1 - t0) * 1e3, (t2 - t1) * 1e3, (t3 - t2) * 1e3)
+        if self.video:
+            self.video.write(frame, time.time())
         if self.show:
             self.show = _show(config.window_name, frame, self.stop, self.stats)
         t4 = time.perf_counter()
-        for name, value in zip(STAGES, (capture_ms, (t1 - t0) * 1e3, (t2 - t1) * 1e3, (t3 - t2) * 1e3,
-                                        (t4 - t3) * 1e3)):
+        stages = dict(zip(STAGES, (capture_ms, (t1 - t0) * 1e3, (t2 - t1) * 1e3, (t3 - t2) * 1e3, (t4 - t3) * 1e3)))
+        for name, value in stages.items():
             self.stats.stages[name].add(value)
+        if self.records:
+            self._record(event, top, stages)
         self.stats.frames += 1
         if self.on_frame is not None:
             self.on_frame(event.index, top)
@@ -411,18 +425,16 @@ class _Loop:
         ends.append(frame_end)
         return (len(ends) - 1) / (ends[-1] - ends[0]) if len(ends) > 1 and ends[-1] > ends[0] else None
 
-    def _write(self, event: Any, frame: np.ndarray, top: list[tuple[str, float]], capture_ms: float,
-               preprocess_ms: float, inference_ms: float, overlay_ms: float) -> None:
-        now = time.time()
-        if self.video:
-            self.video.write(frame, now)
-        if self.records:
-            self.records.write({"frame": event.index, "time": round(event.timestamp, 6),
-                                "label": top[0][0] if top[0][1] >= self.config.threshold else "uncertain",
-                                "top": [[name, round(score, 5)] for name, score in top],
-                                "ms": {"capture": round(capture_ms, 3), "read": round(event.read_ms, 3),
-                                       "preprocess": round(preprocess_ms, 3), "inference": round(inference_ms, 3),
-                                       "overlay": round(overlay_ms, 3)}}, now)
+    def _record(self, event: Any, top: list[tuple[str, float]], stages: dict[str, float]) -> None:
+        """One JSONL line: the frame, its file (image sources), its top-k and its stage times, named as in
+        the summary (``output`` is writing the video and showing the window; the line itself comes after)."""
+        record = {"frame": event.index, "time": round(event.timestamp, 6)}
+        if event.file is not None:
+            record["file"] = event.file
+        record.update(label=top[0][0] if top[0][1] >= self.config.threshold else "uncertain",
+                      top=[[name, round(score, 5)] for name, score in top],
+                      ms={name: round(value, 3) for name, value in stages.items()})
+        self.records.write(record, time.time())
 
     def _close(self) -> None:
         """Stop the reader, close and rename the outputs, release the source and the window."""

@@ -80,7 +80,11 @@ def read_metadata(kind: str, data: bytes, path: str | Path = "model") -> ModelMe
     Raises:
         MetadataError: when the entry is missing or malformed.
     """
-    entries = read_tflite_entries(data) if kind == "tflite" else read_onnx_props(data)
+    try:
+        entries = read_tflite_entries(data) if kind == "tflite" else read_onnx_props(data)
+    except ModelFileError as exc:  # the parsers know the bytes, not the file: name it
+        text = str(exc)
+        raise type(exc)(text if text.startswith(str(path)) else f"{path}: {text}") from None
     raw = entries.get(METADATA_KEY)
     if raw is None:
         raise MetadataError(f"{path}: has no edge-classify metadata (labels and input contract); convert it with "

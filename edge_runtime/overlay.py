@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 _FONT = 0  # cv2.FONT_HERSHEY_SIMPLEX, without importing cv2 at module load
+_BOX = (32, 32, 32)  # the filled background behind every text (BGR)
 
 
 def displayable(frame: np.ndarray) -> np.ndarray:
@@ -57,8 +58,13 @@ def draw(frame: np.ndarray, top: tuple[tuple[str, float], ...], fps: float | Non
 
 def _text(frame: np.ndarray, text: str, origin: tuple[int, int], size: float, colour: tuple[int, int, int],
           thickness: int) -> None:
+    """Text on a filled dark box, readable on any scene, bright ones included."""
     import cv2
 
-    # A dark outline keeps the text readable on any background.
-    cv2.putText(frame, text, origin, _FONT, size, (0, 0, 0), thickness + 2, cv2.LINE_AA)
+    (w, h), baseline = cv2.getTextSize(text, _FONT, size, thickness)
+    pad = max(2, int(round(4 * size)))
+    x, y = origin
+    top_left = (max(0, x - pad), max(0, y - h - pad))
+    bottom_right = (min(frame.shape[1] - 1, x + w + pad), min(frame.shape[0] - 1, y + baseline + pad))
+    cv2.rectangle(frame, top_left, bottom_right, _BOX, -1)
     cv2.putText(frame, text, origin, _FONT, size, colour, thickness, cv2.LINE_AA)

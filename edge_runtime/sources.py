@@ -21,7 +21,7 @@ from typing import Callable, Protocol
 
 import numpy as np
 
-from edge_common.cli import option
+from edge_common.cli import invoked_as, option
 
 from .errors import SourceError
 
@@ -34,7 +34,8 @@ class FrameSource(Protocol):
     """What the live loop reads from."""
 
     name: str
-    is_live: bool
+    is_live: bool  # read newest-frame-first, reconnecting when it stops (cameras, live streams)
+    continuous: bool  # frames follow one another in time (cameras, streams, videos), so smoothing means something
 
     def read(self) -> tuple[bool, np.ndarray | None]:
         """``(True, frame)``; ``(True, None)`` for a corrupt frame; ``(False, None)`` at the end or on failure."""
@@ -60,10 +61,14 @@ class OpenCVSource:
 
         self.name = f"camera {target}" if kind == "camera" else str(target)
         self.kind = kind
-        self.is_live = kind != "video"
+        self.continuous = True
         self._target, self._options = target, options
         self._cap = self._open()
         self.nominal_fps = float(self._cap.get(cv2.CAP_PROP_FPS) or 0.0) or None
+        # A file served over HTTP reports how many frames it has; a live stream does not. A source
+        # that has an end ends the run there; reconnecting is for live cameras and streams.
+        self.frame_count = int(self._cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0) if kind in ("video", "stream") else 0
+        self.is_live = kind != "video" and not (kind == "stream" and self.frame_count > 0)
 
     def _open(self):
         import cv2
@@ -107,11 +112,14 @@ class ImageSource:
     """Still images: one file, a folder, or a glob, in sorted order (optionally looping)."""
 
     is_live = False
+    continuous = False  # unrelated pictures: each is classified on its own
 
     def __init__(self, paths: list[Path], name: str, loop: bool = False) -> None:
         if not paths:
             raise SourceError(f"{name}: no images found ({', '.join(IMAGE_SUFFIXES)})")
         self.name, self._paths, self._loop, self._index = name, paths, loop, 0
+        self.current: str | None = None  # the file the last read returned (JSONL records name it)
+        self.skipped = 0
 
     def read(self) -> tuple[bool, np.ndarray | None]:
         import cv2
@@ -122,12 +130,20 @@ class ImageSource:
             self._index = 0
         path = self._paths[self._index]
         self._index += 1
+        self.current = str(path)
+        why = "not a readable image"
         try:
-            frame = cv2.imdecode(np.fromfile(path, dtype=np.uint8), cv2.IMREAD_UNCHANGED)
-        except (OSError, ValueError):
+            raw = np.fromfile(path, dtype=np.uint8)
+            # OpenCV raises (cv2.error) on images whose header claims more pixels than it allows.
+            frame = cv2.imdecode(raw, cv2.IMREAD_UNCHANGED) if raw.size else None
+            if not raw.size:
+                why = "empty file"
+        except (OSError, ValueError, cv2.error) as exc:
             frame = None
+            why = f"not a readable image ({' '.join(str(exc).split())[:120]})"
         if frame is None or frame.size == 0:
-            log.warning("skipping %s: not a readable image", path)
+            self.skipped += 1
+            log.warning("skipping %s: %s", path, why)
             return True, None
         return True, frame
 
@@ -139,6 +155,7 @@ class Picamera2Source:
     """The Raspberry Pi camera through libcamera's Picamera2 (OpenCV's V4L2 path cannot see it)."""
 
     is_live = True
+    continuous = True
 
     def __init__(self, options: CaptureOptions) -> None:
         try:
@@ -231,8 +248,8 @@ def _open_hint(kind: str, target: int | str) -> str:
                 "another program, that your user is in the 'video' group, or try another index; a Raspberry Pi "
                 "CSI camera needs --source picamera2; a Jetson CSI camera needs a GStreamer pipeline (see README)")
     if kind == "gstreamer":
-        return ("the GStreamer pipeline did not open: OpenCV needs GStreamer support (see `python -m edge_runtime "
-                "doctor`) and the pipeline must end in appsink")
+        return (f"the GStreamer pipeline did not open: OpenCV needs GStreamer support (see "
+                f"`{invoked_as('python -m edge_runtime doctor')}`) and the pipeline must end in appsink")
     if kind == "stream":
         return f"stream {target} did not open: check the URL, the network and credentials"
     return f"{target}: not a video OpenCV can decode (and not an image); check the file"
@@ -248,6 +265,7 @@ class FrameEvent:
     frame: np.ndarray | None
     read_ms: float
     timestamp: float
+    file: str | None = None  # image sources: the file this frame came from
 
 
 class OrderedReader:
@@ -255,6 +273,7 @@ class OrderedReader:
 
     def __init__(self, source: FrameSource, depth: int = 4) -> None:
         self.source = source
+        self.error: str | None = None  # why reading stopped early, when it did
         self._queue: queue.Queue[FrameEvent | None] = queue.Queue(maxsize=depth)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="frame-reader", daemon=True)
@@ -265,10 +284,16 @@ class OrderedReader:
         try:
             while not self._stop.is_set():
                 started = time.perf_counter()
-                ok, frame = self.source.read()
+                try:
+                    ok, frame = self.source.read()
+                except Exception as exc:  # never end a run silently: the loop reports it and exits non-zero
+                    self.error = f"{self.source.name}: reading failed after {index} frames ({type(exc).__name__}: " \
+                                 f"{' '.join(str(exc).split())[:160]})"
+                    break
                 if not ok:
                     break
-                event = FrameEvent(index, frame, (time.perf_counter() - started) * 1e3, time.time())
+                event = FrameEvent(index, frame, (time.perf_counter() - started) * 1e3, time.time(),
+                                   getattr(self.source, "current", None))
                 index += 1
                 while not self._stop.is_set():
                     try:

@@ -103,6 +103,19 @@ def display() -> str | None:
     return os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")
 
 
+def onnx_providers() -> list[str] | None:
+    """ONNX Runtime's execution providers in its order of preference (CUDA/TensorRT on a Jetson
+    build, CPU everywhere), or None when ONNX Runtime is not installed."""
+    if importlib.util.find_spec("onnxruntime") is None:
+        return None
+    try:
+        import onnxruntime
+
+        return list(onnxruntime.get_available_providers())
+    except Exception:  # a broken install must not stop a report
+        return []
+
+
 def environment() -> dict[str, Any]:
     """Everything a benchmark report needs to be read on another day and machine."""
     return {
@@ -111,5 +124,6 @@ def environment() -> dict[str, Any]:
         "platform": platform.platform(),
         "python": sys.version.split()[0],
         "versions": versions(),
+        "onnxruntime_providers": onnx_providers(),
         "picamera2": importlib.util.find_spec("picamera2") is not None,
     }

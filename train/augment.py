@@ -55,7 +55,11 @@ def framing(images: np.ndarray, rng: np.random.Generator, max_shift: float = 5.0
 
 def tutorial_affine(images: np.ndarray, rng: np.random.Generator, *, rotation: float = 40.0, shift: float = 0.2,
                     shear: float = 0.2, zoom: float = 0.2, flip: bool = True) -> np.ndarray:
-    """The tutorials' ImageDataGenerator recipe: rotation 40, shifts 0.2, shear 0.2, zoom 0.2, flip."""
+    """The tutorials' ImageDataGenerator recipe: rotation 40, shifts 0.2, shear 0.2, zoom 0.2, flip.
+
+    Uncovered corners take the nearest edge pixel, as ImageDataGenerator's ``fill_mode="nearest"``
+    does; a reflecting fill would add mirrored copies of the object at the borders.
+    """
     import cv2
 
     n, h, w, c = images.shape
@@ -71,7 +75,7 @@ def tutorial_affine(images: np.ndarray, rng: np.random.Generator, *, rotation: f
             linear[:, 0] *= -1
         centre = np.array([w / 2.0, h / 2.0])
         matrix = np.hstack([linear, (centre - linear @ centre + (tx, ty))[:, None]])
-        warped = cv2.warpAffine(images[i], matrix, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT_101)
+        warped = cv2.warpAffine(images[i], matrix, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
         out[i] = warped.reshape(h, w, c)
     return out
 

@@ -5,14 +5,15 @@ from __future__ import annotations
 from edge_common.cli import ArgumentParser, add_options, config_from_args, run_reporting_errors, setup_logging
 
 from . import models
-from .config import TrainConfig
+from .config import ConfigError, TrainConfig
 
 
 def build_parser() -> ArgumentParser:
     parser = ArgumentParser(
         prog="python -m train",
         description="Train models from the registry. Each run writes runs/<MODEL>/ (model.keras, labels.txt, "
-                    "config.json, metrics.json, history.csv, plots/). A killed run resumes when started again.",
+                    "config.json, metrics.json, history.csv, plots/). A killed run resumes when started again; "
+                    "a finished one is left as it is unless --fresh.",
         epilog="models: " + "; ".join(f"{name}: {spec.description}" for name, spec in models.REGISTRY.items()),
     )
     parser.add_argument("models", nargs="*", metavar="MODEL", help=f"registry name(s) (default: {models.DEFAULT_MODEL})")
@@ -37,8 +38,10 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     def work() -> int:
-        configs = [config_from_args(TrainConfig, args, model=name).resolved()
-                   for name in args.models or [models.DEFAULT_MODEL]]
+        names = args.models or [models.DEFAULT_MODEL]
+        if args.name and len(names) > 1:
+            raise ConfigError(f"--name names one run folder; train {', '.join(names)} one at a time")
+        configs = [config_from_args(TrainConfig, args, model=name).resolved() for name in names]
         from .tfenv import quiet_tensorflow
 
         quiet_tensorflow()

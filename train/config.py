@@ -8,7 +8,9 @@ checkpoint means. The resolved config is saved beside every run as config.json.
 
 from __future__ import annotations
 
+import re
 from dataclasses import asdict, dataclass, fields
+from pathlib import Path
 from typing import Any
 
 from edge_common.cli import option, option_fields, resume_keys
@@ -96,7 +98,10 @@ class TrainConfig:
     scenes_per_epoch: int | None = option(help="camera scenes rendered per epoch (default: one per garment)",
                                           group=_DATA, resume=True)
     plots: bool = option(True, "skip the PNG plots", group=_DATA)
-    fresh: bool = option(False, "discard an unfinished run's checkpoint and start over", group=_DATA)
+    name: str | None = option(help="the run folder's name under the output folder (default: the model's name; a "
+                                   "--folder run other than the registry's: MODEL-FOLDERNAME)", group=_DATA)
+    fresh: bool = option(False, "start over: discard an unfinished run's checkpoint, or retrain a finished run and "
+                                "replace its files (without it a finished run is left as it is)", group=_DATA)
     strategy: str = option("default", "tf.distribute strategy; multiworker reads the workers from TF_CONFIG",
                            choices=STRATEGIES, group=_SCALE, resume=True)
     width: float = option(1.0, "filter multiplier (quick tests use < 1)", group=_SCALE, resume=True)
@@ -181,8 +186,19 @@ class TrainConfig:
             need(spec.builder is not None, f"{self.model} is built on a pretrained backbone; pass --backbone "
                                            f"({', '.join(backbones.BACKBONES)})")
         need(self.crop is None or 0.25 <= self.crop <= 1.0, "--crop must be in 0.25..1")
+        need(self.name is None or (re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", self.name) is not None),
+             f"--name {self.name!r} must be a plain folder name (letters, digits, '.', '_', '-')")
         need(self.augment != "photo" or self.folder is not None, "--augment photo crops from real photos; it needs "
                                                                   "--folder ROOT")
+
+    def run_name(self) -> str:
+        """The run folder's name: a folder run gets its own, so it never replaces the registry model's run."""
+        spec = models.get(self.model)
+        if self.name:
+            return self.name
+        if self.folder and self.folder != spec.recipe.get("folder"):
+            return f"{spec.name}-{Path(self.folder).expanduser().resolve().name}"
+        return spec.name
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

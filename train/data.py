@@ -171,22 +171,17 @@ def _folder_data(config: "TrainConfig", spec: InputSpec, batch_size: int) -> Tra
     if config.augment == "photo":
         return _photo_data(config, spec, batch_size)
     root, seed, val_fraction = str(paths.resolve_folder(config.folder)), config.seed, config.val_fraction
-    if folder.has_splits(root):
-        train_set = folder.open_folder(root, "train")
-        names = _enough_classes(root, train_set.class_names)
-        x_train, y_train = train_set.load(spec)
-        x_val, y_val = _optional_split(root, "val", names, spec)
+    splits = folder.has_splits(root)
+    train_set = folder.open_folder(root, "train" if splits else None)
+    names = _enough_classes(root, train_set.class_names)
+    if splits and (Path(root) / "test").is_dir():
         x_test, y_test = _optional_split(root, "test", names, spec)
-        if x_val is None:
-            x_train, y_train, x_val, y_val = _carve(x_train, y_train, val_fraction, seed)
-        if x_test is None:
-            log.warning("%s has no test/ split; reporting validation accuracy as test accuracy", root)
-            x_test, y_test = x_val, y_val
-    else:
-        train_set = folder.open_folder(root)
-        names = _enough_classes(root, train_set.class_names)
-        images, labels = train_set.load(spec)
-        x_train, y_train, x_test, y_test = _carve(images, labels, 0.2, seed + 1)
+    else:  # no test split: hold out the same files convert and the benchmark will test on
+        train_set, test_set = folder.held_out_split(root, seed, names, split="train" if splits else None)
+        x_test, y_test = test_set.load(spec)
+    x_train, y_train = train_set.load(spec)
+    x_val, y_val = _optional_split(root, "val", names, spec) if splits else (None, None)
+    if x_val is None:
         x_train, y_train, x_val, y_val = _carve(x_train, y_train, val_fraction, seed)
     log.info("%s", train_set.summary())
     if config.train_limit:
@@ -195,10 +190,11 @@ def _folder_data(config: "TrainConfig", spec: InputSpec, batch_size: int) -> Tra
         x_test, y_test = x_test[:config.test_limit], y_test[:config.test_limit]
     # resolved() has replaced the camera-scene recipe; --augment scenes named on a folder run is the tutorials' too.
     augmentation = "tutorial" if config.augment == "scenes" else config.augment
+    shown = _shown(len(y_train), seed)
     return TrainData(
         class_names=names, input_spec=spec, train_count=len(x_train), batch_size=batch_size,
         make_batch=_array_batches(x_train, y_train, batch_size, seed, augmentation, config.max_shift, config.max_rotation),
-        val=(x_val, y_val), test=(x_test, y_test), samples=(x_train[:25], y_train[:25]),
+        val=(x_val, y_val), test=(x_test, y_test), samples=(x_train[shown], y_train[shown]),
         test_name=f"folder dataset {root} ({len(y_test)} test images)",
     )
 
@@ -215,10 +211,10 @@ def _photo_data(config: "TrainConfig", spec: InputSpec, batch_size: int) -> Trai
     names = _enough_classes(str(root), train_set.class_names)
     test_set = folder.open_folder(root, "test", class_names=names) if splits and (root / "test").is_dir() else None
     if test_set is None:  # no held-out split: hold out 20% of the photos, never trained on
-        train_set, test_set = _split_files(train_set, 0.2, config.seed + 1)
+        train_set, test_set = folder.held_out_split(root, config.seed, names, split="train" if splits else None)
     val_set = folder.open_folder(root, "val", class_names=names) if splits and (root / "val").is_dir() else None
     if val_set is None:
-        train_set, val_set = _split_files(train_set, config.val_fraction, config.seed)
+        train_set, val_set = folder.split_files(train_set, config.val_fraction, config.seed)
     # Quick runs: a seeded sample of every class, not the first classes in folder order.
     if config.train_limit:
         train_set.files = _sample(train_set.files, config.train_limit, config.seed)
@@ -237,31 +233,24 @@ def _photo_data(config: "TrainConfig", spec: InputSpec, batch_size: int) -> Trai
         rng = np.random.default_rng([seed, epoch, index, 1])
         return augment.photo_batch([photos[i] for i in chosen], size, rng), y_train[chosen]
 
-    sample_rng = np.random.default_rng([seed, 25])
+    sample_rng, shown = np.random.default_rng([seed, 25]), _shown(len(photos), seed)
     return TrainData(
         class_names=names, input_spec=spec, train_count=len(photos), batch_size=batch_size, make_batch=make_batch,
         val=(x_val, y_val), test=(x_test, y_test),
-        samples=(augment.photo_batch(photos[:25], size, sample_rng), y_train[:25]),
+        samples=(augment.photo_batch([photos[i] for i in shown], size, sample_rng), y_train[shown]),
         test_name=f"folder dataset {config.folder} ({len(y_test)} held-out photos)",
     )
+
+
+def _shown(count: int, seed: int) -> np.ndarray:
+    """The 25 training images samples.png shows, in a seeded random order: folder datasets list their
+    images class by class and the first 25 would all be one class."""
+    return np.random.default_rng([seed, 25]).permutation(count)[:25]
 
 
 def _sample(files: list, count: int, seed: int) -> list:
     keep = np.random.default_rng([seed, 3]).permutation(len(files))[:count]
     return [files[i] for i in sorted(keep)]
-
-
-def _split_files(dataset: folder.FolderDataset, fraction: float, seed: int
-                 ) -> tuple[folder.FolderDataset, folder.FolderDataset]:
-    """Split a folder dataset's files, stratified by class, into (rest, held out)."""
-    from dataclasses import replace as copy_with
-
-    labels = np.asarray([label for _, label in dataset.files])
-    rest, held = fashion_mnist.stratified_split(labels, fraction, seed)
-    if len(held) == 0 or len(rest) == 0:
-        raise DatasetError(f"too few images ({len(labels)}) to hold out {fraction:.0%}; add images")
-    return (copy_with(dataset, files=[dataset.files[i] for i in sorted(rest)], skipped={}),
-            copy_with(dataset, files=[dataset.files[i] for i in sorted(held)], skipped={}))
 
 
 def _array_batches(images: np.ndarray, labels: np.ndarray, batch_size: int, seed: int, augmentation: str,

@@ -33,15 +33,18 @@ class EvalSet:
 
 def test_set(dataset: str, spec: InputSpec, *, folder_root: str | None = None,
              class_names: Sequence[str] | None = None, data_dir: str | None = None,
-             limit: int | None = None) -> EvalSet:
-    """The test images of a model trained on ``dataset`` ("fashion_mnist", "camera_scenes" or "folder")."""
+             limit: int | None = None, seed: int = 0) -> EvalSet:
+    """The test images of a model trained on ``dataset`` ("fashion_mnist", "camera_scenes" or "folder");
+    for a folder without a test split, the images that training with ``seed`` held out."""
     if dataset == "imagenet":
         raise DatasetError("no labelled ImageNet photos are in the repository (their licences are unknown); accuracy "
                            "is measured on your own ImageNet validation photos, see README")
     if dataset == "folder":
         root = paths.resolve_folder(folder_root)
-        split = "test" if (folder.has_splits(root) and (root / "test").is_dir()) else None
-        return folder_test_set(root, spec, class_names, split=split, limit=limit)
+        if folder.has_splits(root) and (root / "test").is_dir():
+            return folder_test_set(root, spec, class_names, split="test", limit=limit)
+        held = folder.held_out_split(root, seed, class_names, split="train" if folder.has_splits(root) else None)[1]
+        return _loaded(held, spec, limit, f" held out from training, {folder.HELD_OUT:.0%}")
     test = fashion_mnist.load_split("test", data_dir)
     if dataset == "camera_scenes":
         images, labels = camera_scenes.test_scenes(test.images, test.labels.astype(np.int64), spec, count=limit)
@@ -54,20 +57,27 @@ def test_set(dataset: str, spec: InputSpec, *, folder_root: str | None = None,
 def folder_test_set(root: str | Path, spec: InputSpec, class_names: Sequence[str] | None = None, *,
                     split: str | None = None, limit: int | None = None) -> EvalSet:
     """Every image of a folder dataset (or one split of it), labelled in ``class_names`` order."""
-    data = folder.open_folder(root, split, class_names=class_names)
+    return _loaded(folder.open_folder(root, split, class_names=class_names), spec, limit)
+
+
+def _loaded(data: folder.FolderDataset, spec: InputSpec, limit: int | None, note: str = "") -> EvalSet:
     images, labels = data.load(spec)
-    return EvalSet(images[:limit], labels[:limit], f"folder {data.root} ({len(labels[:limit])} images)")
+    return EvalSet(images[:limit], labels[:limit], f"folder {data.root} ({len(labels[:limit])} images{note})")
 
 
 def calibration_set(dataset: str, spec: InputSpec, count: int, *, seed: int = 0, folder_root: str | None = None,
-                    data_dir: str | None = None) -> np.ndarray:
+                    data_dir: str | None = None, run_seed: int = 0) -> np.ndarray:
     """``count`` training images (never test images) for int8 calibration."""
     if dataset == "imagenet":  # real photos of everyday things: what such a model meets on a camera
         root = paths.resolve_folder(PHOTOS)
         return folder_calibration_set(root / "train", spec, count, seed=seed)
     if dataset == "folder":
         root = paths.resolve_folder(folder_root)
-        return folder_calibration_set(root, spec, count, seed=seed, split="train" if folder.has_splits(root) else None)
+        if folder.has_splits(root) and (root / "test").is_dir():
+            return folder_calibration_set(root, spec, count, seed=seed, split="train")
+        # No test split: calibrate on the files training kept, never on the held-out test files.
+        kept = folder.held_out_split(root, run_seed, split="train" if folder.has_splits(root) else None)[0]
+        return _calibration_images(kept, spec, count, seed)
     train = fashion_mnist.load_split("train", data_dir)
     picks = np.random.default_rng(seed).choice(len(train.images), size=min(count, len(train.images)), replace=False)
     if dataset == "camera_scenes":
@@ -85,7 +95,10 @@ def photo_check_set(spec: InputSpec, limit: int | None = None) -> np.ndarray:
 def folder_calibration_set(root: str | Path, spec: InputSpec, count: int, *, seed: int = 0,
                            split: str | None = None) -> np.ndarray:
     """``count`` images of a folder dataset in a seeded random order (only as many as are decoded)."""
-    data = folder.open_folder(root, split)
+    return _calibration_images(folder.open_folder(root, split), spec, count, seed)
+
+
+def _calibration_images(data: folder.FolderDataset, spec: InputSpec, count: int, seed: int) -> np.ndarray:
     images = []
     for batch, _ in data.iter_batches(spec, batch_size=64, shuffle=True, seed=seed):
         images.append(batch)

@@ -106,7 +106,8 @@ def predictions(path: Path, images: np.ndarray, labels: np.ndarray, probabilitie
     import matplotlib.pyplot as plt
 
     count = min(rows * cols, len(images))
-    fig, axes = plt.subplots(rows, 2 * cols, figsize=(4.2 * cols, 2.1 * rows))
+    rows = max(1, -(-count // cols))  # a tiny test set gets as many rows as it fills, not empty ones
+    fig, axes = plt.subplots(rows, 2 * cols, figsize=(4.2 * cols, 2.1 * rows), squeeze=False)
     for ax in axes.flat:
         ax.axis("off")
     for k in range(count):
@@ -130,16 +131,31 @@ def predictions(path: Path, images: np.ndarray, labels: np.ndarray, probabilitie
 
 
 def model_summary(model: Any) -> str:
-    lines: list[str] = []
-    model.summary(print_fn=lambda line, *args, **kwargs: lines.append(line), line_length=100)
-    return "\n".join(lines) + "\n"
+    """Layer, output shape and parameter count per layer, and the totals (what ``model.summary()``
+    shows, as plain text whose columns never depend on a terminal's width)."""
+    rows = [("Layer (type)", "Output Shape", "Param #")]
+    for layer in model.layers:
+        shape = getattr(layer, "output", None)
+        shape = tuple(shape.shape) if shape is not None else ()
+        rows.append((f"{layer.name} ({type(layer).__name__})", str(shape),
+                     f"{layer.count_params():,}"))
+    widths = [max(len(row[i]) for row in rows) for i in range(3)]
+    rule = "-" * (sum(widths) + 6)
+
+    def line(row: tuple[str, str, str]) -> str:
+        return f"{row[0]:<{widths[0]}}   {row[1]:<{widths[1]}}   {row[2]:>{widths[2]}}"
+
+    trainable = sum(int(np.prod(w.shape)) for w in model.trainable_weights)
+    total = int(model.count_params())
+    return "\n".join([f'Model: "{model.name}"', rule, line(rows[0]), rule, *map(line, rows[1:]), rule,
+                      f"Total params: {total:,}", f"Trainable params: {trainable:,}",
+                      f"Non-trainable params: {total - trainable:,}"]) + "\n"
 
 
 def text_figure(path: Path, text: str) -> None:
     import matplotlib.pyplot as plt
 
-    clean = "\n".join(line.replace("\u2501", "-").replace("\u2500", "-").replace("\u2502", "|").rstrip()
-                      for line in text.splitlines())
+    clean = "\n".join(line.rstrip() for line in text.splitlines())
     height = 0.18 * (len(clean.splitlines()) + 2)
     fig = plt.figure(figsize=(11, max(2.0, height)))
     fig.text(0.01, 0.99, clean, family="monospace", fontsize=8, va="top")

@@ -14,7 +14,7 @@ from typing import Any
 
 from edge_common.files import atomic_save, atomic_write_text, dump_json, sha256_file
 
-from . import backbones, models, paths
+from . import backbones, models
 from .config import TrainConfig
 
 log = logging.getLogger("edge_classify.train")
@@ -29,12 +29,11 @@ def imagenet_labels() -> tuple[str, ...]:
 def write_run(config: TrainConfig) -> Path:
     """Port the backbone's ImageNet classifier into ``runs/<MODEL>/`` and return the folder."""
     from .backbones.efficientnet_lite import build, load_imagenet_weights
-    from .trainer import weights_digest
+    from .trainer import run_dir_of, weights_digest
 
     spec = models.get(config.model)
     backbone = backbones.get(config.backbone)
-    out_root = Path(config.output_dir).expanduser() if config.output_dir else paths.default_runs_dir()
-    run_dir = out_root / spec.name
+    run_dir = run_dir_of(config)
     started = time.perf_counter()
     model = build(backbone, spec.input.height, width=spec.input.width, classes=1000, name=spec.name)
     weights = backbone.weights_path()

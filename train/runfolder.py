@@ -69,12 +69,14 @@ class RunFolder:
     def test_set(self, *, data_dir: str | None = None, limit: int | None = None) -> evalsets.EvalSet:
         """The images and labels this run was tested on (all of them unless ``limit``)."""
         return evalsets.test_set(self.dataset, self.input_spec, folder_root=self.folder, class_names=self.labels,
-                                 data_dir=data_dir or self.config.get("data_dir"), limit=limit)
+                                 data_dir=data_dir or self.config.get("data_dir"), limit=limit,
+                                 seed=int(self.config.get("seed") or 0))
 
     def calibration_set(self, count: int, *, data_dir: str | None = None) -> np.ndarray:
         """``count`` training images of this run's dataset, for int8 calibration."""
         return evalsets.calibration_set(self.dataset, self.input_spec, count, folder_root=self.folder,
-                                        data_dir=data_dir or self.config.get("data_dir"))
+                                        data_dir=data_dir or self.config.get("data_dir"),
+                                        run_seed=int(self.config.get("seed") or 0))
 
 
 def run_dir_for(model: str, runs_dir: str | Path | None = None) -> Path:

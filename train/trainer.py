@@ -48,6 +48,7 @@ class RunResult:
     run_dir: Path
     metrics: dict[str, Any]
     resumed_from: int = 0
+    finished_before: bool = False  # a finished run found and left as it was (no --fresh)
 
 
 @dataclass
@@ -97,6 +98,9 @@ def run(config: TrainConfig) -> RunResult:
         EdgeError subclasses for bad options, missing data or unwritable output.
     """
     config = config.resolved()
+    finished = _finished_run(config)
+    if finished is not None:
+        return finished
     if models.get(config.model).dataset == "imagenet":  # published weights: ported, not trained
         from . import pretrained
 
@@ -110,12 +114,34 @@ def run(config: TrainConfig) -> RunResult:
     return RunResult(run_dir=session.write_dir, metrics=metrics, resumed_from=resumed_from)
 
 
+def run_dir_of(config: TrainConfig) -> Path:
+    """Where this run's folder is: the output folder (default runs/) / the run's name."""
+    out_root = Path(config.output_dir).expanduser() if config.output_dir else paths.default_runs_dir()
+    return out_root / config.run_name()
+
+
+def _finished_run(config: TrainConfig) -> RunResult | None:
+    """A finished run is left as it is unless --fresh: retraining would replace a model (a shipped one,
+    perhaps) that took minutes to hours to train."""
+    run_dir = run_dir_of(config)
+    done = all((run_dir / name).is_file() for name in ("model.keras", "metrics.json")) and \
+        not (run_dir / "checkpoint").exists()
+    if config.fresh or not done:
+        return None
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    accuracy = metrics.get("test_accuracy")
+    print(f"{config.run_name()}: {run_dir} is a finished run"
+          f"{f' (test accuracy {accuracy:.4f})' if isinstance(accuracy, float) else ''}; left as it is "
+          f"(pass --fresh to retrain it and replace its files, or --name for a new run folder)", flush=True)
+    return RunResult(run_dir=run_dir, metrics=metrics, finished_before=True)
+
+
 def _prepare(config: TrainConfig) -> _Session:
     """Check the output, resolve the teacher, set up the strategy, load the data and the checkpoint state."""
     spec = models.get(config.model)
     input_spec = _input_spec(spec, config)
-    out_root = Path(config.output_dir).expanduser() if config.output_dir else paths.default_runs_dir()
-    run_dir = out_root / spec.name
+    run_dir = run_dir_of(config)
+    out_root = run_dir.parent
     _check_output(run_dir)
     # validate() has made sure a distilling run names a teacher; resolve it before any heavy work.
     teacher = distill.resolve_teacher(config.teacher, out_root) if config.distill else None

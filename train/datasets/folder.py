@@ -21,8 +21,12 @@ from edge_runtime.preprocess import to_model_image
 from edge_runtime.sources import IMAGE_SUFFIXES  # the runtime reads the same image files
 
 SPLITS = ("train", "val", "test")
+# A folder without a test/ split: this share of its images (stratified, seeded with the run's seed + 1)
+# is held out as the test set, in training and in every later evaluation (convert, benchmarks).
+HELD_OUT = 0.2
 _MAX_FILE_BYTES = 256 * 1024 * 1024
 log = logging.getLogger("edge_classify.data")
+_warned: set[str] = set()  # a broken file is named once per process, however often a dataset is read
 
 
 @dataclass
@@ -121,15 +125,42 @@ class FolderDataset:
             raw = np.fromfile(path, dtype=np.uint8)
         except OSError as exc:
             return self._skip(path, f"cannot read ({exc.strerror or exc})", "unreadable")
-        image = cv2.imdecode(raw, cv2.IMREAD_COLOR)
+        try:
+            image = cv2.imdecode(raw, cv2.IMREAD_COLOR)
+        except cv2.error as exc:  # e.g. a header claiming more pixels than OpenCV allows
+            return self._skip(path, f"not a decodable image ({' '.join(str(exc).split())[-120:]})", "not an image")
         if image is None or image.size == 0:
             return self._skip(path, "not a decodable image", "not an image")
         return image if spec is None else to_model_image(image, spec)
 
     def _skip(self, path: Path, why: str, kind: str) -> None:
-        log.warning("skipping %s: %s", path, why)
+        if str(path) not in _warned:
+            _warned.add(str(path))
+            log.warning("skipping %s: %s", path, why)
         self.skipped[kind] = self.skipped.get(kind, 0) + 1
         return None
+
+
+def split_files(dataset: FolderDataset, fraction: float, seed: int) -> tuple[FolderDataset, FolderDataset]:
+    """Split a dataset's files, stratified by class, into (rest, held out), before any is decoded,
+    so the split is the same whichever files later turn out to be unreadable."""
+    from dataclasses import replace as copy_with
+
+    from .fashion_mnist import stratified_split
+
+    labels = np.asarray([label for _, label in dataset.files])
+    rest, held = stratified_split(labels, fraction, seed)
+    if len(held) == 0 or len(rest) == 0:
+        raise DatasetError(f"too few images ({len(labels)}) to hold out {fraction:.0%}; add images")
+    return (copy_with(dataset, files=[dataset.files[i] for i in sorted(rest)], skipped={}),
+            copy_with(dataset, files=[dataset.files[i] for i in sorted(held)], skipped={}))
+
+
+def held_out_split(root: str | Path, seed: int, class_names: Sequence[str] | None = None, *,
+                   split: str | None = None) -> tuple[FolderDataset, FolderDataset]:
+    """A folder without a test split: its (training, test) files, the test files being those
+    training held out for ``seed`` (``split="train"`` for a ``train/`` folder with no ``test/``)."""
+    return split_files(open_folder(root, split, class_names=class_names), HELD_OUT, seed + 1)
 
 
 def has_splits(root: str | Path) -> bool:
