@@ -150,7 +150,7 @@ def _edge_cnn(spec: InputSpec, num_classes: int, width: float, any_size: bool = 
     plain CNN spends most of its time). Full 3x3 convolutions do the work at 14x14 and on the way
     down to 7x7: on CPUs they run and train several times more multiply-accumulates per second
     than depthwise ones, in float32 and in int8. Two depthwise-separable blocks widen the 7x7 map
-    cheaply and grow the receptive field past the whole 28x28 image. The head averages that map
+    cheaply and grow the receptive field to 27x27 pixels, nearly the whole image. The head averages that map
     (global pooling) instead of flattening it: a flattened 7x7 map ties each weight to a position,
     and the model then broke on a garment shifted by (5, 3) pixels (34% correct).
     """

@@ -39,6 +39,26 @@ def test_verdict_picks_the_fastest_file_within_half_a_point_and_explains_slow_in
     assert "int8 TFLite is no faster than float32 here (1.01x): no VNNI" in verdicts(same, "no VNNI")["m"]
 
 
+def test_int8_verdict_never_contradicts_itself_and_keras_rows_show_no_thread_count():
+    from benchmarks.report import markdown
+
+    rows = [{"model": "mlp128", "format": "tflite_float32", "threads": 1, "latency_ms_p50": 0.010, "accuracy": 0.878,
+             "size_bytes": 400_000},
+            {"model": "mlp128", "format": "tflite_int8", "threads": 1, "latency_ms_p50": 0.0115, "accuracy": 0.877,
+             "size_bytes": 100_000}]
+    vnni = "this CPU has int8 dot-product instructions (VNNI / ARM dotprod), so int8 kernels can beat float"
+    text = verdicts(rows, vnni, True)["mlp128"]
+    assert "1.15x slower than float32 here, although this CPU has int8 dot-product instructions" in text
+    assert "can beat" not in text
+    keras = {"model": "mlp128", "format": "keras", "threads": None, "accuracy": 0.878, "latency_ms_p50": 30.0}
+    report = {"mode": "full", "environment": {"cpu": {"model": "x", "machine": "x86_64", "cores": 2, "flags": {}},
+                                              "os": "Linux", "python": "3.11", "versions": {}},
+              "settings": {"min_runs": 1, "min_seconds": 0.1, "test_sets": "t"}, "rows": [keras, *rows],
+              "verdicts": {}, "int8_note": vnni}
+    keras_line = next(line for line in markdown(report).splitlines() if "| keras |" in line)
+    assert "None" not in keras_line and "| keras | - |" in keras_line
+
+
 def test_peak_memory_is_the_workers_own_not_its_parents():
     # A parent holding 400 MB starts a child: the child's peak must not include the parent's pages.
     parent = (
@@ -112,3 +132,9 @@ def test_device_mode_runs_without_tensorflow_importable(tiny_runs, tmp_path):
                                                      "onnx_float32", "onnx_int8"}
     assert any("TensorFlow is not installed" in s for s in report["skipped"])
     assert all(r["accuracy"] is not None for r in report["rows"])
+    # Rows in the formats table's order, as in full mode; the progress bar ends at its total.
+    assert [r["format"] for r in report["rows"]] == ["tflite_float32", "tflite_float16", "tflite_dynamic",
+                                                     "tflite_int8", "onnx_float32", "onnx_int8"]
+    bars = [line for line in result.stderr.splitlines() if line.startswith("[")]
+    done, total = bars[-1].split("] ", 1)[1].split()[0].split("/")
+    assert done == total == "6" and bars[-1].startswith("[" + "#" * 24 + "]")

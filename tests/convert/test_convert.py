@@ -191,3 +191,16 @@ def test_conversion_killed_mid_way_leaves_no_truncated_file(tiny_runs, tmp_path)
     result = run_cli(*args[1:])
     assert result.returncode == 0, result.stderr
     assert len(list(deploy.glob("model_*"))) == 6
+
+
+def test_a_rejected_file_says_what_was_measured_against_what_was_allowed():
+    from convert.converter import ConvertReport, FileResult, format_table
+
+    rejected = FileResult(format="tflite_int8", file="model_int8.tflite", status="rejected", size_bytes=2048,
+                          accuracy=0.80, accuracy_drop=0.012, agreement=0.95, gate="accuracy drop <= 0.50 points")
+    ok = FileResult(format="tflite_float32", file="model_float32.tflite", status="ok", size_bytes=8192,
+                    accuracy=0.812, accuracy_drop=0.0, agreement=1.0, gate="agreement >= 99.500%")
+    table = format_table(ConvertReport("m", Path("deploy"), 0.812, "t", [ok, rejected]))
+    line = next(row for row in table.splitlines() if row.startswith("tflite_int8"))
+    assert line.endswith("REJECTED: accuracy drop 1.20 points, gate accuracy drop <= 0.50 points")
+    assert next(row for row in table.splitlines() if row.startswith("tflite_float32")).endswith(" ok")

@@ -12,7 +12,7 @@ import pytest
 
 from edge_runtime import Classifier
 from edge_runtime.errors import SourceError
-from edge_runtime.live import LiveConfig, run
+from edge_runtime.live import STAGES, LiveConfig, run
 from edge_runtime.sources import CaptureOptions, open_source
 from tests.helpers import run_cli
 
@@ -58,7 +58,8 @@ def test_headless_run_writes_video_and_jsonl_frame_by_frame(tiny_runs, video, tm
     with Classifier.open(model) as classifier:
         for record in records:
             assert len(record["top"]) == 3 and record["top"][0][0] in classifier.labels
-            assert set(record["ms"]) == {"capture", "read", "preprocess", "inference", "overlay"}
+            assert set(record["ms"]) == set(STAGES) == {"capture", "preprocess", "inference", "overlay", "output"}
+            assert "file" not in record  # a video's frames come from no file of their own
         frames = read_video(video)
         for index in (0, 17, 39):  # the jsonl is what the model says about that very frame
             assert classifier.predict(frames[index]).label == records[index]["top"][0][0]
@@ -88,7 +89,7 @@ def test_image_file_folder_and_glob_sources(tiny_runs, tmp_path, rng):
     model = tiny_runs / "edge_cnn" / "deploy" / "model_int8.tflite"
     with Classifier.open(model) as classifier:
         folder = run(classifier, open_source(str(tmp_path)), LiveConfig(headless=True))
-        assert folder.frames == 3 and folder.corrupt == 1
+        assert folder.frames == 3 and folder.skipped == 1 and folder.corrupt == 0
     with Classifier.open(model) as classifier:
         assert run(classifier, open_source(str(tmp_path / "img*.png")), LiveConfig(headless=True)).frames == 3
     with Classifier.open(model) as classifier:

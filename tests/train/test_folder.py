@@ -55,6 +55,24 @@ def test_corrupt_and_empty_files_are_skipped_with_a_warning_and_counted(tmp_path
     assert "skipped" in data.summary()
 
 
+def test_a_broken_file_is_named_once_however_often_it_is_read(tmp_path, caplog):
+    import struct
+    import zlib
+
+    for i in range(2):
+        _write(tmp_path / "a" / f"{i}.jpg", (10, 20, 30))
+        _write(tmp_path / "b" / f"{i}.jpg", (30, 20, 10))
+    ihdr = struct.pack(">IIBBBBB", 60000, 60000, 8, 2, 0, 0, 0)  # a header claiming 60000x60000 pixels
+    (tmp_path / "b" / "huge.png").write_bytes(
+        b"\x89PNG\r\n\x1a\n" + struct.pack(">I", 13) + b"IHDR" + ihdr + struct.pack(">I", zlib.crc32(b"IHDR" + ihdr)))
+    with caplog.at_level(logging.WARNING, logger="edge_classify.data"):
+        for _ in range(2):  # convert reads a test set more than once
+            data = folder.open_folder(tmp_path)
+            images, _ = data.load(SPEC)
+            assert len(images) == 4 and data.skipped == {"not an image": 1}
+    assert [r.message.split(":")[0] for r in caplog.records] == [f"skipping {tmp_path / 'b' / 'huge.png'}"]
+
+
 def test_split_layout_and_streaming(tmp_path):
     for split in ("train", "val", "test"):
         for cls in ("x", "y"):

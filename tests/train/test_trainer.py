@@ -223,7 +223,55 @@ def test_camera_model_trains_on_a_folder_dataset(tmp_path):
     result = run_cli("-m", "train", "camera_cnn", "--folder", str(tmp_path / "data"), "--epochs", "2", "--width",
                      "0.25", "--input-size", "32", "--batch-size", "8", "--no-plots", "--output-dir", str(tmp_path / "runs"))
     assert result.returncode == 0, result.stderr
-    assert (tmp_path / "runs" / "camera_cnn" / "labels.txt").read_text().split() == ["cats", "dogs"]
+    run = tmp_path / "runs" / "camera_cnn-data"  # its own name: the registry's camera_cnn run is never replaced
+    assert not (tmp_path / "runs" / "camera_cnn").exists()
+    assert (run / "labels.txt").read_text().split() == ["cats", "dogs"]
+    # config.json records what ran: the tutorials' augmentation, no teacher (folder images have no garment behind)
+    config = json.loads((run / "config.json").read_text())
+    assert config["augment"] == "tutorial" and config["teacher"] is None and config["distill"] == 0.0
+    # An unsplit folder: 20% of the files held out as the test set, the same ones convert tests on.
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert np.asarray(metrics["confusion_matrix"]).sum() == 8
+    from train.runfolder import RunFolder
+
+    held = RunFolder.open(run).test_set()
+    assert len(held.labels) == 8 and "held out from training" in held.name
+
+
+def test_a_finished_run_is_left_as_it_is_unless_fresh(trained):
+    out, _ = trained
+    model = out / "mlp128" / "model.keras"
+    before = (model.stat().st_mtime_ns, model.read_bytes())
+    args = ["-m", "train", "mlp128", "--epochs", "2", "--width", "0.25", "--train-limit", "2000", "--test-limit", "200",
+            "--no-plots", "--output-dir", str(out)]
+    result = run_cli(*args, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert "is a finished run" in result.stdout and "--fresh" in result.stdout
+    assert (model.stat().st_mtime_ns, model.read_bytes()) == before
+    result = run_cli(*args, "--fresh", timeout=300)
+    assert result.returncode == 0 and "test accuracy" in result.stdout and model.stat().st_mtime_ns != before[0]
+
+
+def test_run_folder_names():
+    assert TrainConfig(model="camera_cnn", folder="/data/pets/").run_name() == "camera_cnn-pets"
+    assert TrainConfig(model="clothes_lite0", folder="data/clothing-small").run_name() == "clothes_lite0"
+    assert TrainConfig(model="edge_cnn", name="edge_v2").run_name() == "edge_v2"
+    with pytest.raises(ConfigError, match="plain folder name"):
+        TrainConfig(model="edge_cnn", name="../elsewhere").resolved()
+    result = run_cli("-m", "train", "edge_cnn", "mlp128", "--name", "x")
+    assert result.returncode == 2 and "one at a time" in result.stderr
+
+
+def test_metrics_name_both_validation_accuracies(trained):
+    out, results = trained
+    import csv
+
+    metrics = results["edge_cnn"].metrics
+    rows = list(csv.DictReader((out / "edge_cnn" / "history.csv").open()))
+    assert "val_accuracy" not in metrics
+    assert metrics["val_accuracy_history"] == pytest.approx(float(rows[metrics["best_epoch"] - 1]["val_accuracy"]),
+                                                            abs=1e-6)
+    assert 0.0 <= metrics["val_accuracy_saved_model"] <= 1.0
 
 
 def _mkdir(path: Path) -> Path:
