@@ -53,7 +53,7 @@ class TrainConfig:
                                  choices=augment.AUGMENTATIONS, group=_RECIPE, resume=True)
     max_shift: int | None = option(help="shift_flip and framing augmentation: largest shift in pixels", base=2,
                                    group=_RECIPE, resume=True)
-    max_rotation: float | None = option(help="framing augmentation: largest tilt in degrees", base=12.0,
+    max_rotation: float | None = option(help="framing augmentation: largest tilt in degrees", base=10.0,
                                         group=_RECIPE, resume=True)
     low_res_epochs: int | None = option(help="fully convolutional models: train the first N epochs at half "
                                              "resolution (4x cheaper), then full size", base=0, group=_RECIPE,

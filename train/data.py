@@ -254,7 +254,7 @@ def _sample(files: list, count: int, seed: int) -> list:
 
 
 def _array_batches(images: np.ndarray, labels: np.ndarray, batch_size: int, seed: int, augmentation: str,
-                   max_shift: int = 2, max_rotation: float = 12.0) -> BatchFn:
+                   max_shift: int = 2, max_rotation: float = 10.0) -> BatchFn:
     def make_batch(epoch: int, index: int) -> tuple[np.ndarray, np.ndarray]:
         order = np.random.default_rng([seed, epoch]).permutation(len(images))
         chosen = order[index * batch_size:(index + 1) * batch_size]

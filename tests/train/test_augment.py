@@ -22,8 +22,8 @@ def test_framing_moves_garments_within_its_limits():
     out = augment.framing(images, np.random.default_rng(0), max_shift=6, max_rotation=12.0)
     assert out.shape == images.shape and out.dtype == np.uint8
     moved = np.array([np.abs(_centre_of_mass(a) - _centre_of_mass(b)).max() for a, b in zip(out, images)])
-    # Half keep the dataset's centring (a pixel at most), half are moved by up to 6 pixels.
-    assert 0.35 < np.mean(moved > 1.05) < 0.6 and moved.max() <= 6.05 and moved.max() > 5.0
+    # Two thirds keep the dataset's centring (a pixel at most), a third are moved by up to 6 pixels.
+    assert 0.2 < np.mean(moved > 1.05) < 0.45 and moved.max() <= 6.05 and moved.max() > 5.0
     assert np.array_equal(augment.framing(images[:8], np.random.default_rng(1)),
                           augment.framing(images[:8], np.random.default_rng(1)))  # seeded: resumable
 
