@@ -5,7 +5,7 @@ MODELS ?= $(shell $(PY) -c "from train.models import SHIPPED; print(*SHIPPED)")
 SOURCE ?= 0
 MODEL_FILE ?= runs/clothes_lite0/deploy/model_int8.tflite
 
-.PHONY: setup benchmark benchmark-quick test test-fast train train-all convert run demo doctor clean
+.PHONY: setup benchmark benchmark-quick test test-fast train train-all convert run demo doctor check-arm clean
 
 setup:
 	@scripts/setup.sh
@@ -39,6 +39,9 @@ demo: setup
 
 doctor: setup
 	$(PY) -m edge_runtime doctor
+
+check-arm: setup
+	$(PY) -m benchmarks.arm
 
 clean:
 	rm -rf .venv build *.egg-info .pytest_cache reports/*.tmp

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import re
 from dataclasses import dataclass, fields
 
@@ -60,17 +61,18 @@ def test_train_options_come_from_train_config_and_resume_keys_from_its_metadata(
 
 
 def _parsers():
+    from benchmarks.arm import build_parser as arm
     from benchmarks.cli import build_parser as bench
     from convert.cli import build_parser as convert
     from edge_runtime.cli import build_parser as runtime
     from train.cli import build_parser as train
 
     return {"python -m train": train(), "python -m convert": convert(), "python -m edge_runtime": runtime(),
-            "python -m benchmarks": bench()}
+            "python -m benchmarks": bench(), "python -m benchmarks.arm": arm()}
 
 
 @pytest.mark.parametrize("command", ["python -m train", "python -m convert", "python -m edge_runtime",
-                                     "python -m benchmarks"])
+                                     "python -m benchmarks", "python -m benchmarks.arm"])
 def test_readme_documents_every_generated_option(command):
     readme = (ROOT / "README.md").read_text()
     # The command's reference: from its "## Title: `python -m X ...`" heading to the next "## " heading.
@@ -79,7 +81,8 @@ def test_readme_documents_every_generated_option(command):
     rest = readme[heading.end():]
     section = rest[: rest.index("\n## ")] if "\n## " in rest else rest
     parser = _parsers()[command]
-    options = {opt for action in parser._actions for opt in action.option_strings if opt.startswith("--")}
+    options = {opt for action in parser._actions for opt in action.option_strings
+               if opt.startswith("--") and action.help != argparse.SUPPRESS}  # internal ones are not for users
     missing = sorted(opt for opt in options - {"--help"} if not re.search(re.escape(opt) + r"(?![\w-])", section))
     assert not missing, f"README's {command} section does not mention {missing}"
 

@@ -1,0 +1,52 @@
+"""The ARM check's own logic (the emulated run itself is `make check-arm`, too slow for the suite)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from benchmarks import arm
+from edge_common.errors import EdgeError
+
+
+def test_cpuinfo_records_are_what_cpuinfo_libraries_parse(tmp_path):
+    (tmp_path / "proc").mkdir()
+    arm._write_cpuinfo(tmp_path, "cortex-a72", cores=4)
+    records = [block for block in (tmp_path / "proc" / "cpuinfo").read_text().split("\n\n") if block.strip()]
+    assert len(records) == 4
+    for n, record in enumerate(records):
+        fields = dict(line.split(":", 1) for line in record.splitlines())
+        fields = {key.strip(): value.strip() for key, value in fields.items()}
+        assert fields["processor"] == str(n) and fields["CPU implementer"] == "0x41" and fields["CPU part"] == "0xd08"
+        assert "asimd" in fields["Features"].split() and "asimddp" not in fields["Features"].split()  # Pi 4
+    arm._write_cpuinfo(tmp_path, "cortex-a76")
+    assert "asimddp" in (tmp_path / "proc" / "cpuinfo").read_text()  # Pi 5 has the dot product
+
+
+def test_unknown_cpu_models_are_refused():
+    assert arm.ArmConfig(cpus="cortex-a72, cortex-a76").cpu_list() == ["cortex-a72", "cortex-a76"]
+    with pytest.raises(EdgeError, match="unknown CPU model.*cortex-a99.*choose from"):
+        arm.ArmConfig(cpus="cortex-a99").cpu_list()
+
+
+def _jsonl(path, rows):
+    path.write_text("".join(json.dumps({"frame": i, "top": top}) + "\n" for i, top in enumerate(rows)))
+    return str(path)
+
+
+@pytest.mark.parametrize("guest_rows, ok, agreement, diff", [
+    ([[["a", 0.9], ["b", 0.1]], [["b", 0.6], ["a", 0.4]]], True, 1.0, 0.0),
+    ([[["a", 0.90005], ["b", 0.09995]], [["b", 0.6], ["a", 0.4]]], True, 1.0, 0.00005),  # within float32's 1e-4
+    ([[["a", 0.9], ["b", 0.1]], [["a", 0.51], ["b", 0.49]]], False, 0.5, 0.11),  # a top-1 flip is a finding
+    ([[["a", 0.9], ["b", 0.1]]], False, 1.0, 0.0),  # a frame missing is a finding
+])
+def test_comparison_counts_frames_top1_and_the_largest_probability_difference(tmp_path, guest_rows, ok, agreement,
+                                                                              diff):
+    host = {"jsonl": _jsonl(tmp_path / "x86.jsonl", [[["a", 0.9], ["b", 0.1]], [["b", 0.6], ["a", 0.4]]]),
+            "exit_code": 0, "wall_s": 0.1}
+    guest = {"jsonl": _jsonl(tmp_path / "arm.jsonl", guest_rows), "exit_code": 0, "wall_s": 9.0}
+    entry = arm._compare({"file": "/x/model_float32.tflite", "name": "m/model_float32.tflite/video"}, host, guest,
+                         "cortex-a72")
+    assert entry["ok"] is ok and entry["frames"] == len(guest_rows) and entry["source"] == "video"
+    assert entry["top1_agreement"] == pytest.approx(agreement) and entry["max_prob_diff"] == pytest.approx(diff)
