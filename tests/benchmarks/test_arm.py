@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 
 from benchmarks import arm
@@ -43,10 +44,31 @@ def _jsonl(path, rows):
 ])
 def test_comparison_counts_frames_top1_and_the_largest_probability_difference(tmp_path, guest_rows, ok, agreement,
                                                                               diff):
-    host = {"jsonl": _jsonl(tmp_path / "x86.jsonl", [[["a", 0.9], ["b", 0.1]], [["b", 0.6], ["a", 0.4]]]),
-            "exit_code": 0, "wall_s": 0.1}
-    guest = {"jsonl": _jsonl(tmp_path / "arm.jsonl", guest_rows), "exit_code": 0, "wall_s": 9.0}
-    entry = arm._compare({"file": "/x/model_float32.tflite", "name": "m/model_float32.tflite/video"}, host, guest,
-                         "cortex-a72")
+    def side(name, rows, kernel_probs, pixels):
+        np.save(tmp_path / f"{name}.t.npy", np.full((len(rows), 4, 4, 3), pixels, np.uint8))
+        np.save(tmp_path / f"{name}.p.npy", np.asarray(kernel_probs, np.float32))
+        return {"jsonl": _jsonl(tmp_path / f"{name}.jsonl", rows), "tensors": str(tmp_path / f"{name}.t.npy"),
+                "probabilities": str(tmp_path / f"{name}.p.npy"), "exit_code": 0, "wall_s": 0.1}
+
+    kernels = [[0.9, 0.1], [0.4, 0.6]]
+    host = side("x86", [[["a", 0.9], ["b", 0.1]], [["b", 0.6], ["a", 0.4]]], kernels, 100)
+    guest = side("arm", guest_rows, kernels, 101)
+    job = {"file": "/x/model_float32.tflite", "name": "m/model_float32.tflite/video"}
+    entry = arm._compare(job, host, guest, "cortex-a72")
     assert entry["ok"] is ok and entry["frames"] == len(guest_rows) and entry["source"] == "video"
     assert entry["top1_agreement"] == pytest.approx(agreement) and entry["max_prob_diff"] == pytest.approx(diff)
+    assert entry["input_max_diff"] == (1.0 if len(guest_rows) == 2 else float("inf"))
+    assert entry["identical_input"] == {"top1_agreement": 1.0, "max_prob_diff": 0.0}
+
+
+def test_on_identical_inputs_the_kernels_must_agree_within_the_tolerance(tmp_path):
+    rows = [[["a", 0.9], ["b", 0.1]]]
+    np.save(tmp_path / "t.npy", np.zeros((1, 4, 4, 3), np.uint8))
+    sides = []
+    for name, probs in (("x86", [[0.9, 0.1]]), ("arm", [[0.8995, 0.1005]])):  # 5e-4 apart: above float32's 1e-4
+        np.save(tmp_path / f"{name}.p.npy", np.asarray(probs, np.float32))
+        sides.append({"jsonl": _jsonl(tmp_path / f"{name}.jsonl", rows), "tensors": str(tmp_path / "t.npy"),
+                      "probabilities": str(tmp_path / f"{name}.p.npy"), "exit_code": 0, "wall_s": 0.1})
+    float_entry = arm._compare({"file": "m/model_float32.onnx", "name": "m/f/photos"}, *sides, "cortex-a76")
+    int8_entry = arm._compare({"file": "m/model_int8.onnx", "name": "m/i/photos"}, *sides, "cortex-a76")
+    assert float_entry["ok"] is False and int8_entry["ok"] is True  # int8 allows one 1/256 output step
