@@ -55,6 +55,9 @@ class TrainConfig:
                                    group=_RECIPE, resume=True)
     max_rotation: float | None = option(help="framing augmentation: largest tilt in degrees", base=10.0,
                                         group=_RECIPE, resume=True)
+    framing_share: float | None = option(help="framing augmentation: the share of images moved and tilted (the "
+                                              "rest keep the dataset's centring)", base=1 / 3, group=_RECIPE,
+                                         resume=True)
     low_res_epochs: int | None = option(help="fully convolutional models: train the first N epochs at half "
                                              "resolution (4x cheaper), then full size", base=0, group=_RECIPE,
                                         resume=True)
@@ -161,6 +164,7 @@ class TrainConfig:
             need(bool(self.teacher), "--distill needs a --teacher (a model name, run folder or .keras file)")
         need(self.max_shift is None or 0 <= self.max_shift <= 8, "--max-shift must be in 0..8")
         need(self.max_rotation is None or 0 <= self.max_rotation <= 45, "--max-rotation must be in 0..45")
+        need(self.framing_share is None or 0 < self.framing_share <= 1, "--framing-share must be in (0, 1]")
         need(self.low_res_epochs is None or self.epochs is None or 0 <= self.low_res_epochs < self.epochs,
              f"--low-res-epochs must be below --epochs ({self.epochs}) so the last epochs run at full size")
         if self.low_res_epochs:

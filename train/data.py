@@ -124,7 +124,7 @@ def _fashion_data(config: "TrainConfig", spec: InputSpec, batch_size: int) -> Tr
     return TrainData(
         class_names=fashion_mnist.CLASS_NAMES, input_spec=spec, train_count=len(x_train), batch_size=batch_size,
         make_batch=_array_batches(x_train, y_train, batch_size, config.seed, config.augment, config.max_shift,
-                                  config.max_rotation),
+                                  config.max_rotation, config.framing_share),
         val=(fashion_mnist.to_model_input(train.images[val_idx], spec), train.labels[val_idx].astype(np.int64)),
         test=(x_test, y_test), samples=(x_train[:25], y_train[:25]),
         test_name=f"Fashion-MNIST test split ({len(y_test)} images)",
@@ -193,7 +193,8 @@ def _folder_data(config: "TrainConfig", spec: InputSpec, batch_size: int) -> Tra
     shown = _shown(len(y_train), seed)
     return TrainData(
         class_names=names, input_spec=spec, train_count=len(x_train), batch_size=batch_size,
-        make_batch=_array_batches(x_train, y_train, batch_size, seed, augmentation, config.max_shift, config.max_rotation),
+        make_batch=_array_batches(x_train, y_train, batch_size, seed, augmentation, config.max_shift, config.max_rotation,
+                                  config.framing_share),
         val=(x_val, y_val), test=(x_test, y_test), samples=(x_train[shown], y_train[shown]),
         test_name=f"folder dataset {root} ({len(y_test)} test images)",
     )
@@ -254,7 +255,7 @@ def _sample(files: list, count: int, seed: int) -> list:
 
 
 def _array_batches(images: np.ndarray, labels: np.ndarray, batch_size: int, seed: int, augmentation: str,
-                   max_shift: int = 2, max_rotation: float = 10.0) -> BatchFn:
+                   max_shift: int = 2, max_rotation: float = 10.0, framing_share: float = 1 / 3) -> BatchFn:
     def make_batch(epoch: int, index: int) -> tuple[np.ndarray, np.ndarray]:
         order = np.random.default_rng([seed, epoch]).permutation(len(images))
         chosen = order[index * batch_size:(index + 1) * batch_size]
@@ -263,7 +264,7 @@ def _array_batches(images: np.ndarray, labels: np.ndarray, batch_size: int, seed
         if augmentation == "shift_flip":
             batch = augment.shift_flip(batch, rng, max_shift)
         elif augmentation == "framing":
-            batch = augment.framing(batch, rng, max_shift, max_rotation)
+            batch = augment.framing(batch, rng, max_shift, max_rotation, share=framing_share)
         elif augmentation == "tutorial":
             batch = augment.tutorial_affine(batch, rng)
         return batch, labels[chosen]
