@@ -103,6 +103,8 @@ def read_tflite_entries(data: bytes) -> dict[str, bytes]:
     root = buf.u32(0)
     metadata = buf.vector_of_tables(root, 6)  # Model.metadata
     buffers = buf.vector_of_tables(root, 4)  # Model.buffers
+    for table in buffers:  # every weight buffer inside the file: a truncated copy fails here, named
+        buf.buffer_span(table)
     entries: dict[str, bytes] = {}
     for table in metadata:
         name = buf.string(table, 0)
@@ -212,19 +214,24 @@ class _Flat:
         except UnicodeDecodeError:
             raise ModelFileError("a TFLite metadata name is not valid UTF-8; the file is corrupt") from None
 
-    def buffer_data(self, table: int) -> bytes:
+    def buffer_span(self, table: int) -> tuple[int, int]:
+        """Where a Buffer's bytes are, checked to lie inside the file: ``(start, length)``."""
         pos = self._field(table, 0)  # Buffer.data
         if pos is not None:
             start, length = self._vector(pos)
             self._need(start, length)
-            return bytes(self.data[start:start + length])
+            return start, length
         # Large models keep buffers after the flatbuffer: Buffer.offset / Buffer.size (uint64).
         offset = self.scalar(table, 1, "<Q", 0)
         size = self.scalar(table, 2, "<Q", 0)
         if offset > 1:
             self._need(offset, size)
-            return bytes(self.data[offset:offset + size])
-        return b""
+            return offset, size
+        return 0, 0
+
+    def buffer_data(self, table: int) -> bytes:
+        start, length = self.buffer_span(table)
+        return bytes(self.data[start:start + length])
 
 
 # --- ONNX protobuf -----------------------------------------------------------------------------

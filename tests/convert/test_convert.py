@@ -57,9 +57,12 @@ def test_every_format_is_written_verified_and_self_describing(tiny_runs, model):
 
 def test_int8_files_are_small_and_names_are_honest(tiny_runs):
     deploy = tiny_runs / "edge_cnn" / "deploy"
-    float_size = (deploy / "model_float32.tflite").stat().st_size
-    assert (deploy / "model_int8.tflite").stat().st_size < 0.45 * float_size
-    assert (deploy / "model_int8.onnx").stat().st_size < 0.6 * (deploy / "model_float32.onnx").stat().st_size
+    # A quarter-width model is mostly graph and metadata (in ONNX, the QDQ nodes outweigh the bytes
+    # int8 saves); the shipped one is mostly weights.
+    for folder, tflite_share, onnx_share in ((deploy, 0.65, 1.0), (ROOT / "runs" / "edge_cnn" / "deploy", 0.4, 0.4)):
+        float_size = (folder / "model_float32.tflite").stat().st_size
+        assert (folder / "model_int8.tflite").stat().st_size < tflite_share * float_size, folder
+        assert (folder / "model_int8.onnx").stat().st_size < onnx_share * (folder / "model_float32.onnx").stat().st_size
     with Classifier.open(deploy / "model_dynamic.tflite") as dynamic:
         assert dynamic.input_spec.dtype == "float32"  # dynamic-range is not an int8 model
     assert "int8" not in formats.get("tflite_dynamic").file_name
