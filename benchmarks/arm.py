@@ -280,6 +280,11 @@ def _guest_python(cache: Path, root: Path, qemu: str, cpu: str) -> Path:
     return launcher
 
 
+def _pip_env(cache: Path) -> dict[str, str]:
+    """pip's cache under the check's own folder, not the user's."""
+    return {**os.environ, "PIP_CACHE_DIR": str(cache / "pip-cache"), "PIP_DISABLE_PIP_VERSION_CHECK": "1"}
+
+
 def _wheels(cache: Path) -> Path:
     """The project's wheel, built now (it is what is tested), and its dependencies as aarch64 wheels.
     Markers are evaluated inside the guest, by the guest's pip; this only fills the local index."""
@@ -287,13 +292,14 @@ def _wheels(cache: Path) -> Path:
     wheels.mkdir(parents=True, exist_ok=True)
     for old in wheels.glob("edge_classify-*.whl"):
         old.unlink()
+    env = _pip_env(cache)
     _check([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(wheels), str(ROOT)],
-           "building the project's wheel")
+           "building the project's wheel", env=env)
     wheel = next(wheels.glob("edge_classify-*.whl"))
     platforms = [arg for name in AARCH64_PLATFORMS for arg in ("--platform", name)]
     _check([sys.executable, "-m", "pip", "download", "-q", "-d", str(wheels), "--only-binary=:all:",
             "--python-version", "3.11", "--implementation", "cp", "--abi", "cp311", *platforms, str(wheel), "pip"],
-           "pip download of the aarch64 wheels")
+           "pip download of the aarch64 wheels", env=env)
     return wheels
 
 
@@ -517,7 +523,8 @@ def _arm32_note(cache: Path) -> dict[str, Any]:
             result = subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "-q", "-d", str(probe),
                                      "--only-binary=:all:", "--python-version", version, "--implementation", "cp",
                                      "--abi", abi, "--platform", "linux_armv7l", "--platform", "manylinux2014_armv7l",
-                                     "--platform", "manylinux_2_31_armv7l", package], capture_output=True, text=True)
+                                     "--platform", "manylinux_2_31_armv7l", package], capture_output=True, text=True,
+                                    env=_pip_env(cache))
             found[f"{package} cp{version}"] = sorted(p.name for p in probe.glob("*.whl")
                                                       if p.name.startswith(package.replace("-", "_"))) \
                 if result.returncode == 0 else []
