@@ -39,7 +39,8 @@ def _jsonl(path, rows):
 @pytest.mark.parametrize("guest_rows, ok, agreement, diff", [
     ([[["a", 0.9], ["b", 0.1]], [["b", 0.6], ["a", 0.4]]], True, 1.0, 0.0),
     ([[["a", 0.90005], ["b", 0.09995]], [["b", 0.6], ["a", 0.4]]], True, 1.0, 0.00005),  # within float32's 1e-4
-    ([[["a", 0.9], ["b", 0.1]], [["a", 0.51], ["b", 0.49]]], False, 0.5, 0.11),  # a top-1 flip is a finding
+    # A top-1 flip where identical tensors agree and the decoded input differs: explained, reported, passing.
+    ([[["a", 0.9], ["b", 0.1]], [["a", 0.51], ["b", 0.49]]], True, 0.5, 0.11),
     ([[["a", 0.9], ["b", 0.1]]], False, 1.0, 0.0),  # a frame missing is a finding
 ])
 def test_comparison_counts_frames_top1_and_the_largest_probability_difference(tmp_path, guest_rows, ok, agreement,
@@ -59,6 +60,24 @@ def test_comparison_counts_frames_top1_and_the_largest_probability_difference(tm
     assert entry["top1_agreement"] == pytest.approx(agreement) and entry["max_prob_diff"] == pytest.approx(diff)
     assert entry["input_max_diff"] == (1.0 if len(guest_rows) == 2 else float("inf"))
     assert entry["identical_input"] == {"top1_agreement": 1.0, "max_prob_diff": 0.0}
+    assert bool(entry["mismatches"]) is (agreement < 1) and entry["explained_by_input"] is (agreement < 1)
+    findings = arm._findings([entry])
+    assert len(findings) == len(entry["mismatches"])
+    assert all("frame 1: x86 b 0.600 (next a 0.400), guest a 0.510" in f and "differs by up to 1 levels" in f
+               for f in findings)
+
+
+def test_a_flip_the_input_does_not_explain_fails(tmp_path):
+    rows_x86, rows_arm = [[["a", 0.6], ["b", 0.4]]], [[["b", 0.6], ["a", 0.4]]]
+    sides = []
+    for name, rows, probs in (("x86", rows_x86, [[0.6, 0.4]]), ("arm", rows_arm, [[0.4, 0.6]])):
+        np.save(tmp_path / f"{name}.p.npy", np.asarray(probs, np.float32))
+        np.save(tmp_path / f"{name}.t.npy", np.zeros((1, 4, 4, 3), np.uint8))  # identical inputs
+        sides.append({"jsonl": _jsonl(tmp_path / f"{name}.jsonl", rows), "tensors": str(tmp_path / f"{name}.t.npy"),
+                      "probabilities": str(tmp_path / f"{name}.p.npy"), "exit_code": 0, "wall_s": 0.1})
+    entry = arm._compare({"file": "m/model_int8.tflite", "name": "m/i/video"}, *sides, "cortex-a72")
+    assert entry["ok"] is False and entry["explained_by_input"] is False
+    assert arm._findings([entry])[0].endswith("UNEXPLAINED")
 
 
 def test_on_identical_inputs_the_kernels_must_agree_within_the_tolerance(tmp_path):
