@@ -133,7 +133,7 @@ class TrainConfig:
                 values["distill"] = 0.0
             if self.teacher is None and not values["distill"]:
                 values["teacher"] = None
-            if self.augment is None and values["augment"] == "scenes":  # scenes need garments: the tutorials' recipe
+            if values["augment"] == "scenes":  # scenes need garments behind them: the tutorials' recipe runs
                 values["augment"] = "tutorial"
         config = TrainConfig(**values)
         config.validate()

@@ -188,13 +188,11 @@ def _folder_data(config: "TrainConfig", spec: InputSpec, batch_size: int) -> Tra
         x_train, y_train = x_train[:config.train_limit], y_train[:config.train_limit]
     if config.test_limit:
         x_test, y_test = x_test[:config.test_limit], y_test[:config.test_limit]
-    # resolved() has replaced the camera-scene recipe; --augment scenes named on a folder run is the tutorials' too.
-    augmentation = "tutorial" if config.augment == "scenes" else config.augment
     shown = _shown(len(y_train), seed)
     return TrainData(
         class_names=names, input_spec=spec, train_count=len(x_train), batch_size=batch_size,
-        make_batch=_array_batches(x_train, y_train, batch_size, seed, augmentation, config.max_shift, config.max_rotation,
-                                  config.framing_share),
+        make_batch=_array_batches(x_train, y_train, batch_size, seed, config.augment, config.max_shift,
+                                  config.max_rotation, config.framing_share),
         val=(x_val, y_val), test=(x_test, y_test), samples=(x_train[shown], y_train[shown]),
         test_name=f"folder dataset {root} ({len(y_test)} test images)",
     )
