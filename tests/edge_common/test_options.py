@@ -99,4 +99,4 @@ def test_registry_conversion_defaults_name_real_options_and_formats():
     resolved = ConvertConfig(model="clothes_lite0").for_model("clothes_lite0")
     assert resolved.formats == models.get("clothes_lite0").formats and resolved.onnx.reduce_range is False
     assert ConvertConfig(model="x", onnx_reduce_range=True).for_model("clothes_lite0").onnx.reduce_range is True
-    assert ConvertConfig(model="edge_cnn").for_model("edge_cnn").onnx.reduce_range is True
+    assert ConvertConfig(model="mlp128").for_model("mlp128").onnx.reduce_range is True  # no override: the default
