@@ -257,6 +257,7 @@ def _cpu_root(root: Path, cpu: str) -> Path:
     if not (copy / ".complete").is_file() or (copy / ".complete").read_text() != (root / ".complete").read_text():
         shutil.rmtree(copy, ignore_errors=True)
         _check(["cp", "-al", str(root), str(copy)], f"linking the guest root for {cpu}")
+    _write_cpuinfo(copy, cpu)
     return copy
 
 
@@ -268,14 +269,14 @@ def _in_parallel(work: dict[str, Any]) -> dict[str, Any]:
         return {name: future.result() for name, future in futures.items()}
 
 
-def _guest_python(cache: Path, root: Path, qemu: str, cpu: str) -> Path:
-    """A host-side launcher for the guest's python3.11 on ``cpu``. The guest sees the launcher as
-    sys.executable (qemu's -0), so the guest's own child processes start emulated too."""
-    _write_cpuinfo(root, cpu)
-    launcher = cache / "bin" / f"python3-{cpu}"
+def _guest_python(cache: Path, root: Path, qemu: str, cpu: str | None) -> Path:
+    """A host-side launcher for the guest's python3.11 in ``root``, on ``cpu`` (None: qemu's default,
+    for pip, which reads no CPU features). The guest sees the launcher as sys.executable (qemu's -0),
+    so the guest's own child processes start emulated too."""
+    launcher = cache / "bin" / f"python3-{cpu or 'install'}"
     launcher.parent.mkdir(parents=True, exist_ok=True)
-    text = (f"#!/bin/sh\n# the guest's python3.11 (Debian bookworm arm64) on an emulated {cpu}\n"
-            f"exec {qemu} -L {root} -cpu {cpu} -0 {launcher} {root}/usr/bin/python3.11 \"$@\"\n")
+    text = (f"#!/bin/sh\n# the guest's python3.11 (Debian bookworm arm64) on an emulated {cpu or 'default CPU'}\n"
+            f"exec {qemu} -L {root}{f' -cpu {cpu}' if cpu else ''} -0 {launcher} {root}/usr/bin/python3.11 \"$@\"\n")
     if not launcher.is_file() or launcher.read_text() != text:
         atomic_write_text(launcher, text)
         launcher.chmod(0o755)
@@ -315,7 +316,7 @@ def _guest_install(cache: Path, root: Path, qemu: str, wheels: Path) -> Path:
     pip = sorted(wheels.glob("pip-*.whl"))[-1]
     partial = cache / "site-arm64.partial"
     shutil.rmtree(partial, ignore_errors=True)
-    python = _guest_python(cache, root, qemu, "cortex-a72")
+    python = _guest_python(cache, root, qemu, None)
     _check([str(python), f"{pip}/pip", "install", "-q", "--no-index", "--find-links", str(wheels), "--target",
             str(partial), "--no-compile", "--disable-pip-version-check", "--root-user-action=ignore", str(wheel)],
            "pip install inside the guest")

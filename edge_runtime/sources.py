@@ -108,6 +108,23 @@ class OpenCVSource:
         self._cap.release()
 
 
+def _decode(path: Path) -> tuple[np.ndarray | None, str]:
+    """An image file decoded, or None and why not."""
+    import cv2
+
+    try:
+        raw = np.fromfile(path, dtype=np.uint8)
+        if not raw.size:
+            return None, "empty file"
+        # OpenCV raises (cv2.error) on images whose header claims more pixels than it allows.
+        frame = cv2.imdecode(raw, cv2.IMREAD_UNCHANGED)
+    except (OSError, ValueError, cv2.error) as exc:
+        return None, f"not a readable image ({' '.join(str(exc).split())[:120]})"
+    if frame is None or frame.size == 0:
+        return None, "not a readable image"
+    return frame, ""
+
+
 class ImageSource:
     """Still images: one file, a folder, or a glob, in sorted order (optionally looping)."""
 
@@ -122,8 +139,6 @@ class ImageSource:
         self.skipped = 0
 
     def read(self) -> tuple[bool, np.ndarray | None]:
-        import cv2
-
         if self._index >= len(self._paths):
             if not self._loop:
                 return False, None
@@ -131,17 +146,8 @@ class ImageSource:
         path = self._paths[self._index]
         self._index += 1
         self.current = str(path)
-        why = "not a readable image"
-        try:
-            raw = np.fromfile(path, dtype=np.uint8)
-            # OpenCV raises (cv2.error) on images whose header claims more pixels than it allows.
-            frame = cv2.imdecode(raw, cv2.IMREAD_UNCHANGED) if raw.size else None
-            if not raw.size:
-                why = "empty file"
-        except (OSError, ValueError, cv2.error) as exc:
-            frame = None
-            why = f"not a readable image ({' '.join(str(exc).split())[:120]})"
-        if frame is None or frame.size == 0:
+        frame, why = _decode(path)
+        if frame is None:
             self.skipped += 1
             log.warning("skipping %s: %s", path, why)
             return True, None

@@ -31,11 +31,11 @@ from typing import Any
 
 import numpy as np
 
-from edge_common.files import atomic_save, atomic_write_text, dump_json, sha256_file
+from edge_common.files import atomic_save, atomic_write_text, dump_json, read_json, sha256_file
 from edge_runtime.contract import InputSpec
 from edge_common.errors import EdgeError, OutputError
 
-from . import augment, data as data_mod, distill, models, paths
+from . import augment, data as data_mod, distill, models, paths, runfolder
 from .datasets import camera_scenes
 from .config import RESUME_KEYS, ConfigError, TrainConfig
 
@@ -105,7 +105,7 @@ def run(config: TrainConfig) -> RunResult:
         from . import pretrained
 
         run_dir = pretrained.write_run(config)
-        return RunResult(run_dir=run_dir, metrics=json.loads((run_dir / "metrics.json").read_text()))
+        return RunResult(run_dir=run_dir, metrics=read_json(run_dir / "metrics.json") or {})
     session = _prepare(config)
     resumed_from = session.state.epoch
     _build_model(session)
@@ -116,8 +116,7 @@ def run(config: TrainConfig) -> RunResult:
 
 def run_dir_of(config: TrainConfig) -> Path:
     """Where this run's folder is: the output folder (default runs/) / the run's name."""
-    out_root = Path(config.output_dir).expanduser() if config.output_dir else paths.default_runs_dir()
-    return out_root / config.run_name()
+    return runfolder.run_dir_for(config.run_name(), config.output_dir)
 
 
 def _finished_run(config: TrainConfig) -> RunResult | None:
@@ -128,7 +127,8 @@ def _finished_run(config: TrainConfig) -> RunResult | None:
         not (run_dir / "checkpoint").exists()
     if config.fresh or not done:
         return None
-    metrics = json.loads((run_dir / "metrics.json").read_text())
+    # Unreadable metrics do not make a finished model less finished: it is still left as it is.
+    metrics = read_json(run_dir / "metrics.json") or {}
     accuracy = metrics.get("test_accuracy")
     print(f"{config.run_name()}: {run_dir} is a finished run"
           f"{f' (test accuracy {accuracy:.4f})' if isinstance(accuracy, float) else ''}; left as it is "

@@ -255,6 +255,21 @@ def test_a_finished_run_is_left_as_it_is_unless_fresh(trained):
     assert result.returncode == 0 and "test accuracy" in result.stdout and model.stat().st_mtime_ns != before[0]
 
 
+def test_a_finished_run_with_unreadable_metrics_is_still_left_as_it_is(tmp_path, capsys):
+    from train import trainer
+
+    run = tmp_path / "mlp128"
+    run.mkdir()
+    (run / "model.keras").write_bytes(b"weights")
+    (run / "metrics.json").write_text("{ cut off")
+    config = TrainConfig(model="mlp128", output_dir=str(tmp_path)).resolved()
+    assert trainer.run_dir_of(config) == run
+    result = trainer._finished_run(config)
+    assert result is not None and result.finished_before and result.metrics == {}
+    assert "is a finished run; left as it is" in capsys.readouterr().out
+    assert (run / "model.keras").read_bytes() == b"weights"
+
+
 def test_run_folder_names():
     assert TrainConfig(model="camera_cnn", folder="/data/pets/").run_name() == "camera_cnn-pets"
     assert TrainConfig(model="clothes_lite0", folder="data/clothing-small").run_name() == "clothes_lite0"
