@@ -43,7 +43,7 @@ def test_model_summary_keeps_the_parameter_column():
     text = plots.model_summary(models.get("edge_cnn").build())
     header = next(line for line in text.splitlines() if "Layer (type)" in line)
     assert "Param #" in header and "Output Shape" in header
-    assert "Total params: 90,434" in text
+    assert "Total params: 103,474" in text
     conv = next(line for line in text.splitlines() if line.startswith("conv1_conv"))
     assert conv.split()[-1] == "6,912"  # 3x3x24x32, no bias
 
