@@ -49,6 +49,9 @@ class TrainConfig:
     warmup_epochs: float | None = option(help="cosine schedule: linear warm-up epochs (keeps BatchNorm models "
                                               "stable at high rates)", base=1.0, group=_RECIPE, resume=True)
     optimizer: str | None = option(help="optimizer", base="adam", choices=OPTIMIZERS, group=_RECIPE, resume=True)
+    weight_decay: float | None = option(help="decoupled weight decay of the kernels (Adam becomes AdamW); batch "
+                                             "norm scales, offsets and biases are not decayed; 0: none", base=0.0,
+                                        group=_RECIPE, resume=True)
     augment: str | None = option(help="augmentation in the input pipeline", base="shift_flip",
                                  choices=augment.AUGMENTATIONS, group=_RECIPE, resume=True)
     max_shift: int | None = option(help="shift_flip and framing augmentation: largest shift in pixels", base=2,
@@ -155,6 +158,8 @@ class TrainConfig:
         need(self.learning_rate is None or self.learning_rate > 0, f"--learning-rate must be positive, got {self.learning_rate}")
         need(self.val_fraction is None or 0.0 < self.val_fraction < 0.9, f"--val-fraction must be in (0, 0.9), got {self.val_fraction}")
         need(self.label_smoothing is None or 0.0 <= self.label_smoothing < 1.0, "--label-smoothing must be in [0, 1)")
+        need(self.weight_decay is None or 0.0 <= self.weight_decay < 1.0,
+             f"--weight-decay must be in [0, 1), got {self.weight_decay}")
         # Above 0.5 a confidently wrong teacher would outvote the label.
         need(self.distill is None or 0.0 <= self.distill <= 0.5, f"--distill must be in [0, 0.5], got {self.distill}")
         if self.distill:

@@ -214,7 +214,7 @@ def _start_fine_tuning(session: _Session) -> None:
         rate = keras.optimizers.schedules.CosineDecay(
             initial_learning_rate=config.fine_tune_rate / 10 if warmup else config.fine_tune_rate,
             decay_steps=steps - warmup, warmup_target=config.fine_tune_rate if warmup else None, warmup_steps=warmup)
-        _compile(session.model, keras.optimizers.Adam(rate), config)
+        _compile(session.model, _make_optimizer("adam", rate, config.weight_decay), config)
     trainable = sum(int(np.prod(w.shape)) for w in session.model.trainable_weights)
     log.info("%s: phase 2 from epoch %d: fine-tuning %s weights from block %d at %.2g", session.name,
              config.head_epochs + 1, f"{trainable:,}", config.fine_tune_from, config.fine_tune_rate)
@@ -373,11 +373,24 @@ def _optimizer(config: TrainConfig, steps: int, replicas: int) -> Any:
             warmup_target=peak if warmup else None, warmup_steps=warmup)
     else:
         rate = peak
-    if config.optimizer == "adam":
-        return keras.optimizers.Adam(rate)
-    if config.optimizer == "rmsprop":
-        return keras.optimizers.RMSprop(rate)
-    return keras.optimizers.SGD(rate, momentum=0.9, nesterov=True)
+    return _make_optimizer(config.optimizer, rate, config.weight_decay)
+
+
+def _make_optimizer(kind: str, rate: Any, weight_decay: float | None) -> Any:
+    import keras
+
+    # Keras applies weight_decay decoupled from the gradient (variable -= rate * decay * variable): AdamW.
+    decay = weight_decay or None
+    if kind == "adam":
+        optimizer = keras.optimizers.Adam(rate, weight_decay=decay)
+    elif kind == "rmsprop":
+        optimizer = keras.optimizers.RMSprop(rate, weight_decay=decay)
+    else:
+        optimizer = keras.optimizers.SGD(rate, momentum=0.9, nesterov=True, weight_decay=decay)
+    if decay:
+        # As AdamW is usually run: batch norm's scale and offset and the biases set levels, not features.
+        optimizer.exclude_from_weight_decay(var_names=["gamma", "beta", "bias"])
+    return optimizer
 
 
 def _current_lr(model: Any) -> float:

@@ -116,6 +116,32 @@ def test_bad_options_are_one_line_errors_with_exit_code_2(tmp_path):
         TrainConfig(model="edge_cnn", epochs=0).resolved()
 
 
+def test_weight_decay_shrinks_kernels_and_spares_batch_norm_and_biases():
+    import keras
+
+    from train import trainer
+
+    model = models.get("edge_cnn").build(width=0.25)
+    config = TrainConfig(model="edge_cnn", weight_decay=0.05, schedule="constant", learning_rate=0.1).resolved()
+    optimizer = trainer._optimizer(config, steps=10, replicas=1)
+    value = keras.ops.convert_to_numpy
+    before = {v.path: value(v) for v in model.trainable_variables}
+    # Zero gradients: Adam's own step is zero, so every change is the decay's.
+    optimizer.apply_gradients([(keras.ops.zeros_like(v), v) for v in model.trainable_variables])
+    spared = decayed = 0
+    for v in model.trainable_variables:
+        old, new = before[v.path], value(v)
+        if v.name in ("gamma", "beta", "bias"):
+            assert np.array_equal(new, old), v.path
+            spared += 1
+        else:
+            assert np.allclose(new, old * (1 - 0.1 * 0.05)) and not np.array_equal(new, old), v.path
+            decayed += 1
+    assert spared and decayed
+    with pytest.raises(ConfigError, match="--weight-decay must be in"):
+        TrainConfig(model="edge_cnn", weight_decay=-0.1).resolved()
+
+
 def test_camera_run_reports_accuracy_per_scene_condition(trained):
     out, results = trained
     metrics = json.loads((out / "camera_cnn" / "metrics.json").read_text())
