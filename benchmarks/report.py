@@ -89,6 +89,17 @@ def markdown(report: dict[str, Any]) -> str:
     lines += ["", "## Which file should I put on my device?", ""]
     lines += [f"- **{model}**: {text}" for model, text in report["verdicts"].items()]
     lines += ["", f"int8 on this CPU: {report['int8_note']}"]
+    paired = report.get("paired") or []
+    if paired:
+        lines += ["", "## Paired latency (both files in one process, alternating rounds, 1 thread)", ""]
+        for entry in paired:
+            if "verdict" not in entry:
+                lines.append(f"- {entry['model']} against {entry['baseline']}, {entry['format']}: failed: "
+                             f"{entry.get('error', 'no result')}")
+                continue
+            a, b = entry["files"]
+            lines.append(f"- {entry['verdict']} ({a['p50_us_median']:.1f} against {b['p50_us_median']:.1f} us, "
+                         f"median of the rounds' p50)")
     e2e = report.get("end_to_end") or {}
     if e2e:
         lines += ["", f"## End to end: {e2e.get('model', 'camera_cnn')} on a 640x480 video (headless live loop)", ""]

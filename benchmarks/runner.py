@@ -139,7 +139,8 @@ def run(config: BenchConfig) -> dict[str, Any]:
                        if config.mode == "device" or not _has_tensorflow() else "Keras rows")
 
     steps = sum(len(t.files) * len(config.threads) + (1 if keras_ok and t.keras_file else 0) for t in targets)
-    progress = Progress(steps + (3 if config.e2e and _e2e_camera(targets) is not None else 0))
+    pairs = _pairs(targets)
+    progress = Progress(steps + len(pairs) + (3 if config.e2e and _e2e_camera(targets) is not None else 0))
     rows: list[dict[str, Any]] = []
     test_sets: dict[str, str] = {}
     with tempfile.TemporaryDirectory(prefix="edge-bench-") as tmp_name:
@@ -157,6 +158,7 @@ def run(config: BenchConfig) -> dict[str, Any]:
             test_sets[target.name] = test_name
             partial[key] = {"rows": model_rows, "test_set": test_name}
             _save_partial(partial_path, partial, config, env)
+        compared = [_paired(pair, config, progress) for pair in pairs]
         end_to_end = _end_to_end(targets, config, keras_ok, tmp, progress, skipped) if config.e2e else {}
     progress.close()
     _mark_pareto(rows, targets, test_sets)
@@ -169,6 +171,7 @@ def run(config: BenchConfig) -> dict[str, Any]:
                      "eval_limit": config.eval_limit,
                      "test_sets": "; ".join(f"{k}: {v}" for k, v in test_sets.items()) or "none"},
         "rows": rows,
+        "paired": compared,
         "end_to_end": end_to_end,
         "verdicts": report.verdicts(rows, note, bool(env["cpu"].get("int8_dot_product"))),
         "int8_note": note,
@@ -347,6 +350,32 @@ def _measure_target(target: ModelTarget, config: BenchConfig, keras_ok: bool, tm
             rows.append({"model": target.name, "format": name, "threads": threads, "size_bytes": path.stat().st_size,
                          "file": str(path), "sha256": sha256_file(path), **measured})
     return rows, test_name
+
+
+def _pairs(targets: list[ModelTarget]) -> list[tuple[ModelTarget, ModelTarget, str]]:
+    """The comparisons of ``paired.PAIRS`` whose files are both here: (model, baseline, format)."""
+    from .paired import PAIRS
+
+    by_name = {target.name: target for target in targets}
+    return [(by_name[model], by_name[baseline], fmt) for model, baseline, fmt_list in PAIRS
+            if model in by_name and baseline in by_name for fmt in fmt_list
+            if fmt in by_name[model].files and fmt in by_name[baseline].files]
+
+
+def _paired(pair: tuple[ModelTarget, ModelTarget, str], config: BenchConfig, progress: Progress) -> dict[str, Any]:
+    """Both files timed in alternating rounds in one process at 1 thread (see benchmarks.paired): the
+    per-file rows are minutes apart, and a shared machine drifts by more than the difference."""
+    from .paired import verdict
+
+    model, baseline, fmt = pair
+    progress.step(f"paired: {model.name} against {baseline.name}, {fmt}")
+    rounds, block = (6, 0.2) if config.quick else (20, 0.5)
+    measured = _run_json([sys.executable, "-m", "benchmarks.paired", str(model.files[fmt]), str(baseline.files[fmt]),
+                          "--threads", "1", "--rounds", str(rounds), "--block-seconds", str(block), "--json"])
+    entry = {"model": model.name, "baseline": baseline.name, "format": fmt, **measured}
+    if "pairs" in measured:
+        entry["verdict"] = verdict(measured["pairs"][0], rounds, f"{model.name} {fmt}", f"{baseline.name} {fmt}")
+    return entry
 
 
 def _save_test_set(target: ModelTarget, config: BenchConfig, tmp: Path,

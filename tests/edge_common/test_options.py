@@ -63,16 +63,19 @@ def test_train_options_come_from_train_config_and_resume_keys_from_its_metadata(
 def _parsers():
     from benchmarks.arm import build_parser as arm
     from benchmarks.cli import build_parser as bench
+    from benchmarks.paired import build_parser as paired
     from convert.cli import build_parser as convert
     from edge_runtime.cli import build_parser as runtime
     from train.cli import build_parser as train
 
     return {"python -m train": train(), "python -m convert": convert(), "python -m edge_runtime": runtime(),
-            "python -m benchmarks": bench(), "python -m benchmarks.arm": arm()}
+            "python -m benchmarks": bench(), "python -m benchmarks.arm": arm(),
+            "python -m benchmarks.paired": paired()}
 
 
 @pytest.mark.parametrize("command", ["python -m train", "python -m convert", "python -m edge_runtime",
-                                     "python -m benchmarks", "python -m benchmarks.arm"])
+                                     "python -m benchmarks", "python -m benchmarks.arm",
+                                     "python -m benchmarks.paired"])
 def test_readme_documents_every_generated_option(command):
     readme = (ROOT / "README.md").read_text()
     # The command's reference: from its "## Title: `python -m X ...`" heading to the next "## " heading.

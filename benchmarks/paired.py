@@ -1,0 +1,135 @@
+"""`python -m benchmarks.paired FILE FILE [...]`: which model file is faster here, measured so that the
+machine's drift hits every file alike.
+
+``python -m benchmarks`` times each file once, for a second, in its own process, minutes apart. On a
+shared machine the speed drifts by 10-30% over minutes, so two files 20% apart can swap places
+between runs. Here all files are loaded into one process and timed in alternating rounds (a short
+warm-up, then a timed block each, the order reversed every other round), and each pair is judged
+round by round: "A was faster in 19 of 20 rounds, median ratio 0.80". The benchmark runs this for
+the pairs in ``PAIRS``.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edge_common.cli import ArgumentParser, add_options, config_from_args, option, run_reporting_errors, setup_logging
+from edge_common.errors import EdgeError
+
+# The benchmark's paired comparisons: (model, model it must beat, formats), at 1 thread. edge_cnn is
+# built to beat the tutorials' CNN on accuracy and on batch-1 latency in float32 and int8.
+PAIRS = (("edge_cnn", "seed_cnn", ("tflite_float32", "tflite_int8")),)
+
+
+@dataclass
+class PairedConfig:
+    """Options of ``python -m benchmarks.paired``."""
+
+    files: tuple[str, ...] = option((), cli=False)
+    threads: int = option(1, "interpreter threads per file")
+    rounds: int = option(20, "alternating rounds; each pair is judged in every round")
+    block_seconds: float = option(0.5, "timed seconds per file in each round")
+    json: bool = option(False, "print the result as one JSON line instead of a table")
+
+    def validate(self) -> None:
+        if len(self.files) < 2:
+            raise EdgeError("give at least two model files to compare (.tflite or .onnx)")
+        if self.threads < 1 or self.rounds < 1 or not 0.01 <= self.block_seconds <= 60:
+            raise EdgeError("--threads and --rounds must be at least 1, --block-seconds within 0.01..60")
+        for name in self.files:
+            if not Path(name).is_file():
+                raise EdgeError(f"{name}: no such model file; give .tflite or .onnx files from runs/<MODEL>/deploy/")
+
+
+def compare(files: list[str | Path], threads: int = 1, rounds: int = 20, block_seconds: float = 0.5,
+            warmup: int = 200) -> dict[str, Any]:
+    """Alternating-round batch-1 latency of ``files`` (p50 per round, in microseconds), and per pair
+    how often the first was faster and the median of the per-round ratios."""
+    from edge_runtime.classifier import Classifier
+    from edge_runtime.preprocess import to_input_tensor
+
+    classifiers = [Classifier.open(path, threads=threads) for path in files]
+    # A mid-grey frame: latency does not depend on the pixels for these models.
+    inputs = [to_input_tensor(np.full((1, *c.input_spec.shape[1:]), 128, np.uint8), c.input_spec) for c in classifiers]
+    p50 = np.zeros((rounds, len(files)))
+    for r in range(rounds):
+        order = range(len(files)) if r % 2 == 0 else reversed(range(len(files)))
+        for i in order:
+            classifier, tensor = classifiers[i], inputs[i]
+            for _ in range(warmup):
+                classifier.infer(tensor)
+            timings: list[float] = []
+            deadline = time.perf_counter() + block_seconds
+            while time.perf_counter() < deadline or len(timings) < 10:
+                start = time.perf_counter()
+                classifier.infer(tensor)
+                timings.append(time.perf_counter() - start)
+            p50[r, i] = np.percentile(timings, 50) * 1e6
+    result: dict[str, Any] = {"threads": threads, "rounds": rounds, "block_seconds": block_seconds, "files": [], "pairs": []}
+    for i, path in enumerate(files):
+        result["files"].append({"file": str(path), "p50_us_median": round(float(np.median(p50[:, i])), 2),
+                                "p50_us_min": round(float(p50[:, i].min()), 2),
+                                "p50_us_max": round(float(p50[:, i].max()), 2)})
+    for i in range(len(files)):
+        for j in range(i + 1, len(files)):
+            ratio = p50[:, i] / p50[:, j]
+            result["pairs"].append({"a": str(files[i]), "b": str(files[j]), "a_faster_rounds": int((ratio < 1).sum()),
+                                    "ratio_median": round(float(np.median(ratio)), 3)})
+    return result
+
+
+def verdict(pair: dict[str, Any], rounds: int, a: str | None = None, b: str | None = None) -> str:
+    """One line: who was faster, in how many rounds, by what median ratio."""
+    a, b = a or pair["a"], b or pair["b"]
+    wins, ratio = pair["a_faster_rounds"], pair["ratio_median"]
+    if wins * 4 >= rounds * 3:
+        head = f"{a} is faster than {b}"
+    elif wins * 4 <= rounds:
+        head = f"{a} is slower than {b}"
+    else:
+        head = f"{a} and {b} are too close to call"
+    return f"{head}: faster in {wins} of {rounds} rounds, median time ratio {ratio:.2f}"
+
+
+def build_parser() -> ArgumentParser:
+    parser = ArgumentParser(
+        prog="python -m benchmarks.paired",
+        description="Compare the batch-1 latency of model files in alternating rounds in one process, so that a "
+                    "shared machine's drift hits every file alike, and say per pair which is faster and how often.")
+    parser.add_argument("files", nargs="*", metavar="FILE", help=".tflite or .onnx files (two or more)")
+    add_options(parser, PairedConfig)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    setup_logging()
+
+    def work() -> int:
+        config = config_from_args(PairedConfig, args, files=tuple(args.files))
+        config.validate()
+        result = compare(list(config.files), config.threads, config.rounds, config.block_seconds)
+        if config.json:
+            print(json.dumps(result))
+            return 0
+        print(f"batch-1 p50 per round, {config.rounds} alternating rounds of {config.block_seconds:g} s, "
+              f"{config.threads} thread(s):")
+        for entry in result["files"]:
+            print(f"  {entry['file']}: median {entry['p50_us_median']:.1f} us "
+                  f"(rounds {entry['p50_us_min']:.1f}-{entry['p50_us_max']:.1f})")
+        for pair in result["pairs"]:
+            print(verdict(pair, config.rounds))
+        return 0
+
+    return run_reporting_errors(work, "nothing was written")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
