@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import sys
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -55,6 +54,8 @@ def compare(files: list[str | Path], threads: int = 1, rounds: int = 20, block_s
     from edge_runtime.classifier import Classifier
     from edge_runtime.preprocess import to_input_tensor
 
+    from .worker import batch1_seconds
+
     classifiers = [Classifier.open(path, threads=threads) for path in files]
     # A mid-grey frame: latency does not depend on the pixels for these models.
     inputs = [to_input_tensor(np.full((1, *c.input_spec.shape[1:]), 128, np.uint8), c.input_spec) for c in classifiers]
@@ -65,13 +66,9 @@ def compare(files: list[str | Path], threads: int = 1, rounds: int = 20, block_s
             classifier, tensor = classifiers[i], inputs[i]
             for _ in range(warmup):
                 classifier.infer(tensor)
-            timings: list[float] = []
-            deadline = time.perf_counter() + block_seconds
-            while time.perf_counter() < deadline or len(timings) < 10:
-                start = time.perf_counter()
-                classifier.infer(tensor)
-                timings.append(time.perf_counter() - start)
-            p50[r, i] = np.percentile(timings, 50) * 1e6
+            p50[r, i] = np.percentile(batch1_seconds(classifier, tensor, block_seconds, 10), 50) * 1e6
+    for classifier in classifiers:
+        classifier.close()
     result: dict[str, Any] = {"threads": threads, "rounds": rounds, "block_seconds": block_seconds, "files": [], "pairs": []}
     for i, path in enumerate(files):
         result["files"].append({"file": str(path), "p50_us_median": round(float(np.median(p50[:, i])), 2),

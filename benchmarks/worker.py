@@ -14,6 +14,7 @@ import json
 import resource
 import sys
 import time
+from typing import Any
 
 import numpy as np
 
@@ -31,6 +32,19 @@ def peak_rss_mb() -> float:
         pass
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux, bytes on macOS
     return peak / (1024 * 1024) if sys.platform == "darwin" else peak / 1024
+
+
+def batch1_seconds(classifier: Any, tensor: np.ndarray, seconds: float, min_runs: int,
+                   max_runs: int = 200_000) -> np.ndarray:
+    """Batch-1 latency of the interpreter call as an application sees it (set input, invoke, read):
+    one time per call, for at least ``seconds`` and ``min_runs`` calls."""
+    timings = []
+    deadline = time.perf_counter() + seconds
+    while (len(timings) < min_runs or time.perf_counter() < deadline) and len(timings) < max_runs:
+        t0 = time.perf_counter()
+        classifier.infer(tensor)
+        timings.append(time.perf_counter() - t0)
+    return np.asarray(timings)
 
 
 def measure(path: str, threads: int, images: np.ndarray | None, labels: np.ndarray | None,
@@ -61,16 +75,7 @@ def measure(path: str, threads: int, images: np.ndarray | None, labels: np.ndarr
         sample = to_input_tensor(probe[None], spec)
         for _ in range(50):
             classifier.infer(sample)
-    # Batch-1 latency of the interpreter call as an application sees it (set input, invoke, read).
-    timings = []
-    deadline = time.perf_counter() + min_seconds
-    while len(timings) < min_runs or time.perf_counter() < deadline:
-        t0 = time.perf_counter()
-        classifier.infer(sample)
-        timings.append(time.perf_counter() - t0)
-        if len(timings) >= 200_000:
-            break
-    ms = np.asarray(timings) * 1e3
+    ms = batch1_seconds(classifier, sample, min_seconds, min_runs) * 1e3
     result.update(latency_ms_p50=float(np.percentile(ms, 50)), latency_ms_p95=float(np.percentile(ms, 95)),
                   latency_ms_p99=float(np.percentile(ms, 99)), latency_ms_mean=float(ms.mean()),
                   latency_ms_min=float(ms.min()), latency_runs=int(len(ms)))
