@@ -26,6 +26,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     from train.tfenv import quiet_tensorflow
+    from train.unknown import split_outputs
 
     quiet_tensorflow()
     from benchmarks.worker import peak_rss_mb
@@ -39,7 +40,7 @@ def main(argv: list[str] | None = None) -> int:
     rss = peak_rss_mb()
     images = np.load(args.images)
     labels = np.load(args.labels)
-    probabilities = model.predict(images.astype(np.float32), batch_size=500, verbose=0)
+    probabilities = split_outputs(model.predict(images.astype(np.float32), batch_size=500, verbose=0))[0]
     predicted = np.argmax(probabilities, axis=1)
     np.save(args.predictions, predicted)
     times = []

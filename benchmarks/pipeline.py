@@ -156,7 +156,7 @@ def keras_predict_loop(keras_model: Any, video: Path, spec: InputSpec, frames: i
                 break
             t0 = time.perf_counter()
             probabilities = keras_model.predict(to_model_image(frame, spec)[None].astype(np.float32), verbose=0)
-            int(np.argmax(probabilities))
+            int(np.argmax(probabilities[0] if isinstance(probabilities, list) else probabilities))
             times.append(time.perf_counter() - t0)
     finally:
         cap.release()

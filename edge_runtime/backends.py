@@ -35,14 +35,24 @@ class TensorInfo:
 
 
 class Backend:
-    """One loaded model in one interpreter."""
+    """One loaded model in one interpreter.
+
+    A classifier has one input and the class scores as its output; a file made with an out-of-class
+    head has a second output of one value per image (``unknown``), told apart by its shape.
+    """
 
     name: str
     version: str
     input: TensorInfo
     output: TensorInfo
+    unknown: TensorInfo | None = None
 
-    def run(self, tensor: np.ndarray) -> np.ndarray:  # pragma: no cover - interface
+    def run(self, tensor: np.ndarray) -> np.ndarray:
+        """The class scores for a prepared batch-1 tensor."""
+        return self.run_all(tensor)[0]
+
+    def run_all(self, tensor: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:  # pragma: no cover - interface
+        """The class scores and, where the file has one, the out-of-class score."""
         raise NotImplementedError
 
     def close(self) -> None:
@@ -61,16 +71,20 @@ class TFLiteBackend(Backend):
             raise ModelFileError(f"{name} cannot load this TFLite model ({' '.join(str(exc).split())[:160]})") from None
         inputs = self._interpreter.get_input_details()
         outputs = self._interpreter.get_output_details()
-        if len(inputs) != 1 or len(outputs) != 1:
-            raise ModelFileError(f"model has {len(inputs)} inputs and {len(outputs)} outputs; a classifier has one of each")
-        self._in, self._out = inputs[0]["index"], outputs[0]["index"]
+        scores, unknown = _pick_outputs(len(inputs), [_tflite_info(o) for o in outputs])
+        self._in = inputs[0]["index"]
+        self._out = outputs[scores]["index"]
+        self._unknown = outputs[unknown]["index"] if unknown is not None else None
         self.input = _tflite_info(inputs[0])
-        self.output = _tflite_info(outputs[0])
+        self.output = _tflite_info(outputs[scores])
+        self.unknown = _tflite_info(outputs[unknown]) if unknown is not None else None
 
-    def run(self, tensor: np.ndarray) -> np.ndarray:
+    def run_all(self, tensor: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
         self._interpreter.set_tensor(self._in, tensor)
         self._interpreter.invoke()
-        return self._interpreter.get_tensor(self._out)
+        # get_tensor copies: the next invoke must not change an answer already handed out.
+        unknown = self._interpreter.get_tensor(self._unknown) if self._unknown is not None else None
+        return self._interpreter.get_tensor(self._out), unknown
 
     def close(self) -> None:
         self._interpreter = None
@@ -94,17 +108,32 @@ class OnnxBackend(Backend):
         except Exception as exc:  # ORT raises its own exception types for every load failure
             raise ModelFileError(f"onnxruntime cannot load this ONNX model ({' '.join(str(exc).split())[:160]})") from None
         inputs, outputs = self._session.get_inputs(), self._session.get_outputs()
-        if len(inputs) != 1 or len(outputs) != 1:
-            raise ModelFileError(f"model has {len(inputs)} inputs and {len(outputs)} outputs; a classifier has one of each")
-        self._in_name, self._out_name = inputs[0].name, outputs[0].name
+        infos = [TensorInfo(tuple(_dim(d) for d in o.shape), _onnx_dtype(o.type)) for o in outputs]
+        scores, unknown = _pick_outputs(len(inputs), infos)
+        self._in_name = inputs[0].name
+        self._out_names = [outputs[scores].name] + ([outputs[unknown].name] if unknown is not None else [])
         self.input = TensorInfo(tuple(_dim(d) for d in inputs[0].shape), _onnx_dtype(inputs[0].type))
-        self.output = TensorInfo(tuple(_dim(d) for d in outputs[0].shape), _onnx_dtype(outputs[0].type))
+        self.output = infos[scores]
+        self.unknown = infos[unknown] if unknown is not None else None
 
-    def run(self, tensor: np.ndarray) -> np.ndarray:
-        return self._session.run([self._out_name], {self._in_name: tensor})[0]
+    def run_all(self, tensor: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        results = self._session.run(self._out_names, {self._in_name: tensor})
+        return results[0], (results[1] if len(results) > 1 else None)
 
     def close(self) -> None:
         self._session = None
+
+
+def _pick_outputs(inputs: int, outputs: list[TensorInfo]) -> tuple[int, int | None]:
+    """Which output holds the class scores and which (if any) the one-value out-of-class score."""
+    if inputs == 1 and len(outputs) == 1:
+        return 0, None
+    if inputs == 1 and len(outputs) == 2:
+        single = [i for i, o in enumerate(outputs) if o.shape and o.shape[-1] == 1]
+        if len(single) == 1:
+            return 1 - single[0], single[0]
+    raise ModelFileError(f"model has {inputs} input(s) and {len(outputs)} output(s); a classifier has one input, "
+                         "its class scores and at most one out-of-class score (one value per image)")
 
 
 def available(name: str) -> bool:

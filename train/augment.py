@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-AUGMENTATIONS = ("none", "shift_flip", "framing", "tutorial", "scenes", "photo")
+AUGMENTATIONS = ("none", "shift_flip", "framing", "tutorial", "scenes", "photo", "camera")
 
 
 def shift_flip(images: np.ndarray, rng: np.random.Generator, max_shift: int = 2) -> np.ndarray:

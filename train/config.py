@@ -197,8 +197,8 @@ class TrainConfig:
         need(self.crop is None or 0.25 <= self.crop <= 1.0, "--crop must be in 0.25..1")
         need(self.name is None or (re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", self.name) is not None),
              f"--name {self.name!r} must be a plain folder name (letters, digits, '.', '_', '-')")
-        need(self.augment != "photo" or self.folder is not None, "--augment photo crops from real photos; it needs "
-                                                                  "--folder ROOT")
+        need(self.augment not in ("photo", "camera") or self.folder is not None,
+             f"--augment {self.augment} crops from real photos; it needs --folder ROOT")
 
     def run_name(self) -> str:
         """The run folder's name: a folder run gets its own, so it never replaces the registry model's run."""

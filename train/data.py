@@ -19,7 +19,7 @@ from edge_runtime.contract import InputSpec
 from edge_common.errors import DatasetError
 
 from . import augment, models, paths
-from .datasets import camera_scenes, fashion_mnist, folder
+from .datasets import camera_frames, camera_scenes, fashion_mnist, folder
 from .scene_sets import EpochScenes, half_size
 
 if TYPE_CHECKING:
@@ -46,6 +46,9 @@ class TrainData:
     close: Callable[[], None] = lambda: None  # releases background renderers
     low_res_epochs: int = 0  # epochs whose batches are at half size
     test_conditions: list[dict[str, Any]] | None = None  # camera scenes: what each test scene drew
+    # Real-photo runs: the validation and test photos whole (model colour order), for camera frames.
+    val_photos: list[np.ndarray] | None = None
+    test_photos: list[np.ndarray] | None = None
 
     def spec_for_epoch(self, epoch: int) -> InputSpec:
         """The size batches of ``epoch`` have: half size during the low-resolution epochs."""
@@ -168,7 +171,7 @@ def _scene_data(config: "TrainConfig", spec: InputSpec, batch_size: int, teacher
 
 
 def _folder_data(config: "TrainConfig", spec: InputSpec, batch_size: int) -> TrainData:
-    if config.augment == "photo":
+    if config.augment in ("photo", "camera"):
         return _photo_data(config, spec, batch_size)
     root, seed, val_fraction = str(paths.resolve_folder(config.folder)), config.seed, config.val_fraction
     splits = folder.has_splits(root)
@@ -223,21 +226,30 @@ def _photo_data(config: "TrainConfig", spec: InputSpec, batch_size: int) -> Trai
     photos, y_train = train_set.load_photos(spec.color_order, max_side=max(spec.height, spec.width) * 3 // 2)
     x_val, y_val = val_set.load(spec)
     x_test, y_test = test_set.load(spec)
+    # Whole photos for the camera conditions (frames are built from them at 640x480).
+    val_photos, val_kept = val_set.load_photos(spec.color_order, max_side=480)
+    test_photos, test_kept = test_set.load_photos(spec.color_order, max_side=480)
+    if len(val_kept) != len(y_val) or len(test_kept) != len(y_test):
+        raise DatasetError(f"{root}: photos decoded differently on a second read; check the files are not changing")
     log.info("%s; %d photos train, %d validate, %d test", train_set.summary(), len(photos), len(y_val), len(y_test))
-    seed, size = config.seed, (spec.height, spec.width)
+    seed, size, camera = config.seed, (spec.height, spec.width), config.augment == "camera"
 
     def make_batch(epoch: int, index: int) -> tuple[np.ndarray, np.ndarray]:
         order = np.random.default_rng([seed, epoch]).permutation(len(photos))
         chosen = order[index * batch_size:(index + 1) * batch_size]
         rng = np.random.default_rng([seed, epoch, index, 1])
+        if camera:  # half of each batch framed by a camera: near or far, on a background, with webcam faults
+            return camera_frames.camera_batch(photos, chosen, spec, rng)[0], y_train[chosen]
         return augment.photo_batch([photos[i] for i in chosen], size, rng), y_train[chosen]
 
     sample_rng, shown = np.random.default_rng([seed, 25]), _shown(len(photos), seed)
     return TrainData(
         class_names=names, input_spec=spec, train_count=len(photos), batch_size=batch_size, make_batch=make_batch,
         val=(x_val, y_val), test=(x_test, y_test),
-        samples=(augment.photo_batch([photos[i] for i in shown], size, sample_rng), y_train[shown]),
+        samples=(camera_frames.camera_batch(photos, shown, spec, sample_rng)[0] if camera else
+                 augment.photo_batch([photos[i] for i in shown], size, sample_rng), y_train[shown]),
         test_name=f"folder dataset {config.folder} ({len(y_test)} held-out photos)",
+        val_photos=val_photos, test_photos=test_photos,
     )
 
 

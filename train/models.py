@@ -247,7 +247,7 @@ REGISTRY: dict[str, ModelSpec] = {
                   convert=_EIGHT_BIT_ONNX_WEIGHTS),
         ModelSpec("clothes_lite0", "real-photo clothes (10 classes): EfficientNet-Lite0 from ImageNet, fine-tuned on "
                   "clothing-small (the default camera model)", PHOTO_INPUT, "folder", None,
-                  dict(backbone="lite0", folder="data/clothing-small", augment="photo", epochs=15, head_epochs=3,
+                  dict(backbone="lite0", folder="data/clothing-small", augment="camera", epochs=20, head_epochs=3,
                        batch_size=32, learning_rate=2e-3, fine_tune_rate=3e-4, warmup_epochs=0.0,
                        label_smoothing=0.1, patience=15), bench_sizes=(160, 224), formats=_FULL_SIZE_FORMATS,
                   convert=_EIGHT_BIT_ONNX_WEIGHTS),

@@ -35,8 +35,8 @@ from edge_common.files import atomic_save, atomic_write_text, dump_json, read_js
 from edge_runtime.contract import InputSpec
 from edge_common.errors import EdgeError, OutputError
 
-from . import augment, data as data_mod, distill, models, paths, runfolder
-from .datasets import camera_scenes
+from . import augment, data as data_mod, distill, models, paths, runfolder, unknown
+from .datasets import camera_frames, camera_scenes
 from .config import RESUME_KEYS, ConfigError, TrainConfig
 
 log = logging.getLogger("edge_classify.train")
@@ -285,8 +285,12 @@ def _finish(session: _Session) -> dict[str, Any]:
     if not config.backbone:  # a backbone's batch norm keeps its ImageNet statistics (it never trained)
         # Batches of the last full-resolution epoch (already rendered for camera models).
         _recalibrate_batch_norm(final, data, epoch=max(config.low_res_epochs, state.epoch - 1))
+    head = None
+    if config.backbone:  # "none of these": a second output from the features (see unknown.py)
+        head = _fit_unknown(final, data, session.input_spec, config.seed, session.steps)
+        final = unknown.with_unknown_output(final, head.prototypes)
     data.close()
-    metrics = _evaluate(final, data, config, state, session.input_spec)
+    metrics = _evaluate(final, data, config, state, session.input_spec, head)
     if session.teacher is not None:  # the soft targets depend on the teacher's exact weights
         metrics["teacher"] = {"file": _display_path(session.teacher), "sha256": sha256_file(session.teacher)}
     _write_run(session.write_dir, final, data, config, metrics, state)
@@ -544,9 +548,37 @@ def _write_history(path: Path, history: list[dict[str, float]]) -> None:
 
 def predict_probabilities(model: Any, images: np.ndarray, batch_size: int = 500) -> np.ndarray:
     """Softmax outputs for uint8 NHWC images (the graph normalizes)."""
+    return predict_all(model, images, batch_size)[0]
+
+
+def predict_all(model: Any, images: np.ndarray, batch_size: int = 500) -> tuple[np.ndarray, np.ndarray | None]:
+    """Softmax outputs and, for a model with the out-of-class output, its scores."""
     if len(images) == 0:
-        return np.zeros((0, model.output_shape[-1]), np.float32)
-    return np.asarray(model.predict(images.astype(np.float32), batch_size=batch_size, verbose=0))
+        classes = model.output_shape[0][-1] if unknown.has_unknown_output(model) else model.output_shape[-1]
+        return np.zeros((0, classes), np.float32), (np.zeros(0, np.float32) if unknown.has_unknown_output(model)
+                                                    else None)
+    return unknown.split_outputs(model.predict(images.astype(np.float32), batch_size=batch_size, verbose=0))
+
+
+def _fit_unknown(model: Any, data: data_mod.TrainData, spec: InputSpec, seed: int, steps: int) -> unknown.UnknownHead:
+    """Prototypes from a fresh epoch of training batches (plain and camera-framed, as trained), and the
+    threshold that keeps 95% of the validation photos, plain and under every camera condition."""
+    images, labels = zip(*(data.make_batch(10_000, index) for index in range(steps)))
+    train_features = unknown.features_of(model, np.concatenate(images))
+    protos = unknown.prototypes(train_features, np.concatenate(labels), len(data.class_names), seed=seed)
+    held_out = [data.val[0]]
+    name = f"{len(data.val[1])} validation images"
+    if data.val_photos is not None:
+        bgr = camera_frames.as_bgr(data.val_photos, spec.color_order)
+        held_out.append(camera_frames.in_class_frames(bgr, data.val[1], spec))
+        name = (f"{len(data.val[1])} validation photos, plain and under the "
+                f"{len(camera_frames.GARMENT_CONDITIONS)} camera conditions")
+    calibration = unknown.scores(unknown.features_of(model, np.concatenate(held_out)), protos)
+    threshold = unknown.calibrate(calibration)
+    head = unknown.UnknownHead(protos, threshold, name, float(np.mean(calibration <= threshold)))
+    log.info("unknown: %d prototypes, threshold %.4f (keeps %.1f%% of %s)", len(protos), threshold,
+             100 * head.in_class_accepted, name)
+    return head
 
 
 def classification_metrics(labels: np.ndarray, predicted: np.ndarray, class_names: tuple[str, ...]) -> dict[str, Any]:
@@ -598,9 +630,9 @@ def weights_digest(model: Any) -> str:
 
 
 def _evaluate(model: Any, data: data_mod.TrainData, config: TrainConfig, state: _State,
-              input_spec: InputSpec) -> dict[str, Any]:
+              input_spec: InputSpec, head: unknown.UnknownHead | None = None) -> dict[str, Any]:
     x_test, y_test = data.test
-    probabilities = predict_probabilities(model, x_test)
+    probabilities, scores = predict_all(model, x_test)
     predicted = np.argmax(probabilities, axis=1)
     metrics: dict[str, Any] = {"model": config.model, "dataset": "folder" if config.folder else
                                models.get(config.model).dataset, "test_set": data.test_name}
@@ -614,6 +646,13 @@ def _evaluate(model: Any, data: data_mod.TrainData, config: TrainConfig, state: 
     metrics["robustness"] = robustness(model, x_test, y_test, input_spec)
     if data.test_conditions:
         metrics["scene_conditions"] = camera_scenes.accuracy_by_condition(data.test_conditions, predicted == y_test)
+    if head is not None:
+        metrics["unknown"] = {**head.to_dict(), "test_accepted": float(np.mean(scores <= head.threshold))}
+    if data.test_photos is not None:  # the held-out photos as a camera sees them
+        metrics["camera_conditions"] = camera_frames.measure(
+            lambda images: predict_all(model, images), camera_frames.as_bgr(data.test_photos, input_spec.color_order),
+            y_test, input_spec, threshold=head.threshold if head else None)
+        log.info("camera conditions: %s", camera_frames.summary(metrics["camera_conditions"]))
     metrics.update(
         parameters=int(model.count_params()),
         macs_per_image=models.count_macs(model),

@@ -289,6 +289,13 @@ def _background(rng: np.random.Generator, size: int, *, dark: bool) -> tuple[np.
     return np.clip(background, 0, 255).astype(np.float32), _BACKGROUNDS[kind]
 
 
+def background_scene(rng: np.random.Generator, size: int) -> np.ndarray:
+    """A scene with no garment (size x size, uint8): one of the backgrounds, unevenly lit, dark or light."""
+    background, _ = _background(rng, size, dark=bool(rng.random() < 0.5))
+    lit = background * _illumination(rng, size)[:, :, None]
+    return np.clip(lit, 0, 255).astype(np.uint8)
+
+
 def _ramp(rng: np.random.Generator, size: int) -> np.ndarray:
     """A linear 0..1 ramp across the frame in a random direction."""
     angle = rng.uniform(0, 2 * np.pi)

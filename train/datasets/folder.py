@@ -114,23 +114,9 @@ class FolderDataset:
 
     def _decode(self, path: Path, spec: InputSpec | None) -> np.ndarray | None:
         """The image through the runtime's preprocessing for ``spec``; with None, the decoded BGR frame."""
-        import cv2
-
-        try:
-            size = path.stat().st_size
-            if size == 0:
-                return self._skip(path, "empty file", "empty")
-            if size > _MAX_FILE_BYTES:
-                return self._skip(path, f"{size} bytes is too large for an image", "too large")
-            raw = np.fromfile(path, dtype=np.uint8)
-        except OSError as exc:
-            return self._skip(path, f"cannot read ({exc.strerror or exc})", "unreadable")
-        try:
-            image = cv2.imdecode(raw, cv2.IMREAD_COLOR)
-        except cv2.error as exc:  # e.g. a header claiming more pixels than OpenCV allows
-            return self._skip(path, f"not a decodable image ({' '.join(str(exc).split())[-120:]})", "not an image")
-        if image is None or image.size == 0:
-            return self._skip(path, "not a decodable image", "not an image")
+        image, why, kind = read_image(path)
+        if image is None:
+            return self._skip(path, why, kind)
         return image if spec is None else to_model_image(image, spec)
 
     def _skip(self, path: Path, why: str, kind: str) -> None:
@@ -139,6 +125,28 @@ class FolderDataset:
             log.warning("skipping %s: %s", path, why)
         self.skipped[kind] = self.skipped.get(kind, 0) + 1
         return None
+
+
+def read_image(path: Path) -> tuple[np.ndarray | None, str, str]:
+    """Decode one image file as BGR; on failure (None, why, kind of failure) and nothing raised."""
+    import cv2
+
+    try:
+        size = path.stat().st_size
+        if size == 0:
+            return None, "empty file", "empty"
+        if size > _MAX_FILE_BYTES:
+            return None, f"{size} bytes is too large for an image", "too large"
+        raw = np.fromfile(path, dtype=np.uint8)
+    except OSError as exc:
+        return None, f"cannot read ({exc.strerror or exc})", "unreadable"
+    try:
+        image = cv2.imdecode(raw, cv2.IMREAD_COLOR)
+    except cv2.error as exc:  # e.g. a header claiming more pixels than OpenCV allows
+        return None, f"not a decodable image ({' '.join(str(exc).split())[-120:]})", "not an image"
+    if image is None or image.size == 0:
+        return None, "not a decodable image", "not an image"
+    return image, "", ""
 
 
 def split_files(dataset: FolderDataset, fraction: float, seed: int) -> tuple[FolderDataset, FolderDataset]:
