@@ -28,7 +28,7 @@ def build_parser() -> ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    setup_logging()
+    setup_logging(args.verbose)
     from train.tfenv import quiet_tensorflow
 
     quiet_tensorflow()
@@ -43,7 +43,8 @@ def main(argv: list[str] | None = None) -> int:
                 failed = ", ".join(f"{r.format} ({r.measured}; needs {r.gate})" for r in report.results
                                    if r.status == "rejected")
                 print(f"error: {report.model}: {failed} failed the parity gate; kept as *.rejected in "
-                      f"{report.deploy_dir}", file=sys.stderr)
+                      f"{report.deploy_dir} (--max-accuracy-drop allows a larger drop; --no-gates keeps every "
+                      "file)", file=sys.stderr)
                 status = 1
         return status
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import tempfile
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -85,7 +86,10 @@ def onnx_float_model(model: Any, spec: InputSpec) -> Any:
 
     @tf.function(input_signature=signature)
     def serve(image: Any) -> Any:
-        return {"probabilities": model(image, training=False)}
+        outputs = model(image, training=False)
+        if isinstance(outputs, (list, tuple)):  # the out-of-class score rides along as a second output
+            return {"probabilities": outputs[0], "unknown": outputs[1]}
+        return {"probabilities": outputs}
 
     proto, _ = tf2onnx.convert.from_function(serve, input_signature=signature, opset=ONNX_OPSET)
     return proto
@@ -116,11 +120,26 @@ def onnx_int8_bytes(float_model: Any, calibration: np.ndarray, settings: OnnxQua
         onnx.save(float_model, str(raw))
         # Symbolic shape inference needs sympy; shapes are static (batch 1), so skip it.
         quant_pre_process(str(raw), str(prepared), skip_symbolic_shape=True)
-        quantize_static(str(prepared), str(quantized), Reader(), quant_format=QuantFormat.QDQ,
-                        per_channel=settings.per_channel, reduce_range=settings.reduce_range,
-                        activation_type=types[settings.activation_type], weight_type=types[settings.weight_type],
-                        calibrate_method=methods[settings.calibration_method])
+        with _quiet_root_logger():
+            quantize_static(str(prepared), str(quantized), Reader(), quant_format=QuantFormat.QDQ,
+                            per_channel=settings.per_channel, reduce_range=settings.reduce_range,
+                            activation_type=types[settings.activation_type], weight_type=types[settings.weight_type],
+                            calibrate_method=methods[settings.calibration_method])
         return quantized.read_bytes()
+
+
+@contextmanager
+def _quiet_root_logger() -> Iterator[None]:
+    """ONNX Runtime's quantizer logs a line per adjusted scale on the root logger (83 for one model);
+    they are shown only with --verbose (the root logger at DEBUG)."""
+    root = logging.getLogger()
+    level = root.level
+    if level > logging.DEBUG:
+        root.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        root.setLevel(level)
 
 
 def onnx_with_metadata(model_bytes_or_proto: Any, entries: dict[str, str]) -> bytes:

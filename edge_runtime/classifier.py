@@ -16,14 +16,28 @@ from .metadata import load_bytes, read_metadata
 from .preprocess import dequantize, to_input_tensor, to_model_image
 
 
+UNKNOWN = "unknown"  # what a frame showing none of the classes is called, everywhere
+UNCERTAIN = "uncertain"  # a known class whose score is below the caller's --threshold
+
+
+def frame_answer(top: Sequence[tuple[str, float]], unknown: bool, threshold: float = 0.0) -> str:
+    """What one frame shows, in one word: ``unknown`` when the out-of-class score says none of the
+    classes, ``uncertain`` when the best score is below ``threshold``, else the best label."""
+    if unknown:
+        return UNKNOWN
+    return top[0][0] if top[0][1] >= threshold else UNCERTAIN
+
+
 @dataclass(frozen=True)
 class Prediction:
-    """Top-k labels with scores for one frame, and where the time went."""
+    """Top-k labels with scores for one frame, whether it shows none of them, and where the time went."""
 
     top: tuple[tuple[str, float], ...]
     probabilities: np.ndarray
     preprocess_ms: float
     inference_ms: float
+    unknown: bool = False  # the file's out-of-class score is above its threshold (always False without one)
+    unknown_score: float | None = None  # that score (None: the file has no out-of-class output)
 
     @property
     def label(self) -> str:
@@ -32,6 +46,10 @@ class Prediction:
     @property
     def score(self) -> float:
         return self.top[0][1]
+
+    def answer(self, threshold: float = 0.0) -> str:
+        """The label to show: see :func:`frame_answer`."""
+        return frame_answer(self.top, self.unknown, threshold)
 
 
 class Classifier:
@@ -49,6 +67,11 @@ class Classifier:
         self._output_quant = (Quantization(backend.output.scale, backend.output.zero_point)
                               if backend.output.dtype in ("int8", "uint8") and backend.output.scale > 0 else None)
         self._softmax = metadata.output.kind == "logits"
+        unknown = backend.unknown
+        self._unknown_quant = (Quantization(unknown.scale, unknown.zero_point)
+                               if unknown is not None and unknown.dtype in ("int8", "uint8") and unknown.scale > 0
+                               else None)
+        self.unknown_spec = metadata.output.unknown  # None: the file cannot say "none of these"
 
     @classmethod
     def open(cls, path: str | Path, backend: str = "auto", threads: int | None = None, *,
@@ -105,12 +128,24 @@ class Classifier:
 
     def infer(self, tensor: np.ndarray) -> np.ndarray:
         """Run a prepared batch-1 tensor; returns float32 probabilities (one row)."""
-        raw = self.backend.run(tensor)
+        return self.infer_all(tensor)[0]
+
+    def infer_all(self, tensor: np.ndarray) -> tuple[np.ndarray, float | None]:
+        """Run a prepared batch-1 tensor; returns float32 probabilities (one row) and the out-of-class
+        score where the file has that output (else None)."""
+        raw, raw_unknown = self.backend.run_all(tensor)
         probabilities = dequantize(np.asarray(raw).reshape(-1), self._output_quant)
         if self._softmax:
             shifted = np.exp(probabilities - probabilities.max())
             probabilities = shifted / shifted.sum()
-        return probabilities
+        if raw_unknown is None:
+            return probabilities, None
+        return probabilities, float(dequantize(np.asarray(raw_unknown).reshape(-1), self._unknown_quant)[0])
+
+    def is_unknown(self, unknown_score: float | None) -> bool:
+        """Whether a score from :meth:`infer_all` means none of the classes (False for files without one)."""
+        return unknown_score is not None and self.unknown_spec is not None and self.unknown_spec.is_unknown(
+            unknown_score)
 
     def predict(self, frame: np.ndarray, top_k: int = 3) -> Prediction:
         """Classify one frame (BGR/BGRA/gray uint8, any size).
@@ -121,10 +156,11 @@ class Classifier:
         started = time.perf_counter()
         tensor = self.input_tensor(frame)
         prepared = time.perf_counter()
-        probabilities = self.infer(tensor)
+        probabilities, unknown_score = self.infer_all(tensor)
         done = time.perf_counter()
         return Prediction(self.top(probabilities, top_k), probabilities,
-                          (prepared - started) * 1e3, (done - prepared) * 1e3)
+                          (prepared - started) * 1e3, (done - prepared) * 1e3,
+                          self.is_unknown(unknown_score), unknown_score)
 
     def predict_batch(self, frames: Iterable[np.ndarray], top_k: int = 3) -> list[Prediction]:
         """Classify several frames; files are batch-1, so this runs them back to back."""
@@ -178,4 +214,9 @@ def _reconcile(metadata: ModelMetadata, engine: Backend, path: Path) -> ModelMet
     else:
         quant = None
     output = replace(metadata.output, dtype=engine.output.dtype) if metadata.output else OutputSpec()
+    if output.unknown is not None:
+        if engine.unknown is None:
+            raise MetadataError(f"{path}: metadata declares an out-of-class output but the model has none; "
+                                "the metadata does not belong to this model")
+        output = replace(output, unknown=replace(output.unknown, dtype=engine.unknown.dtype))
     return replace(metadata, input=spec.with_tensor(dtype, quant), output=output)

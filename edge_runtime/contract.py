@@ -104,17 +104,66 @@ class InputSpec:
             raise MetadataError(f"metadata field input is malformed ({exc})") from None
 
 
+#: Out-of-class scores a file may carry, and the range each takes (see train/unknown.py).
+UNKNOWN_SCORES = {"prototype_cosine": (0.0, 2.0)}
+
+
+@dataclass(frozen=True)
+class UnknownSpec:
+    """The optional second output: one out-of-class score per image; above ``threshold`` the frame
+    shows none of the classes ("unknown")."""
+
+    threshold: float
+    score: str = "prototype_cosine"
+    keep: float = 0.95  # the share of held-out in-class images the threshold was calibrated to accept
+    dtype: str = "float32"
+    quantization: Quantization | None = None
+
+    def is_unknown(self, score: float) -> bool:
+        return score > self.threshold
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"score": self.score, "threshold": self.threshold, "keep": self.keep, "dtype": self.dtype,
+                "quantization": self.quantization.to_dict() if self.quantization else None}
+
+    @classmethod
+    def from_dict(cls, data: Any) -> "UnknownSpec":
+        obj = _mapping(data, "output.unknown")
+        score = obj.get("score")
+        if score not in UNKNOWN_SCORES:
+            raise MetadataError(f"metadata field output.unknown.score is {score!r}; expected one of "
+                                f"{', '.join(UNKNOWN_SCORES)}")
+        if "threshold" not in obj:
+            raise MetadataError("metadata declares an out-of-class output (output.unknown) without a threshold; "
+                                "re-export the model with `python -m convert`")
+        threshold = _num(obj.get("threshold"), "output.unknown.threshold")
+        low, high = UNKNOWN_SCORES[score]
+        if not low <= threshold <= high:
+            raise MetadataError(f"metadata field output.unknown.threshold {threshold} is outside the {score} range "
+                                f"{low}..{high}; re-export the model with `python -m convert`")
+        keep = _num(obj.get("keep", 0.95), "output.unknown.keep")
+        dtype = str(obj.get("dtype", "float32"))
+        if dtype not in TENSOR_DTYPES:
+            raise MetadataError(f"metadata field output.unknown.dtype is {dtype!r}")
+        return cls(threshold=threshold, score=score, keep=keep, dtype=dtype,
+                   quantization=_quant(obj.get("quantization"), "output.unknown.quantization"))
+
+
 @dataclass(frozen=True)
 class OutputSpec:
-    """What the model's single output holds."""
+    """What the model's outputs hold: the class scores, and optionally an out-of-class score."""
 
     kind: str = "probabilities"  # softmax is inside every graph
     dtype: str = "float32"
     quantization: Quantization | None = None
+    unknown: UnknownSpec | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {"kind": self.kind, "dtype": self.dtype,
-                "quantization": self.quantization.to_dict() if self.quantization else None}
+        data: dict[str, Any] = {"kind": self.kind, "dtype": self.dtype,
+                                "quantization": self.quantization.to_dict() if self.quantization else None}
+        if self.unknown is not None:
+            data["unknown"] = self.unknown.to_dict()
+        return data
 
     @classmethod
     def from_dict(cls, data: Any) -> "OutputSpec":
@@ -125,7 +174,9 @@ class OutputSpec:
         dtype = str(obj.get("dtype", "float32"))
         if dtype not in TENSOR_DTYPES:
             raise MetadataError(f"metadata field output.dtype is {dtype!r}; expected one of {', '.join(TENSOR_DTYPES)}")
-        return cls(kind=kind, dtype=dtype, quantization=_quant(obj.get("quantization"), "output.quantization"))
+        unknown = UnknownSpec.from_dict(obj["unknown"]) if obj.get("unknown") is not None else None
+        return cls(kind=kind, dtype=dtype, quantization=_quant(obj.get("quantization"), "output.quantization"),
+                   unknown=unknown)
 
 
 @dataclass(frozen=True)

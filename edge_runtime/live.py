@@ -21,7 +21,7 @@ from typing import Any, Callable
 import numpy as np
 
 from . import overlay
-from .classifier import Classifier
+from .classifier import Classifier, frame_answer
 from edge_common.cli import option
 
 from .errors import EdgeError, FrameError, OutputError, SourceError
@@ -95,6 +95,7 @@ class LiveStats:
     rejected: int = 0  # frames the runtime could not use (wrong dtype, empty)
     dropped: int = 0  # live frames replaced by newer ones before inference
     reconnects: int = 0
+    unknown: int = 0  # frames the model's out-of-class score called none of its classes
     wall_s: float = 0.0
     ended_by: str = ""
     outputs: list[str] = field(default_factory=list)
@@ -109,13 +110,14 @@ class LiveStats:
         return {"frames": self.frames, "fps": self.fps, "wall_s": self.wall_s, "corrupt": self.corrupt,
                 "skipped": self.skipped,
                 "rejected": self.rejected, "dropped": self.dropped, "reconnects": self.reconnects,
+                "unknown": self.unknown,
                 "ended_by": self.ended_by, "outputs": self.outputs, "error": self.error,
                 "stages": {name: stats.summary() for name, stats in self.stages.items()}}
 
     def summary(self) -> str:
         lines = [f"{self.frames} frames in {self.wall_s:.1f}s = {self.fps:.1f} FPS (ended by {self.ended_by}); "
                  f"corrupt {self.corrupt}, skipped {self.skipped}, rejected {self.rejected}, dropped {self.dropped}, "
-                 f"reconnects {self.reconnects}"]
+                 f"reconnects {self.reconnects}, unknown {self.unknown}"]
         for name, stats in self.stages.items():
             s = stats.summary()
             lines.append(f"  {name:10s} mean {s['mean_ms']:7.3f} ms  p50 {s['p50_ms']:7.3f}  p95 {s['p95_ms']:7.3f}  max {s['max_ms']:8.2f}")
@@ -125,18 +127,24 @@ class LiveStats:
 
 
 class Smoother:
-    """Mean of the last N probability vectors, kept in a fixed ring."""
+    """Mean of the last N probability vectors, and of their out-of-class scores, kept in a fixed ring.
+
+    The out-of-class score is smoothed with the probabilities, so "unknown" is a state like any
+    label: one odd frame neither starts nor ends it.
+    """
 
     def __init__(self, window: int, classes: int) -> None:
-        self._ring = np.zeros((max(1, window), classes), dtype=np.float32)
+        self._ring = np.zeros((max(1, window), classes + 1), dtype=np.float32)
         self._count = 0
 
-    def __call__(self, probabilities: np.ndarray) -> np.ndarray:
+    def __call__(self, probabilities: np.ndarray, unknown_score: float | None = None) -> tuple[np.ndarray, float | None]:
         if len(self._ring) == 1:
-            return probabilities
-        self._ring[self._count % len(self._ring)] = probabilities
+            return probabilities, unknown_score
+        self._ring[self._count % len(self._ring), :-1] = probabilities
+        self._ring[self._count % len(self._ring), -1] = 0.0 if unknown_score is None else unknown_score
         self._count += 1
-        return self._ring[: min(self._count, len(self._ring))].mean(axis=0)
+        mean = self._ring[: min(self._count, len(self._ring))].mean(axis=0)
+        return mean[:-1], (None if unknown_score is None else float(mean[-1]))
 
 
 class _Segmented:
@@ -394,16 +402,19 @@ class _Loop:
             t0 = time.perf_counter()
             tensor = classifier.input_tensor(event.frame)
             t1 = time.perf_counter()
-            probabilities = self.smoother(classifier.infer(tensor))
+            probabilities, unknown_score = self.smoother(*classifier.infer_all(tensor))
             t2 = time.perf_counter()
         except FrameError as exc:
             self.stats.rejected += 1
             log.warning("frame %d skipped: %s", event.index, exc)
             return
         top = classifier.top(probabilities, config.top_k)
+        unknown = classifier.is_unknown(unknown_score)
+        self.stats.unknown += unknown
         frame = event.frame
         if config.overlay and (self.show or self.video):
-            frame = overlay.draw(frame, top, self._fps(t2), threshold=config.threshold, bars=config.bars)
+            frame = overlay.draw(frame, top, self._fps(t2), threshold=config.threshold, bars=config.bars,
+                                 unknown=unknown)
         t3 = time.perf_counter()
         if self.video:
             self.video.write(frame, time.time())
@@ -414,7 +425,7 @@ class _Loop:
         for name, value in stages.items():
             self.stats.stages[name].add(value)
         if self.records:
-            self._record(event, top, stages)
+            self._record(event, top, stages, unknown, unknown_score)
         self.stats.frames += 1
         if self.on_frame is not None:
             self.on_frame(event.index, top)
@@ -425,15 +436,18 @@ class _Loop:
         ends.append(frame_end)
         return (len(ends) - 1) / (ends[-1] - ends[0]) if len(ends) > 1 and ends[-1] > ends[0] else None
 
-    def _record(self, event: Any, top: list[tuple[str, float]], stages: dict[str, float]) -> None:
+    def _record(self, event: Any, top: list[tuple[str, float]], stages: dict[str, float], unknown: bool,
+                unknown_score: float | None) -> None:
         """One JSONL line: the frame, its file (image sources), its top-k and its stage times, named as in
         the summary (``output`` is writing the video and showing the window; the line itself comes after)."""
         record = {"frame": event.index, "time": round(event.timestamp, 6)}
         if event.file is not None:
             record["file"] = event.file
-        record.update(label=top[0][0] if top[0][1] >= self.config.threshold else "uncertain",
+        record.update(label=frame_answer(top, unknown, self.config.threshold), unknown=unknown,
                       top=[[name, round(score, 5)] for name, score in top],
                       ms={name: round(value, 3) for name, value in stages.items()})
+        if unknown_score is not None:
+            record["unknown_score"] = round(unknown_score, 5)
         self.records.write(record, time.time())
 
     def _close(self) -> None:

@@ -24,10 +24,11 @@ def displayable(frame: np.ndarray) -> np.ndarray:
 
 
 def draw(frame: np.ndarray, top: tuple[tuple[str, float], ...], fps: float | None, *, threshold: float = 0.0,
-         bars: bool = False) -> np.ndarray:
+         bars: bool = False, unknown: bool = False) -> np.ndarray:
     """Annotate a frame and return it (in place when it already is writable 8-bit BGR).
 
-    Below ``threshold`` the label reads "uncertain" (with the best guess in brackets).
+    Below ``threshold`` the label reads "uncertain" (with the best guess in brackets); a frame the
+    model's out-of-class score calls ``unknown`` reads "none of these" (with the best guess).
     """
     import cv2
 
@@ -36,9 +37,13 @@ def draw(frame: np.ndarray, top: tuple[tuple[str, float], ...], fps: float | Non
     scale = max(0.4, min(width, height) / 640.0)
     thickness = max(1, int(round(2 * scale)))
     label, score = top[0]
-    confident = score >= threshold
-    text = f"{label} {100 * score:.0f}%" if confident else f"uncertain ({label} {100 * score:.0f}%)"
-    colour = (40, 220, 40) if confident else (0, 200, 255)
+    confident = score >= threshold and not unknown
+    if unknown:
+        text, colour = f"none of these ({label}? {100 * score:.0f}%)", (200, 200, 200)
+    elif confident:
+        text, colour = f"{label} {100 * score:.0f}%", (40, 220, 40)
+    else:
+        text, colour = f"uncertain ({label} {100 * score:.0f}%)", (0, 200, 255)
     _text(frame, text, (int(10 * scale), int(32 * scale)), 0.9 * scale, colour, thickness)
     if fps is not None:
         _text(frame, f"{fps:.1f} FPS", (int(10 * scale), int(62 * scale)), 0.6 * scale, (255, 255, 255), thickness)

@@ -30,6 +30,7 @@ class RunFolder:
     labels: tuple[str, ...]
     dataset: str  # "fashion_mnist", "camera_scenes" or "folder"
     config: dict[str, Any] = field(default_factory=dict)
+    unknown: dict[str, Any] | None = None  # metrics.json's out-of-class head: its threshold and calibration
 
     @property
     def model_file(self) -> Path:
@@ -64,7 +65,8 @@ class RunFolder:
         name = str(config.get("model") or path.name)
         labels = read_labels(path / "labels.txt")
         return cls(path=path, model=name, input_spec=_recorded_input(metrics, config, name, path),
-                   labels=labels, dataset=_recorded_dataset(metrics, config, name), config=config)
+                   labels=labels, dataset=_recorded_dataset(metrics, config, name), config=config,
+                   unknown=metrics.get("unknown") if isinstance(metrics.get("unknown"), dict) else None)
 
     def test_set(self, *, data_dir: str | None = None, limit: int | None = None) -> evalsets.EvalSet:
         """The images and labels this run was tested on (all of them unless ``limit``)."""
