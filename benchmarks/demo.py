@@ -1,7 +1,9 @@
 """`make demo`: no camera at hand? A 640x480 video of held-out real photos through the live loop.
 
 The default model is the real-photo camera model (``clothes_lite0``); its video shows the
-repository's held-out photos, one class after another. ``camera_cnn`` gets a video of its camera
+repository's held-out photos as a camera would, one class after another, each under the next camera
+condition (near, mid, far, off-centre, blur, noise, JPEG, dim, tungsten), with an empty scene after
+every third garment (the overlay then reads "none of these"). ``camera_cnn`` gets a video of its camera
 test scenes instead. Writes ``reports/demo_input.mp4`` (never training images), ``reports/demo.mp4`` (the
 annotated output), ``reports/demo.jsonl`` (one line per frame) and ``reports/demo_contact_sheet.png``
 (a grid of annotated frames).
@@ -54,7 +56,7 @@ def main(argv: list[str] | None = None) -> int:
     from edge_runtime.sources import open_source
     from train import evalsets, models, paths
 
-    from .pipeline import make_photo_video, make_scene_video
+    from .pipeline import make_frames_video, make_scene_video
 
     reports = Path(args.reports_dir) if args.reports_dir else paths.default_reports_dir()
     model = Path(args.model) if args.model else paths.default_runs_dir() / DEFAULT_MODEL / "deploy" / "model_int8.tflite"
@@ -66,12 +68,14 @@ def main(argv: list[str] | None = None) -> int:
         if classifier.metadata.model == "camera_cnn":
             scenes = evalsets.test_set("camera_scenes", models.get("camera_cnn").input, limit=args.count)
             make_scene_video(video, scenes.images, scenes.labels, hold=args.hold)
-        else:
-            from train.datasets import folder
+        else:  # as a camera sees them: near, mid and far, off-centre, blurred or dim, and empty scenes
+            from train.datasets import camera_frames, folder
 
-            held_out = folder.open_folder(paths.resolve_folder(evalsets.PHOTOS) / "test").interleaved(args.count)
-            make_photo_video(video, [path for path, _ in held_out], np.array([label for _, label in held_out]),
-                             hold=args.hold)
+            held_out = folder.open_folder(paths.resolve_folder(evalsets.PHOTOS) / "test")
+            held_out.files = held_out.interleaved(args.count)
+            photos, labels = held_out.load_photos("BGR", max_side=480)
+            frames, frame_labels = camera_frames.video_frames(photos, labels)
+            make_frames_video(video, frames, frame_labels, hold=args.hold)
         stats = run(classifier, open_source(str(video)),
                     LiveConfig(headless=True, output=str(reports / "demo.mp4"), jsonl=str(reports / "demo.jsonl"),
                                bars=True, smooth=3))

@@ -53,6 +53,26 @@ def make_scene_video(path: Path, scenes_rgb: np.ndarray, labels: np.ndarray, *, 
     return np.repeat(labels, hold)
 
 
+def make_frames_video(path: Path, frames: list[np.ndarray], labels: np.ndarray, *, hold: int = 6,
+                      fps: float = 30.0) -> np.ndarray:
+    """Write 640x480 BGR frames as an mp4 (each shown for ``hold`` frames); return per-frame labels."""
+    import cv2
+
+    tmp = temp_path_beside(path.with_suffix(".mp4"))
+    writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter_fourcc(*"mp4v"), fps, FRAME_SIZE)
+    if not writer.isOpened():
+        tmp.unlink(missing_ok=True)
+        raise RuntimeError(f"OpenCV cannot write {path}")
+    try:
+        for frame in frames:
+            for _ in range(hold):
+                writer.write(frame)
+    finally:
+        writer.release()
+    tmp.replace(path)
+    return np.repeat(np.asarray(labels, dtype=np.int64), hold)
+
+
 def make_photo_video(path: Path, photos: list[Path], labels: np.ndarray, *, hold: int = 6,
                      fps: float = 30.0) -> np.ndarray:
     """Write real photos as a 640x480 mp4, each whole and centred on mid-grey as a camera pointed at
@@ -134,10 +154,25 @@ def live_loop(model_file: Path, video: Path, frame_labels: np.ndarray | None, *,
         out["runtime_frame_ms"] = busy  # the main thread's own work per frame (capture runs alongside)
         out["runtime_overhead_fraction"] = (busy - stages["inference"]["mean_ms"]) / busy if busy else 0.0
         if frame_labels is not None and labels is not None and jsonl_path.exists():
-            predicted = [json.loads(line)["top"][0][0] for line in jsonl_path.read_text().splitlines()]
-            truth = [labels[i] for i in frame_labels[: len(predicted)]]
-            out["frame_accuracy"] = float(np.mean([p == t for p, t in zip(predicted, truth)])) if truth else 0.0
+            out.update(frame_scores([json.loads(line) for line in jsonl_path.read_text().splitlines()],
+                                    frame_labels, labels))
         return out
+
+
+def frame_scores(records: list[dict[str, Any]], frame_labels: np.ndarray, labels: tuple[str, ...]) -> dict[str, Any]:
+    """Frame accuracy from the runtime's JSONL lines: a garment frame counts when its answer (the
+    ``label`` field: a class, ``unknown`` or ``uncertain``) is its class; empty frames (label -1)
+    count apart, as the share given a class instead of ``unknown``."""
+    truth = frame_labels[: len(records)]
+    garment = [(r, labels[t]) for r, t in zip(records, truth) if t >= 0]
+    empty = [r for r, t in zip(records, truth) if t < 0]
+    out: dict[str, Any] = {"frame_accuracy": float(np.mean([r["label"] == t for r, t in garment])) if garment else 0.0,
+                           "frame_top1_accuracy": float(np.mean([r["top"][0][0] == t for r, t in garment]))
+                           if garment else 0.0}
+    if empty:
+        out["empty_frames"] = len(empty)
+        out["empty_labelled"] = float(np.mean([not r.get("unknown", False) for r in empty]))
+    return out
 
 
 def keras_predict_loop(keras_model: Any, video: Path, spec: InputSpec, frames: int = 60) -> dict[str, float]:

@@ -117,6 +117,8 @@ def markdown(report: dict[str, Any]) -> str:
             stages = ", ".join(f"{k} {v:.3f}" for k, v in run["stage_ms"].items())
             frac = f", {100 * run['fps'] / ceiling['fps']:.0f}% of the capture ceiling" if ceiling.get("fps") else ""
             acc = f", frame accuracy {100 * run['frame_accuracy']:.1f}%" if "frame_accuracy" in run else ""
+            if "empty_labelled" in run:
+                acc += f", empty frames given a label {100 * run['empty_labelled']:.1f}%"
             lines.append(f"- {name}: {run['fps']:.0f} FPS{frac}{acc}; ms per frame: {stages}; runtime overhead "
                          f"(all but inference, of the main loop's own work) {100 * run['runtime_overhead_fraction']:.0f}%")
         keras = e2e.get("keras_predict")
@@ -125,6 +127,7 @@ def markdown(report: dict[str, Any]) -> str:
                          f"({keras['frame_ms']:.1f} ms per frame)")
         for name, ratio in e2e.get("speedup_vs_keras_predict", {}).items():
             lines.append(f"- {name} per-frame work is {ratio:.0f}x faster than model.predict on the same frames")
+    lines += camera_markdown(report.get("camera_conditions") or {})
     if report.get("skipped"):
         lines += ["", "Skipped: " + "; ".join(report["skipped"])]
     return "\n".join(lines) + "\n"
@@ -145,7 +148,54 @@ def write_all(folder: Path, report: dict[str, Any]) -> list[Path]:
     written.append(folder / "benchmark.md")
     if pareto_plot(folder / "pareto.png", report["rows"]):
         written.append(folder / "pareto.png")
+    if camera_plot(folder / "camera_conditions.png", report.get("camera_conditions") or {}):
+        written.append(folder / "camera_conditions.png")
     return written
+
+
+def camera_markdown(camera: dict[str, Any]) -> list[str]:
+    """The camera-conditions section: a row per file, a column per condition (benchmarks.camera)."""
+    if not camera.get("files"):
+        return []
+    from .camera import summary_lines
+
+    return ["", f"## {camera['model']} in front of a camera: {camera['photos']} held-out photos in 640x480 frames on "
+            f"{camera['backgrounds']}", "", "```", *summary_lines(camera), "```"]
+
+
+def camera_plot(path: Path, camera: dict[str, Any]) -> bool:
+    """Accuracy per camera condition for each file, and the share of empty frames given a label."""
+    if not camera.get("files"):
+        return False
+    try:
+        import matplotlib
+    except ImportError:
+        return False
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    files = camera["files"]
+    names = [n for n in next(iter(files.values()))["conditions"] if n not in ("mean",)]
+    fig, ax = plt.subplots(figsize=(9, 4))
+    width = 0.8 / len(files)
+    for i, (file, row) in enumerate(files.items()):
+        values = [100 * (row["conditions"][n]["labelled"] if n == "background" else row["conditions"][n]["accuracy"])
+                  for n in names]
+        ax.bar([k + i * width for k in range(len(names))], values, width, label=file)
+    ax.set_xticks([k + width * (len(files) - 1) / 2 for k in range(len(names))])
+    ax.set_xticklabels([n.replace("_", " ") if n != "background" else "empty:\nlabelled" for n in names],
+                       fontsize=8)
+    ax.set_ylabel("% of frames")
+    ax.set_ylim(0, 100)
+    ax.grid(axis="y", alpha=0.3)
+    ax.legend(fontsize=8, loc="lower left")
+    ax.set_title(f"{camera['model']}: accuracy per camera condition (empty: share wrongly given a label)", fontsize=10)
+    fig.tight_layout()
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=110)
+    plt.close(fig)
+    atomic_write_bytes(path, buffer.getvalue())
+    return True
 
 
 def pareto_plot(path: Path, rows: list[dict[str, Any]]) -> bool:

@@ -140,7 +140,8 @@ def run(config: BenchConfig) -> dict[str, Any]:
 
     steps = sum(len(t.files) * len(config.threads) + (1 if keras_ok and t.keras_file else 0) for t in targets)
     pairs = _pairs(targets)
-    progress = Progress(steps + len(pairs) + (3 if config.e2e and _e2e_camera(targets) is not None else 0))
+    camera_target = _e2e_camera(targets)
+    progress = Progress(steps + len(pairs) + (4 if config.e2e and camera_target is not None else 0))
     rows: list[dict[str, Any]] = []
     test_sets: dict[str, str] = {}
     with tempfile.TemporaryDirectory(prefix="edge-bench-") as tmp_name:
@@ -160,6 +161,7 @@ def run(config: BenchConfig) -> dict[str, Any]:
             _save_partial(partial_path, partial, config, env)
         compared = [_paired(pair, config, progress) for pair in pairs]
         end_to_end = _end_to_end(targets, config, keras_ok, tmp, progress, skipped) if config.e2e else {}
+        conditions = _camera_conditions(camera_target, config, progress, skipped) if config.e2e else {}
     progress.close()
     _mark_pareto(rows, targets, test_sets)
     note = system.int8_note(env["cpu"])
@@ -173,6 +175,7 @@ def run(config: BenchConfig) -> dict[str, Any]:
         "rows": rows,
         "paired": compared,
         "end_to_end": end_to_end,
+        "camera_conditions": conditions,
         "verdicts": report.verdicts(rows, note, bool(env["cpu"].get("int8_dot_product"))),
         "int8_note": note,
         "int8_vs_float32": _int8_ratios(rows),
@@ -435,9 +438,7 @@ def _end_to_end(targets: list[ModelTarget], config: BenchConfig, keras_ok: bool,
             frame_labels = pipeline.make_scene_video(video, scenes.images, scenes.labels, hold=hold)
             source = f"{len(scenes.labels)} fixed camera test scenes"
         else:
-            photos, labels = _held_out_photos(camera, 40 if config.quick else 150)
-            frame_labels = pipeline.make_photo_video(video, photos, labels, hold=hold)
-            source = f"{len(frame_labels) // hold} held-out real photos, each centred on grey"
+            frame_labels, source = _camera_video(camera, video, 40 if config.quick else 150, hold)
     except DatasetError as exc:
         skipped.append(f"end-to-end camera pipeline ({exc})")
         return {}
@@ -469,6 +470,45 @@ def _end_to_end(targets: list[ModelTarget], config: BenchConfig, keras_ok: bool,
         if "fps" in run and out["capture_ceiling"]["fps"]:
             run["fraction_of_capture_ceiling"] = run["fps"] / out["capture_ceiling"]["fps"]
     return out
+
+
+# Which file of the camera model each camera-conditions row measures: float and int8 side by side.
+CAMERA_FORMATS = ("tflite_int8", "tflite_float32")
+
+
+def _camera_conditions(target: ModelTarget | None, config: BenchConfig, progress: Progress,
+                       skipped: list[str]) -> dict[str, Any]:
+    """The camera model's files under every camera condition, with "none of these" (benchmarks.camera)."""
+    from . import camera
+
+    progress.step("camera conditions")
+    if target is None or target.run is None or target.dataset != "folder":
+        skipped.append("camera conditions (no folder-trained camera model in this run)")
+        return {}
+    files = [target.files[name] for name in CAMERA_FORMATS if name in target.files]
+    try:
+        # 170 photos (half the held-out set, every class in turn) keep make benchmark within its time.
+        return camera.measure(target.run, files, limit=20 if config.quick else 170)
+    except EdgeError as exc:
+        skipped.append(f"camera conditions ({exc})")
+        return {}
+
+
+def _camera_video(target: ModelTarget, video: Path, count: int, hold: int) -> tuple[np.ndarray, str]:
+    """A 640x480 video of held-out photos as a camera sees them (near, mid, far, off-centre, faults, one
+    condition after another) with an empty scene after every third garment; labels -1 mark empty frames."""
+    from train import evalsets
+    from train.datasets import camera_frames
+
+    if target.run is None or not target.run.folder:
+        raise DatasetError(f"{target.name}: its photo folder is not here")
+    data = evalsets.held_out_photos(target.run.folder, target.labels, seed=int(target.run.config.get("seed") or 0))
+    data.files = data.interleaved(count)
+    photos, labels = data.load_photos("BGR", max_side=480)
+    frames, frame_labels = camera_frames.video_frames(photos, labels)
+    return pipeline.make_frames_video(video, frames, frame_labels, hold=hold), (
+        f"{len(photos)} held-out photos under the {len(camera_frames.GARMENT_CONDITIONS)} camera conditions in turn, "
+        f"and {int(np.sum(frame_labels < 0))} empty scenes")
 
 
 def _held_out_photos(target: ModelTarget, count: int) -> tuple[list[Path], np.ndarray]:

@@ -40,11 +40,9 @@ def test_set(dataset: str, spec: InputSpec, *, folder_root: str | None = None,
         raise DatasetError("no labelled ImageNet photos are in the repository (their licences are unknown); accuracy "
                            "is measured on your own ImageNet validation photos, see README")
     if dataset == "folder":
-        root = paths.resolve_folder(folder_root)
-        if folder.has_splits(root) and (root / "test").is_dir():
-            return folder_test_set(root, spec, class_names, split="test", limit=limit)
-        held = folder.held_out_split(root, seed, class_names, split="train" if folder.has_splits(root) else None)[1]
-        return _loaded(held, spec, limit, f" held out from training, {folder.HELD_OUT:.0%}")
+        held = held_out_photos(folder_root, class_names, seed=seed)
+        note = "" if held.root.name == "test" else f" held out from training, {folder.HELD_OUT:.0%}"
+        return _loaded(held, spec, limit, note)
     test = fashion_mnist.load_split("test", data_dir)
     if dataset == "camera_scenes":
         images, labels = camera_scenes.test_scenes(test.images, test.labels.astype(np.int64), spec, count=limit)
@@ -52,6 +50,15 @@ def test_set(dataset: str, spec: InputSpec, *, folder_root: str | None = None,
     images = test.images[:limit]
     return EvalSet(fashion_mnist.to_model_input(images, spec), test.labels[:limit].astype(np.int64),
                    f"Fashion-MNIST test split ({len(images)})")
+
+
+def held_out_photos(folder_root: str | None, class_names: Sequence[str] | None = None, *,
+                    seed: int = 0) -> folder.FolderDataset:
+    """The files a folder-trained run is tested on: its ``test/`` split, else the share training held out."""
+    root = paths.resolve_folder(folder_root)
+    if folder.has_splits(root) and (root / "test").is_dir():
+        return folder.open_folder(root, "test", class_names=class_names)
+    return folder.held_out_split(root, seed, class_names, split="train" if folder.has_splits(root) else None)[1]
 
 
 def folder_test_set(root: str | Path, spec: InputSpec, class_names: Sequence[str] | None = None, *,

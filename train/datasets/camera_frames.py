@@ -238,6 +238,25 @@ def iter_condition_frames(photos: Sequence[np.ndarray], labels: np.ndarray, *, b
             yield name, condition_frame(photo, background, cond, rng), int(label) if cond.garment else -1
 
 
+def video_frames(photos: Sequence[np.ndarray], labels: np.ndarray, *, empty_every: int = 3,
+                 backgrounds: Backgrounds | None = None, seed: int = CONDITION_SEED + 2
+                 ) -> tuple[list[np.ndarray], np.ndarray]:
+    """A camera's view for a video: photo ``i`` under garment condition ``i`` mod 9 (near, mid, far, ...),
+    and an empty scene after every ``empty_every`` garments. Labels are -1 for empty frames."""
+    backgrounds = backgrounds or Backgrounds()
+    frames: list[np.ndarray] = []
+    kept: list[int] = []
+    for index, (photo, label) in enumerate(zip(photos, labels)):
+        cond = condition(GARMENT_CONDITIONS[index % len(GARMENT_CONDITIONS)])
+        rng = np.random.default_rng([seed, index])
+        frames.append(condition_frame(photo, backgrounds.draw(rng), cond, rng))
+        kept.append(int(label))
+        if (index + 1) % empty_every == 0:
+            frames.append(condition_frame(None, backgrounds.draw(rng), condition("background"), rng))
+            kept.append(-1)
+    return frames, np.asarray(kept, np.int64)
+
+
 def condition_inputs(photos: Sequence[np.ndarray], labels: np.ndarray, spec: InputSpec, *,
                      backgrounds: Backgrounds | None = None, names: Sequence[str] | None = None,
                      seed: int = CONDITION_SEED) -> dict[str, tuple[np.ndarray, np.ndarray]]:
