@@ -106,6 +106,10 @@ def _inspect(args: argparse.Namespace) -> int:
           f"pixels {spec.pixel_range[0]:g}..{spec.pixel_range[1]:g}, resize {spec.resize}, fit {spec.fit}"
           f"{f' {spec.crop:g}' if spec.fit == 'crop' else ''}{quant}")
     print(f"output:  {metadata.output.kind} ({metadata.output.dtype})")
+    unknown = metadata.output.unknown
+    print(f"unknown: {unknown.score} above {unknown.threshold:.4f} is none of these (calibrated to keep "
+          f"{unknown.keep:.0%} of held-out in-class photos)" if unknown else
+          "unknown: none (this file cannot say none of these)")
     print(f"labels:  {', '.join(metadata.labels)}")
     width = max([len(key) + 2 for key in metadata.accuracy] + [9])
     for key, value in metadata.accuracy.items():

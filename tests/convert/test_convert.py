@@ -206,4 +206,28 @@ def test_a_rejected_file_says_what_was_measured_against_what_was_allowed():
     table = format_table(ConvertReport("m", Path("deploy"), 0.812, "t", [ok, rejected]))
     line = next(row for row in table.splitlines() if row.startswith("tflite_int8"))
     assert line.endswith("REJECTED: accuracy drop 1.20 points, gate accuracy drop <= 0.50 points")
+    rejected.drop_p_value = 0.012
+    line = next(row for row in format_table(ConvertReport("m", Path("deploy"), 0.812, "t", [ok, rejected]))
+                .splitlines() if row.startswith("tflite_int8"))
+    assert "accuracy drop 1.20 points (McNemar p 0.012)" in line
     assert next(row for row in table.splitlines() if row.startswith("tflite_float32")).endswith(" ok")
+
+
+def test_the_accuracy_gate_puts_a_drop_that_chance_explains_down_to_chance():
+    from convert.converter import ConvertConfig, FileResult, _gate, mcnemar_p
+    from edge_runtime import formats
+
+    # 12 held-out photos: losing one of them is 8.3 points, and no evidence of a worse file.
+    assert mcnemar_p(1, 0) == 0.5 and mcnemar_p(0, 0) == 1.0
+    assert abs(mcnemar_p(5, 2) - 29 / 128) < 1e-12  # P(X >= 5), X ~ Binomial(7, 1/2)
+    assert mcnemar_p(12, 0) < 0.001
+    int8 = formats.get("tflite_int8")
+    small = FileResult("tflite_int8", "f", "ok", accuracy_drop=1 / 12, drop_p_value=mcnemar_p(1, 0))
+    _gate(small, int8, ConvertConfig())
+    assert small.status == "ok" and "McNemar" in small.gate
+    worse = FileResult("tflite_int8", "f", "ok", accuracy_drop=0.04, drop_p_value=mcnemar_p(40, 0))
+    _gate(worse, int8, ConvertConfig())
+    assert worse.status == "rejected"
+    allowed = FileResult("tflite_int8", "f", "ok", accuracy_drop=0.04, drop_p_value=mcnemar_p(40, 0))
+    _gate(allowed, int8, ConvertConfig(max_accuracy_drop=0.05))
+    assert allowed.status == "ok"

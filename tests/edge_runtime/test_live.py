@@ -60,6 +60,8 @@ def test_headless_run_writes_video_and_jsonl_frame_by_frame(tiny_runs, video, tm
             assert len(record["top"]) == 3 and record["top"][0][0] in classifier.labels
             assert set(record["ms"]) == set(STAGES) == {"capture", "preprocess", "inference", "overlay", "output"}
             assert "file" not in record  # a video's frames come from no file of their own
+            # A file without the out-of-class output never calls a frame unknown, and says so.
+            assert record["unknown"] is False and "unknown_score" not in record
         frames = read_video(video)
         for index in (0, 17, 39):  # the jsonl is what the model says about that very frame
             assert classifier.predict(frames[index]).label == records[index]["top"][0][0]
@@ -67,7 +69,7 @@ def test_headless_run_writes_video_and_jsonl_frame_by_frame(tiny_runs, video, tm
     assert len(written) == 40 and written[0].shape == (480, 640, 3)
     assert np.abs(written[5].astype(int) - frames[5].astype(int)).mean() > 0.5  # the overlay is drawn
     summary = json.loads((tmp_path / "summary.json").read_text())
-    assert summary["frames"] == 40 and summary["ended_by"] == "end of source"
+    assert summary["frames"] == 40 and summary["ended_by"] == "end of source" and summary["unknown"] == 0
     assert set(summary["stages"]) == {"capture", "preprocess", "inference", "overlay", "output"}
     assert "40 frames" in result.stderr and "inference" in result.stderr
     assert not list(tmp_path.glob(".*partial*"))
@@ -187,3 +189,13 @@ def test_stop_event_ends_the_loop(tiny_runs):
     with Classifier.open(tiny_runs / "edge_cnn" / "deploy" / "model_int8.tflite") as classifier:
         stats = run(classifier, source, LiveConfig(headless=True), stop=stop)
     assert stats.frames > 10 and stats.ended_by == "stop requested"
+
+
+def test_smoothing_treats_unknown_as_a_state():
+    from edge_runtime.live import Smoother
+
+    smoother = Smoother(3, 2)
+    scores = [smoother(np.array([0.9, 0.1], np.float32), score)[1] for score in (0.1, 0.1, 0.9, 0.9, 0.9)]
+    # One odd frame does not flip the state past a 0.5 threshold; two in three do.
+    assert [s > 0.5 for s in scores] == [False, False, False, True, True]
+    assert Smoother(1, 2)(np.array([0.5, 0.5], np.float32), None)[1] is None

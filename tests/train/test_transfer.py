@@ -91,3 +91,69 @@ def test_a_folder_with_one_class_is_refused(tmp_path):
     result = run_cli("-m", "train", "clothes_lite0", "--folder", str(tmp_path / "photos"), "--output-dir",
                      str(tmp_path / "runs"), timeout=300)
     assert result.returncode == 2 and "only one class" in result.stderr and result.stderr.count("\n") == 1
+
+
+def test_the_transfer_model_says_none_of_these_from_its_features_in_every_format(tiny_clothes):
+    import keras
+
+    from train.datasets import camera_frames
+    from train.unknown import split_outputs
+
+    runs, result = tiny_clothes
+    metrics, run = result.metrics, runs / "clothes_lite0"
+    head = metrics["unknown"]
+    assert head["score"] == "prototype_cosine" and 0.0 < head["threshold"] < 2.0
+    assert head["prototypes"] == 320 and abs(head["in_class_accepted"] - 0.95) < 0.01
+    conditions = metrics["camera_conditions"]
+    assert set(camera_frames.GARMENT_CONDITIONS) <= set(conditions) and "labelled" in conditions["background"]
+    assert all(conditions[name]["frames"] == 100 for name in camera_frames.GARMENT_CONDITIONS)
+    model = keras.saving.load_model(run / "model.keras", safe_mode=True, compile=False)
+    backgrounds = camera_frames.condition_inputs([None] * 8, np.zeros(8), model_spec(run), names=["background"])
+    images = backgrounds["background"][0]
+    _, keras_scores = split_outputs(model.predict(images.astype(np.float32), verbose=0))
+    deploy = run / "deploy"
+    for name in ("model_float32.tflite", "model_int8.tflite", "model_float32.onnx", "model_int8.onnx"):
+        with Classifier.open(deploy / name) as classifier:
+            assert classifier.unknown_spec is not None and classifier.unknown_spec.threshold == head["threshold"]
+            for image, expected in zip(images, keras_scores):
+                prediction = classifier.predict(cv2_bgr(image))
+                assert prediction.unknown_score is not None
+                assert prediction.unknown == (prediction.unknown_score > head["threshold"])
+                assert prediction.answer() == ("unknown" if prediction.unknown else prediction.label)
+                tolerance = 1e-4 if "float32" in name else 0.15  # int8 rounds the features and the score
+                assert abs(prediction.unknown_score - expected) < tolerance, (name, prediction.unknown_score, expected)
+    report = json.loads((deploy / "convert_report.json").read_text())
+    for row in report["results"]:
+        assert row["unknown_agreement"] is not None and row["unknown_agreement"] >= 0.9, row
+
+
+def model_spec(run):
+    from train.runfolder import RunFolder
+
+    return RunFolder.open(run).input_spec
+
+
+def cv2_bgr(image):
+    return np.ascontiguousarray(image[:, :, ::-1])  # the model's RGB input back to a camera's BGR frame
+
+
+def test_a_contract_with_a_bad_out_of_class_threshold_is_one_line_and_exit_2(tiny_clothes, tmp_path):
+    from edge_runtime.contract import ModelMetadata
+    from edge_runtime.errors import MetadataError
+    from edge_runtime.metadata import embed_tflite_entries, load_bytes, read_metadata
+
+    runs, _ = tiny_clothes
+    source = runs / "clothes_lite0" / "deploy" / "model_int8.tflite"
+    kind, data = load_bytes(source)
+    good = read_metadata(kind, data, source).to_dict()
+    for change, message in ((lambda u: u.pop("threshold"), "without a threshold"),
+                            (lambda u: u.update(threshold=3.5), "outside the prototype_cosine range")):
+        broken = json.loads(json.dumps(good))
+        change(broken["output"]["unknown"])
+        with pytest.raises(MetadataError, match=message):
+            ModelMetadata.from_dict(broken)
+        path = tmp_path / "broken.tflite"
+        path.write_bytes(embed_tflite_entries(data, {"edge_classify": json.dumps(broken).encode()}))
+        result = run_cli("-m", "edge_runtime", "inspect", str(path), timeout=120)
+        assert result.returncode == 2 and message in result.stderr and "Traceback" not in result.stderr
+        assert result.stderr.strip().count("\n") == 0, result.stderr
