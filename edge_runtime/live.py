@@ -11,6 +11,7 @@ import logging
 import os
 import queue
 import signal
+import sys
 import threading
 import time
 from collections import deque
@@ -48,6 +49,7 @@ class LiveConfig:
     overlay: bool = option(True, "do not draw on frames")
     max_frames: int | None = option(help="stop after N frames")
     reconnect_timeout: float = option(30.0, "seconds a lost camera/stream may take to come back before giving up")
+    quiet: bool = option(False, "no status line for streams (the summary is still printed)")
     window_name: str = "edge-classify"
 
     def validate(self) -> None:
@@ -286,6 +288,41 @@ class JsonlSink(_Segmented):
             self._finish(self._temp_path, self._path)
 
 
+class _StatusLine:
+    """What a stream shows now: one line rewritten in place on a terminal, else a line every few seconds."""
+
+    def __init__(self, stream: Any, every_s: float | None = None) -> None:
+        self.stream = stream
+        self.tty = bool(getattr(stream, "isatty", lambda: False)())
+        self.every_s = every_s if every_s is not None else (0.25 if self.tty else 5.0)
+        self.last = 0.0
+        self.shown = False
+
+    def update(self, frames: int, answer: str, score: float, fps: float | None) -> None:
+        now = time.monotonic()
+        if now - self.last < self.every_s:
+            return
+        self.last = now
+        text = f"frame {frames}: {answer} {score:.0%}" + (f", {fps:.1f} FPS" if fps else "")
+        try:
+            if self.tty:
+                self.stream.write("\r" + text.ljust(60))
+            else:
+                self.stream.write(text + "\n")
+            self.stream.flush()
+            self.shown = True
+        except (OSError, ValueError):  # a closed or broken stderr must not stop the loop
+            self.every_s = float("inf")
+
+    def close(self) -> None:
+        if self.tty and self.shown:
+            try:
+                self.stream.write("\n")
+                self.stream.flush()
+            except (OSError, ValueError):
+                pass
+
+
 def gui_available() -> tuple[bool, str]:
     """Whether a window can be shown, and if not, why (one line)."""
     import cv2
@@ -345,6 +382,9 @@ class _Loop:
             log.warning("--smooth %d ignored: %s holds separate images, each classified on its own", config.smooth,
                         source.name)
         self.smoother = Smoother(config.smooth if continuous else 1, len(classifier.labels))
+        # Image sources: the answer for each image on stdout. Streams: a status line (stderr).
+        self.answers = not continuous
+        self.status = _StatusLine(sys.stderr) if continuous and not config.quiet else None
         self.reader: OrderedReader | LatestReader = (
             LatestReader(source, reopen, give_up_s=config.reconnect_timeout) if source.is_live
             else OrderedReader(source))
@@ -411,10 +451,9 @@ class _Loop:
         top = classifier.top(probabilities, config.top_k)
         unknown = classifier.is_unknown(unknown_score)
         self.stats.unknown += unknown
-        frame = event.frame
+        frame, fps = event.frame, self._fps(t2)
         if config.overlay and (self.show or self.video):
-            frame = overlay.draw(frame, top, self._fps(t2), threshold=config.threshold, bars=config.bars,
-                                 unknown=unknown)
+            frame = overlay.draw(frame, top, fps, threshold=config.threshold, bars=config.bars, unknown=unknown)
         t3 = time.perf_counter()
         if self.video:
             self.video.write(frame, time.time())
@@ -427,6 +466,13 @@ class _Loop:
         if self.records:
             self._record(event, top, stages, unknown, unknown_score)
         self.stats.frames += 1
+        answer = frame_answer(top, unknown, config.threshold)
+        if self.answers:
+            guess = f" (best guess {top[0][0]} {top[0][1]:.1%})" if answer in ("unknown", "uncertain") else \
+                f" {top[0][1]:.1%}"
+            print(f"{event.file or event.index}: {answer}{guess}", flush=True)
+        elif self.status is not None:
+            self.status.update(self.stats.frames, answer, top[0][1], fps)
         if self.on_frame is not None:
             self.on_frame(event.index, top)
 
@@ -457,6 +503,8 @@ class _Loop:
         if isinstance(reader, LatestReader):
             stats.reconnects, stats.dropped = reader.reconnects, reader.dropped
             stats.corrupt += reader.corrupt
+        if self.status is not None:
+            self.status.close()
         for sink in (self.video, self.records):
             if sink is not None:
                 sink.close()

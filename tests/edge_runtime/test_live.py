@@ -199,3 +199,22 @@ def test_smoothing_treats_unknown_as_a_state():
     # One odd frame does not flip the state past a 0.5 threshold; two in three do.
     assert [s > 0.5 for s in scores] == [False, False, False, True, True]
     assert Smoother(1, 2)(np.array([0.5, 0.5], np.float32), None)[1] is None
+
+
+def test_an_image_source_prints_each_answer_and_a_stream_a_status_line(tiny_runs, video, tmp_path, rng):
+    for i in range(2):
+        cv2.imwrite(str(tmp_path / f"shoe{i}.png"), rng.integers(0, 256, (90, 120, 3), dtype=np.uint8))
+    model = tiny_runs / "edge_cnn" / "deploy" / "model_int8.tflite"
+    result = run_cli("-m", "edge_runtime", "--model", str(model), "--source", str(tmp_path), "--headless")
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    with Classifier.open(model) as classifier:
+        for i, line in enumerate(lines):
+            name, answer = line.split(": ", 1)
+            assert name == str(tmp_path / f"shoe{i}.png")
+            expected = classifier.predict(cv2.imread(name))
+            assert answer == f"{expected.label} {expected.score:.1%}", answer
+    assert len(lines) == 2
+    # Not a terminal: a stream's status goes to stderr every few seconds, never to stdout.
+    streamed = run_cli("-m", "edge_runtime", "--model", str(model), "--source", str(video), "--headless")
+    assert streamed.returncode == 0 and streamed.stdout == "" and "frame 1: " in streamed.stderr
