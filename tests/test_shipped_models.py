@@ -34,6 +34,28 @@ def test_clothes_model_names_held_out_photos(file):
     assert report["test_set"] == "folder data/clothing-small/test (341 images)"
 
 
+def test_the_shipped_camera_model_names_far_garments_and_says_none_of_these_to_empty_rooms():
+    """clothes_lite0 int8 as a camera sees the held-out photos: 40% of the frame's height, aimed by hand,
+    and empty scenes, through the runtime (the full measurement is `python -m benchmarks.camera`)."""
+    from edge_runtime.preprocess import to_input_tensor
+    from train.datasets import camera_frames, folder
+
+    data = folder.open_folder(PHOTOS)
+    data.files = data.interleaved(80)
+    photos, labels = data.load_photos("BGR", max_side=480)
+    with Classifier.open(RUNS / "clothes_lite0" / "deploy" / "model_int8.tflite", threads=2) as classifier:
+        assert classifier.unknown_spec is not None and 0 < classifier.unknown_spec.threshold < 2
+        inputs = camera_frames.condition_inputs(photos, labels, classifier.input_spec, names=["far", "background"])
+        answers = {}
+        for name, (images, _) in inputs.items():
+            results = [classifier.infer_all(to_input_tensor(image[None], classifier.input_spec)) for image in images]
+            answers[name] = [(int(np.argmax(p)), classifier.is_unknown(s)) for p, s in results]
+    far = np.mean([index == label for (index, _), label in zip(answers["far"], labels)])
+    empty_labelled = np.mean([not unknown for _, unknown in answers["background"]])
+    assert far >= 0.7, far  # the model before camera training named 21% of far garments
+    assert empty_labelled <= 0.1, empty_labelled  # it used to name a garment in every empty frame
+
+
 def test_imagenet_model_calls_a_tshirt_a_jersey():
     path = RUNS / "imagenet_lite0" / "deploy" / "model_int8.tflite"
     with Classifier.open(path, threads=2) as classifier:
