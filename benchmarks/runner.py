@@ -481,9 +481,11 @@ def _camera_conditions(target: ModelTarget | None, config: BenchConfig, progress
     """The camera model's files under every camera condition, with "none of these" (benchmarks.camera)."""
     from . import camera
 
+    if target is None:
+        return {}  # the end-to-end section already says there is no camera model in this run
     progress.step("camera conditions")
-    if target is None or target.run is None or target.dataset != "folder":
-        skipped.append("camera conditions (no folder-trained camera model in this run)")
+    if target.run is None or target.dataset != "folder":
+        skipped.append(f"camera conditions ({target.name} is not trained on photos)")
         return {}
     files = [target.files[name] for name in CAMERA_FORMATS if name in target.files]
     try:
