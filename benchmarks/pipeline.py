@@ -37,20 +37,9 @@ def make_scene_video(path: Path, scenes_rgb: np.ndarray, labels: np.ndarray, *, 
     """
     import cv2
 
-    tmp = temp_path_beside(path.with_suffix(".mp4"))
-    writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter_fourcc(*"mp4v"), fps, FRAME_SIZE)
-    if not writer.isOpened():
-        tmp.unlink(missing_ok=True)
-        raise RuntimeError(f"OpenCV cannot write {path}")
-    try:
-        for scene in scenes_rgb:
-            frame = cv2.resize(cv2.cvtColor(scene, cv2.COLOR_RGB2BGR), FRAME_SIZE, interpolation=cv2.INTER_LINEAR)
-            for _ in range(hold):
-                writer.write(frame)
-    finally:
-        writer.release()
-    tmp.replace(path)
-    return np.repeat(labels, hold)
+    frames = [cv2.resize(cv2.cvtColor(scene, cv2.COLOR_RGB2BGR), FRAME_SIZE, interpolation=cv2.INTER_LINEAR)
+              for scene in scenes_rgb]
+    return make_frames_video(path, frames, labels, hold=hold, fps=fps)
 
 
 def make_frames_video(path: Path, frames: list[np.ndarray], labels: np.ndarray, *, hold: int = 6,
@@ -82,31 +71,20 @@ def make_photo_video(path: Path, photos: list[Path], labels: np.ndarray, *, hold
     """
     import cv2
 
-    tmp = temp_path_beside(path.with_suffix(".mp4"))
-    writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter_fourcc(*"mp4v"), fps, FRAME_SIZE)
-    if not writer.isOpened():
-        tmp.unlink(missing_ok=True)
-        raise RuntimeError(f"OpenCV cannot write {path}")
-    shown = []
-    try:
-        for photo, label in zip(photos, labels):
-            image = cv2.imread(str(photo), cv2.IMREAD_COLOR)
-            if image is None:
-                continue
-            h, w = image.shape[:2]
-            scale = min(FRAME_SIZE[0] / w, FRAME_SIZE[1] / h)
-            image = cv2.resize(image, (max(1, round(w * scale)), max(1, round(h * scale))),
-                               interpolation=cv2.INTER_LINEAR)
-            frame = np.full((FRAME_SIZE[1], FRAME_SIZE[0], 3), 127, np.uint8)
-            top, left = (FRAME_SIZE[1] - image.shape[0]) // 2, (FRAME_SIZE[0] - image.shape[1]) // 2
-            frame[top:top + image.shape[0], left:left + image.shape[1]] = image
-            for _ in range(hold):
-                writer.write(frame)
-            shown.append(label)
-    finally:
-        writer.release()
-    tmp.replace(path)
-    return np.repeat(np.asarray(shown, dtype=np.int64), hold)
+    frames, shown = [], []
+    for photo, label in zip(photos, labels):
+        image = cv2.imread(str(photo), cv2.IMREAD_COLOR)
+        if image is None:
+            continue
+        h, w = image.shape[:2]
+        scale = min(FRAME_SIZE[0] / w, FRAME_SIZE[1] / h)
+        image = cv2.resize(image, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_LINEAR)
+        frame = np.full((FRAME_SIZE[1], FRAME_SIZE[0], 3), 127, np.uint8)
+        top, left = (FRAME_SIZE[1] - image.shape[0]) // 2, (FRAME_SIZE[0] - image.shape[1]) // 2
+        frame[top:top + image.shape[0], left:left + image.shape[1]] = image
+        frames.append(frame)
+        shown.append(label)
+    return make_frames_video(path, frames, np.asarray(shown, dtype=np.int64), hold=hold, fps=fps)
 
 
 def capture_ceiling(video: Path, spec: InputSpec) -> dict[str, float]:
