@@ -53,6 +53,7 @@ def frames_for(run: Any, *, limit: int | None = None, backgrounds: str | None = 
                ) -> tuple[dict[str, tuple[np.ndarray, np.ndarray]], np.ndarray, str]:
     """Model inputs per condition for a folder-trained run's held-out photos, the plain photos' inputs,
     and what the backgrounds were."""
+    from edge_runtime.preprocess import to_model_image
     from train import evalsets
     from train.datasets import camera_frames
 
@@ -62,7 +63,8 @@ def frames_for(run: Any, *, limit: int | None = None, backgrounds: str | None = 
     photos, labels = data.load_photos("BGR", max_side=480)
     scenes = camera_frames.Backgrounds.from_folder(backgrounds) if backgrounds else camera_frames.Backgrounds()
     inputs = camera_frames.condition_inputs(photos, labels, run.input_spec, backgrounds=scenes)
-    return inputs, data.load(run.input_spec)[0], scenes.source
+    plain = np.stack([to_model_image(photo, run.input_spec) for photo in photos])  # decoded once, above
+    return inputs, plain, scenes.source
 
 
 def others_inputs(folder: str, spec: Any) -> np.ndarray:

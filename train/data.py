@@ -19,7 +19,7 @@ from edge_runtime.contract import InputSpec
 from edge_common.errors import DatasetError
 
 from . import augment, models, paths
-from .datasets import camera_frames, camera_scenes, fashion_mnist, folder
+from .datasets import camera_augment, camera_scenes, fashion_mnist, folder
 from .scene_sets import EpochScenes, half_size
 
 if TYPE_CHECKING:
@@ -239,14 +239,14 @@ def _photo_data(config: "TrainConfig", spec: InputSpec, batch_size: int) -> Trai
         chosen = order[index * batch_size:(index + 1) * batch_size]
         rng = np.random.default_rng([seed, epoch, index, 1])
         if camera:  # half of each batch framed by a camera: near or far, on a background, with webcam faults
-            return camera_frames.camera_batch(photos, chosen, spec, rng)[0], y_train[chosen]
+            return camera_augment.camera_batch(photos, chosen, spec, rng)[0], y_train[chosen]
         return augment.photo_batch([photos[i] for i in chosen], size, rng), y_train[chosen]
 
     sample_rng, shown = np.random.default_rng([seed, 25]), _shown(len(photos), seed)
     return TrainData(
         class_names=names, input_spec=spec, train_count=len(photos), batch_size=batch_size, make_batch=make_batch,
         val=(x_val, y_val), test=(x_test, y_test),
-        samples=(camera_frames.camera_batch(photos, shown, spec, sample_rng)[0] if camera else
+        samples=(camera_augment.camera_batch(photos, shown, spec, sample_rng)[0] if camera else
                  augment.photo_batch([photos[i] for i in shown], size, sample_rng), y_train[shown]),
         test_name=f"folder dataset {config.folder} ({len(y_test)} held-out photos)",
         val_photos=val_photos, test_photos=test_photos,

@@ -287,7 +287,7 @@ def _finish(session: _Session) -> dict[str, Any]:
         _recalibrate_batch_norm(final, data, epoch=max(config.low_res_epochs, state.epoch - 1))
     head = None
     if config.backbone:  # "none of these": a second output from the features (see unknown.py)
-        head = _fit_unknown(final, data, session.input_spec, config.seed, session.steps)
+        head = unknown.fit_head(final, data, session.input_spec, config.seed, session.steps)
         final = unknown.with_unknown_output(final, head.prototypes)
     data.close()
     metrics = _evaluate(final, data, config, state, session.input_spec, head)
@@ -558,27 +558,6 @@ def predict_all(model: Any, images: np.ndarray, batch_size: int = 500) -> tuple[
         return np.zeros((0, classes), np.float32), (np.zeros(0, np.float32) if unknown.has_unknown_output(model)
                                                     else None)
     return unknown.split_outputs(model.predict(images.astype(np.float32), batch_size=batch_size, verbose=0))
-
-
-def _fit_unknown(model: Any, data: data_mod.TrainData, spec: InputSpec, seed: int, steps: int) -> unknown.UnknownHead:
-    """Prototypes from a fresh epoch of training batches (plain and camera-framed, as trained), and the
-    threshold that keeps 95% of the validation photos, plain and under every camera condition."""
-    images, labels = zip(*(data.make_batch(10_000, index) for index in range(steps)))
-    train_features = unknown.features_of(model, np.concatenate(images))
-    protos = unknown.prototypes(train_features, np.concatenate(labels), len(data.class_names), seed=seed)
-    held_out = [data.val[0]]
-    name = f"{len(data.val[1])} validation images"
-    if data.val_photos is not None:
-        bgr = camera_frames.as_bgr(data.val_photos, spec.color_order)
-        held_out.append(camera_frames.in_class_frames(bgr, data.val[1], spec))
-        name = (f"{len(data.val[1])} validation photos, plain and under the "
-                f"{len(camera_frames.GARMENT_CONDITIONS)} camera conditions")
-    calibration = unknown.scores(unknown.features_of(model, np.concatenate(held_out)), protos)
-    threshold = unknown.calibrate(calibration)
-    head = unknown.UnknownHead(protos, threshold, name, float(np.mean(calibration <= threshold)))
-    log.info("unknown: %d prototypes, threshold %.4f (keeps %.1f%% of %s)", len(protos), threshold,
-             100 * head.in_class_accepted, name)
-    return head
 
 
 def classification_metrics(labels: np.ndarray, predicted: np.ndarray, class_names: tuple[str, ...]) -> dict[str, Any]:

@@ -21,13 +21,20 @@ camera frames them) to keep :data:`KEEP` of them, and travels in the file's cont
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from edge_runtime.contract import InputSpec
+
 if TYPE_CHECKING:
     import keras
+
+    from .data import TrainData
+
+log = logging.getLogger("edge_classify.train")
 
 SCORE = "prototype_cosine"  # the contract's name for this score
 SCORE_RANGE = (0.0, 2.0)
@@ -117,6 +124,29 @@ def with_unknown_output(model: "keras.Model", protos: np.ndarray) -> "keras.Mode
     head = keras.Model(model.input, [model.output, score], name=model.name)
     head.get_layer("unknown_prototypes").set_weights([protos.T.astype(np.float32)])
     head.get_layer(OUTPUT_NAME).set_weights([np.full((1, 1), -1.0, np.float32), np.ones(1, np.float32)])
+    return head
+
+
+def fit_head(model: "keras.Model", data: "TrainData", spec: InputSpec, seed: int, steps: int) -> UnknownHead:
+    """Prototypes from a fresh epoch of training batches (plain and camera-framed, as trained), and the
+    threshold that keeps 95% of the validation photos, plain and under every camera condition."""
+    from .datasets import camera_frames
+
+    images, labels = zip(*(data.make_batch(10_000, index) for index in range(steps)))
+    train_features = features_of(model, np.concatenate(images))
+    protos = prototypes(train_features, np.concatenate(labels), len(data.class_names), seed=seed)
+    held_out = [data.val[0]]
+    name = f"{len(data.val[1])} validation images"
+    if data.val_photos is not None:
+        bgr = camera_frames.as_bgr(data.val_photos, spec.color_order)
+        held_out.append(camera_frames.in_class_frames(bgr, data.val[1], spec))
+        name = (f"{len(data.val[1])} validation photos, plain and under the "
+                f"{len(camera_frames.GARMENT_CONDITIONS)} camera conditions")
+    calibration = scores(features_of(model, np.concatenate(held_out)), protos)
+    threshold = calibrate(calibration)
+    head = UnknownHead(protos, threshold, name, float(np.mean(calibration <= threshold)))
+    log.info("unknown: %d prototypes, threshold %.4f (keeps %.1f%% of %s)", len(protos), threshold,
+             100 * head.in_class_accepted, name)
     return head
 
 

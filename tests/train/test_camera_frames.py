@@ -7,6 +7,7 @@ import pytest
 
 from edge_common.errors import DatasetError
 from tests.helpers import ROOT, run_cli
+from train.datasets import camera_augment as ca
 from train.datasets import camera_frames as cf
 from train.models import PHOTO_INPUT
 
@@ -58,14 +59,14 @@ def test_conditions_are_deterministic_and_what_their_names_say(photos):
 def test_the_camera_augmentation_frames_part_of_each_batch(photos):
     images, _ = photos
     rgb = cf.as_bgr(images, "RGB")
-    batch, framed = cf.camera_batch(rgb, np.arange(len(rgb)), PHOTO_INPUT, np.random.default_rng(1),
-                                    cf.CameraAugment(share=1.0))
+    batch, framed = ca.camera_batch(rgb, np.arange(len(rgb)), PHOTO_INPUT, np.random.default_rng(1),
+                                    ca.CameraAugment(share=1.0))
     assert batch.shape == (len(rgb), 128, 128, 3) and batch.dtype == np.uint8 and framed.all()
-    again, _ = cf.camera_batch(rgb, np.arange(len(rgb)), PHOTO_INPUT, np.random.default_rng(1),
-                               cf.CameraAugment(share=1.0))
+    again, _ = ca.camera_batch(rgb, np.arange(len(rgb)), PHOTO_INPUT, np.random.default_rng(1),
+                               ca.CameraAugment(share=1.0))
     assert np.array_equal(batch, again)  # a resumed run replays the same batches
-    plain, framed = cf.camera_batch(rgb, np.arange(len(rgb)), PHOTO_INPUT, np.random.default_rng(1),
-                                    cf.CameraAugment(share=0.0))
+    plain, framed = ca.camera_batch(rgb, np.arange(len(rgb)), PHOTO_INPUT, np.random.default_rng(1),
+                                    ca.CameraAugment(share=0.0))
     assert not framed.any()
 
 

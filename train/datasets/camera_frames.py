@@ -3,8 +3,8 @@
 A camera does not see the dataset's photos: it sees a garment somewhere in a 640x480 frame, often
 small, under its own blur, noise and light, and most of the time no garment at all. This module
 places a photo on a background the way a hand-held camera would frame it, under named
-conditions (:data:`CONDITIONS`), and the ``camera`` augmentation draws the same placements and
-faults at random for training. Frames are BGR uint8 like a camera's; evaluation passes them
+conditions (:data:`CONDITIONS`); :mod:`.camera_augment` draws the same placements and faults at
+random for training. Frames are BGR uint8 like a camera's; evaluation passes them
 through the runtime's own preprocessing (:func:`edge_runtime.preprocess.to_model_image`).
 
 Backgrounds: the repository carries no photos of rooms, so the project's measurements and
@@ -331,99 +331,3 @@ def summary(report: dict[str, dict[str, float | int]]) -> str:
     if "background" in report:
         line += f"; empty frames labelled {report['background'].get('labelled', 1.0):.1%}"
     return line
-
-
-# -- the camera augmentation ----------------------------------------------------------------------
-
-@dataclass(frozen=True)
-class CameraAugment:
-    """Ranges of the ``camera`` augmentation: placements and faults a hand-held webcam produces."""
-
-    share: float = 0.5  # the share of a batch framed like this; the rest are plain photo crops
-    height: tuple[float, float] = (0.35, 1.0)  # the photo's height as a share of the frame's
-    aim: float = 0.12  # hand-aim jitter of the centre, as a share of the frame
-    off_centre: float = 0.3  # probability the photo's centre sits anywhere across the frame instead
-    photo_background: float = 0.5  # probability the background is another photo, blurred; else procedural
-    frame_size: tuple[int, int] = (168, 224)  # rendered this small: the model sees 128x128 of it anyway
-
-
-def camera_frame(photo: np.ndarray, background: np.ndarray, rng: np.random.Generator,
-                 config: CameraAugment = CameraAugment()) -> np.ndarray:
-    """One random camera frame of ``photo`` on ``background`` (both the same channel order, background
-    frame-sized): placed, then blurred, noisy, compressed, exposed and white-balanced at random."""
-    height = rng.uniform(*config.height)
-    if rng.random() < config.off_centre:
-        cx = rng.uniform(0.25, 0.75)
-    else:
-        cx = 0.5 + rng.uniform(-config.aim, config.aim)
-    cy = 0.5 + rng.uniform(-config.aim, config.aim)
-    frame = compose(photo if rng.random() < 0.5 else photo[:, ::-1], background, height=height, centre=(cx, cy))
-    return webcam_faults(frame, rng)
-
-
-def webcam_faults(frame: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """Each fault with its own probability: motion or focus blur, exposure, white balance, noise, JPEG."""
-    import cv2
-
-    if rng.random() < 0.3:
-        if rng.random() < 0.5:
-            frame = motion_blur(frame, int(rng.integers(3, 8)), float(rng.uniform(0, 180)))
-        else:
-            frame = cv2.GaussianBlur(frame, (0, 0), float(rng.uniform(0.5, 1.5)))
-    if rng.random() < 0.5:
-        exposure = np.float32(np.exp(rng.uniform(np.log(0.3), np.log(1.4))))
-        balance = rng.uniform(0.75, 1.2, 3).astype(np.float32)
-        frame = gains(frame, exposure * balance / balance.mean())
-    if rng.random() < 0.4:
-        frame = add_noise(frame, float(rng.uniform(2.0, 14.0)), rng)
-    if rng.random() < 0.3:
-        frame = jpeg(frame, int(rng.integers(25, 90)))
-    return frame
-
-
-def blurred_crop(photo: np.ndarray, size: tuple[int, int], rng: np.random.Generator) -> np.ndarray:
-    """Another photo as a background: a random crop covering the frame, out of focus."""
-    import cv2
-
-    background = cover(photo, size, rng)
-    return cv2.GaussianBlur(background, (0, 0), float(rng.uniform(1.5, 5.0)))
-
-
-def mosaic(others: Sequence[np.ndarray], size: tuple[int, int], rng: np.random.Generator) -> np.ndarray:
-    """Four photos in a 2x2 grid covering the frame, slightly out of focus: clutter with real texture."""
-    import cv2
-
-    height, width = size
-    half_h, half_w = height // 2, width // 2
-    tiles = [cover(photo, (half_h, half_w), rng) for photo in others[:4]]
-    grid = np.vstack([np.hstack(tiles[:2]), np.hstack(tiles[2:4])])
-    grid = cv2.resize(grid, (width, height), interpolation=cv2.INTER_LINEAR)
-    return cv2.GaussianBlur(grid, (0, 0), float(rng.uniform(0.5, 2.0)))
-
-
-def camera_batch(photos: Sequence[np.ndarray], chosen: np.ndarray, spec: InputSpec, rng: np.random.Generator,
-                 config: CameraAugment = CameraAugment()) -> tuple[np.ndarray, np.ndarray]:
-    """Model inputs for ``photos[chosen]`` framed by a camera; returns (images, which rows were framed).
-
-    Photos are in the model's colour order already, so the frame is fitted without a colour change.
-    """
-    from dataclasses import replace
-
-    from ..augment import photo_batch
-
-    size = (spec.height, spec.width)
-    passthrough = replace(spec, color_order="BGR") if spec.channels == 3 else spec
-    framed = rng.random(len(chosen)) < config.share
-    out = photo_batch([photos[i] for i in chosen], size, rng)
-    for row in np.flatnonzero(framed):
-        pick = rng.random()
-        if pick < config.photo_background / 2:
-            other = photos[int(rng.integers(0, len(photos)))]
-            background = blurred_crop(other, config.frame_size, rng)
-        elif pick < config.photo_background:  # a room full of things: four other photos, barely blurred
-            background = mosaic([photos[int(i)] for i in rng.integers(0, len(photos), 4)], config.frame_size, rng)
-        else:
-            background = procedural_background(rng, config.frame_size)
-        frame = camera_frame(photos[chosen[row]], background, rng, config)
-        out[row] = to_model_image(frame, passthrough)
-    return out, framed
