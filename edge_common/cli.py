@@ -32,6 +32,33 @@ class OptionMeta:
     both: bool = False  # booleans: --name and --no-name
     metavar: str | None = None
     cli: bool = True  # False: a config field with no command-line option
+    # Bounds of a number, checked by :func:`check_ranges` and shown in --help: (low, high), either
+    # None for unbounded; ``open_low``/``open_high`` exclude the bound itself.
+    bounds: tuple[float | None, float | None] | None = None
+    open_low: bool = False
+    open_high: bool = False
+    required: bool = False
+
+    def range_text(self) -> str:
+        """The bounds as --help and errors spell them: "1..64", "> 0", "0..1", "(0, 1]"."""
+        if self.bounds is None:
+            return ""
+        low, high = self.bounds
+        if high is None:
+            return f"{'>' if self.open_low else '>='} {low:g}" if low is not None else ""
+        if low is None:
+            return f"{'<' if self.open_high else '<='} {high:g}"
+        if not (self.open_low or self.open_high):
+            return f"{low:g}..{high:g}"
+        return f"{'(' if self.open_low else '['}{low:g}, {high:g}{')' if self.open_high else ']'}"
+
+    def within(self, value: float) -> bool:
+        low, high = self.bounds or (None, None)
+        if value != value or value in (float("inf"), float("-inf")):
+            return False  # nan and infinities are never a setting
+        if low is not None and (value < low or (self.open_low and value == low)):
+            return False
+        return not (high is not None and (value > high or (self.open_high and value == high)))
 
 
 def option(default: Any = None, help: str = "", *, default_factory: Callable[[], Any] | None = None,
@@ -87,12 +114,14 @@ class ArgumentParser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message}; see --help\n")
 
 
-def add_options(parser: argparse.ArgumentParser, cls: type, *, skip: tuple[str, ...] = ()) -> None:
-    """Add one argument per option field of the dataclass ``cls``, grouped by ``OptionMeta.group``."""
+def add_options(parser: argparse.ArgumentParser, cls: type, *, skip: tuple[str, ...] = (),
+                only: tuple[str, ...] | None = None) -> None:
+    """Add one argument per option field of the dataclass ``cls`` (all but ``skip``, or ``only`` those),
+    grouped by ``OptionMeta.group``."""
     hints = typing.get_type_hints(cls)
     groups: dict[str | None, Any] = {None: parser}
     for field, meta in option_fields(cls):
-        if not meta.cli or field.name in skip:
+        if not meta.cli or field.name in skip or (only is not None and field.name not in only):
             continue
         if meta.group not in groups:
             groups[meta.group] = parser.add_argument_group(meta.group)
@@ -111,13 +140,15 @@ def add_options(parser: argparse.ArgumentParser, cls: type, *, skip: tuple[str, 
                 target.add_argument(flag, dest=field.name, action="store_true", help=meta.help)
             continue
         text = meta.help
+        if meta.bounds is not None:
+            text = f"{text} [{meta.range_text()}]"
         if meta.base is not None:
             text = f"{text} (default: the registry's, else {meta.base})"
         elif default is not None and default != () and "default" not in text:
             shown = " ".join(map(str, default)) if isinstance(default, tuple) else default
             text = f"{text} (default: {shown})"
         target.add_argument(flag, dest=field.name, type=kind, default=default, help=text,
-                            choices=meta.choices, nargs="+" if many else None,
+                            choices=meta.choices, nargs="+" if many else None, required=meta.required,
                             metavar=meta.metavar or ("VALUE" if many and meta.choices else None))
 
 
@@ -135,6 +166,23 @@ def config_from_args(cls: type, args: argparse.Namespace, **fixed: Any) -> Any:
     return cls(**values, **fixed)
 
 
+def check_ranges(config: Any) -> None:
+    """Refuse, in one line naming the flag, any number of ``config`` outside its option's bounds
+    (nan and infinities included); None (not set) is always allowed.
+
+    Raises:
+        EdgeError: the first field out of range.
+    """
+    for field, meta in option_fields(type(config)):
+        value = getattr(config, field.name)
+        if meta.bounds is None or value is None:
+            continue
+        for item in (value if isinstance(value, (tuple, list)) else (value,)):
+            if not meta.within(float(item)):
+                flag = meta.flag or "--" + field.name.replace("_", "-")
+                raise EdgeError(f"{flag} must be {meta.range_text()}, got {item}")
+
+
 def resume_keys(cls: type) -> tuple[str, ...]:
     """The fields marked ``resume``: what a checkpoint was made with."""
     return tuple(field.name for field, meta in option_fields(cls) if meta.resume)
@@ -144,13 +192,32 @@ def run_reporting_errors(work: Callable[[], int], interrupted: str) -> int:
     """Run a command body: a predictable mistake becomes one ``error:`` line and its exit code,
     Ctrl-C says what was kept (``interrupted``) and exits 130."""
     try:
-        return work()
+        code = work()
+        sys.stdout.flush()  # a closed pipe is reported here, not as a traceback at exit
+        return code
     except EdgeError as exc:
         print(f"error: {one_line(exc)}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         print(f"interrupted: {interrupted}", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        return quiet_broken_pipe()
+
+
+def quiet_broken_pipe() -> int:
+    """The reader of stdout went away (``| head``): stop quietly with the shell's SIGPIPE status, 141.
+
+    stdout is pointed at /dev/null so the interpreter's final flush cannot raise again.
+    """
+    import os
+
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass
+    return 141
 
 
 def setup_logging(verbose: bool = False) -> None:

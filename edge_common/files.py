@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
 import re
+import stat
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
@@ -18,12 +20,20 @@ from .errors import OutputError
 def atomic_write(path: str | Path, mode: str = "wb") -> Iterator[IO]:
     """Write to a temporary file beside ``path`` and rename it into place on success.
 
-    The previous file stays intact until the new one is complete.
+    The previous file stays intact until the new one is complete. A symlink is followed (the file
+    it points to is replaced, the link stays); a character device or FIFO (``/dev/null``, a named
+    pipe) is written through, never renamed over; anything else that is not a regular file is refused.
 
     Raises:
-        OutputError: when the folder cannot be written.
+        OutputError: when the folder cannot be written, or the write fails (full disk, I/O error).
     """
-    path = Path(path)
+    path = Path(os.path.realpath(Path(path).expanduser()))
+    kind = _existing_kind(path)
+    if kind == "stream":
+        yield from _write_through(path, mode)
+        return
+    if kind == "other":
+        raise OutputError(f"{path} exists and is not a regular file, device or FIFO; choose another output path")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
@@ -42,6 +52,32 @@ def atomic_write(path: str | Path, mode: str = "wb") -> Iterator[IO]:
     except BaseException:
         _remove(tmp)
         raise
+
+
+def _existing_kind(path: Path) -> str:
+    """"new", "file", "stream" (character device or FIFO: written through) or "other"."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return "new"
+    if stat.S_ISREG(mode):
+        return "file"
+    return "stream" if stat.S_ISCHR(mode) or stat.S_ISFIFO(mode) else "other"
+
+
+def _write_through(path: Path, mode: str) -> Iterator[IO]:
+    """Write straight into a device or FIFO (non-blocking open: a FIFO nobody reads is refused, not waited on)."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_NONBLOCK)
+        os.set_blocking(fd, True)
+    except OSError as exc:
+        hint = "nothing is reading the FIFO" if exc.errno == errno.ENXIO else (exc.strerror or str(exc))
+        raise OutputError(f"cannot write {path} ({hint})") from None
+    try:
+        with os.fdopen(fd, mode) as handle:
+            yield handle
+    except OSError as exc:
+        raise OutputError(f"cannot write {path} ({exc.strerror or exc})") from None
 
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:

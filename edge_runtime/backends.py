@@ -9,12 +9,16 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import os
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from .errors import BackendUnavailableError, ModelFileError
+from .errors import BackendUnavailableError, EdgeError, ModelFileError
+
+# More interpreter threads than 4 per core only contend; 100000 crashed TFLite and hung ONNX Runtime.
+MAX_THREADS = 4 * (os.cpu_count() or 1)
 
 TFLITE_BACKENDS = ("litert", "tflite_runtime", "tensorflow")
 ONNX_BACKENDS = ("onnxruntime",)
@@ -151,6 +155,8 @@ def open_backend(kind: str, data: bytes, backend: str = "auto", threads: int | N
     """
     if backend not in BACKENDS:
         raise BackendUnavailableError(f"unknown backend {backend!r}; choose from {', '.join(BACKENDS)}")
+    if threads is not None and not 1 <= threads <= MAX_THREADS:
+        raise EdgeError(f"threads must be 1..{MAX_THREADS} (4 per core here), got {threads}")
     if kind == "onnx":
         if backend not in ("auto", "onnxruntime"):
             raise BackendUnavailableError(f"backend {backend} runs .tflite files; use onnxruntime (or auto) for .onnx")

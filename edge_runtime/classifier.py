@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -11,7 +12,7 @@ import numpy as np
 
 from .backends import Backend, open_backend
 from .contract import InputSpec, ModelMetadata, OutputSpec, Quantization
-from .errors import MetadataError, ModelFileError
+from .errors import EdgeError, InferenceError, MetadataError, ModelFileError
 from .metadata import load_bytes, read_metadata
 from .preprocess import dequantize, to_input_tensor, to_model_image
 
@@ -55,7 +56,11 @@ class Prediction:
 class Classifier:
     """A loaded ``.tflite`` or ``.onnx`` classifier and its input contract.
 
-    Use :meth:`open`; the constructor is for callers that already hold a backend.
+    Use :meth:`open`; the constructor is for callers that already hold a backend. One classifier
+    may be shared by several threads: preprocessing runs in parallel, and the interpreter (which
+    holds one set of tensors) runs one call at a time under a lock. For parallel inference, open
+    one classifier per thread. Every error is an :class:`EdgeError`; using it after :meth:`close`
+    raises :class:`InferenceError`.
     """
 
     def __init__(self, backend: Backend, metadata: ModelMetadata, path: Path | None = None) -> None:
@@ -72,6 +77,8 @@ class Classifier:
                                if unknown is not None and unknown.dtype in ("int8", "uint8") and unknown.scale > 0
                                else None)
         self.unknown_spec = metadata.output.unknown  # None: the file cannot say "none of these"
+        self._lock = threading.Lock()  # the interpreter's tensors are shared state
+        self._closed = False
 
     @classmethod
     def open(cls, path: str | Path, backend: str = "auto", threads: int | None = None, *,
@@ -133,7 +140,16 @@ class Classifier:
     def infer_all(self, tensor: np.ndarray) -> tuple[np.ndarray, float | None]:
         """Run a prepared batch-1 tensor; returns float32 probabilities (one row) and the out-of-class
         score where the file has that output (else None)."""
-        raw, raw_unknown = self.backend.run_all(tensor)
+        with self._lock:
+            if self._closed:
+                raise InferenceError(f"{self.path or self.metadata.model}: the classifier is closed; open it again")
+            try:
+                raw, raw_unknown = self.backend.run_all(tensor)
+            except EdgeError:
+                raise
+            except Exception as exc:  # the interpreters raise RuntimeError/ValueError of their own
+                raise InferenceError(f"{self.backend.name} failed on this input ({type(exc).__name__}: "
+                                     f"{' '.join(str(exc).split())[:200]})") from None
         probabilities = dequantize(np.asarray(raw).reshape(-1), self._output_quant)
         if self._softmax:
             shifted = np.exp(probabilities - probabilities.max())
@@ -169,7 +185,9 @@ class Classifier:
     def top(self, probabilities: np.ndarray, k: int = 3) -> tuple[tuple[str, float], ...]:
         """The ``k`` most probable labels, best first; equal probabilities (common with int8 outputs)
         rank by class index, so the first is always ``argmax``, the answer conversion measured."""
-        k = max(1, min(k, len(self.labels)))
+        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
+            raise EdgeError(f"top_k must be a whole number of at least 1, got {k!r}")
+        k = min(int(k), len(self.labels))
         order = np.argsort(-probabilities, kind="stable")[:k]
         return tuple((self.labels[i], float(probabilities[i])) for i in order)
 
@@ -182,7 +200,10 @@ class Classifier:
                 f"{len(self.labels)} classes")
 
     def close(self) -> None:
-        self.backend.close()
+        with self._lock:
+            if not self._closed:
+                self._closed = True
+                self.backend.close()
 
     def __enter__(self) -> "Classifier":
         return self

@@ -3,6 +3,11 @@
     python -m edge_runtime --model FILE --source SOURCE [options]
     python -m edge_runtime doctor
     python -m edge_runtime inspect FILE
+
+Exit codes: 0 when the source ended, ``--max-frames`` was reached or q/Esc was pressed; 2 for a
+predictable mistake (one ``error:`` line); 130 after Ctrl-C and 143 after SIGTERM, once the
+outputs are complete (the shell's 128 + signal rule, as train and convert); 141 when the reader of
+stdout went away (``| head``).
 """
 
 from __future__ import annotations
@@ -10,12 +15,26 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from dataclasses import dataclass
 
-from .backends import BACKENDS
-from edge_common.cli import ArgumentParser, add_options, config_from_args, run_reporting_errors, setup_logging
+from edge_common.cli import (ArgumentParser, add_options, check_ranges, config_from_args, option,
+                             run_reporting_errors, setup_logging)
 from edge_common.files import atomic_write_text, dump_json
 
-from .errors import EdgeError
+from .backends import BACKENDS, MAX_THREADS
+
+
+@dataclass
+class RunOptions:
+    """What to run and how: the flags of ``python -m edge_runtime`` that are not the loop's or the capture's."""
+
+    model: str = option(help="a .tflite or .onnx file made by `python -m convert`", required=True)
+    source: str = option("0", "what to read frames from (default: camera 0)")
+    backend: str = option("auto", "interpreter (default: by file type)", choices=BACKENDS)
+    threads: int | None = option(help="interpreter threads (default: the interpreter's)", bounds=(1, MAX_THREADS))
+    loop: bool = option(False, "repeat image sources and video files until stopped")
+    summary_json: str | None = option(help="also write the end-of-run summary here as JSON")
+    verbose: bool = option(False, "debug logging")
 
 
 def build_parser() -> ArgumentParser:
@@ -29,21 +48,17 @@ def build_parser() -> ArgumentParser:
                     "`python -m edge_runtime inspect FILE` (a model's embedded metadata).",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="sources: 0 (camera index) | picamera2 | video.mp4 | image.jpg | folder/ | 'glob/*.jpg' | "
-               "rtsp://host/stream | 'nvarguscamerasrc ! ... ! appsink' (GStreamer)",
+               "rtsp://host/stream | 'nvarguscamerasrc ! ... ! appsink' (GStreamer)\n"
+               "exit codes: 0 done, 2 bad input or a failed source/output, 130 Ctrl-C, 143 SIGTERM",
     )
-    parser.add_argument("--model", required=True, help="a .tflite or .onnx file made by `python -m convert`")
-    parser.add_argument("--source", default="0", help="what to read frames from (default: camera 0)")
-    parser.add_argument("--backend", default="auto", choices=BACKENDS, help="interpreter (default: by file type)")
-    parser.add_argument("--threads", type=int, default=None, help="interpreter threads (default: the interpreter's)")
+    add_options(parser, RunOptions, skip=("verbose",))
     add_options(parser, CaptureOptions)
     view = parser.add_mutually_exclusive_group()
     view.add_argument("--headless", dest="headless", action="store_true", default=None,
                       help="never open a window (default: headless when there is no display)")
     view.add_argument("--window", dest="headless", action="store_false", help="insist on a window (needs the gui extra)")
     add_options(parser, LiveConfig)
-    parser.add_argument("--loop", action="store_true", help="repeat image sources forever")
-    parser.add_argument("--summary-json", help="also write the end-of-run summary here as JSON")
-    parser.add_argument("--verbose", action="store_true")
+    add_options(parser, RunOptions, only=("verbose",))
     return parser
 
 
@@ -63,22 +78,30 @@ def main(argv: list[str] | None = None) -> int:
 def _classify(args: argparse.Namespace) -> int:
     from .classifier import Classifier
     from .live import LiveConfig, run
+    from .outputs import check_distinct
     from .sources import CaptureOptions, open_source
 
+    options = config_from_args(RunOptions, args)
     config = config_from_args(LiveConfig, args, headless=args.headless)
+    capture = config_from_args(CaptureOptions, args)
+    for checked in (options, capture):
+        check_ranges(checked)
     config.validate()
-    for name in ("threads", "width", "height"):
-        if getattr(args, name) is not None and getattr(args, name) < 1:
-            raise EdgeError(f"--{name} must be at least 1")
-    classifier = Classifier.open(args.model, backend=args.backend, threads=args.threads)
+    check_distinct([("--model", options.model), ("--source", options.source)],
+                   {"--output": config.output, "--jsonl": config.jsonl, "--summary-json": options.summary_json})
+    classifier = Classifier.open(options.model, backend=options.backend, threads=options.threads)
     print(classifier.describe(), file=sys.stderr)
-    options = config_from_args(CaptureOptions, args)
-    source = open_source(args.source, options, loop_images=args.loop)
-    stats = run(classifier, source, config, reopen=lambda: open_source(args.source, options))
+    source = open_source(options.source, capture, loop=options.loop)
+    if options.loop and not (getattr(source, "paths", None) or getattr(source, "loop", False)):
+        from .errors import EdgeError
+
+        source.close()
+        raise EdgeError(f"--loop repeats image sources and video files; {source.name} is live and runs until stopped")
+    stats = run(classifier, source, config, reopen=lambda: open_source(options.source, capture))
     print(stats.summary(), file=sys.stderr)
-    if args.summary_json:
-        atomic_write_text(args.summary_json, dump_json(stats.to_dict()))
-    return 0
+    if options.summary_json:
+        atomic_write_text(options.summary_json, dump_json(stats.to_dict()))
+    return 128 + stats.signal if stats.signal else 0
 
 
 def inspect_main(argv: list[str]) -> int:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from .backends import available
-from edge_common.cli import ArgumentParser
+from edge_common.cli import ArgumentParser, run_reporting_errors
 from . import system
 
 
@@ -11,6 +11,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = ArgumentParser(prog="python -m edge_runtime doctor",
                             description="Print Python, CPU, installed backends, OpenCV build, cameras and display.")
     parser.parse_args(argv)
+    return run_reporting_errors(_report, "nothing was written")
+
+
+def _report() -> int:
     env = system.environment()
     cpu = env["cpu"]
     flags = ", ".join(f"{name}={'yes' if on else 'no'}" for name, on in cpu["flags"].items())

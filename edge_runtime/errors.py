@@ -26,9 +26,13 @@ class FrameError(EdgeError):
     """A frame cannot be turned into a model input (empty, wrong dtype or channel count)."""
 
 
+class InferenceError(EdgeError):
+    """The interpreter failed on a prepared input, or the classifier was used after ``close``."""
+
+
 class SourceError(EdgeError):
     """A frame source (camera, file, stream) cannot be opened or stopped for good."""
 
 
 __all__ = ["EdgeError", "OutputError", "one_line", "ModelFileError", "MetadataError", "BackendUnavailableError",
-           "FrameError", "SourceError"]
+           "FrameError", "InferenceError", "SourceError"]

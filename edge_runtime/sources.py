@@ -1,9 +1,9 @@
 """Frame sources: cameras, video files, images, folders, globs, network streams, GStreamer, Picamera2.
 
-Every source has the same small interface (:class:`FrameSource`). Live sources (cameras,
-streams) are read by a grabber thread that keeps only the newest frame, so inference never works
-on a backlog; files are read by a thread with a small ordered queue, so every frame is processed
-in order while decoding overlaps inference.
+Every source has the same small interface (:class:`FrameSource`); :mod:`.readers` reads them in a
+thread. Image files are guarded before decoding: only regular files are opened (a FIFO named
+``a.jpg`` would block forever), and an image whose header claims more than ``max_pixels`` is
+skipped before a byte of pixels is allocated.
 """
 
 from __future__ import annotations
@@ -11,13 +11,12 @@ from __future__ import annotations
 import glob as glob_mod
 import logging
 import os
-import queue
 import re
-import threading
-import time
+import stat
+import struct
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Protocol
+from typing import Protocol
 
 import numpy as np
 
@@ -27,6 +26,7 @@ from .errors import SourceError
 
 log = logging.getLogger("edge_classify.runtime")
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
+DEFAULT_MAX_PIXELS = 50_000_000  # 50 MP: any camera photo; a decoded 50 MP image is 150 MB
 _URL = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*://")
 
 
@@ -47,18 +47,22 @@ class FrameSource(Protocol):
 class CaptureOptions:
     """How cameras and streams are asked to deliver (each field but the timeout is a command-line option)."""
 
-    width: int | None = option(help="capture width for cameras and streams (e.g. 640)")
-    height: int | None = option(help="capture height (e.g. 480)")
-    fps: float | None = option(help="requested capture rate for cameras")
+    width: int | None = option(help="capture width for cameras and streams (e.g. 640)", bounds=(1, 16384))
+    height: int | None = option(help="capture height (e.g. 480)", bounds=(1, 16384))
+    fps: float | None = option(help="requested capture rate for cameras", bounds=(0, 1000), open_low=True)
+    max_pixels: int = option(DEFAULT_MAX_PIXELS, "skip image files whose header claims more pixels than this "
+                             "(a 25000x25000 PNG would need 1.9 GB to decode)", bounds=(1, 2**31))
     timeout_ms: int = 5000  # open/read timeout for network streams, so a stalled stream cannot hang a read
 
 
 class OpenCVSource:
     """Camera index, video file, URL or GStreamer pipeline through ``cv2.VideoCapture``."""
 
-    def __init__(self, target: int | str, kind: str, options: CaptureOptions) -> None:
+    def __init__(self, target: int | str, kind: str, options: CaptureOptions, loop: bool = False) -> None:
         import cv2
 
+        self.path = str(target) if kind == "video" else None  # the file read, for the outputs' checks
+        self.loop = loop and kind == "video"  # a video file played again from the start at its end
         self.name = f"camera {target}" if kind == "camera" else str(target)
         self.kind = kind
         self.continuous = True
@@ -94,6 +98,11 @@ class OpenCVSource:
 
     def read(self) -> tuple[bool, np.ndarray | None]:
         ok, frame = self._cap.read()
+        if not ok and self.loop:
+            import cv2
+
+            self._cap.set(cv2.CAP_PROP_POS_FRAMES, 0)
+            ok, frame = self._cap.read()  # a video that yields nothing after rewinding ends the run
         if not ok:
             return False, None
         if frame is None or frame.size == 0:
@@ -108,14 +117,20 @@ class OpenCVSource:
         self._cap.release()
 
 
-def _decode(path: Path) -> tuple[np.ndarray | None, str]:
-    """An image file decoded, or None and why not."""
+def _decode(path: Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[np.ndarray | None, str]:
+    """An image file decoded, or None and why not (not a regular file, too many pixels, corrupt)."""
     import cv2
 
     try:
+        if not stat.S_ISREG(os.stat(path).st_mode):
+            return None, "not a regular file (a FIFO or device cannot be an image)"
         raw = np.fromfile(path, dtype=np.uint8)
         if not raw.size:
             return None, "empty file"
+        size = image_size(raw[:65536].tobytes())
+        if size is not None and size[0] * size[1] > max_pixels:
+            return None, (f"{size[0]}x{size[1]} is {size[0] * size[1] / 1e6:.0f} MP, over --max-pixels "
+                          f"{max_pixels / 1e6:g} MP")
         # OpenCV raises (cv2.error) on images whose header claims more pixels than it allows.
         frame = cv2.imdecode(raw, cv2.IMREAD_UNCHANGED)
     except (OSError, ValueError, cv2.error) as exc:
@@ -125,32 +140,90 @@ def _decode(path: Path) -> tuple[np.ndarray | None, str]:
     return frame, ""
 
 
+def image_size(head: bytes) -> tuple[int, int] | None:
+    """(width, height) from the first bytes of a PNG, JPEG, BMP, GIF or WebP file; None when unknown
+    (OpenCV's own limit still applies then)."""
+    try:
+        if head[:8] == b"\x89PNG\r\n\x1a\n" and head[12:16] == b"IHDR":
+            return struct.unpack(">II", head[16:24])
+        if head[:6] in (b"GIF87a", b"GIF89a"):
+            return struct.unpack("<HH", head[6:10])
+        if head[:2] == b"BM":
+            width, height = struct.unpack("<ii", head[18:26])
+            return abs(width), abs(height)
+        if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+            chunk = head[12:16]
+            if chunk == b"VP8X":
+                return 1 + int.from_bytes(head[24:27], "little"), 1 + int.from_bytes(head[27:30], "little")
+            if chunk == b"VP8L":
+                bits = int.from_bytes(head[21:25], "little")
+                return 1 + (bits & 0x3FFF), 1 + ((bits >> 14) & 0x3FFF)
+            if chunk == b"VP8 ":
+                width, height = struct.unpack("<HH", head[26:30])
+                return width & 0x3FFF, height & 0x3FFF
+        if head[:2] == b"\xff\xd8":
+            return _jpeg_size(head)
+    except struct.error:
+        return None
+    return None
+
+
+def _jpeg_size(head: bytes) -> tuple[int, int] | None:
+    """The frame size from a JPEG's SOF marker, walking the segments in the first bytes."""
+    pos = 2
+    while pos + 9 <= len(head):
+        if head[pos] != 0xFF:
+            return None
+        marker = head[pos + 1]
+        if marker in (0xD8, 0x01) or 0xD0 <= marker <= 0xD7:
+            pos += 2
+            continue
+        length = struct.unpack(">H", head[pos + 2:pos + 4])[0]
+        if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):
+            height, width = struct.unpack(">HH", head[pos + 5:pos + 9])
+            return width, height
+        pos += 2 + length
+    return None
+
+
 class ImageSource:
-    """Still images: one file, a folder, or a glob, in sorted order (optionally looping)."""
+    """Still images: one file, a folder, or a glob, in sorted order (optionally looping).
+
+    With ``loop``, a whole pass that decodes no image ends the source with an error instead of
+    spinning over the same bad files forever.
+    """
 
     is_live = False
     continuous = False  # unrelated pictures: each is classified on its own
 
-    def __init__(self, paths: list[Path], name: str, loop: bool = False) -> None:
+    def __init__(self, paths: list[Path], name: str, loop: bool = False,
+                 max_pixels: int = DEFAULT_MAX_PIXELS) -> None:
         if not paths:
             raise SourceError(f"{name}: no images found ({', '.join(IMAGE_SUFFIXES)})")
-        self.name, self._paths, self._loop, self._index = name, paths, loop, 0
+        self.name, self.paths, self._loop, self._index = name, paths, loop, 0
+        self.max_pixels = max_pixels
         self.current: str | None = None  # the file the last read returned (JSONL records name it)
         self.skipped = 0
+        self.error: str | None = None  # why the source ended early
+        self._decoded_this_pass = 0
 
     def read(self) -> tuple[bool, np.ndarray | None]:
-        if self._index >= len(self._paths):
+        if self._index >= len(self.paths):
             if not self._loop:
                 return False, None
-            self._index = 0
-        path = self._paths[self._index]
+            if not self._decoded_this_pass:
+                self.error = f"{self.name}: none of its {len(self.paths)} images could be read; --loop stopped"
+                return False, None
+            self._index, self._decoded_this_pass = 0, 0
+        path = self.paths[self._index]
         self._index += 1
         self.current = str(path)
-        frame, why = _decode(path)
+        frame, why = _decode(path, self.max_pixels)
         if frame is None:
             self.skipped += 1
             log.warning("skipping %s: %s", path, why)
             return True, None
+        self._decoded_this_pass += 1
         return True, frame
 
     def close(self) -> None:
@@ -196,12 +269,12 @@ class Picamera2Source:
             pass
 
 
-def open_source(source: str, options: CaptureOptions | None = None, *, loop_images: bool = False) -> FrameSource:
+def open_source(source: str, options: CaptureOptions | None = None, *, loop: bool = False) -> FrameSource:
     """Open a source from its command-line spelling.
 
     ``0``/``1``: camera index; ``picamera2``: the Pi camera; ``rtsp://…``/``http://…``: a stream; a
     string containing ``!``: a GStreamer pipeline (Jetson CSI cameras); a folder or a glob: images;
-    an image file; otherwise a video file.
+    an image file; otherwise a video file. ``loop`` repeats image sources and video files.
 
     Raises:
         SourceError: with what was tried and the likely fix.
@@ -220,15 +293,32 @@ def open_source(source: str, options: CaptureOptions | None = None, *, loop_imag
         return OpenCVSource(text, "stream", options)
     path = Path(text).expanduser()
     if path.is_dir():
-        return ImageSource(_images_in(path), str(path), loop_images)
+        return ImageSource(_images_in(path), str(path), loop, options.max_pixels)
     if any(ch in text for ch in "*?[") and not path.exists():
         matches = sorted(Path(p) for p in glob_mod.glob(os.path.expanduser(text)) if p.lower().endswith(IMAGE_SUFFIXES))
-        return ImageSource(matches, text, loop_images)
+        return ImageSource(matches, text, loop, options.max_pixels)
     if not path.exists():
-        raise SourceError(f"source {text!r}: no such file, folder, camera index or URL")
+        raise SourceError(_missing(text, path))
     if path.suffix.lower() in IMAGE_SUFFIXES:
-        return ImageSource([path], str(path), loop_images)
-    return OpenCVSource(str(path), "video", options)
+        return ImageSource([path], str(path), loop, options.max_pixels)
+    if not path.is_file():
+        raise SourceError(f"source {text!r} is not a regular file (a FIFO or device); pass a video file, a camera "
+                          "index or a URL")
+    return OpenCVSource(str(path), "video", options, loop)
+
+
+def _missing(text: str, path: Path) -> str:
+    """Why a path that does not exist as a file cannot be opened: a dangling or looping link, or nothing."""
+    if path.is_symlink():
+        try:
+            path.resolve(strict=True)
+        except RuntimeError:
+            return f"source {text!r} is a symlink loop; point it at a file"
+        except OSError as exc:
+            if exc.errno == 40:  # ELOOP
+                return f"source {text!r} is a symlink loop; point it at a file"
+            return f"source {text!r} is a symlink to {os.readlink(path)!r}, which does not exist"
+    return f"source {text!r}: no such file, folder, camera index or URL"
 
 
 def _images_in(folder: Path) -> list[Path]:
@@ -259,159 +349,3 @@ def _open_hint(kind: str, target: int | str) -> str:
     if kind == "stream":
         return f"stream {target} did not open: check the URL, the network and credentials"
     return f"{target}: not a video OpenCV can decode (and not an image); check the file"
-
-
-# --- reading threads ---------------------------------------------------------------------------
-
-@dataclass
-class FrameEvent:
-    """One item from a reader: a frame (or None for a corrupt frame) and when it was read."""
-
-    index: int
-    frame: np.ndarray | None
-    read_ms: float
-    timestamp: float
-    file: str | None = None  # image sources: the file this frame came from
-
-
-class OrderedReader:
-    """Reads a file source in a thread into a small queue: every frame, in order, decoding ahead."""
-
-    def __init__(self, source: FrameSource, depth: int = 4) -> None:
-        self.source = source
-        self.error: str | None = None  # why reading stopped early, when it did
-        self._queue: queue.Queue[FrameEvent | None] = queue.Queue(maxsize=depth)
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="frame-reader", daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        index = 0
-        try:
-            while not self._stop.is_set():
-                started = time.perf_counter()
-                try:
-                    ok, frame = self.source.read()
-                except Exception as exc:  # never end a run silently: the loop reports it and exits non-zero
-                    self.error = f"{self.source.name}: reading failed after {index} frames ({type(exc).__name__}: " \
-                                 f"{' '.join(str(exc).split())[:160]})"
-                    break
-                if not ok:
-                    break
-                event = FrameEvent(index, frame, (time.perf_counter() - started) * 1e3, time.time(),
-                                   getattr(self.source, "current", None))
-                index += 1
-                while not self._stop.is_set():
-                    try:
-                        self._queue.put(event, timeout=0.1)
-                        break
-                    except queue.Full:
-                        continue
-        finally:
-            self._put_end()
-
-    def _put_end(self) -> None:
-        while True:
-            try:
-                self._queue.put(None, timeout=0.1)
-                return
-            except queue.Full:
-                if self._stop.is_set():
-                    return
-
-    def get(self, timeout: float | None = None) -> FrameEvent | None:
-        """The next frame, or None at the end of the source."""
-        return self._queue.get(timeout=timeout)
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(timeout=2.0)
-
-
-class LatestReader:
-    """Reads a live source in a thread and keeps only the newest frame (no backlog, no growing latency).
-
-    When the source stops delivering, it reopens it with exponential backoff, and gives up after
-    ``give_up_s`` seconds without a frame.
-    """
-
-    def __init__(self, source: FrameSource, reopen: Callable[[], FrameSource] | None = None, *,
-                 give_up_s: float = 30.0, backoff_s: tuple[float, float] = (0.25, 8.0)) -> None:
-        self.source = source
-        self._reopen = reopen
-        self._give_up_s = give_up_s
-        self._backoff = backoff_s
-        self._cond = threading.Condition()
-        self._latest: FrameEvent | None = None
-        self._ended = False
-        self.error: str | None = None
-        self.reconnects = 0
-        self.dropped = 0  # frames read but replaced before the loop took them
-        self.corrupt = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="frame-grabber", daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        index = 0
-        last_frame = time.monotonic()
-        delay = self._backoff[0]
-        try:
-            while not self._stop.is_set():
-                started = time.perf_counter()
-                try:
-                    ok, frame = self.source.read()
-                except Exception as exc:  # a driver error must not kill the grabber
-                    log.warning("%s: read failed (%s)", self.source.name, exc)
-                    ok, frame = False, None
-                if ok:
-                    last_frame, delay = time.monotonic(), self._backoff[0]
-                    if frame is None:
-                        self.corrupt += 1
-                        continue
-                    event = FrameEvent(index, frame, (time.perf_counter() - started) * 1e3, time.time())
-                    index += 1
-                    with self._cond:
-                        if self._latest is not None:
-                            self.dropped += 1
-                        self._latest = event
-                        self._cond.notify_all()
-                    continue
-                waited = time.monotonic() - last_frame
-                if waited >= self._give_up_s:
-                    self.error = f"{self.source.name}: no frames for {waited:.0f}s; gave up (see --reconnect-timeout)"
-                    return
-                log.warning("%s: no frame; reconnecting in %.2fs", self.source.name, delay)
-                if self._stop.wait(delay):
-                    return
-                delay = min(delay * 2, self._backoff[1])
-                try:
-                    if self._reopen is not None:
-                        self.source.close()
-                        self.source = self._reopen()
-                    elif hasattr(self.source, "reopen"):
-                        self.source.reopen()  # type: ignore[attr-defined]
-                    self.reconnects += 1
-                    log.info("%s: reconnected", self.source.name)
-                except Exception as exc:
-                    log.warning("%s: reconnect failed (%s)", self.source.name, " ".join(str(exc).split())[:160])
-        finally:
-            with self._cond:
-                self._ended = True
-                self._cond.notify_all()
-
-    def get(self, timeout: float | None = None) -> FrameEvent | None:
-        """The newest frame not yet taken (waiting for one), or None when the source is gone."""
-        deadline = None if timeout is None else time.monotonic() + timeout
-        with self._cond:
-            while self._latest is None and not self._ended:
-                remaining = None if deadline is None else deadline - time.monotonic()
-                if remaining is not None and remaining <= 0:
-                    raise queue.Empty
-                self._cond.wait(remaining if remaining is not None else 0.5)
-            event, self._latest = self._latest, None
-            return event
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(timeout=2.0)

@@ -169,7 +169,7 @@ def test_live_source_that_never_comes_back_gives_up_cleanly(tiny_runs, tmp_path)
 
 
 def test_live_sources_always_serve_the_newest_frame(tiny_runs):
-    from edge_runtime.sources import LatestReader
+    from edge_runtime.readers import LatestReader
 
     source = FlakySource(frames_before=10**9, failures=0)
     reader = LatestReader(source)
