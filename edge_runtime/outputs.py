@@ -67,8 +67,8 @@ def check_distinct(inputs: Iterable[tuple[str, str | Path | None]], outputs: dic
             continue
         real = os.path.realpath(Path(path).expanduser())
         if real in readers:
-            raise OutputError(f"{flag} {path} is the {readers[real]} file and would be overwritten; choose another "
-                              f"{flag} path")
+            raise OutputError(f"{flag} {path} is what {readers[real]} reads, and would be overwritten; choose "
+                              f"another {flag} path")
         if real in writers and not is_stream(path):
             raise OutputError(f"{flag} {path} is also {writers[real]}, and one would destroy the other; give each "
                               "output its own path")
