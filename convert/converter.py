@@ -197,6 +197,7 @@ class _Subject:
     labels: tuple[str, ...] | None  # None: read after the model is loaded (bare files)
     input_spec: InputSpec | None  # None: from the model's input shape (bare files)
     run: RunFolder | None = None
+    registry: str | None = None  # the registry entry it was trained as (its conversion options)
 
     def unknown_threshold(self, model: Any) -> float | None:
         """The out-of-class threshold training calibrated (None: the model has no such output).
@@ -241,6 +242,7 @@ class _Check:
     keras_unknown: np.ndarray | None = None  # Keras' out-of-class scores, where the model has them
     keras_accuracy: float | None = None
     real: bool = True  # real images; False: random pixels, which say nothing about a quantized file
+    output_kind: str = "probabilities"  # "logits": the model has no softmax; the runtime applies it
 
 
 def convert(config: ConvertConfig) -> ConvertReport:
@@ -249,7 +251,7 @@ def convert(config: ConvertConfig) -> ConvertReport:
     subject = _subject(config)
     keras_sha = sha256_bytes(subject.model_file.read_bytes())
     previous = read_json(subject.deploy_dir / "convert_report.json")
-    config = config.for_model(subject.name)
+    config = config.for_model(subject.registry or subject.name)
     if not config.force and _up_to_date(previous, keras_sha, config, subject.deploy_dir):
         log.info("%s: deploy files are up to date with %s (sha256 %s); skipping (--force redoes them)",
                  subject.name, subject.model_file.name, keras_sha[:12])
@@ -286,13 +288,20 @@ def _subject(config: ConvertConfig) -> _Subject:
         labels_file = Path(config.labels).expanduser() if config.labels else given.parent / "labels.txt"
         if not labels_file.is_file():
             raise ModelFileError(f"{given}: no labels; put labels.txt (one class per line) beside it or pass --labels")
-        name = given.parent.name if given.stem == "model" else given.stem
-        return _Subject(name, given, given.parent / "deploy", read_labels(labels_file), None)
+        # model.keras is a run folder's and converts into deploy/; any other bare file gets its own
+        # NAME_deploy/, so two files in one folder never overwrite each other's.
+        if given.stem == "model":
+            name, deploy = given.parent.resolve().name, given.parent / "deploy"
+        else:
+            name, deploy = given.stem, given.parent / f"{given.stem}_deploy"
+        return _Subject(name, given, deploy, read_labels(labels_file), None)
     if config.model not in models.REGISTRY and given.is_dir():
         run = RunFolder.open(given)
     else:
         run = RunFolder.for_model(config.model, config.runs_dir)
-    return _Subject(run.model, run.model_file, run.deploy_dir, run.labels, run.input_spec, run)
+    # The files carry the run's own name (a --name or folder run is not the registry entry it started from).
+    return _Subject(run.path.resolve().name, run.model_file, run.deploy_dir, run.labels, run.input_spec, run,
+                    registry=run.model)
 
 
 def _contract(subject: _Subject, model: Any, config: ConvertConfig) -> tuple[tuple[str, ...], InputSpec]:
@@ -309,7 +318,14 @@ def _contract(subject: _Subject, model: Any, config: ConvertConfig) -> tuple[tup
         if shape != expected:
             raise ModelFileError(f"{subject.model_file}: model input {shape} does not match the input contract "
                                  f"{expected} recorded for {subject.name!r}; it was not trained as that run")
-    classes = int((model.output_shape[0] if has_unknown_output(model) else model.output_shape)[-1])
+    shapes = model.output_shape if isinstance(model.output_shape, list) else [model.output_shape]
+    if len(shapes) > 1 and not has_unknown_output(model):
+        raise ModelFileError(f"{subject.model_file}: the model has {len(shapes)} outputs {shapes}; convert takes a "
+                             "classifier with one output of shape (batch, classes)")
+    if len(shapes[0]) != 2 or shapes[0][-1] is None:
+        raise ModelFileError(f"{subject.model_file}: the output shape {shapes[0]} is not (batch, classes) (a "
+                             "per-pixel or sequence output?); convert takes image classifiers")
+    classes = int(shapes[0][-1])
     labels = subject.labels or ()
     if len(labels) != classes:
         raise ModelFileError(f"{subject.name}: {len(labels)} labels but the model outputs {classes} classes; "
@@ -344,11 +360,42 @@ def _reference(subject: _Subject, config: ConvertConfig, input_spec: InputSpec, 
         images = rng.integers(0, 256, (_RANDOM_CHECK_IMAGES,) + input_spec.shape[1:], dtype=np.uint8)
         truth, name = None, f"{_RANDOM_CHECK_IMAGES} random-pixel images (no test or calibration images given)"
     keras_probs, keras_unknown = split_outputs(model.predict(images.astype(np.float32), batch_size=64, verbose=0))
-    check = _Check(images, truth, name, keras_probs, keras_unknown, real="random-pixel" not in name)
+    output_kind = "probabilities" if _is_distribution(keras_probs) else "logits"
+    if output_kind == "logits":
+        log.warning("%s: the model's outputs are not probabilities (they range %.3g..%.3g and do not sum to 1): "
+                    "recorded as logits, so the runtime applies softmax", subject.name, keras_probs.min(),
+                    keras_probs.max())
+        keras_probs = _softmax(keras_probs)
+    check = _Check(images, truth, name, keras_probs, keras_unknown, real="random-pixel" not in name,
+                   output_kind=output_kind)
+    if calibration is not None:
+        _warn_if_calibrated_on_test(subject.name, calibration, images)
     if truth is not None:
         check.keras_accuracy = float(np.mean(np.argmax(keras_probs, axis=1) == truth))
         log.info("%s: Keras accuracy %.4f on %s", subject.name, check.keras_accuracy, name)
     return check
+
+
+def _is_distribution(outputs: np.ndarray, tolerance: float = 1e-3) -> bool:
+    """Whether every row is a probability distribution (a softmax output), not raw logits."""
+    return bool(np.all(outputs >= -tolerance) and np.all(np.abs(outputs.sum(axis=1) - 1.0) <= tolerance))
+
+
+def _softmax(logits: np.ndarray) -> np.ndarray:
+    shifted = np.exp(logits - logits.max(axis=1, keepdims=True))
+    return (shifted / shifted.sum(axis=1, keepdims=True)).astype(np.float32)
+
+
+def _warn_if_calibrated_on_test(name: str, calibration: np.ndarray, test: np.ndarray) -> None:
+    """Calibrating int8 on the test images flatters the int8 accuracy measured on them: say so."""
+    import hashlib
+
+    seen = {hashlib.sha1(image.tobytes()).digest() for image in test}
+    shared = sum(hashlib.sha1(image.tobytes()).digest() in seen for image in calibration)
+    if shared:
+        log.warning("%s: %d of the %d calibration images are also test images; the int8 accuracy is then measured "
+                    "on what it was calibrated on (pass --calibration with other images)", name, shared,
+                    len(calibration))
 
 
 # --- converting each format --------------------------------------------------------------------
@@ -398,7 +445,8 @@ def _verify(fmt: formats_mod.Format, raw: bytes, job: _Job) -> tuple[FileResult,
     probe = job.workdir / fmt.file_name
     probe.write_bytes(raw)
     probs, scores, tensor_spec, output_spec, backend = _run_in_runtime(probe, job.labels, job.input_spec,
-                                                                        job.check.images, job.unknown)
+                                                                        job.check.images, job.unknown,
+                                                                        job.check.output_kind)
     result = _compare(fmt, probs, job.check, backend)
     _compare_unknown(result, scores, job)
     _gate(result, fmt, job.config)
@@ -414,10 +462,11 @@ def _verify(fmt: formats_mod.Format, raw: bytes, job: _Job) -> tuple[FileResult,
 
 
 def _run_in_runtime(path: Path, labels: tuple[str, ...], input_spec: InputSpec, images: np.ndarray,
-                    unknown: UnknownSpec | None) -> tuple[np.ndarray, np.ndarray | None, InputSpec, OutputSpec, str]:
+                    unknown: UnknownSpec | None, output_kind: str = "probabilities",
+                    ) -> tuple[np.ndarray, np.ndarray | None, InputSpec, OutputSpec, str]:
     """Probabilities (and out-of-class scores) of every image through the device runtime, and the
     file's tensor contract."""
-    with Classifier.open(path, labels=labels, input_spec=input_spec) as classifier:
+    with Classifier.open(path, labels=labels, input_spec=input_spec, output_kind=output_kind) as classifier:
         probs = np.empty((len(images), len(labels)), dtype=np.float32)
         scores = np.empty(len(images), dtype=np.float32) if classifier.backend.unknown is not None else None
         for i, image in enumerate(images):
@@ -427,7 +476,7 @@ def _run_in_runtime(path: Path, labels: tuple[str, ...], input_spec: InputSpec, 
         out, extra = classifier.backend.output, classifier.backend.unknown
         if unknown is not None and extra is not None:
             unknown = replace(unknown, dtype=extra.dtype, quantization=_quantization(extra))
-        output_spec = OutputSpec(dtype=out.dtype, quantization=_quantization(out), unknown=unknown)
+        output_spec = OutputSpec(kind=output_kind, dtype=out.dtype, quantization=_quantization(out), unknown=unknown)
         return (probs, scores, classifier.input_spec, output_spec,
                 f"{classifier.backend.name} {classifier.backend.version}")
 

@@ -82,7 +82,8 @@ class Classifier:
 
     @classmethod
     def open(cls, path: str | Path, backend: str = "auto", threads: int | None = None, *,
-             labels: Sequence[str] | None = None, input_spec: InputSpec | None = None) -> "Classifier":
+             labels: Sequence[str] | None = None, input_spec: InputSpec | None = None,
+             output_kind: str = "probabilities") -> "Classifier":
         """Load a model file produced by ``python -m convert``.
 
         Args:
@@ -90,8 +91,9 @@ class Classifier:
             backend: ``auto`` (by file type and what is installed), ``litert``, ``tflite_runtime``,
                 ``tensorflow`` or ``onnxruntime``.
             threads: interpreter threads (None: the interpreter's default).
-            labels, input_spec: the contract for a file without embedded metadata; ignored when
-                the file carries its own.
+            labels, input_spec, output_kind: the contract for a file without embedded metadata
+                (``output_kind`` "logits" makes the runtime apply softmax); ignored when the file
+                carries its own.
 
         Raises:
             ModelFileError: missing, corrupt, truncated or mislabelled file.
@@ -101,7 +103,7 @@ class Classifier:
         """
         path = Path(path)
         try:
-            return cls._open(path, backend, threads, labels, input_spec)
+            return cls._open(path, backend, threads, labels, input_spec, output_kind)
         except ModelFileError as exc:  # MetadataError included: name the file in every message
             message = str(exc)
             if str(path) not in message:
@@ -110,7 +112,7 @@ class Classifier:
 
     @classmethod
     def _open(cls, path: Path, backend: str, threads: int | None, labels: Sequence[str] | None,
-              input_spec: InputSpec | None) -> "Classifier":
+              input_spec: InputSpec | None, output_kind: str = "probabilities") -> "Classifier":
         kind, data = load_bytes(path)
         try:
             metadata = read_metadata(kind, data, path)
@@ -118,6 +120,7 @@ class Classifier:
             if labels is None or input_spec is None:
                 raise
             metadata = ModelMetadata(model=path.stem, format=kind, labels=tuple(labels), input=input_spec,
+                                     output=OutputSpec(kind=output_kind),
                                      extra={"source": "contract passed by the caller"})
         engine = open_backend(kind, data, backend, threads)
         try:

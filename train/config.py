@@ -8,6 +8,8 @@ checkpoint means. The resolved config is saved beside every run as config.json.
 
 from __future__ import annotations
 
+import logging
+
 import re
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
@@ -28,6 +30,8 @@ _RECIPE = "recipe (default: the model's registry entry)"
 _DATA = "data and output"
 _SCALE = "scale"
 _TRANSFER = "transfer learning and the input contract"
+
+log = logging.getLogger("edge_classify.train")
 
 
 class ConfigError(EdgeError):
@@ -130,7 +134,12 @@ class TrainConfig:
         if self.low_res_epochs is None:  # a shorter run keeps its last epoch at full size
             values["low_res_epochs"] = min(values["low_res_epochs"], max(0, values["epochs"] - 1))
         if self.head_epochs is None:  # a shorter backbone run still ends with fine-tuning
-            values["head_epochs"] = min(values["head_epochs"], max(0, values["epochs"] - 1))
+            wanted = values["head_epochs"]
+            values["head_epochs"] = min(wanted, max(0, values["epochs"] - 1))
+            if values["backbone"] and values["head_epochs"] < wanted:
+                log.warning("%s: --epochs %d leaves room for %d head-only epoch(s) of the recipe's %d before "
+                            "fine-tuning; pass --head-epochs to choose", spec.name, values["epochs"],
+                            values["head_epochs"], wanted)
         if self.folder is not None:  # what a folder run does instead of the camera-scene recipe, so config.json says what ran
             if self.distill is None:  # folder images have no clean garment behind them
                 values["distill"] = 0.0

@@ -186,7 +186,7 @@ def _folder_data(config: "TrainConfig", spec: InputSpec, batch_size: int) -> Tra
     x_val, y_val = _optional_split(root, "val", names, spec) if splits else (None, None)
     if x_val is None:
         x_train, y_train, x_val, y_val = _carve(x_train, y_train, val_fraction, seed)
-    log.info("%s", train_set.summary())
+    _log_counts(root, names, len(y_train), len(y_val), len(y_test), train_set)
     if config.train_limit:
         x_train, y_train = x_train[:config.train_limit], y_train[:config.train_limit]
     if config.test_limit:
@@ -231,7 +231,7 @@ def _photo_data(config: "TrainConfig", spec: InputSpec, batch_size: int) -> Trai
     test_photos, test_kept = test_set.load_photos(spec.color_order, max_side=480)
     if len(val_kept) != len(y_val) or len(test_kept) != len(y_test):
         raise DatasetError(f"{root}: photos decoded differently on a second read; check the files are not changing")
-    log.info("%s; %d photos train, %d validate, %d test", train_set.summary(), len(photos), len(y_val), len(y_test))
+    _log_counts(str(root), names, len(photos), len(y_val), len(y_test), train_set, val_set, test_set)
     seed, size, camera = config.seed, (spec.height, spec.width), config.augment == "camera"
 
     def make_batch(epoch: int, index: int) -> tuple[np.ndarray, np.ndarray]:
@@ -286,6 +286,18 @@ def _optional_split(root: str, split: str, names: tuple[str, ...], spec: InputSp
     if not (Path(root) / split).is_dir():
         return None, None
     return folder.open_folder(root, split, class_names=names).load(spec)
+
+
+def _log_counts(root: str, names: tuple[str, ...], train: int, val: int, test: int,
+                *sets: folder.FolderDataset) -> None:
+    """What the run will use, counted after decoding: the numbers add up to the files that were read."""
+    skipped: dict[str, int] = {}
+    for dataset in sets:
+        for kind, count in dataset.skipped.items():
+            skipped[kind] = skipped.get(kind, 0) + count
+    detail = "; skipped " + ", ".join(f"{count} {kind}" for kind, count in sorted(skipped.items())) if skipped else ""
+    log.info("%s: %d images in %d classes: %d train, %d validate, %d test%s", root, train + val + test, len(names),
+             train, val, test, detail)
 
 
 def _enough_classes(root: str, names: tuple[str, ...]) -> tuple[str, ...]:

@@ -7,6 +7,7 @@ old weights.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,8 @@ from edge_runtime.contract import InputSpec
 from edge_runtime.errors import MetadataError, ModelFileError
 
 from . import evalsets, models, paths
+
+log = logging.getLogger("edge_classify.train")
 
 
 @dataclass(frozen=True)
@@ -97,6 +100,10 @@ def read_labels(path: Path) -> tuple[str, ...]:
         raise ModelFileError(f"{path} is missing or unreadable; it holds the class names, one per line") from None
     if not labels:
         raise ModelFileError(f"{path} holds no class names; write one per line, in the model's output order")
+    repeated = sorted({label for label in labels if labels.count(label) > 1})
+    if repeated:  # two outputs answering to one name: the runtime cannot tell them apart
+        log.warning("%s names %s more than once; each output should have its own name", path,
+                    ", ".join(map(repr, repeated)))
     return labels
 
 

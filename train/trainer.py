@@ -127,6 +127,7 @@ def _finished_run(config: TrainConfig) -> RunResult | None:
         not (run_dir / "checkpoint").exists()
     if config.fresh or not done:
         return None
+    _same_run_or_refuse(config, run_dir)
     # Unreadable metrics do not make a finished model less finished: it is still left as it is.
     metrics = read_json(run_dir / "metrics.json") or {}
     accuracy = metrics.get("test_accuracy")
@@ -134,6 +135,39 @@ def _finished_run(config: TrainConfig) -> RunResult | None:
           f"{f' (test accuracy {accuracy:.4f})' if isinstance(accuracy, float) else ''}; left as it is "
           f"(pass --fresh to retrain it and replace its files, or --name for a new run folder)", flush=True)
     return RunResult(run_dir=run_dir, metrics=metrics, finished_before=True)
+
+
+def _same_run_or_refuse(config: TrainConfig, run_dir: Path) -> None:
+    """A finished run is only reused by the same run: the same dataset path and the same classes.
+
+    Raises:
+        ConfigError: the folder holds a run of other data (a dataset folder of the same name elsewhere).
+    """
+    recorded = read_json(run_dir / "config.json") or {}
+    differences = []
+    then, now = recorded.get("folder"), config.folder  # Fashion-MNIST is the same data wherever its files are
+    if "folder" in recorded and not _same_path(then, now):
+        differences.append(f"--folder was {then or 'not set'}, now {now or 'not set'}")
+    if config.folder and not differences:
+        from .datasets import folder as folder_data
+
+        root = paths.resolve_folder(config.folder)
+        try:
+            names = folder_data.open_folder(root, "train" if folder_data.has_splits(root) else None).class_names
+        except EdgeError:
+            names = None  # the dataset's own error comes when it is read for training
+        labels = runfolder.read_labels(run_dir / "labels.txt") if (run_dir / "labels.txt").is_file() else None
+        if names is not None and labels is not None and tuple(labels) != tuple(names):
+            differences.append(f"its classes were {', '.join(labels)}, now {', '.join(names)}")
+    if differences:
+        raise ConfigError(f"{run_dir} is a finished run of other data ({'; '.join(differences)}); pass --fresh to "
+                          "replace it, or --name NAME for a new run folder")
+
+
+def _same_path(then: Any, now: Any) -> bool:
+    if not then or not now:
+        return not then and not now
+    return paths.resolve_folder(str(then)).resolve() == paths.resolve_folder(str(now)).resolve()
 
 
 def _prepare(config: TrainConfig) -> _Session:

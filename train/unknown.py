@@ -151,7 +151,10 @@ def fit_head(model: "keras.Model", data: "TrainData", spec: InputSpec, seed: int
 
 
 def has_unknown_output(model: "keras.Model") -> bool:
-    return isinstance(model.output, (list, tuple)) and len(model.output) == 2
+    """Whether ``model`` is a classifier with this module's out-of-class output (and no other second output)."""
+    outputs = model.output if isinstance(model.output, (list, tuple)) else [model.output]
+    return len(outputs) == 2 and tuple(outputs[1].shape)[1:] == (1,) and \
+        any(layer.name == OUTPUT_NAME for layer in model.layers)
 
 
 def split_outputs(outputs: Any) -> tuple[np.ndarray, np.ndarray | None]:

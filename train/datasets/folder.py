@@ -76,7 +76,9 @@ class FolderDataset:
         batches = list(self.iter_batches(spec, batch_size=256))
         if not batches:
             raise DatasetError(f"{self.root}: none of the {len(self.files)} files could be decoded as images")
-        return np.concatenate([b[0] for b in batches]), np.concatenate([b[1] for b in batches])
+        labels = np.concatenate([b[1] for b in batches])
+        self._check_every_class(labels)
+        return np.concatenate([b[0] for b in batches]), labels
 
     def load_photos(self, color_order: str, max_side: int) -> tuple[list[np.ndarray], np.ndarray]:
         """Every decodable photo whole, in ``color_order``, its shorter side at most ``max_side``
@@ -99,7 +101,18 @@ class FolderDataset:
             labels.append(label)
         if not photos:
             raise DatasetError(f"{self.root}: none of the {len(self.files)} files could be decoded as images")
+        self._check_every_class(np.asarray(labels, dtype=np.int64))
         return photos, np.asarray(labels, dtype=np.int64)
+
+    def _check_every_class(self, decoded: np.ndarray) -> None:
+        """A class whose listed files all failed to decode would train (or test) on nothing and
+        report a meaningless accuracy: refuse it, naming the class."""
+        listed = np.bincount([label for _, label in self.files], minlength=len(self.class_names))
+        have = np.bincount(decoded, minlength=len(self.class_names))
+        empty = [self.class_names[k] for k in range(len(self.class_names)) if listed[k] and not have[k]]
+        if empty:
+            raise DatasetError(f"{self.root}: none of the images of class {', '.join(map(repr, empty))} could be "
+                               "decoded; replace them with readable images or remove the class folder")
 
     def interleaved(self, count: int | None = None) -> list[tuple[Path, int]]:
         """Up to ``count`` files, one class after another (a video or demo then shows every class)."""
@@ -205,6 +218,10 @@ def open_folder(root: str | Path, split: str | None = None, *,
     missing = [name for name in names if name not in found]
     if missing:
         raise DatasetError(f"{base}: class folder(s) {', '.join(missing)} missing")
+    extra = [name for name in found if name not in names]
+    if extra:  # a class only one split has would be dropped from it without a word
+        raise DatasetError(f"{base}: class folder(s) {', '.join(extra)} are not among the training classes "
+                           f"({', '.join(names)}); give every split the same class folders")
     dataset = FolderDataset(root=base, class_names=names, files=[])
     for label, name in enumerate(names):
         files = sorted(
