@@ -1,4 +1,5 @@
-"""Shared fixtures: the real dataset (required in CI), and tiny trained + converted runs.
+"""Shared fixtures: the real dataset (required in CI), tiny trained + converted runs, and the
+reliability ledger.
 
 Tiny runs are trained once per test session (a few hundred real Fashion-MNIST images, a few
 filters) and shared by the convert, runtime and benchmark tests.
@@ -6,7 +7,11 @@ filters) and shared by the convert, runtime and benchmark tests.
 
 from __future__ import annotations
 
+import time
+from collections import defaultdict
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 import pytest
@@ -17,6 +22,8 @@ from tests.helpers import IN_CI
 def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption("--soak-frames", type=int, default=20_000,
                      help="frames for the live-loop soak test (the long version: --soak-frames 200000)")
+    parser.addoption("--reliability-report", default=None,
+                     help="where the reliability ledger goes (default: reports/reliability.md in the checkout)")
 
 
 @pytest.fixture(scope="session")
@@ -65,3 +72,59 @@ def tiny_runs(tmp_path_factory: pytest.TempPathFactory, fashion_dir: Path) -> Pa
 @pytest.fixture
 def rng() -> np.random.Generator:
     return np.random.default_rng(1234)
+
+
+# --- the reliability ledger -------------------------------------------------------------------
+# Every hostile-input and fault case records what it tried and what held: a case counts as tried
+# when it starts and as handled only when its checks pass, so a failing case shows in the ledger
+# (tried > handled) as well as in the test result. A skipped or deselected test runs no case and
+# records nothing. At the end of the session the ledger goes where the benchmark's reports go
+# (reports/ in the checkout, train.paths.default_reports_dir), or to --reliability-report PATH.
+
+
+class Ledger:
+    def __init__(self) -> None:
+        self.rows: dict[str, dict[str, int]] = defaultdict(lambda: {"tried": 0, "survived": 0})
+        self.notes: list[str] = []
+
+    @contextmanager
+    def case(self, category: str) -> Iterator[None]:
+        """One case: tried now, handled only if the block's checks pass (an exception propagates)."""
+        self.rows[category]["tried"] += 1
+        yield
+        self.rows[category]["survived"] += 1
+
+    def note(self, text: str) -> None:
+        self.notes.append(text)
+
+    def markdown(self) -> str:
+        lines = ["# Reliability report", "", f"Written by the test suite on {time.strftime('%Y-%m-%d %H:%M:%S')}.", "",
+                 "| what was tried | cases | handled cleanly |", "|---|---:|---:|"]
+        for category, counts in sorted(self.rows.items()):
+            lines.append(f"| {category} | {counts['tried']} | {counts['survived']} |")
+        if self.notes:
+            lines += ["", "## Notes", ""] + [f"- {note}" for note in self.notes]
+        return "\n".join(lines) + "\n"
+
+
+LEDGER_KEY = pytest.StashKey[Ledger]()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.stash[LEDGER_KEY] = Ledger()
+
+
+@pytest.fixture(scope="session")
+def ledger(request: pytest.FixtureRequest) -> Ledger:
+    return request.config.stash[LEDGER_KEY]
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    ledger = session.config.stash.get(LEDGER_KEY, None)
+    if ledger is None or not ledger.rows:
+        return
+    from edge_common.files import atomic_write_text
+    from train.paths import default_reports_dir
+
+    target = session.config.getoption("--reliability-report") or default_reports_dir() / "reliability.md"
+    atomic_write_text(Path(target), ledger.markdown())

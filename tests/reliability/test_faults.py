@@ -59,23 +59,26 @@ def test_training_killed_at_random_points_resumes_and_ends_as_good(tmp_path, led
             "1000", "--no-plots", "--output-dir", str(tmp_path / "killed")]
     delays = np.random.default_rng(7).uniform(3.0, 14.0, 4)
     state = tmp_path / "killed" / "edge_cnn" / "checkpoint" / "state.json"
+    category = "faults: training SIGKILLed at random points (each kill, then the resumed run)"
     for delay in delays:
-        _kill_after(args, float(delay))
-        if state.exists():
-            saved = json.loads(state.read_text())  # never half-written
-            for name in (saved["last"], saved["best"]):
-                assert (state.parent / name).is_file()
-        _complete_files_only(tmp_path / "killed")
-    resumed = run_cli(*args)
-    assert resumed.returncode == 0, resumed.stderr[-2000:]
-    straight = run_cli(*args[:-1], str(tmp_path / "straight"))
-    assert straight.returncode == 0, straight.stderr[-2000:]
-    killed = json.loads((tmp_path / "killed" / "edge_cnn" / "metrics.json").read_text())
-    clean = json.loads((tmp_path / "straight" / "edge_cnn" / "metrics.json").read_text())
-    history = (tmp_path / "killed" / "edge_cnn" / "history.csv").read_text().splitlines()
-    assert [row.split(",")[0] for row in history[1:]] == ["1", "2", "3", "4"]
-    assert killed["test_accuracy"] >= clean["test_accuracy"] - 0.03, (killed["test_accuracy"], clean["test_accuracy"])
-    ledger.record("faults: training SIGKILLed at random points, then resumed", len(delays), len(delays))
+        with ledger.case(category):
+            _kill_after(args, float(delay))
+            if state.exists():
+                saved = json.loads(state.read_text())  # never half-written
+                for name in (saved["last"], saved["best"]):
+                    assert (state.parent / name).is_file()
+            _complete_files_only(tmp_path / "killed")
+    with ledger.case(category):
+        resumed = run_cli(*args)
+        assert resumed.returncode == 0, resumed.stderr[-2000:]
+        straight = run_cli(*args[:-1], str(tmp_path / "straight"))
+        assert straight.returncode == 0, straight.stderr[-2000:]
+        killed = json.loads((tmp_path / "killed" / "edge_cnn" / "metrics.json").read_text())
+        clean = json.loads((tmp_path / "straight" / "edge_cnn" / "metrics.json").read_text())
+        history = (tmp_path / "killed" / "edge_cnn" / "history.csv").read_text().splitlines()
+        assert [row.split(",")[0] for row in history[1:]] == ["1", "2", "3", "4"]
+        assert killed["test_accuracy"] >= clean["test_accuracy"] - 0.03, (killed["test_accuracy"],
+                                                                          clean["test_accuracy"])
     ledger.note(f"training killed {len(delays)} times at {', '.join(f'{d:.1f}s' for d in delays)}: resumed to "
                 f"{killed['test_accuracy']:.3f} test accuracy vs {clean['test_accuracy']:.3f} uninterrupted")
 
@@ -89,13 +92,15 @@ def test_conversion_killed_at_random_points_leaves_no_truncated_file(tiny_runs, 
     args = ["-m", "convert", "camera_cnn", "--runs-dir", str(runs), "--eval-limit", "300", "--calibration-samples",
             "50", "--opencv-check", "0", "--no-gates"]
     delays = np.random.default_rng(11).uniform(3.0, 12.0, 4)
+    category = "faults: conversion SIGKILLed at random points (each kill, then the rerun)"
     for delay in delays:
-        _kill_after(args, float(delay))
-        _complete_files_only(runs)
-    result = run_cli(*args)
-    assert result.returncode == 0, result.stderr[-2000:]
-    assert len(list((runs / "camera_cnn" / "deploy").glob("model_*"))) == 6
-    ledger.record("faults: conversion SIGKILLed at random points, then rerun", len(delays), len(delays))
+        with ledger.case(category):
+            _kill_after(args, float(delay))
+            _complete_files_only(runs)
+    with ledger.case(category):
+        result = run_cli(*args)
+        assert result.returncode == 0, result.stderr[-2000:]
+        assert len(list((runs / "camera_cnn" / "deploy").glob("model_*"))) == 6
 
 
 @pytest.mark.slow
@@ -104,19 +109,21 @@ def test_benchmark_killed_mid_way_resumes_and_never_leaves_half_reports(tiny_run
     args = ["-m", "benchmarks", "--quick", "--no-e2e", "--runs-dir", str(tiny_runs), "--reports-dir", str(reports),
             "--models", "edge_cnn", "camera_cnn", "--threads", "1"]
     delays = (25.0, 45.0)
+    category = "faults: benchmark SIGKILLed mid-way (each kill, then the resumed run)"
     for delay in delays:
-        _kill_after(args, delay)
-        for path in reports.glob("*"):
-            if path.suffix == ".json":
-                json.loads(path.read_text())
-    partial = reports / ".benchmark-partial.json"
-    resumed_from = len(json.loads(partial.read_text())["models"]) if partial.exists() else 0
-    result = run_cli(*args, timeout=900)
-    assert result.returncode == 0, result.stderr[-2000:]
-    assert ("reusing" in result.stderr) == (resumed_from > 0)
-    report = json.loads((reports / "benchmark.json").read_text())
-    assert {r["model"] for r in report["rows"]} == {"edge_cnn", "camera_cnn"}
-    ledger.record("faults: benchmark SIGKILLed mid-way, then resumed", len(delays), len(delays))
+        with ledger.case(category):
+            _kill_after(args, delay)
+            for path in reports.glob("*"):
+                if path.suffix == ".json":
+                    json.loads(path.read_text())
+    with ledger.case(category):
+        partial = reports / ".benchmark-partial.json"
+        resumed_from = len(json.loads(partial.read_text())["models"]) if partial.exists() else 0
+        result = run_cli(*args, timeout=900)
+        assert result.returncode == 0, result.stderr[-2000:]
+        assert ("reusing" in result.stderr) == (resumed_from > 0)
+        report = json.loads((reports / "benchmark.json").read_text())
+        assert {r["model"] for r in report["rows"]} == {"edge_cnn", "camera_cnn"}
 
 
 class StallingSource:
@@ -155,20 +162,22 @@ def test_unreliable_live_source_keeps_the_loop_and_the_output_alive(tiny_runs, t
     from edge_runtime.live import LiveConfig, run
 
     source = StallingSource()
-    with Classifier.open(tiny_runs / "edge_cnn" / "deploy" / "model_int8.tflite") as classifier:
-        stats = run(classifier, source, LiveConfig(headless=True, output=str(tmp_path / "live.mp4"),
-                                                   jsonl=str(tmp_path / "live.jsonl"), max_frames=150,
-                                                   reconnect_timeout=10))
-    assert stats.frames == 150 and stats.reconnects >= 2
-    cap = cv2.VideoCapture(str(tmp_path / "live.mp4"))
-    frames = 0
-    while cap.read()[0]:
-        frames += 1
-    cap.release()
-    assert frames == 150
-    assert len((tmp_path / "live.jsonl").read_text().splitlines()) == 150
-    faults = sum(source.faults.values())
-    ledger.record("faults: live source stalls, raises, fails reads, disappears and returns", faults, faults)
+    category = "faults: live source stalls, raises, fails reads, disappears and returns (one run)"
+    with ledger.case(category):
+        with Classifier.open(tiny_runs / "edge_cnn" / "deploy" / "model_int8.tflite") as classifier:
+            stats = run(classifier, source, LiveConfig(headless=True, output=str(tmp_path / "live.mp4"),
+                                                       jsonl=str(tmp_path / "live.jsonl"), max_frames=150,
+                                                       reconnect_timeout=10))
+        assert stats.frames == 150 and stats.reconnects >= 2
+        cap = cv2.VideoCapture(str(tmp_path / "live.mp4"))
+        frames = 0
+        while cap.read()[0]:
+            frames += 1
+        cap.release()
+        assert frames == 150
+        assert len((tmp_path / "live.jsonl").read_text().splitlines()) == 150
+    ledger.note(f"the unreliable live source injected {sum(source.faults.values())} faults "
+                f"({', '.join(f'{k} {v}' for k, v in source.faults.items())}) in one run of 150 frames")
 
 
 @contextmanager
@@ -238,11 +247,11 @@ def test_full_and_read_only_disks_give_clear_errors_and_lose_nothing(tiny_runs, 
             "-m", "edge_runtime", "--model", str(tiny_runs / "edge_cnn" / "deploy" / "model_int8.tflite"),
             "--source", str(_video(tmp_path)), "--headless", "--jsonl", str(disk / "p2.jsonl"))
         for name, result in results.items():
-            assert result.returncode == 2, (name, result.returncode, result.stderr[-1500:])
-            last = result.stderr.strip().splitlines()[-1]
-            assert last.startswith("error:") and "Traceback" not in result.stderr, (name, result.stderr[-1500:])
+            with ledger.case("faults: full disk and read-only folder (train, convert, live loop)"):
+                assert result.returncode == 2, (name, result.returncode, result.stderr[-1500:])
+                last = result.stderr.strip().splitlines()[-1]
+                assert last.startswith("error:") and "Traceback" not in result.stderr, (name, result.stderr[-1500:])
         assert (runs / "edge_cnn" / "deploy" / "model_float32.tflite").read_bytes() == previous
-    ledger.record("faults: full disk and read-only folder (train, convert, live loop)", len(results), len(results))
 
 
 def _video(folder: Path, frames: int = 30) -> Path:
@@ -307,20 +316,20 @@ def test_soak_live_loop_memory_holds_steady(tiny_runs, tmp_path, ledger, request
     writer.release()
     out = tmp_path / "soak.json"
     model = tiny_runs / "edge_cnn" / "deploy" / "model_int8.tflite"
-    result = subprocess.run([sys.executable, "-c", SOAK, str(model), str(video), str(frames), str(out)],
-                            capture_output=True, text=True, cwd=ROOT, timeout=1800)
-    assert result.returncode == 0, result.stderr[-2000:]
-    data = json.loads(out.read_text())
-    assert data["frames"] == frames
-    samples = data["samples"]
-    warm = next(s for s in samples if s[0] >= 2000)
-    growth = samples[-1][2] - warm[2]
-    rates = [(b[0] - a[0]) / (b[1] - a[1]) for a, b in zip(samples, samples[1:]) if b[1] > a[1]]
-    early, late = float(np.median(rates[1:5])), float(np.median(rates[-4:]))
-    assert growth < 5.0, f"resident memory grew {growth:.2f} MB after warm-up"
-    # Speed is reported (in the ledger), never asserted: another job on the machine must not fail the suite.
-    assert len(data["outputs"]) >= 2  # output segments rotated and each was closed under its final name
-    ledger.record(f"long run: live loop soak ({frames} frames, rotating outputs)", 1, 1)
+    with ledger.case(f"long run: live loop soak ({frames} frames, rotating outputs)"):
+        result = subprocess.run([sys.executable, "-c", SOAK, str(model), str(video), str(frames), str(out)],
+                                capture_output=True, text=True, cwd=ROOT, timeout=1800)
+        assert result.returncode == 0, result.stderr[-2000:]
+        data = json.loads(out.read_text())
+        assert data["frames"] == frames
+        samples = data["samples"]
+        warm = next(s for s in samples if s[0] >= 2000)
+        growth = samples[-1][2] - warm[2]
+        rates = [(b[0] - a[0]) / (b[1] - a[1]) for a, b in zip(samples, samples[1:]) if b[1] > a[1]]
+        early, late = float(np.median(rates[1:5])), float(np.median(rates[-4:]))
+        assert growth < 5.0, f"resident memory grew {growth:.2f} MB after warm-up"
+        # Speed is reported (in the ledger), never asserted: another job on the machine must not fail the suite.
+        assert len(data["outputs"]) >= 2  # output segments rotated and each was closed under its final name
     ledger.note(f"soak: {frames} frames; resident memory {warm[2]:.1f} MB after warm-up, {samples[-1][2]:.1f} MB at "
                 f"the end (growth {growth:+.2f} MB); FPS {early:.0f} early vs {late:.0f} late; "
                 f"{len(data['outputs'])} output segments")

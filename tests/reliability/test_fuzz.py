@@ -41,6 +41,9 @@ REGRESSIONS = [
 ]
 
 
+METADATA = "fuzzing: metadata JSON parser (hypothesis: random structures, fields, bytes; regressions)"
+
+
 def _parse(raw: bytes | str) -> None:
     try:
         ModelMetadata.from_json(raw)
@@ -48,37 +51,42 @@ def _parse(raw: bytes | str) -> None:
         assert str(exc) and "\n" not in str(exc)
 
 
+def _parse_case(ledger, raw: bytes | str) -> None:
+    with ledger.case(METADATA):
+        _parse(raw)
+
+
 @pytest.mark.parametrize("raw", REGRESSIONS)
-def test_metadata_regressions(raw):
-    _parse(raw)
+def test_metadata_regressions(raw, ledger):
+    _parse_case(ledger, raw)
 
 
 @FUZZ
-@given(st.dictionaries(st.sampled_from(list(VALID) + ["extra", "x"]), json_values, max_size=9))
-def test_metadata_with_random_structure(document):
-    _parse(json.dumps(document))
+@given(document=st.dictionaries(st.sampled_from(list(VALID) + ["extra", "x"]), json_values, max_size=9))
+def test_metadata_with_random_structure(ledger, document):
+    _parse_case(ledger, json.dumps(document))
 
 
 @FUZZ
-@given(st.sampled_from(list(VALID)), json_values)
-def test_metadata_with_one_field_replaced(key, value):
+@given(key=st.sampled_from(list(VALID)), value=json_values)
+def test_metadata_with_one_field_replaced(ledger, key, value):
     document = dict(VALID)
     document[key] = value
-    _parse(json.dumps(document))
+    _parse_case(ledger, json.dumps(document))
 
 
 @FUZZ
-@given(st.sampled_from(list(VALID["input"])), json_values)
-def test_metadata_with_one_input_field_replaced(key, value):
+@given(key=st.sampled_from(list(VALID["input"])), value=json_values)
+def test_metadata_with_one_input_field_replaced(ledger, key, value):
     document = json.loads(json.dumps(VALID))
     document["input"][key] = value
-    _parse(json.dumps(document))
+    _parse_case(ledger, json.dumps(document))
 
 
 @FUZZ
-@given(st.binary(max_size=400))
-def test_metadata_from_random_bytes(raw):
-    _parse(raw)
+@given(raw=st.binary(max_size=400))
+def test_metadata_from_random_bytes(ledger, raw):
+    _parse_case(ledger, raw)
 
 
 def _mutations(data: bytes):
@@ -103,34 +111,33 @@ def _mutate(data: bytes, edits, cut) -> bytes:
 @pytest.mark.dataset
 def test_tflite_and_onnx_readers_on_mutated_files(model_bytes, ledger):
     tflite, onnx = model_bytes
-    tried = {"n": 0}
 
     @FUZZ
     @given(_mutations(tflite), _mutations(onnx))
     def run(tflite_case, onnx_case):
         for data, case, reader in ((tflite, tflite_case, read_tflite_entries), (onnx, onnx_case, read_onnx_props)):
             mutated = _mutate(data, *case)
-            tried["n"] += 1
-            try:
-                sniff_format(mutated)
-                entries = reader(mutated)
-                if "edge_classify" in entries:
-                    _parse(entries["edge_classify"])
-            except ModelFileError as exc:
-                assert str(exc)
+            with ledger.case("fuzzing: TFLite/ONNX container readers on mutated files (hypothesis)"):
+                try:
+                    sniff_format(mutated)
+                    entries = reader(mutated)
+                    if "edge_classify" in entries:
+                        _parse(entries["edge_classify"])
+                except ModelFileError as exc:
+                    assert str(exc)
 
     run()
-    ledger.record("fuzzing: TFLite/ONNX container readers on mutated files (hypothesis)", tried["n"], tried["n"])
 
 
 @FUZZ
-@given(st.binary(max_size=600))
-def test_container_readers_on_random_bytes(raw):
+@given(raw=st.binary(max_size=600))
+def test_container_readers_on_random_bytes(ledger, raw):
     for reader in (read_tflite_entries, read_onnx_props):
-        try:
-            reader(raw)
-        except ModelFileError:
-            pass
+        with ledger.case("fuzzing: TFLite/ONNX container readers on random bytes (hypothesis)"):
+            try:
+                reader(raw)
+            except ModelFileError as exc:
+                assert str(exc) and "\n" not in str(exc)
 
 
 def test_idx_reader_fuzz(tmp_path_factory, ledger):
@@ -140,7 +147,6 @@ def test_idx_reader_fuzz(tmp_path_factory, ledger):
     base = folder / "base-idx3-ubyte"
     write_idx(base, np.arange(2 * 28 * 28, dtype=np.uint8).reshape(2, 28, 28))
     data = base.read_bytes()
-    tried = {"n": 0}
 
     @FUZZ
     @given(_mutations(data), st.booleans())
@@ -148,17 +154,11 @@ def test_idx_reader_fuzz(tmp_path_factory, ledger):
         mutated = _mutate(data, *case)
         path = folder / ("case-idx3-ubyte.gz" if zipped else "case-idx3-ubyte")
         path.write_bytes(gzip.compress(mutated) if zipped else mutated)
-        tried["n"] += 1
-        try:
-            array = read_idx(path)
-            assert array.size * array.itemsize <= len(mutated)
-        except DatasetError as exc:
-            assert path.name in str(exc)
+        with ledger.case("fuzzing: IDX reader on mutated files (hypothesis)"):
+            try:
+                array = read_idx(path)
+                assert array.size * array.itemsize <= len(mutated)
+            except DatasetError as exc:
+                assert path.name in str(exc)
 
     run()
-    ledger.record("fuzzing: IDX reader on mutated files (hypothesis)", tried["n"], tried["n"])
-
-
-def test_metadata_fuzz_is_recorded(ledger):
-    ledger.record("fuzzing: metadata JSON parser (hypothesis: random structures, fields, bytes)", 4 * 300 + len(REGRESSIONS),
-                  4 * 300 + len(REGRESSIONS))

@@ -110,16 +110,14 @@ def test_bad_model_files_give_one_line_errors_never_crashes(tiny_runs, tmp_path,
     paths = [p for group in cases.values() for p in group]
     outcomes = probe(paths)
     for category, group in cases.items():
-        survived = 0
         for path in group:
-            outcome = outcomes[str(path)]
-            # A damaged file either fails with a clean one-line error or (a flipped weight byte)
-            # still loads as a valid model; it never crashes the process or raises anything else.
-            assert outcome in ("error", "opened"), (path.name, outcome)
-            if category in ("empty", "random bytes", "other format renamed", "metadata removed or corrupted"):
-                assert outcome == "error", path.name
-            survived += 1
-        ledger.record(f"model files: {category}", len(group), survived)
+            with ledger.case(f"model files: {category}"):
+                outcome = outcomes[str(path)]
+                # A damaged file either fails with a clean one-line error or (a flipped weight byte)
+                # still loads as a valid model; it never crashes the process or raises anything else.
+                assert outcome in ("error", "opened"), (path.name, outcome)
+                if category in ("empty", "random bytes", "other format renamed", "metadata removed or corrupted"):
+                    assert outcome == "error", path.name
 
 
 def test_every_cli_rejects_a_bad_model_with_exit_code_2(tiny_runs, tmp_path, ledger):
@@ -133,10 +131,10 @@ def test_every_cli_rejects_a_bad_model_with_exit_code_2(tiny_runs, tmp_path, led
         ["-m", "benchmarks", "--deploy-dir", str(tmp_path), "--quick", "--no-e2e", "--reports-dir", str(tmp_path / "r")],
     ]
     for command in commands:
-        result = run_cli(*command, timeout=120)
-        assert result.returncode == 2, (command, result.stderr[-500:])
-        assert result.stderr.strip().count("\n") == 0 and result.stderr.startswith("error:"), result.stderr
-    ledger.record("model files: command-line tools", len(commands), len(commands))
+        with ledger.case("model files: command-line tools"):
+            result = run_cli(*command, timeout=120)
+            assert result.returncode == 2, (command, result.stderr[-500:])
+            assert result.stderr.strip().count("\n") == 0 and result.stderr.startswith("error:"), result.stderr
 
 
 FRAMES = {
@@ -183,19 +181,19 @@ def test_hostile_frames_are_handled_or_rejected_and_the_loop_keeps_going(tiny_ru
     handled = rejected = 0
     with Classifier.open(tiny_runs / "camera_cnn" / "deploy" / "model_int8.tflite") as classifier:
         for name, frame in FRAMES.items():
-            try:
-                prediction = classifier.predict(frame)
-                assert prediction.label in classifier.labels, name
-                handled += 1
-            except FrameError as exc:
-                assert str(exc) and "\n" not in str(exc), name
-                rejected += 1
-        stats = run(classifier, ListSource(list(FRAMES.values()) * 3), LiveConfig(headless=True, bars=True,
-                                                                                    output=str(tmp_path / "o.avi")))
+            with ledger.case("frames: odd sizes, dtypes, layouts (predict)"):
+                try:
+                    prediction = classifier.predict(frame)
+                    assert prediction.label in classifier.labels, name
+                    handled += 1
+                except FrameError as exc:
+                    assert str(exc) and "\n" not in str(exc), name
+                    rejected += 1
+        with ledger.case("frames: the same three times through the live loop (one run)"):
+            stats = run(classifier, ListSource(list(FRAMES.values()) * 3),
+                        LiveConfig(headless=True, bars=True, output=str(tmp_path / "o.avi")))
+            assert stats.frames == 3 * handled and stats.rejected == 3 * rejected and stats.ended_by == "end of source"
     assert handled + rejected == len(FRAMES) and handled >= 9
-    assert stats.frames == 3 * handled and stats.rejected == 3 * rejected and stats.ended_by == "end of source"
-    ledger.record("frames: odd sizes, dtypes, layouts (predict)", len(FRAMES), handled + rejected)
-    ledger.record("frames: the same through the live loop", 3 * len(FRAMES), stats.frames + stats.rejected)
     ledger.note(f"frames handled: {handled}; rejected with a clear error: {rejected} "
                 "(float, bool, int32, 2/5 channels, 4-D, zero-size)")
 
@@ -207,27 +205,23 @@ def test_truncated_idx_at_many_offsets_and_bad_headers(tmp_path, fashion_dir, le
 
     raw = gzip.decompress((fashion_dir / "t10k-labels-idx1-ubyte.gz").read_bytes())
     images = gzip.decompress((fashion_dir / "t10k-images-idx3-ubyte.gz").read_bytes())[: 16 + 784 * 50]
-    tried = 0
+    category = "datasets: truncated or malformed IDX"
     for source, name in ((raw, "labels"), (images, "images")):
         for cut in sorted(set(np.linspace(0, len(source) - 1, 60).astype(int))):
             path = tmp_path / f"{name}-{cut}-idx-ubyte"
             path.write_bytes(source[:cut])
-            with pytest.raises(DatasetError, match=path.name):
+            with ledger.case(category), pytest.raises(DatasetError, match=path.name):
                 read_idx(path)
-            tried += 1
             zipped = tmp_path / f"{name}-{cut}-idx-ubyte.gz"
             zipped.write_bytes(gzip.compress(source)[: max(2, cut // 8)])
-            with pytest.raises(DatasetError, match=zipped.name):
+            with ledger.case(category), pytest.raises(DatasetError, match=zipped.name):
                 read_idx(zipped)
-            tried += 1
     for header in (b"\x00\x00\x08\x09", b"\x00\x00\x07\x01", b"\x01\x00\x08\x01", b"\x00\x00\x08\x00",
                    b"\x00\x00\x08\x01\xff\xff\xff\xff"):
         path = tmp_path / "header-idx-ubyte"
         path.write_bytes(header + b"\x00" * 8)
-        with pytest.raises(DatasetError):
+        with ledger.case(category), pytest.raises(DatasetError):
             read_idx(path)
-        tried += 1
-    ledger.record("datasets: truncated or malformed IDX", tried, tried)
 
 
 def test_label_values_out_of_range_and_count_mismatches(tmp_path, ledger):
@@ -240,16 +234,17 @@ def test_label_values_out_of_range_and_count_mismatches(tmp_path, ledger):
     for split, prefix in (("train", "train"), ("test", "t10k")):
         write_idx(folder / f"{prefix}-images-idx3-ubyte.gz", images)
         write_idx(folder / f"{prefix}-labels-idx1-ubyte.gz", np.full(20, 3, np.uint8))
+    category = "datasets: label range and count mismatches"
     write_idx(folder / "t10k-labels-idx1-ubyte.gz", np.array([1] * 19 + [10], np.uint8))
-    with pytest.raises(DatasetError, match="label 10 at index 19 is outside 0..9"):
+    with ledger.case(category), pytest.raises(DatasetError, match="label 10 at index 19 is outside 0..9"):
         fashion_mnist.load_split("test", folder)
     write_idx(folder / "train-labels-idx1-ubyte.gz", np.zeros(19, np.uint8))
-    with pytest.raises(DatasetError, match="20 images but .* 19 labels"):
+    with ledger.case(category), pytest.raises(DatasetError, match="20 images but .* 19 labels"):
         fashion_mnist.load_split("train", folder)
-    result = run_cli("-m", "train", "edge_cnn", "--data-dir", str(folder), "--epochs", "1", "--output-dir",
-                     str(tmp_path / "runs"))
-    assert result.returncode == 2 and "19 labels" in result.stderr
-    ledger.record("datasets: label range and count mismatches", 3, 3)
+    with ledger.case(category):
+        result = run_cli("-m", "train", "edge_cnn", "--data-dir", str(folder), "--epochs", "1", "--output-dir",
+                         str(tmp_path / "runs"))
+        assert result.returncode == 2 and "19 labels" in result.stderr
 
 
 def test_folder_dataset_with_every_kind_of_bad_file(tmp_path, ledger):
@@ -279,12 +274,13 @@ def test_folder_dataset_with_every_kind_of_bad_file(tmp_path, ledger):
     unreadable = root / "dogs" / "locked.jpg"
     unreadable.write_bytes(good)
     unreadable.chmod(0)
-    dataset = folder.open_folder(root)
-    images, labels = dataset.load(InputSpec(height=16, width=16, channels=3, color_order="RGB"))
-    assert dataset.class_names == ("cats", "dogs")
-    assert len(images) >= 6 and sum(dataset.skipped.values()) >= 4
-    tried = len(bad) + 6
-    ledger.record("datasets: folder with corrupt, empty, non-image, looping, FIFO and unreadable files", tried, tried)
+    with ledger.case("datasets: one folder with corrupt, empty, non-image, looping, FIFO and unreadable files"):
+        dataset = folder.open_folder(root)
+        images, labels = dataset.load(InputSpec(height=16, width=16, channels=3, color_order="RGB"))
+        assert dataset.class_names == ("cats", "dogs")
+        assert len(images) >= 6 and sum(dataset.skipped.values()) >= 4
+    ledger.note(f"the hostile folder held {len(bad) + 6} bad entries beside 6 good images; "
+                f"{sum(dataset.skipped.values())} were skipped by name")
     if os.geteuid() == 0:
         ledger.note("running as root: permission bits do not stop root from reading, so the 'unreadable' file loads")
 
@@ -299,11 +295,14 @@ def test_safety_no_pickle_eval_exec_or_shell_and_safe_keras_loading(ledger):
     # refuses every other (tests/train/test_backbones.py proves a tampered file runs nothing).
     restricted = ROOT / "train" / "backbones" / "torch_weights.py"
     assert "def find_class" in restricted.read_text() and "refusing to load it" in restricted.read_text()
-    offenders = [f"{p.relative_to(ROOT)}:{n}" for p in sources if p != restricted
-                 for n, line in enumerate(p.read_text().splitlines(), 1)
-                 if forbidden.search(line) and not line.lstrip().startswith("#")]
-    assert not offenders, offenders
+    offenders = []
+    for p in sources:
+        with ledger.case("safety: source files checked for pickle/eval/exec/shell=True and unsafe Keras loading"):
+            found = [f"{p.relative_to(ROOT)}:{n}" for n, line in enumerate(p.read_text().splitlines(), 1)
+                     if p != restricted and forbidden.search(line) and not line.lstrip().startswith("#")]
+            found += [f"{p.relative_to(ROOT)}: {line.strip()}" for line in p.read_text().splitlines()
+                      if "load_model(" in line and "safe_mode=True" not in line]
+            offenders += found
+            assert not found, found
     loads = [(p, line) for p in sources for line in p.read_text().splitlines() if "load_model(" in line]
-    assert loads and all("safe_mode=True" in line for _, line in loads), loads
-    ledger.record("safety: source files checked for pickle/eval/exec/shell=True and unsafe Keras loading",
-                  len(sources), len(sources))
+    assert loads and not offenders, offenders

@@ -52,19 +52,20 @@ def test_a_finished_run_is_kept_only_for_the_same_folder_and_classes(tmp_path, r
     assert (runs / "edge_cnn-pets" / "model.keras").read_bytes() == b"a finished model"
 
 
-def test_a_class_with_no_decodable_image_or_only_in_test_is_refused(tmp_path, rng):
+def test_a_class_with_no_decodable_image_or_only_in_test_is_refused(tmp_path, rng, ledger):
+    category = "datasets: a class with no decodable image, a class only the test split has"
     root = _classes(tmp_path / "data", ["cat", "dog"], rng)
     (root / "owl").mkdir()
     (root / "owl" / "0.jpg").write_bytes(b"not an image")
     (root / "owl" / "1.png").write_bytes(b"")
-    with pytest.raises(DatasetError, match="class 'owl' could be decoded"):
+    with ledger.case(category), pytest.raises(DatasetError, match="class 'owl' could be decoded"):
         folder.open_folder(root).load(SPEC)
-    with pytest.raises(DatasetError, match="class 'owl' could be decoded"):
+    with ledger.case(category), pytest.raises(DatasetError, match="class 'owl' could be decoded"):
         folder.open_folder(root).load_photos("RGB", 64)
     split = tmp_path / "split"
     _classes(split / "train", ["cat", "dog"], rng)
     _classes(split / "test", ["cat", "dog", "owl"], rng)
-    with pytest.raises(DatasetError, match="owl are not among the training classes"):
+    with ledger.case(category), pytest.raises(DatasetError, match="owl are not among the training classes"):
         folder.open_folder(split, "test", class_names=("cat", "dog"))
 
 
