@@ -142,12 +142,16 @@ def summary_lines(report: dict[str, Any]) -> list[str]:
     return lines
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> ArgumentParser:
     parser = ArgumentParser(prog="python -m benchmarks.camera", description=__doc__.split("\n\n")[0])
     parser.add_argument("files", nargs="*", metavar="FILE", help="deployable files to measure (default: "
                         "clothes_lite0's int8 and float32 TFLite files)")
     add_options(parser, CameraConfig)
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     setup_logging()
 
     def work() -> int:

@@ -11,12 +11,16 @@ annotated output), ``reports/demo.jsonl`` (one line per frame) and ``reports/dem
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from edge_common.cli import ArgumentParser, run_reporting_errors, setup_logging
+from edge_common.cli import (ArgumentParser, add_options, check_ranges, config_from_args, option, run_reporting_errors,
+                             setup_logging)
 from edge_common.files import atomic_write_bytes
+
+DEFAULT_MODEL = "clothes_lite0"  # the real-photo camera model
 
 
 def contact_sheet(video: Path, columns: int = 4, rows: int = 3, width: int = 320) -> np.ndarray:
@@ -38,17 +42,30 @@ def contact_sheet(video: Path, columns: int = 4, rows: int = 3, width: int = 320
     return np.vstack(grid)
 
 
-DEFAULT_MODEL = "clothes_lite0"  # the real-photo camera model
+@dataclass
+class DemoConfig:
+    """The options of ``python -m benchmarks.demo``."""
+
+    model: str | None = option(help=f"a .tflite/.onnx file (default: runs/{DEFAULT_MODEL}/deploy/model_int8.tflite)")
+    count: int = option(24, "held-out photos (or camera test scenes) in the video", bounds=(1, 1000))
+    hold: int = option(15, "frames each photo or scene is shown", bounds=(1, 1000))
+    reports_dir: str | None = option(help="where the demo's files go (default: reports/ in the checkout)")
+
+
+def build_parser() -> ArgumentParser:
+    parser = ArgumentParser(prog="python -m benchmarks.demo", description=__doc__.splitlines()[0])
+    add_options(parser, DemoConfig)
+    return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = ArgumentParser(prog="python -m benchmarks.demo", description=__doc__.splitlines()[0])
-    parser.add_argument("--model", help=f"default: runs/{DEFAULT_MODEL}/deploy/model_int8.tflite")
-    parser.add_argument("--count", type=int, default=24, help="held-out photos (or camera test scenes) in the video")
-    parser.add_argument("--hold", type=int, default=15, help="frames each photo or scene is shown")
-    parser.add_argument("--reports-dir")
-    args = parser.parse_args(argv)
+    args = config_from_args(DemoConfig, build_parser().parse_args(argv))
     setup_logging()
+    return run_reporting_errors(lambda: _demo(args), "files written so far were closed and kept")
+
+
+def _demo(args: DemoConfig) -> int:
+    check_ranges(args)
     import cv2
 
     from edge_runtime.classifier import Classifier
@@ -61,32 +78,29 @@ def main(argv: list[str] | None = None) -> int:
     reports = Path(args.reports_dir) if args.reports_dir else paths.default_reports_dir()
     model = Path(args.model) if args.model else paths.default_runs_dir() / DEFAULT_MODEL / "deploy" / "model_int8.tflite"
 
-    def work() -> int:
-        reports.mkdir(parents=True, exist_ok=True)
-        classifier = Classifier.open(model)
-        video = reports / "demo_input.mp4"
-        if classifier.metadata.model == "camera_cnn":
-            scenes = evalsets.test_set("camera_scenes", models.get("camera_cnn").input, limit=args.count)
-            make_scene_video(video, scenes.images, scenes.labels, hold=args.hold)
-        else:  # as a camera sees them: near, mid and far, off-centre, blurred or dim, and empty scenes
-            from train.datasets import camera_frames, folder
+    reports.mkdir(parents=True, exist_ok=True)
+    classifier = Classifier.open(model)
+    video = reports / "demo_input.mp4"
+    if classifier.metadata.model == "camera_cnn":
+        scenes = evalsets.test_set("camera_scenes", models.get("camera_cnn").input, limit=args.count)
+        make_scene_video(video, scenes.images, scenes.labels, hold=args.hold)
+    else:  # as a camera sees them: near, mid and far, off-centre, blurred or dim, and empty scenes
+        from train.datasets import camera_frames, folder
 
-            held_out = folder.open_folder(paths.resolve_folder(evalsets.PHOTOS) / "test")
-            held_out.files = held_out.interleaved(args.count)
-            photos, labels = held_out.load_photos("BGR", max_side=480)
-            frames, frame_labels = camera_frames.video_frames(photos, labels)
-            make_frames_video(video, frames, frame_labels, hold=args.hold)
-        stats = run(classifier, open_source(str(video)),
-                    LiveConfig(headless=True, output=str(reports / "demo.mp4"), jsonl=str(reports / "demo.jsonl"),
-                               bars=True, smooth=3))
-        ok, png = cv2.imencode(".png", contact_sheet(reports / "demo.mp4"))
-        atomic_write_bytes(reports / "demo_contact_sheet.png", png.tobytes())
-        print(stats.summary())
-        for name in ("demo_input.mp4", "demo.mp4", "demo.jsonl", "demo_contact_sheet.png"):
-            print(f"wrote {reports / name}")
-        return 0
-
-    return run_reporting_errors(work, "files written so far were closed and kept")
+        held_out = folder.open_folder(paths.resolve_folder(evalsets.PHOTOS) / "test")
+        held_out.files = held_out.interleaved(args.count)
+        photos, labels = held_out.load_photos("BGR", max_side=480)
+        frames, frame_labels = camera_frames.video_frames(photos, labels)
+        make_frames_video(video, frames, frame_labels, hold=args.hold)
+    stats = run(classifier, open_source(str(video)),
+                LiveConfig(headless=True, output=str(reports / "demo.mp4"), jsonl=str(reports / "demo.jsonl"),
+                           bars=True, smooth=3))
+    ok, png = cv2.imencode(".png", contact_sheet(reports / "demo.mp4"))
+    atomic_write_bytes(reports / "demo_contact_sheet.png", png.tobytes())
+    print(stats.summary())
+    for name in ("demo_input.mp4", "demo.mp4", "demo.jsonl", "demo_contact_sheet.png"):
+        print(f"wrote {reports / name}")
+    return 0
 
 
 if __name__ == "__main__":

@@ -104,12 +104,16 @@ def _classify(args: argparse.Namespace) -> int:
     return 128 + stats.signal if stats.signal else 0
 
 
-def inspect_main(argv: list[str]) -> int:
+def build_inspect_parser() -> ArgumentParser:
     parser = ArgumentParser(prog="python -m edge_runtime inspect",
                             description="Print a model file's embedded metadata (labels, input contract, accuracy).")
     parser.add_argument("model", help="a .tflite or .onnx file")
     parser.add_argument("--json", action="store_true", help="print the raw metadata JSON")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def inspect_main(argv: list[str]) -> int:
+    args = build_inspect_parser().parse_args(argv)
     return run_reporting_errors(lambda: _inspect(args), "nothing was written")
 
 

@@ -7,10 +7,13 @@ from edge_common.cli import ArgumentParser, run_reporting_errors
 from . import system
 
 
+def build_parser() -> ArgumentParser:
+    return ArgumentParser(prog="python -m edge_runtime doctor",
+                          description="Print Python, CPU, installed backends, OpenCV build, cameras and display.")
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = ArgumentParser(prog="python -m edge_runtime doctor",
-                            description="Print Python, CPU, installed backends, OpenCV build, cameras and display.")
-    parser.parse_args(argv)
+    build_parser().parse_args(argv)
     return run_reporting_errors(_report, "nothing was written")
 
 

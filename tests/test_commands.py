@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import run_cli
+from tests.helpers import ROOT, run_cli
 
 
 @pytest.mark.parametrize("package, words", [
@@ -86,3 +86,11 @@ def test_inspect_names_a_truncated_file(tiny_runs, tmp_path):
 def test_train_list_shows_the_registry():
     result = run_cli("-m", "train", "--list", timeout=120)
     assert result.returncode == 0 and "edge_cnn" in result.stdout and "128x128x3" in result.stdout
+
+
+def test_the_command_reference_is_current():
+    """docs/commands.md is every command's --help, generated from the config dataclasses."""
+    from edge_common.reference import render
+
+    committed = (ROOT / "docs" / "commands.md").read_text()
+    assert committed == render(), "docs/commands.md is stale: run `python -m edge_common.reference`"

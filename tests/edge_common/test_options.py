@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import argparse
-import re
 from dataclasses import dataclass, fields
 
 import pytest
 
-from edge_common.cli import ArgumentParser, add_options, config_from_args, option, resume_keys
+from edge_common.errors import EdgeError
+
+from edge_common.cli import ArgumentParser, add_options, check_ranges, config_from_args, option, resume_keys
 from tests.helpers import ROOT, run_cli
 
 
@@ -60,36 +60,6 @@ def test_train_options_come_from_train_config_and_resume_keys_from_its_metadata(
         assert set(spec.recipe) <= names, spec.name
 
 
-def _parsers():
-    from benchmarks.arm import build_parser as arm
-    from benchmarks.cli import build_parser as bench
-    from benchmarks.paired import build_parser as paired
-    from convert.cli import build_parser as convert
-    from edge_runtime.cli import build_parser as runtime
-    from train.cli import build_parser as train
-
-    return {"python -m train": train(), "python -m convert": convert(), "python -m edge_runtime": runtime(),
-            "python -m benchmarks": bench(), "python -m benchmarks.arm": arm(),
-            "python -m benchmarks.paired": paired()}
-
-
-@pytest.mark.parametrize("command", ["python -m train", "python -m convert", "python -m edge_runtime",
-                                     "python -m benchmarks", "python -m benchmarks.arm",
-                                     "python -m benchmarks.paired"])
-def test_readme_documents_every_generated_option(command):
-    readme = (ROOT / "README.md").read_text()
-    # The command's reference: from its "## Title: `python -m X ...`" heading to the next "## " heading.
-    heading = re.search(r"^## [^`\n]*: `" + re.escape(command) + r"[ `]", readme, re.MULTILINE)
-    assert heading, f"README has no section for {command}"
-    rest = readme[heading.end():]
-    section = rest[: rest.index("\n## ")] if "\n## " in rest else rest
-    parser = _parsers()[command]
-    options = {opt for action in parser._actions for opt in action.option_strings
-               if opt.startswith("--") and action.help != argparse.SUPPRESS}  # internal ones are not for users
-    missing = sorted(opt for opt in options - {"--help"} if not re.search(re.escape(opt) + r"(?![\w-])", section))
-    assert not missing, f"README's {command} section does not mention {missing}"
-
-
 def test_registry_conversion_defaults_name_real_options_and_formats():
     from convert.converter import ConvertConfig
     from edge_runtime import formats
@@ -103,3 +73,24 @@ def test_registry_conversion_defaults_name_real_options_and_formats():
     assert resolved.formats == models.get("clothes_lite0").formats and resolved.onnx.reduce_range is False
     assert ConvertConfig(model="x", onnx_reduce_range=True).for_model("clothes_lite0").onnx.reduce_range is True
     assert ConvertConfig(model="mlp128").for_model("mlp128").onnx.reduce_range is True  # no override: the default
+
+
+def test_bounds_live_in_the_field_are_shown_in_help_and_checked_in_one_place():
+    @dataclass
+    class Config:
+        rate: float = option(0.5, "how fast", bounds=(0, 1))
+        fps: float | None = option(help="frames per second", bounds=(0, 1000), open_low=True)
+        count: int = option(3, "how many", bounds=(1, None))
+        sizes: tuple[int, ...] = option((2,), "sizes", bounds=(1, 8))
+
+    parser = ArgumentParser(prog="demo")
+    add_options(parser, Config)
+    text = parser.format_help()
+    assert "how fast [0..1]" in text and "[(0, 1000]]" in text and "how many [>= 1]" in text
+    check_ranges(Config())
+    check_ranges(Config(fps=None, rate=1.0, sizes=(1, 8)))
+    for bad, message in ((dict(rate=1.5), "--rate must be 0..1, got 1.5"), (dict(fps=0.0), r"--fps must be \(0, 1000\]"),
+                         (dict(fps=float("nan")), "--fps must be"), (dict(rate=float("inf")), "--rate must be"),
+                         (dict(count=0), "--count must be >= 1"), (dict(sizes=(2, 9)), "--sizes must be 1..8, got 9")):
+        with pytest.raises(EdgeError, match=message):
+            check_ranges(Config(**bad))
