@@ -5,7 +5,7 @@ MODELS ?= $(shell $(PY) -c "from train.models import SHIPPED; print(*SHIPPED)")
 SOURCE ?= 0
 MODEL_FILE ?= runs/clothes_lite0/deploy/model_int8.tflite
 
-.PHONY: setup benchmark benchmark-quick test test-fast train train-all convert run demo doctor check-arm clean
+.PHONY: setup check benchmark benchmark-quick test test-fast train train-all convert run demo doctor check-arm clean
 
 setup:
 	@scripts/setup.sh
@@ -18,6 +18,11 @@ benchmark-quick: setup
 
 test: setup
 	$(PY) -m pytest
+
+# Lint (pyflakes, pycodestyle, import order, bugbear) and types (edge_runtime, edge_common); see pyproject.toml.
+check: setup
+	$(PY) -m ruff check .
+	$(PY) -m mypy
 
 test-fast: setup
 	$(PY) -m pytest -m "not slow"

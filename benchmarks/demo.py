@@ -16,8 +16,15 @@ from pathlib import Path
 
 import numpy as np
 
-from edge_common.cli import (ArgumentParser, add_options, check_ranges, config_from_args, option, run_reporting_errors,
-                             setup_logging)
+from edge_common.cli import (
+    ArgumentParser,
+    add_options,
+    check_ranges,
+    config_from_args,
+    option,
+    run_reporting_errors,
+    setup_logging,
+)
 from edge_common.files import atomic_write_bytes
 
 DEFAULT_MODEL = "clothes_lite0"  # the real-photo camera model
@@ -76,7 +83,8 @@ def _demo(args: DemoConfig) -> int:
     from .pipeline import make_frames_video, make_scene_video
 
     reports = Path(args.reports_dir) if args.reports_dir else paths.default_reports_dir()
-    model = Path(args.model) if args.model else paths.default_runs_dir() / DEFAULT_MODEL / "deploy" / "model_int8.tflite"
+    default = paths.default_runs_dir() / DEFAULT_MODEL / "deploy" / "model_int8.tflite"
+    model = Path(args.model) if args.model else default
 
     reports.mkdir(parents=True, exist_ok=True)
     classifier = Classifier.open(model)

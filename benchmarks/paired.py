@@ -69,7 +69,8 @@ def compare(files: list[str | Path], threads: int = 1, rounds: int = 20, block_s
             p50[r, i] = np.percentile(batch1_seconds(classifier, tensor, block_seconds, 10), 50) * 1e6
     for classifier in classifiers:
         classifier.close()
-    result: dict[str, Any] = {"threads": threads, "rounds": rounds, "block_seconds": block_seconds, "files": [], "pairs": []}
+    result: dict[str, Any] = {"threads": threads, "rounds": rounds, "block_seconds": block_seconds, "files": [],
+                              "pairs": []}
     for i, path in enumerate(files):
         result["files"].append({"file": str(path), "p50_us_median": round(float(np.median(p50[:, i])), 2),
                                 "p50_us_min": round(float(p50[:, i].min()), 2),

@@ -21,8 +21,8 @@ from typing import Any
 
 import numpy as np
 
-from edge_runtime.contract import InputSpec
 from edge_common.files import temp_path_beside
+from edge_runtime.contract import InputSpec
 from edge_runtime.preprocess import to_model_image
 
 FRAME_SIZE = (640, 480)

@@ -48,7 +48,8 @@ def verdicts(rows: list[dict[str, Any]], int8_note: str, int8_fast: bool = False
         reference = float_rows[0]["accuracy"] if float_rows else max(r["accuracy"] for r in candidates)
         keeping = [r for r in candidates if r["accuracy"] >= reference - ACCURACY_TOLERANCE]
         best = min(keeping, key=lambda r: r["latency_ms_p50"])
-        text = (f"use {best['format']} ({_kb(best['size_bytes'])}, {best['latency_ms_p50'] * 1e3:.0f} us p50 at 1 thread, "
+        text = (f"use {best['format']} ({_kb(best['size_bytes'])}, {best['latency_ms_p50'] * 1e3:.0f} us p50 at 1 "
+                f"thread, "
                 f"accuracy {100 * best['accuracy']:.2f}% vs float32 {100 * reference:.2f}%)")
         by_format = {r["format"]: r for r in candidates}
         fp, q8 = by_format.get("tflite_float32"), by_format.get("tflite_int8")
@@ -77,7 +78,8 @@ def markdown(report: dict[str, Any]) -> str:
              f"Latency: batch 1 through edge_runtime after warm-up, median (p50) with p95/p99 over >= "
              f"{report['settings']['min_runs']} runs and {report['settings']['min_seconds']} s, each file in its own "
              "process. Accuracy: top-1 on " + report["settings"]["test_sets"] + ". Agreement: same top-1 as Keras.", "",
-             "| model | format | thr | size | accuracy | agree | p50 ms | p95 ms | p99 ms | img/s | load ms | RSS MB | pareto |",
+             "| model | format | thr | size | accuracy | agree | p50 ms | p95 ms | p99 ms | img/s | load ms | RSS "
+             "MB | pareto |",
              "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|:-:|"]
     for row in report["rows"]:
         lines.append("| " + " | ".join([
@@ -120,7 +122,8 @@ def markdown(report: dict[str, Any]) -> str:
             if "empty_labelled" in run:
                 acc += f", empty frames given a label {100 * run['empty_labelled']:.1f}%"
             lines.append(f"- {name}: {run['fps']:.0f} FPS{frac}{acc}; ms per frame: {stages}; runtime overhead "
-                         f"(all but inference, of the main loop's own work) {100 * run['runtime_overhead_fraction']:.0f}%")
+                         f"(all but inference, of the main loop's own work) "
+                         f"{100 * run['runtime_overhead_fraction']:.0f}%")
         keras = e2e.get("keras_predict")
         if keras:
             lines.append(f"- tutorials' loop (Keras model.predict per frame): {keras['fps']:.1f} FPS "

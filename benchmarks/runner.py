@@ -22,12 +22,12 @@ from typing import Any
 
 import numpy as np
 
+from edge_common.cli import option
+from edge_common.errors import DatasetError, EdgeError
+from edge_common.files import atomic_save, atomic_write_text, dump_json, read_json, sha256_file
 from edge_runtime import formats as formats_mod
 from edge_runtime import system
-from edge_common.cli import option
-from edge_common.files import atomic_save, atomic_write_text, dump_json, read_json, sha256_file
 from edge_runtime.contract import InputSpec
-from edge_common.errors import DatasetError, EdgeError
 from edge_runtime.metadata import load_bytes, read_metadata
 
 from . import pipeline, report
@@ -223,7 +223,8 @@ def _run_targets(config: BenchConfig, skipped: list[str]) -> list[ModelTarget]:
             if result.status == "ok" and result.format in deployable:
                 target.files[result.format] = report_.deploy_dir / result.file
             elif result.status != "ok":
-                skipped.append(f"{name}/{result.format} ({'failed its conversion gate' if result.status == 'rejected' else result.gate})")
+                skipped.append(f"{name}/{result.format} "
+                               f"({'failed its conversion gate' if result.status == 'rejected' else result.gate})")
         targets.append(target)
         for size in () if config.quick else models.get(name).bench_sizes:
             targets.append(_size_variant(run, size, config))

@@ -5,11 +5,9 @@ from __future__ import annotations
 import sys
 
 from edge_common.cli import ArgumentParser, add_options, config_from_args, run_reporting_errors, setup_logging
-
 from train.models import SHIPPED
 
 from .converter import ConvertConfig
-
 
 
 def build_parser() -> ArgumentParser:

@@ -94,7 +94,8 @@ class ConvertConfig:
                                            "trained on (default: RGB)", choices=("RGB", "BGR"),
                                       group="a bare .keras file")
     verbose: bool = option(False, "show the quantizers' own progress lines (hundreds of them for ONNX int8)")
-    accept_existing: bool = option(False, cli=False)  # reuse current files whatever settings made them (quick benchmarks)
+    # reuse current files whatever settings made them (quick benchmarks)
+    accept_existing: bool = option(False, cli=False)
 
     @property
     def onnx(self) -> OnnxQuantSettings:
@@ -111,7 +112,8 @@ class ConvertConfig:
         """Options left unset filled from ``model``'s registry entry: the formats it ships (else all)
         and the conversion options it changes."""
         spec = models.REGISTRY.get(model)
-        changes: dict[str, Any] = {"formats": self.formats or (spec.formats if spec and spec.formats else _FORMAT_NAMES)}
+        changes: dict[str,
+                      Any] = {"formats": self.formats or (spec.formats if spec and spec.formats else _FORMAT_NAMES)}
         for key, value in (spec.convert if spec else {}).items():
             if getattr(self, key) is None:
                 changes[key] = value
@@ -570,7 +572,8 @@ def _put_in_place(result: FileResult, final_bytes: bytes, fmt: formats_mod.Forma
         result.file = rejected.name
 
 
-def _opencv_agreement(onnx_file: Path, images: np.ndarray, runtime_probs: np.ndarray) -> tuple[float | None, str | None]:
+def _opencv_agreement(onnx_file: Path, images: np.ndarray,
+                      runtime_probs: np.ndarray) -> tuple[float | None, str | None]:
     """Top-1 agreement of OpenCV's DNN module with ONNX Runtime on the same file and images.
 
     OpenCV 5's new DNN engine rejects some QDQ graphs that its classic engine runs, so the
@@ -591,7 +594,8 @@ def _opencv_agreement(onnx_file: Path, images: np.ndarray, runtime_probs: np.nda
                 outputs = [np.asarray(o).reshape(-1) for o in net.forward(net.getUnconnectedOutLayersNames())]
                 scores = next((o for o in outputs if o.size == reference.size), outputs[0])  # not the unknown score
                 agree += int(np.argmax(scores) == np.argmax(reference))
-            return agree / max(1, len(images)), (None if engine_name == "auto" else f"ran on OpenCV's {engine_name} engine")
+            note = None if engine_name == "auto" else f"ran on OpenCV's {engine_name} engine"
+            return agree / max(1, len(images)), note
         except cv2.error as exc:
             errors.append(f"{engine_name}: {' '.join(str(exc).split())[-120:]}")
         if engine is None:

@@ -98,8 +98,13 @@ def onnx_float_model(model: Any, spec: InputSpec) -> Any:
 def onnx_int8_bytes(float_model: Any, calibration: np.ndarray, settings: OnnxQuantSettings) -> bytes:
     """Static QDQ quantization of a float ONNX model with ORT, calibrated on ``calibration``."""
     import onnx
-    from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType,
-                                          quantize_static)
+    from onnxruntime.quantization import (
+        CalibrationDataReader,
+        CalibrationMethod,
+        QuantFormat,
+        QuantType,
+        quantize_static,
+    )
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
     input_name = float_model.graph.input[0].name
@@ -215,7 +220,8 @@ def exporter(format_name: str) -> Callable[[ExportContext], bytes]:
     try:
         return globals()[f"export_{format_name}"]
     except KeyError:
-        raise ValueError(f"no exporter for format {format_name!r}; add export_{format_name} to convert/exporters.py") from None
+        raise ValueError(f"no exporter for format {format_name!r}; "
+                         f"add export_{format_name} to convert/exporters.py") from None
 
 
 def embed_tflite(raw: bytes, entries: dict[str, str]) -> bytes:

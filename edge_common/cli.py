@@ -13,8 +13,8 @@ import dataclasses
 import logging
 import sys
 import typing
-from typing import Any, Callable, NoReturn
 from pathlib import Path
+from typing import Any, Callable, NoReturn
 
 from .errors import EdgeError, closest, one_line
 
@@ -156,7 +156,7 @@ def config_from_args(cls: type, args: argparse.Namespace, **fixed: Any) -> Any:
     """The dataclass ``cls`` built from parsed arguments (and ``fixed`` values for the rest)."""
     hints = typing.get_type_hints(cls)
     values: dict[str, Any] = {}
-    for field, meta in option_fields(cls):
+    for field, _meta in option_fields(cls):
         if field.name in fixed or not hasattr(args, field.name):
             continue
         value = getattr(args, field.name)
@@ -166,7 +166,7 @@ def config_from_args(cls: type, args: argparse.Namespace, **fixed: Any) -> Any:
     return cls(**values, **fixed)
 
 
-def check_ranges(config: Any) -> None:
+def check_ranges(config: Any, error: type[EdgeError] = EdgeError) -> None:
     """Refuse, in one line naming the flag, any number of ``config`` outside its option's bounds
     (nan and infinities included); None (not set) is always allowed.
 
@@ -180,7 +180,7 @@ def check_ranges(config: Any) -> None:
         for item in (value if isinstance(value, (tuple, list)) else (value,)):
             if not meta.within(float(item)):
                 flag = meta.flag or "--" + field.name.replace("_", "-")
-                raise EdgeError(f"{flag} must be {meta.range_text()}, got {item}")
+                raise error(f"{flag} must be {meta.range_text()}, got {item}")
 
 
 def resume_keys(cls: type) -> tuple[str, ...]:
@@ -229,8 +229,8 @@ def setup_logging(verbose: bool = False) -> None:
 
 
 def _default(field: dataclasses.Field) -> Any:
-    if field.default_factory is not dataclasses.MISSING:  # type: ignore[misc]
-        return field.default_factory()  # type: ignore[misc]
+    if field.default_factory is not dataclasses.MISSING:
+        return field.default_factory()
     return None if field.default is dataclasses.MISSING else field.default
 
 

@@ -38,7 +38,8 @@ def atomic_write(path: str | Path, mode: str = "wb") -> Iterator[IO]:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     except OSError as exc:
-        raise OutputError(f"cannot write to {path.parent} ({exc.strerror or exc}); choose a writable output folder") from None
+        raise OutputError(f"cannot write to {path.parent} ({exc.strerror or exc}); "
+                          "choose a writable output folder") from None
     try:
         with os.fdopen(fd, mode) as handle:
             yield handle
@@ -118,7 +119,8 @@ def temp_path_beside(path: str | Path) -> Path:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".tmp" + path.suffix, dir=path.parent)
     except OSError as exc:
-        raise OutputError(f"cannot write to {path.parent} ({exc.strerror or exc}); choose a writable output folder") from None
+        raise OutputError(f"cannot write to {path.parent} ({exc.strerror or exc}); "
+                          "choose a writable output folder") from None
     os.close(fd)
     _chmod_default(tmp)
     return Path(tmp)
@@ -136,7 +138,8 @@ def read_json(path: str | Path) -> dict[str, Any] | None:
 def dump_json(data: Any) -> str:
     """Indented JSON whose innermost lists of numbers stay on one line (confusion matrices)."""
     text = json.dumps(data, indent=2, allow_nan=False, default=_json_default)
-    return re.sub(r"\[\s*([-0-9.eE+,\s]*?)\s*\]", lambda m: "[" + ", ".join(m.group(1).split()).replace(",,", ",") + "]", text) + "\n"
+    return re.sub(r"\[\s*([-0-9.eE+,\s]*?)\s*\]",
+                  lambda m: "[" + ", ".join(m.group(1).split()).replace(",,", ",") + "]", text) + "\n"
 
 
 def sha256_bytes(data: bytes) -> str:

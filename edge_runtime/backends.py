@@ -99,7 +99,8 @@ class OnnxBackend(Backend):
         try:
             ort = importlib.import_module("onnxruntime")
         except ImportError:
-            raise BackendUnavailableError("onnxruntime is not installed; `pip install onnxruntime` (or use a .tflite file)") from None
+            raise BackendUnavailableError("onnxruntime is not installed; `pip install onnxruntime` (or use a "
+                                          ".tflite file)") from None
         self.name = "onnxruntime"
         self.version = ort.__version__
         options = ort.SessionOptions()
@@ -110,7 +111,8 @@ class OnnxBackend(Backend):
         try:
             self._session = ort.InferenceSession(data, sess_options=options, providers=["CPUExecutionProvider"])
         except Exception as exc:  # ORT raises its own exception types for every load failure
-            raise ModelFileError(f"onnxruntime cannot load this ONNX model ({' '.join(str(exc).split())[:160]})") from None
+            why = " ".join(str(exc).split())[:160]
+            raise ModelFileError(f"onnxruntime cannot load this ONNX model ({why})") from None
         inputs, outputs = self._session.get_inputs(), self._session.get_outputs()
         infos = [TensorInfo(tuple(_dim(d) for d in o.shape), _onnx_dtype(o.type)) for o in outputs]
         scores, unknown = _pick_outputs(len(inputs), infos)
@@ -193,7 +195,8 @@ def _version(package: str) -> str:
 
 def _tflite_info(detail: dict[str, Any]) -> TensorInfo:
     scale, zero_point = detail.get("quantization", (0.0, 0))
-    return TensorInfo(tuple(int(d) for d in detail["shape"]), np.dtype(detail["dtype"]).name, float(scale), int(zero_point))
+    return TensorInfo(tuple(int(d) for d in detail["shape"]), np.dtype(detail["dtype"]).name, float(scale),
+                      int(zero_point))
 
 
 def _dim(value: Any) -> int:

@@ -16,7 +16,6 @@ from .errors import EdgeError, InferenceError, MetadataError, ModelFileError
 from .metadata import load_bytes, read_metadata
 from .preprocess import dequantize, to_input_tensor, to_model_image
 
-
 UNKNOWN = "unknown"  # what a frame showing none of the classes is called, everywhere
 UNCERTAIN = "uncertain"  # a known class whose score is below the caller's --threshold
 
@@ -225,7 +224,8 @@ def _reconcile(metadata: ModelMetadata, engine: Backend, path: Path) -> ModelMet
                             "the metadata does not belong to this model")
     classes = engine.output.shape[-1] if engine.output.shape else -1
     if classes not in (-1, len(metadata.labels)):
-        raise MetadataError(f"{path}: metadata has {len(metadata.labels)} labels but the model outputs {classes} classes")
+        raise MetadataError(f"{path}: metadata has {len(metadata.labels)} labels but the model outputs {classes} "
+                            f"classes")
     dtype = engine.input.dtype
     if dtype not in ("float32", "float16", "int8", "uint8"):
         raise MetadataError(f"{path}: model input dtype {dtype} is not supported")

@@ -17,8 +17,15 @@ import json
 import sys
 from dataclasses import dataclass
 
-from edge_common.cli import (ArgumentParser, add_options, check_ranges, config_from_args, option,
-                             run_reporting_errors, setup_logging)
+from edge_common.cli import (
+    ArgumentParser,
+    add_options,
+    check_ranges,
+    config_from_args,
+    option,
+    run_reporting_errors,
+    setup_logging,
+)
 from edge_common.files import atomic_write_text, dump_json
 
 from .backends import BACKENDS, MAX_THREADS
@@ -56,7 +63,8 @@ def build_parser() -> ArgumentParser:
     view = parser.add_mutually_exclusive_group()
     view.add_argument("--headless", dest="headless", action="store_true", default=None,
                       help="never open a window (default: headless when there is no display)")
-    view.add_argument("--window", dest="headless", action="store_false", help="insist on a window (needs the gui extra)")
+    view.add_argument("--window", dest="headless", action="store_false",
+                      help="insist on a window (needs the gui extra)")
     add_options(parser, LiveConfig)
     add_options(parser, RunOptions, only=("verbose",))
     return parser

@@ -220,9 +220,11 @@ class ModelMetadata:
         obj = _mapping(data, "metadata")
         schema = obj.get("schema")
         if not isinstance(schema, str) or not schema.startswith("edge-classify/"):
-            raise MetadataError(f"metadata schema is {schema!r}, not {SCHEMA!r}; the file was not made by `python -m convert`")
+            raise MetadataError(f"metadata schema is {schema!r}, not {SCHEMA!r}; the file was not made by `python "
+                                f"-m convert`")
         if schema != SCHEMA:
-            raise MetadataError(f"metadata schema {schema!r} is newer than this runtime ({SCHEMA}); upgrade edge-classify")
+            raise MetadataError(f"metadata schema {schema!r} is newer than this runtime ({SCHEMA}); upgrade "
+                                f"edge-classify")
         labels = obj.get("labels")
         if not isinstance(labels, list) or not labels or not all(isinstance(x, str) for x in labels):
             raise MetadataError("metadata field labels must be a non-empty list of strings")
@@ -266,7 +268,8 @@ def _validate_input(spec: InputSpec) -> None:
     if spec.channels not in (1, 3):
         raise MetadataError(f"metadata input.channels is {spec.channels}; only 1 (gray) and 3 (colour) are supported")
     if spec.color_order not in COLOR_ORDERS:
-        raise MetadataError(f"metadata input.color_order is {spec.color_order!r}; expected one of {', '.join(COLOR_ORDERS)}")
+        raise MetadataError(f"metadata input.color_order is {spec.color_order!r}; expected one of "
+                            f"{', '.join(COLOR_ORDERS)}")
     if (spec.channels == 1) != (spec.color_order == "GRAY"):
         raise MetadataError(f"metadata input has {spec.channels} channel(s) but color_order {spec.color_order!r}")
     if spec.layout != "NHWC":

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from .backends import available
 from edge_common.cli import ArgumentParser, run_reporting_errors
+
 from . import system
+from .backends import available
 
 
 def build_parser() -> ArgumentParser:

@@ -15,7 +15,7 @@ import threading
 import time
 from collections import deque
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
@@ -35,7 +35,8 @@ __all__ = ["LiveConfig", "LiveStats", "STAGES", "Smoother", "gui_available", "ru
 
 @dataclass
 class LiveConfig:
-    """Options of the live loop; each field but ``headless`` and ``window_name`` is a flag of ``python -m edge_runtime``."""
+    """Options of the live loop; each field but ``headless`` and ``window_name`` is a flag of
+    ``python -m edge_runtime``."""
 
     headless: bool | None = None  # None: headless when there is no display or no GUI support (--headless/--window)
     output: str | None = option(help="write the annotated video here (.mp4, .avi or .mkv); for image sources, "
@@ -80,7 +81,7 @@ def gui_available() -> tuple[bool, str]:
 
 def run(classifier: Classifier, source: FrameSource, config: LiveConfig, *,
         reopen: Callable[[], FrameSource] | None = None, stop: threading.Event | None = None,
-        on_frame: Callable[[int, list[tuple[str, float]]], None] | None = None) -> LiveStats:
+        on_frame: Callable[[int, Sequence[tuple[str, float]]], None] | None = None) -> LiveStats:
     """Run the loop until the source ends, ``max_frames``, q/Esc, Ctrl-C/SIGTERM, or ``stop`` is set.
 
     Args:
@@ -111,7 +112,7 @@ class _Loop:
 
     def __init__(self, classifier: Classifier, source: FrameSource, config: LiveConfig,
                  reopen: Callable[[], FrameSource] | None, stop: threading.Event,
-                 on_frame: Callable[[int, list[tuple[str, float]]], None] | None) -> None:
+                 on_frame: Callable[[int, Sequence[tuple[str, float]]], None] | None) -> None:
         self.classifier, self.source, self.config, self.stop, self.on_frame = classifier, source, config, stop, on_frame
         self.stats = LiveStats()
         self.show = self._window_wanted()
@@ -192,9 +193,11 @@ class _Loop:
     def _process(self, event: FrameEvent, capture_ms: float) -> None:
         """Classify one frame, draw it, write it, show it, and time every stage."""
         classifier, config = self.classifier, self.config
+        frame = event.frame
+        assert frame is not None  # the caller skips empty events
         try:
             t0 = time.perf_counter()
-            tensor = classifier.input_tensor(event.frame)
+            tensor = classifier.input_tensor(frame)
             t1 = time.perf_counter()
             probabilities, unknown_score = self.smoother(*classifier.infer_all(tensor))
             t2 = time.perf_counter()
@@ -205,12 +208,12 @@ class _Loop:
         top = classifier.top(probabilities, config.top_k)
         unknown = classifier.is_unknown(unknown_score)
         self.stats.unknown += unknown
-        frame, fps = event.frame, self._fps(t2)
+        fps = self._fps(t2)
         if config.overlay and (self.show or self.video):
             frame = overlay.draw(frame, top, fps, threshold=config.threshold, bars=config.bars, unknown=unknown)
         t3 = time.perf_counter()
         if isinstance(self.video, ImageSink):
-            self.video.write(frame, event.file)
+            self.video.write(frame, event.file or str(event.index))
         elif self.video:
             self.video.write(frame, time.time())
         if self.show:
@@ -238,11 +241,12 @@ class _Loop:
         ends.append(frame_end)
         return (len(ends) - 1) / (ends[-1] - ends[0]) if len(ends) > 1 and ends[-1] > ends[0] else None
 
-    def _record(self, event: FrameEvent, top: list[tuple[str, float]], stages: dict[str, float], unknown: bool,
+    def _record(self, event: FrameEvent, top: Sequence[tuple[str, float]], stages: dict[str, float], unknown: bool,
                 unknown_score: float | None) -> None:
         """One JSONL line: the frame, its file (image sources), its top-k and its stage times, named as in
         the summary (``output`` is writing the video and showing the window; the line itself comes after)."""
-        record = {"frame": event.index, "time": round(event.timestamp, 6)}
+        assert self.records is not None
+        record: dict[str, Any] = {"frame": event.index, "time": round(event.timestamp, 6)}
         if event.file is not None:
             record["file"] = event.file
         record.update(label=frame_answer(top, unknown, self.config.threshold), unknown=unknown,

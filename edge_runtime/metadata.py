@@ -42,7 +42,8 @@ def file_kind(path: Path) -> str:
         return "tflite"
     if suffix == ".onnx":
         return "onnx"
-    raise ModelFileError(f"{path}: unknown model type {suffix or '(no extension)'}; expected a .tflite or .onnx file from `python -m convert`")
+    raise ModelFileError(f"{path}: unknown model type {suffix or '(no extension)'}; expected a .tflite or .onnx "
+                         f"file from `python -m convert`")
 
 
 def load_bytes(path: str | Path) -> tuple[str, bytes]:
@@ -59,7 +60,8 @@ def load_bytes(path: str | Path) -> tuple[str, bytes]:
             raise ModelFileError(f"{path}: {size} bytes is larger than any model this runtime loads")
         data = path.read_bytes()
     except FileNotFoundError:
-        raise ModelFileError(f"{path}: no such model file; check the path (converted files live in runs/<MODEL>/deploy/)") from None
+        raise ModelFileError(f"{path}: no such model file; check the path (converted files live in "
+                             f"runs/<MODEL>/deploy/)") from None
     except IsADirectoryError:
         raise ModelFileError(f"{path}: is a folder; pass a .tflite or .onnx file") from None
     except OSError as exc:
@@ -68,7 +70,8 @@ def load_bytes(path: str | Path) -> tuple[str, bytes]:
         raise ModelFileError(f"{path}: file is empty; re-run `python -m convert` or copy the file again")
     actual = sniff_format(data)
     if actual is None:
-        raise ModelFileError(f"{path}: not a valid {kind.upper()} model (corrupt or truncated); re-run `python -m convert` or copy the file again")
+        raise ModelFileError(f"{path}: not a valid {kind.upper()} model (corrupt or truncated); re-run `python -m "
+                             f"convert` or copy the file again")
     if actual != kind:
         raise ModelFileError(f"{path}: is a {actual.upper()} model with a .{kind} name; rename it to .{actual}")
     return kind, data
@@ -112,7 +115,8 @@ def read_tflite_entries(data: bytes) -> dict[str, bytes]:
         if name is None:
             continue
         if index >= len(buffers):
-            raise ModelFileError(f"metadata entry {name!r} points at buffer {index} of {len(buffers)}; the file is corrupt")
+            raise ModelFileError(f"metadata entry {name!r} points at buffer {index} of {len(buffers)}; the file "
+                                 f"is corrupt")
         entries[name] = buf.buffer_data(buffers[index])
     return entries
 
@@ -247,6 +251,8 @@ def read_onnx_props(data: bytes) -> dict[str, str]:
         if number != 14 or wire != 2:
             continue
         key = text = None
+        if not isinstance(value, memoryview):
+            continue
         for sub_number, sub_wire, sub_value in _proto_fields(value):
             if sub_wire == 2 and sub_number in (1, 2):
                 try:
@@ -265,7 +271,9 @@ def read_onnx_props(data: bytes) -> dict[str, str]:
 def _proto_fields(data: bytes | memoryview, limit: int | None = None) -> list[tuple[int, int, memoryview | int]]:
     """Top-level (field number, wire type, value) triples of a protobuf message."""
     view = memoryview(data)
-    pos, fields = 0, []
+    pos = 0
+    fields: list[tuple[int, int, memoryview | int]] = []
+    value: memoryview | int
     while pos < len(view):
         if limit is not None and len(fields) >= limit:
             break

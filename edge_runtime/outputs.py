@@ -128,7 +128,7 @@ class Segmented:
 def remove_stale_partials(final: Path) -> list[Path]:
     """Remove unfinished files of ``final`` (and of its rotated segments) whose writer has died."""
     pattern = re.compile(rf"^\.{re.escape(final.stem)}(-\d{{4}})?\.partial-(\d+){re.escape(final.suffix)}$")
-    removed = []
+    removed: list[Path] = []
     try:
         candidates = list(final.parent.iterdir())
     except OSError:
@@ -189,7 +189,7 @@ class VideoSink(Segmented):
             self._size = (max(64, frame.shape[1]), max(64, frame.shape[0]))
             self._path = self._name()
             self._temp_path = self._temp(self._path)
-            fourcc = cv2.VideoWriter_fourcc(*("MJPG" if self._path.suffix.lower() == ".avi" else "mp4v"))
+            fourcc = cv2.VideoWriter.fourcc(*("MJPG" if self._path.suffix.lower() == ".avi" else "mp4v"))
             self._writer = cv2.VideoWriter(str(self._temp_path), fourcc, self.fps, self._size)
             if not self._writer.isOpened():
                 self._writer = None

@@ -51,9 +51,9 @@ def to_model_image(frame: np.ndarray, spec: InputSpec) -> np.ndarray:
         code = cv2.COLOR_GRAY2RGB if spec.color_order == "RGB" else cv2.COLOR_GRAY2BGR
     elif channels == 4:
         code = cv2.COLOR_BGRA2RGB if spec.color_order == "RGB" else cv2.COLOR_BGRA2BGR
-    else:
-        code = cv2.COLOR_BGR2RGB if spec.color_order == "RGB" else None
-    if code is not None:
+    else:  # BGR frames: only RGB models need a conversion
+        code = cv2.COLOR_BGR2RGB if spec.color_order == "RGB" else -1
+    if code != -1:
         image = cv2.cvtColor(image.reshape(spec.height, spec.width) if channels == 1 else image, code)
     return np.ascontiguousarray(image)
 
@@ -113,7 +113,8 @@ def preprocess(frame: np.ndarray, spec: InputSpec) -> np.ndarray:
 def quantize(values: np.ndarray, quant: Quantization | None, dtype: str) -> np.ndarray:
     """Affine-quantize real values to an integer tensor dtype."""
     if quant is None:
-        raise FrameError(f"the model's {dtype} input has no quantization parameters; re-export it with `python -m convert`")
+        raise FrameError(f"the model's {dtype} input has no quantization parameters; re-export it with `python -m "
+                         f"convert`")
     low, high = _INT_RANGES[dtype]
     # uint8 pixels into an int8 tensor with scale 1 and zero point -128 (what convert writes for
     # raw-pixel models) is a pure offset; doing it in integers keeps the per-frame cost tiny.

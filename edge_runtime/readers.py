@@ -154,7 +154,7 @@ class LatestReader:
                         self.source.close()
                         self.source = self._reopen()
                     elif hasattr(self.source, "reopen"):
-                        self.source.reopen()  # type: ignore[attr-defined]
+                        self.source.reopen()
                     reopened = True  # counted as a reconnect once a frame arrives
                     log.info("%s: reopened", self.source.name)
                 except Exception as exc:

@@ -238,7 +238,7 @@ class Picamera2Source:
 
     def __init__(self, options: CaptureOptions) -> None:
         try:
-            from picamera2 import Picamera2  # type: ignore[import-not-found]
+            from picamera2 import Picamera2
         except ImportError:
             raise SourceError("Picamera2 is not installed; on Raspberry Pi OS: `sudo apt install python3-picamera2` "
                               "and create the venv with --system-site-packages (see README)") from None
@@ -329,8 +329,9 @@ def _images_in(folder: Path) -> list[Path]:
 
 
 def _camera_api() -> int:
-    import cv2
     import sys
+
+    import cv2
 
     return cv2.CAP_V4L2 if sys.platform.startswith("linux") else cv2.CAP_ANY
 

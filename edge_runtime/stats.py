@@ -74,7 +74,8 @@ class LiveStats:
                  f"reconnects {self.reconnects} of {self.reconnect_attempts} tried, unknown {self.unknown}"]
         for name, stats in self.stages.items():
             s = stats.summary()
-            lines.append(f"  {name:10s} mean {s['mean_ms']:7.3f} ms  p50 {s['p50_ms']:7.3f}  p95 {s['p95_ms']:7.3f}  max {s['max_ms']:8.2f}")
+            lines.append(f"  {name:10s} mean {s['mean_ms']:7.3f} ms  p50 {s['p50_ms']:7.3f}  p95 "
+                         f"{s['p95_ms']:7.3f}  max {s['max_ms']:8.2f}")
         if self.error:
             lines.append(f"  stopped: {self.error}")
         return "\n".join(lines)
@@ -91,7 +92,8 @@ class Smoother:
         self._ring = np.zeros((max(1, window), classes + 1), dtype=np.float32)
         self._count = 0
 
-    def __call__(self, probabilities: np.ndarray, unknown_score: float | None = None) -> tuple[np.ndarray, float | None]:
+    def __call__(self, probabilities: np.ndarray,
+                 unknown_score: float | None = None) -> tuple[np.ndarray, float | None]:
         if len(self._ring) == 1:
             return probabilities, unknown_score
         self._ring[self._count % len(self._ring), :-1] = probabilities

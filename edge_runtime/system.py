@@ -28,7 +28,7 @@ _PACKAGES = {
 
 def cpu_info() -> dict[str, Any]:
     """CPU model, cores, and the instructions int8 speed depends on."""
-    model, flags = platform.processor() or "", set()
+    model, flags = platform.processor() or "", set[str]()
     try:
         with open("/proc/cpuinfo") as handle:
             for line in handle:

@@ -29,8 +29,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 @pytest.fixture(scope="session")
 def fashion_dir() -> Path:
     """The real Fashion-MNIST folder. Missing data fails in CI (a skip would hide a broken set-up)."""
-    from train.datasets import fashion_mnist
     from edge_common.errors import DatasetError
+    from train.datasets import fashion_mnist
 
     try:
         return fashion_mnist.locate()
@@ -47,8 +47,8 @@ def tiny_runs(tmp_path_factory: pytest.TempPathFactory, fashion_dir: Path) -> Pa
 
     quiet_tensorflow()
     from convert.converter import ConvertConfig, convert
-    from train.config import TrainConfig
     from train import trainer
+    from train.config import TrainConfig
 
     runs = tmp_path_factory.mktemp("runs")
     trainer.run(TrainConfig(model="edge_cnn", epochs=3, width=0.25, train_limit=3000, test_limit=1000,

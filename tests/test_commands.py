@@ -46,7 +46,8 @@ def test_doctor_reports_backends_and_cpu():
     import onnxruntime
 
     providers = next(line for line in result.stdout.splitlines() if "execution providers:" in line)
-    assert all(name in providers for name in onnxruntime.get_available_providers()) and "CPUExecutionProvider" in providers
+    assert all(name in providers for name in onnxruntime.get_available_providers())
+    assert "CPUExecutionProvider" in providers
 
 
 def test_console_script_errors_name_the_command_the_user_typed(tmp_path):

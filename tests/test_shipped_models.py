@@ -16,7 +16,7 @@ PHOTOS = ROOT / "data" / "clothing-small" / "test"
 
 
 def _held_out():
-    for label, folder in enumerate(sorted(p for p in PHOTOS.iterdir() if p.is_dir())):
+    for _label, folder in enumerate(sorted(p for p in PHOTOS.iterdir() if p.is_dir())):
         for path in sorted(folder.glob("*.jpg")):
             yield path, folder.name
 

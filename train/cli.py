@@ -16,7 +16,8 @@ def build_parser() -> ArgumentParser:
                     "a finished one is left as it is unless --fresh.",
         epilog="models: " + "; ".join(f"{name}: {spec.description}" for name, spec in models.REGISTRY.items()),
     )
-    parser.add_argument("models", nargs="*", metavar="MODEL", help=f"registry name(s) (default: {models.DEFAULT_MODEL})")
+    parser.add_argument("models", nargs="*", metavar="MODEL",
+                        help=f"registry name(s) (default: {models.DEFAULT_MODEL})")
     parser.add_argument("--list", action="store_true", help="list the registry and exit")
     add_options(parser, TrainConfig)
     return parser

@@ -9,15 +9,13 @@ checkpoint means. The resolved config is saved beside every run as config.json.
 from __future__ import annotations
 
 import logging
-
 import re
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
-from edge_common.cli import option, option_fields, resume_keys
+from edge_common.cli import check_ranges, option, option_fields, resume_keys
 from edge_common.errors import EdgeError, suggest
-
 from edge_runtime.contract import FITS
 
 from . import augment, backbones, models
@@ -43,62 +41,65 @@ class TrainConfig:
     """One training run. A recipe field left ``None`` takes the registry's value for the model."""
 
     model: str = option("", cli=False, resume=True)
-    epochs: int | None = option(help="training epochs", base=15, group=_RECIPE, resume=True)
+    epochs: int | None = option(help="training epochs", base=15, group=_RECIPE, resume=True, bounds=(1, None))
     batch_size: int | None = option(help="per replica; the global batch is this times the replicas", base=128,
-                                    group=_RECIPE, resume=True)
+                                    group=_RECIPE, resume=True, bounds=(1, None))
     learning_rate: float | None = option(help="peak rate for one replica; scaled linearly with replicas", base=3e-3,
-                                         group=_RECIPE, resume=True)
+                                         group=_RECIPE, resume=True, bounds=(0, None), open_low=True)
     schedule: str | None = option(help="learning-rate schedule: warm-up then cosine decay, or constant",
                                   base="cosine", choices=SCHEDULES, group=_RECIPE, resume=True)
     warmup_epochs: float | None = option(help="cosine schedule: linear warm-up epochs (keeps BatchNorm models "
-                                              "stable at high rates)", base=1.0, group=_RECIPE, resume=True)
+                                              "stable at high rates)", base=1.0, group=_RECIPE, resume=True,
+                                              bounds=(0, None))
     optimizer: str | None = option(help="optimizer", base="adam", choices=OPTIMIZERS, group=_RECIPE, resume=True)
     weight_decay: float | None = option(help="decoupled weight decay of the kernels (Adam becomes AdamW); batch "
                                              "norm scales, offsets and biases are not decayed; 0: none", base=0.0,
-                                        group=_RECIPE, resume=True)
+                                        group=_RECIPE, resume=True, bounds=(0, 1), open_high=True)
     augment: str | None = option(help="augmentation in the input pipeline", base="shift_flip",
                                  choices=augment.AUGMENTATIONS, group=_RECIPE, resume=True)
     max_shift: int | None = option(help="shift_flip and framing augmentation: largest shift in pixels", base=2,
-                                   group=_RECIPE, resume=True)
+                                   group=_RECIPE, resume=True, bounds=(0, 8))
     max_rotation: float | None = option(help="framing augmentation: largest tilt in degrees", base=10.0,
-                                        group=_RECIPE, resume=True)
+                                        group=_RECIPE, resume=True, bounds=(0, 45))
     framing_share: float | None = option(help="framing augmentation: the share of images moved and tilted (the "
                                               "rest keep the dataset's centring)", base=1 / 3, group=_RECIPE,
-                                         resume=True)
+                                         resume=True, bounds=(0, 1), open_low=True)
     low_res_epochs: int | None = option(help="fully convolutional models: train the first N epochs at half "
                                              "resolution (4x cheaper), then full size", base=0, group=_RECIPE,
-                                        resume=True)
+                                        resume=True, bounds=(0, None))
     scene_reuse: int | None = option(help="camera scenes: epochs each rendered scene set serves, reshuffled each "
-                                          "time", base=1, group=_RECIPE, resume=True)
+                                          "time", base=1, group=_RECIPE, resume=True, bounds=(1, 8))
     label_smoothing: float | None = option(help="label smoothing of the training targets", base=0.0, group=_RECIPE,
-                                           resume=True)
+                                           resume=True, bounds=(0, 1), open_high=True)
     teacher: str | None = option(help="camera scenes: a Fashion-MNIST model name, run folder or .keras file that "
                                       "reads the clean garment behind each scene (camera_cnn: edge_cnn)",
                                  group=_RECIPE, resume=True)
     distill: float | None = option(help="weight of the teacher's probabilities in the targets, 0..0.5; 0 trains on "
-                                        "labels alone", base=0.0, group=_RECIPE, resume=True)
+                                        "labels alone", base=0.0, group=_RECIPE, resume=True, bounds=(0, 0.5))
     patience: int | None = option(help="early stopping patience in epochs (validation loss)", base=10,
-                                  group=_RECIPE)
+                                  group=_RECIPE, bounds=(1, None))
     val_fraction: float | None = option(help="stratified validation share of the training split", base=0.1,
-                                        group=_RECIPE, resume=True)
-    seed: int = option(0, "random seed of data order, augmentation and scenes", group=_RECIPE, resume=True)
+                                        group=_RECIPE, resume=True, bounds=(0, 0.9), open_low=True, open_high=True)
+    seed: int = option(0, "random seed of data order, augmentation and scenes", group=_RECIPE, resume=True,
+                       bounds=(0, None))
     backbone: str | None = option(help="transfer learning: start from this ImageNet-pretrained backbone with a new "
                                        "head for the folder dataset's classes", choices=tuple(backbones.BACKBONES),
                                   group=_TRANSFER, resume=True)
     head_epochs: int | None = option(help="backbone runs: the first N epochs train the new head alone on the frozen "
                                           "backbone (phase 1), the rest fine-tune (phase 2)", base=3,
-                                     group=_TRANSFER, resume=True)
+                                     group=_TRANSFER, resume=True, bounds=(0, None))
     fine_tune_rate: float | None = option(help="backbone runs: peak rate of phase 2 (--learning-rate is phase 1's)",
-                                          base=3e-4, group=_TRANSFER, resume=True)
+                                          base=3e-4, group=_TRANSFER, resume=True, bounds=(0, None), open_low=True)
     fine_tune_from: int | None = option(help="backbone runs: phase 2 trains the blocks from this one on (0: all; "
-                                             "batch norm always stays frozen)", base=0, group=_TRANSFER, resume=True)
+                                             "batch norm always stays frozen)", base=0, group=_TRANSFER, resume=True,
+                                             bounds=(0, 16))
     dropout: float | None = option(help="backbone runs: dropout before the new head", base=0.2, group=_TRANSFER,
-                                   resume=True)
+                                   resume=True, bounds=(0, 1), open_high=True)
     fit: str | None = option(help="how a frame becomes the input, in training, conversion and on the device: "
                                   "squash it, crop its centre (--crop of the shorter side) or letterbox it "
                                   "(default: the registry entry's)", choices=FITS, group=_TRANSFER, resume=True)
     crop: float | None = option(help="--fit crop: the centre region's share of the shorter side (0.875: the usual "
-                                     "ImageNet centre crop)", group=_TRANSFER, resume=True)
+                                     "ImageNet centre crop)", group=_TRANSFER, resume=True, bounds=(0.25, 1))
     data_dir: str | None = option(help="folder with the Fashion-MNIST IDX files (default: search; see README)",
                                   group=_DATA)
     folder: str | None = option(help="train a camera model on a folder dataset ROOT/<class>/*.jpg instead",
@@ -106,7 +107,7 @@ class TrainConfig:
     output_dir: str | None = option(help="where run folders go (default: runs/ in the checkout, or "
                                          "$EDGE_RUNS_DIR)", group=_DATA)
     scenes_per_epoch: int | None = option(help="camera scenes rendered per epoch (default: one per garment)",
-                                          group=_DATA, resume=True)
+                                          group=_DATA, resume=True, bounds=(1, None))
     plots: bool = option(True, "skip the PNG plots", group=_DATA)
     name: str | None = option(help="the run folder's name under the output folder (default: the model's name; a "
                                    "--folder run other than the registry's: MODEL-FOLDERNAME)", group=_DATA)
@@ -114,11 +115,14 @@ class TrainConfig:
                                 "replace its files (without it a finished run is left as it is)", group=_DATA)
     strategy: str = option("default", "tf.distribute strategy; multiworker reads the workers from TF_CONFIG",
                            choices=STRATEGIES, group=_SCALE, resume=True)
-    width: float = option(1.0, "filter multiplier (quick tests use < 1)", group=_SCALE, resume=True)
-    input_size: int | None = option(help="square input size override (quick tests)", group=_SCALE, resume=True)
+    width: float = option(1.0, "filter multiplier (quick tests use < 1)", group=_SCALE, resume=True, bounds=(0, 4),
+                          open_low=True)
+    input_size: int | None = option(help="square input size override (quick tests)", group=_SCALE, resume=True,
+                                    bounds=(8, 1024))
     train_limit: int | None = option(help="use only the first N training images (quick tests)", group=_SCALE,
-                                     resume=True)
-    test_limit: int | None = option(help="evaluate on the first N test images only (quick tests)", group=_SCALE)
+                                     resume=True, bounds=(10, None))
+    test_limit: int | None = option(help="evaluate on the first N test images only (quick tests)", group=_SCALE,
+                                    bounds=(1, None))
 
     def resolved(self) -> "TrainConfig":
         """Fill every ``None`` recipe field from the registry (else its base value) and validate."""
@@ -140,7 +144,8 @@ class TrainConfig:
                 log.warning("%s: --epochs %d leaves room for %d head-only epoch(s) of the recipe's %d before "
                             "fine-tuning; pass --head-epochs to choose", spec.name, values["epochs"],
                             values["head_epochs"], wanted)
-        if self.folder is not None:  # what a folder run does instead of the camera-scene recipe, so config.json says what ran
+        # what a folder run does instead of the camera-scene recipe, so config.json says what ran
+        if self.folder is not None:
             if self.distill is None:  # folder images have no clean garment behind them
                 values["distill"] = 0.0
             if self.teacher is None and not values["distill"]:
@@ -156,54 +161,33 @@ class TrainConfig:
             if not ok:
                 raise ConfigError(message)
 
+        check_ranges(self, ConfigError)  # each field's bounds; above 0.5 distill would let a wrong teacher outvote
         for field, meta in option_fields(TrainConfig):  # argparse checks choices; library callers get the same
             value = getattr(self, field.name)
             if meta.choices and value is not None and value not in meta.choices:
                 flag = "--" + field.name.replace("_", "-")
                 raise ConfigError(f"{flag} {value!r} is not one of {', '.join(meta.choices)}"
                                   f"{suggest(str(value), meta.choices)}")
-        need(self.epochs is None or self.epochs >= 1, f"--epochs must be at least 1, got {self.epochs}")
-        need(self.batch_size is None or self.batch_size >= 1, f"--batch-size must be at least 1, got {self.batch_size}")
-        need(self.learning_rate is None or self.learning_rate > 0, f"--learning-rate must be positive, got {self.learning_rate}")
-        need(self.val_fraction is None or 0.0 < self.val_fraction < 0.9, f"--val-fraction must be in (0, 0.9), got {self.val_fraction}")
-        need(self.label_smoothing is None or 0.0 <= self.label_smoothing < 1.0, "--label-smoothing must be in [0, 1)")
-        need(self.weight_decay is None or 0.0 <= self.weight_decay < 1.0,
-             f"--weight-decay must be in [0, 1), got {self.weight_decay}")
-        # Above 0.5 a confidently wrong teacher would outvote the label.
-        need(self.distill is None or 0.0 <= self.distill <= 0.5, f"--distill must be in [0, 0.5], got {self.distill}")
         if self.distill:
             need(self.folder is None and models.get(self.model).dataset == "camera_scenes",
                  "--distill needs camera scenes: the teacher reads the clean Fashion-MNIST garment behind each scene; "
                  "use --distill 0")
             need(bool(self.teacher), "--distill needs a --teacher (a model name, run folder or .keras file)")
-        need(self.max_shift is None or 0 <= self.max_shift <= 8, "--max-shift must be in 0..8")
-        need(self.max_rotation is None or 0 <= self.max_rotation <= 45, "--max-rotation must be in 0..45")
-        need(self.framing_share is None or 0 < self.framing_share <= 1, "--framing-share must be in (0, 1]")
         need(self.low_res_epochs is None or self.epochs is None or 0 <= self.low_res_epochs < self.epochs,
              f"--low-res-epochs must be below --epochs ({self.epochs}) so the last epochs run at full size")
         if self.low_res_epochs:
             need(models.get(self.model).any_size, f"{self.model} has a fixed input size; --low-res-epochs needs a "
                                                   "fully convolutional model such as camera_cnn")
-        need(self.scene_reuse is None or 1 <= self.scene_reuse <= 8, "--scene-reuse must be in 1..8")
-        need(self.warmup_epochs is None or self.warmup_epochs >= 0, "--warmup-epochs must not be negative")
-        need(0.0 < self.width <= 4.0, f"--width must be in (0, 4], got {self.width}")
-        need(self.input_size is None or 8 <= self.input_size <= 1024, "--input-size must be in 8..1024")
-        need(self.train_limit is None or self.train_limit >= 10, "--train-limit must be at least 10")
-        need(self.test_limit is None or self.test_limit >= 1, "--test-limit must be at least 1")
         spec = models.get(self.model)
         if self.backbone and spec.dataset != "imagenet":
             need(self.folder is not None, f"--backbone {self.backbone} trains on a folder dataset; pass --folder ROOT "
                                           "(ROOT/<class>/*.jpg, or ROOT/train/ and ROOT/test/)")
             need(self.head_epochs is None or self.epochs is None or 0 <= self.head_epochs < self.epochs,
                  f"--head-epochs must be below --epochs ({self.epochs}) so the backbone is fine-tuned")
-            need(self.fine_tune_from is None or 0 <= self.fine_tune_from <= 16, "--fine-tune-from must be in 0..16")
-            need(self.dropout is None or 0.0 <= self.dropout < 1.0, "--dropout must be in [0, 1)")
-            need(self.fine_tune_rate is None or self.fine_tune_rate > 0, "--fine-tune-rate must be positive")
             need(not self.low_res_epochs, "--low-res-epochs is for models trained from scratch, not --backbone runs")
         elif not self.backbone:
             need(spec.builder is not None, f"{self.model} is built on a pretrained backbone; pass --backbone "
                                            f"({', '.join(backbones.BACKBONES)})")
-        need(self.crop is None or 0.25 <= self.crop <= 1.0, "--crop must be in 0.25..1")
         need(self.name is None or (re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", self.name) is not None),
              f"--name {self.name!r} must be a plain folder name (letters, digits, '.', '_', '-')")
         need(self.augment not in ("photo", "camera") or self.folder is not None,

@@ -15,8 +15,8 @@ from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 
-from edge_runtime.contract import InputSpec
 from edge_common.errors import DatasetError
+from edge_runtime.contract import InputSpec
 
 from . import augment, models, paths
 from .datasets import camera_augment, camera_scenes, fashion_mnist, folder

@@ -19,7 +19,6 @@ from edge_runtime.contract import InputSpec
 from . import paths
 from .datasets import camera_scenes, fashion_mnist, folder
 
-
 # Real photos the repository carries (CC0): calibration and the check of models with no test set here.
 PHOTOS = "data/clothing-small"
 

@@ -1,10 +1,10 @@
 """The model registry: one entry per model name, the single source of truth for every model.
 
 Each :class:`ModelSpec` says the model's input contract, the dataset it trains on, how to build
-it and the training options its recipe changes (TrainConfig fields). ``train``, ``convert``, ``benchmarks`` and the tests all read
-:data:`REGISTRY`. Normalization is the first layer of every graph (``Rescaling(1/255)``), so
-deployable files take raw 0..255 pixels. Augmentation never lives in a graph: Keras random
-layers are traced into exports and break TFLite conversion.
+it and the training options its recipe changes (TrainConfig fields). ``train``, ``convert``,
+``benchmarks`` and the tests all read :data:`REGISTRY`. Normalization is the first layer of every
+graph (``Rescaling(1/255)``), so deployable files take raw 0..255 pixels. Augmentation never lives
+in a graph: Keras random layers are traced into exports and break TFLite conversion.
 """
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, Mapping
 
-from edge_runtime.contract import InputSpec
 from edge_common.errors import EdgeError, suggest
+from edge_runtime.contract import InputSpec
 
 if TYPE_CHECKING:  # keras is imported lazily: listing models must not start TensorFlow
     import keras
@@ -280,7 +280,8 @@ def get(name: str) -> ModelSpec:
     try:
         return REGISTRY[name]
     except KeyError:
-        raise UnknownModelError(f"unknown model {name!r}{suggest(name, REGISTRY)}; choose from {', '.join(REGISTRY)}") from None
+        raise UnknownModelError(f"unknown model {name!r}{suggest(name, REGISTRY)}; "
+                                f"choose from {', '.join(REGISTRY)}") from None
 
 
 def build_model(spec: ModelSpec, num_classes: int, *, width: float = 1.0, input_spec: InputSpec | None = None,

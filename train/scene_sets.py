@@ -159,7 +159,8 @@ class EpochScenes:
         # A plain child process: never fork a process running TensorFlow's threads, and avoid
         # multiprocessing's spawn, which re-imports the caller's __main__.
         self._pending[index] = subprocess.Popen(
-            [sys.executable, "-m", "train.scene_sets", str(garments), str(folder / f"chosen-{index}.npy"), str(self._seed),
+            [sys.executable, "-m", "train.scene_sets", str(garments), str(folder / f"chosen-{index}.npy"),
+             str(self._seed),
              str(index), json.dumps(self._spec_for(index).to_dict()), str(self._path(index)),
              str(self._scene_size(index))],
             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)

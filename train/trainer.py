@@ -31,13 +31,14 @@ from typing import Any
 
 import numpy as np
 
+from edge_common.errors import EdgeError, OutputError
 from edge_common.files import atomic_save, atomic_write_text, dump_json, read_json, sha256_file
 from edge_runtime.contract import InputSpec
-from edge_common.errors import EdgeError, OutputError
 
-from . import augment, data as data_mod, distill, models, paths, runfolder, unknown
-from .datasets import camera_frames, camera_scenes
+from . import augment, distill, models, paths, runfolder, unknown
+from . import data as data_mod
 from .config import RESUME_KEYS, ConfigError, TrainConfig
+from .datasets import camera_frames, camera_scenes
 
 log = logging.getLogger("edge_classify.train")
 HISTORY_FIELDS = ("epoch", "loss", "accuracy", "val_loss", "val_accuracy", "learning_rate", "seconds")
@@ -379,14 +380,16 @@ def _make_strategy(name: str) -> tuple[Any, int, int]:
         return tf.distribute.MirroredStrategy(), 0, 1
     raw = os.environ.get("TF_CONFIG")
     if not raw:
-        raise ConfigError("--strategy multiworker needs TF_CONFIG describing the workers (see README: multi-worker training)")
+        raise ConfigError("--strategy multiworker needs TF_CONFIG describing the workers (see README: "
+                          "multi-worker training)")
     try:
         tf_config = json.loads(raw)
         workers = tf_config["cluster"]["worker"]
         index = int(tf_config["task"]["index"])
         task_type = tf_config["task"]["type"]
     except (ValueError, KeyError, TypeError):
-        raise ConfigError('TF_CONFIG is not valid: expected {"cluster": {"worker": [...]}, "task": {"type": "worker", "index": N}}') from None
+        raise ConfigError('TF_CONFIG is not valid: expected '
+                          '{"cluster": {"worker": [...]}, "task": {"type": "worker", "index": N}}') from None
     if task_type != "worker" or not 0 <= index < len(workers):
         raise ConfigError(f"TF_CONFIG task {task_type}/{index} is not one of the {len(workers)} workers")
     return tf.distribute.MultiWorkerMirroredStrategy(), index, len(workers)
@@ -493,7 +496,8 @@ def _one_hot_pair(pair: tuple[np.ndarray, np.ndarray], data: data_mod.TrainData)
 
 
 def _fit_epoch_distributed(model: Any, strategy: Any, dataset: Any, steps: int, global_batch: int,
-                           label_smoothing: float, val: tuple[np.ndarray, np.ndarray], verbose: int) -> dict[str, float]:
+                           label_smoothing: float, val: tuple[np.ndarray, np.ndarray], verbose: int,
+                           ) -> dict[str, float]:
     """One epoch under ``strategy.run``: per-replica gradients, all-reduced by the optimizer."""
     import keras
     import tensorflow as tf
@@ -547,7 +551,7 @@ def _load_state(ckpt_dir: Path, config: TrainConfig) -> _State:
         changed = sorted(k for k in RESUME_KEYS if state.config.get(k) != getattr(config, k))
         raise ConfigError(f"an unfinished run in {ckpt_dir.parent} used other options ({', '.join(changed)}); "
                           "rerun with the same options to resume, or pass --fresh to start over")
-    if not state.last or not (ckpt_dir / state.last).is_file() or not state.best or not (ckpt_dir / state.best).is_file():
+    if not all(name and (ckpt_dir / name).is_file() for name in (state.last, state.best)):
         log.warning("%s points at missing checkpoint files; starting the run over", path)
         return _State()
     return state

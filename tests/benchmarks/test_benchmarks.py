@@ -28,10 +28,14 @@ def test_pareto_front_on_a_hand_made_table():
 
 def test_verdict_picks_the_fastest_file_within_half_a_point_and_explains_slow_int8():
     rows = [
-        {"model": "m", "format": "tflite_float32", "threads": 1, "latency_ms_p50": 0.20, "accuracy": 0.930, "size_bytes": 400_000},
-        {"model": "m", "format": "tflite_int8", "threads": 1, "latency_ms_p50": 0.25, "accuracy": 0.928, "size_bytes": 100_000},
-        {"model": "m", "format": "tflite_float16", "threads": 1, "latency_ms_p50": 0.19, "accuracy": 0.930, "size_bytes": 200_000},
-        {"model": "m", "format": "onnx_int8", "threads": 1, "latency_ms_p50": 0.10, "accuracy": 0.900, "size_bytes": 100_000},
+        {"model": "m", "format": "tflite_float32", "threads": 1, "latency_ms_p50": 0.20, "accuracy": 0.930,
+         "size_bytes": 400_000},
+        {"model": "m", "format": "tflite_int8", "threads": 1, "latency_ms_p50": 0.25, "accuracy": 0.928,
+         "size_bytes": 100_000},
+        {"model": "m", "format": "tflite_float16", "threads": 1, "latency_ms_p50": 0.19, "accuracy": 0.930,
+         "size_bytes": 200_000},
+        {"model": "m", "format": "onnx_int8", "threads": 1, "latency_ms_p50": 0.10, "accuracy": 0.900,
+         "size_bytes": 100_000},
     ]
     text = verdicts(rows, "no VNNI here")["m"]
     assert text.startswith("use tflite_float16") and "int8 TFLite is 1.25x slower than float32 here: no VNNI" in text
@@ -82,11 +86,13 @@ def test_quick_mode_end_to_end_writes_every_report(tiny_runs, tmp_path):
     report = json.loads((tmp_path / "benchmark.json").read_text())
     assert report["mode"] == "quick"
     env = report["environment"]
-    assert {"cpu", "os", "python", "versions"} <= set(env) and "avx2" in env["cpu"]["flags"] or "neon" in env["cpu"]["flags"]
+    assert {"cpu", "os", "python",
+            "versions"} <= set(env) and "avx2" in env["cpu"]["flags"] or "neon" in env["cpu"]["flags"]
     rows = report["rows"]
     formats = {(r["model"], r["format"]) for r in rows}
     for model in ("edge_cnn", "camera_cnn"):
-        for fmt in ("keras", "tflite_float32", "tflite_float16", "tflite_dynamic", "tflite_int8", "onnx_float32", "onnx_int8"):
+        for fmt in ("keras", "tflite_float32", "tflite_float16", "tflite_dynamic", "tflite_int8", "onnx_float32",
+                    "onnx_int8"):
             assert (model, fmt) in formats
     for row in rows:
         assert ROW_KEYS <= set(row), row
@@ -95,7 +101,8 @@ def test_quick_mode_end_to_end_writes_every_report(tiny_runs, tmp_path):
         assert row["latency_ms_p50"] <= row["latency_ms_p95"] <= row["latency_ms_p99"]
     threads = {r["threads"] for r in rows if r["format"] != "keras"}
     assert threads == {1, 2} or threads == {1}
-    float_row = next(r for r in rows if r["model"] == "edge_cnn" and r["format"] == "tflite_float32" and r["threads"] == 1)
+    float_row = next(r for r in rows
+                     if r["model"] == "edge_cnn" and r["format"] == "tflite_float32" and r["threads"] == 1)
     assert float_row["agreement"] >= 0.99
     e2e = report["end_to_end"]
     assert e2e["capture_ceiling"]["fps"] > 0 and e2e["runtime"]["tflite_int8"]["fps"] > 0
@@ -104,7 +111,8 @@ def test_quick_mode_end_to_end_writes_every_report(tiny_runs, tmp_path):
     assert set(report["verdicts"]) == {"edge_cnn", "camera_cnn"} and report["int8_note"]
     for name in ("benchmark.csv", "benchmark.md", "pareto.png"):
         assert (tmp_path / name).stat().st_size > 100
-    assert (tmp_path / "benchmark.csv").read_text().splitlines()[0].startswith("model,format,threads,size_bytes,accuracy")
+    header = (tmp_path / "benchmark.csv").read_text().splitlines()[0]
+    assert header.startswith("model,format,threads,size_bytes,accuracy")
     assert "Which file should I put on my device?" in result.stdout
     assert not (tmp_path / ".benchmark-partial.json").exists()
 
@@ -119,8 +127,10 @@ def test_device_mode_runs_without_tensorflow_importable(tiny_runs, tmp_path):
         "import sys, runpy\n"
         f"sys.path.insert(0, {str(blocker)!r})\n"
         "import importlib.util\n"
-        "importlib.util.find_spec = (lambda f: (lambda name, *a: None if name.split('.')[0] in ('tensorflow', 'keras') else f(name, *a)))(importlib.util.find_spec)\n"
-        f"sys.argv = ['benchmarks', '--deploy-dir', {str(tiny_runs / 'edge_cnn' / 'deploy')!r}, '--quick', '--threads', '1',"
+        "importlib.util.find_spec = (lambda f: (lambda name, *a: None if name.split('.')[0] in ('tensorflow', "
+        "'keras') else f(name, *a)))(importlib.util.find_spec)\n"
+        f"sys.argv = ['benchmarks', '--deploy-dir', {str(tiny_runs / 'edge_cnn' / 'deploy')!r}, '--quick', "
+        f"'--threads', '1',"
         f" '--reports-dir', {str(tmp_path / 'reports')!r}]\n"
         "runpy.run_module('benchmarks', run_name='__main__')\n"
     )
@@ -128,7 +138,8 @@ def test_device_mode_runs_without_tensorflow_importable(tiny_runs, tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     report = json.loads((tmp_path / "reports" / "benchmark.json").read_text())
     assert report["mode"] == "device"
-    assert {r["format"] for r in report["rows"]} == {"tflite_float32", "tflite_float16", "tflite_dynamic", "tflite_int8",
+    assert {r["format"] for r in report["rows"]} == {"tflite_float32", "tflite_float16", "tflite_dynamic",
+                                                     "tflite_int8",
                                                      "onnx_float32", "onnx_int8"}
     assert any("TensorFlow is not installed" in s for s in report["skipped"])
     assert all(r["accuracy"] is not None for r in report["rows"])

@@ -34,7 +34,8 @@ def test_two_real_files_are_timed_in_every_round_and_judged_per_pair():
 
 def test_the_verdict_says_faster_only_when_most_rounds_agree():
     pair = {"a": "a.tflite", "b": "b.tflite", "ratio_median": 0.8}
-    assert verdict({**pair, "a_faster_rounds": 19}, 20).startswith("a.tflite is faster than b.tflite: faster in 19 of 20")
+    assert verdict({**pair, "a_faster_rounds": 19}, 20).startswith("a.tflite is faster than b.tflite: faster in "
+                                                                   "19 of 20")
     assert "too close to call" in verdict({**pair, "a_faster_rounds": 11}, 20)
     assert verdict({**pair, "a_faster_rounds": 2}, 20, "edge", "seed").startswith("edge is slower than seed")
 

@@ -16,7 +16,7 @@ import pytest
 
 from edge_runtime import formats
 from edge_runtime.classifier import Classifier
-from edge_runtime.errors import MetadataError, ModelFileError
+from edge_runtime.errors import ModelFileError
 from tests.helpers import ROOT, run_cli
 
 pytestmark = pytest.mark.dataset
@@ -128,7 +128,8 @@ def test_corrupt_file_per_format_is_a_clear_error(tiny_runs, tmp_path, fmt):
 
 def test_missing_run_and_corrupt_keras_file(tmp_path):
     result = run_cli("-m", "convert", "edge_cnn", "--runs-dir", str(tmp_path))
-    assert result.returncode == 2 and "no trained model" in result.stderr and "python -m train edge_cnn" in result.stderr
+    assert result.returncode == 2 and "no trained model" in result.stderr
+    assert "python -m train edge_cnn" in result.stderr
     (tmp_path / "edge_cnn").mkdir()
     (tmp_path / "edge_cnn" / "model.keras").write_bytes(b"PK\x03\x04 not really a zip")
     (tmp_path / "edge_cnn" / "labels.txt").write_text("a\nb\n")

@@ -6,10 +6,9 @@ from dataclasses import dataclass, fields
 
 import pytest
 
-from edge_common.errors import EdgeError
-
 from edge_common.cli import ArgumentParser, add_options, check_ranges, config_from_args, option, resume_keys
-from tests.helpers import ROOT, run_cli
+from edge_common.errors import EdgeError
+from tests.helpers import run_cli
 
 
 def test_a_new_field_is_a_new_option_with_its_help_choices_and_type():
@@ -43,9 +42,9 @@ def test_abbreviated_options_are_refused_naming_the_real_one():
 
 
 def test_train_options_come_from_train_config_and_resume_keys_from_its_metadata():
+    from train import models
     from train.cli import build_parser
     from train.config import RESUME_KEYS, TrainConfig
-    from train import models
 
     parser = build_parser()
     config = config_from_args(TrainConfig, parser.parse_args(["--epochs", "3", "--no-plots", "--distill", "0"]),
@@ -89,7 +88,8 @@ def test_bounds_live_in_the_field_are_shown_in_help_and_checked_in_one_place():
     assert "how fast [0..1]" in text and "[(0, 1000]]" in text and "how many [>= 1]" in text
     check_ranges(Config())
     check_ranges(Config(fps=None, rate=1.0, sizes=(1, 8)))
-    for bad, message in ((dict(rate=1.5), "--rate must be 0..1, got 1.5"), (dict(fps=0.0), r"--fps must be \(0, 1000\]"),
+    for bad, message in ((dict(rate=1.5), "--rate must be 0..1, got 1.5"),
+                         (dict(fps=0.0), r"--fps must be \(0, 1000\]"),
                          (dict(fps=float("nan")), "--fps must be"), (dict(rate=float("inf")), "--rate must be"),
                          (dict(count=0), "--count must be >= 1"), (dict(sizes=(2, 9)), "--sizes must be 1..8, got 9")):
         with pytest.raises(EdgeError, match=message):

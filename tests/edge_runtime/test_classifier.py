@@ -114,7 +114,8 @@ def test_importing_and_running_the_runtime_never_imports_tensorflow(tiny_runs):
         "c.predict(np.zeros((480, 640, 3), np.uint8))\n"
         f"c2 = Classifier.open({str(tiny_runs / 'camera_cnn' / 'deploy' / 'model_int8.onnx')!r})\n"
         "c2.predict(np.zeros((480, 640, 3), np.uint8))\n"
-        "bad = [m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'keras', 'tf2onnx', 'train', 'convert', 'benchmarks')]\n"
+        "bad = [m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'keras', 'tf2onnx', 'train', "
+        "'convert', 'benchmarks')]\n"
         "assert not bad, bad\n"
         "print('ok')\n"
     )

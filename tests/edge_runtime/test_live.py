@@ -13,7 +13,7 @@ import pytest
 from edge_runtime import Classifier
 from edge_runtime.errors import SourceError
 from edge_runtime.live import STAGES, LiveConfig, run
-from edge_runtime.sources import CaptureOptions, open_source
+from edge_runtime.sources import open_source
 from tests.helpers import run_cli
 
 pytestmark = pytest.mark.dataset

@@ -17,9 +17,8 @@ RGB = InputSpec(height=128, width=128, channels=3, color_order="RGB")
 @pytest.mark.dataset
 def test_fashion_training_tensor_equals_runtime_tensor(fashion_dir):
     from train import data as data_mod
-    from train.datasets import fashion_mnist
-
     from train.config import TrainConfig
+    from train.datasets import fashion_mnist
 
     config = TrainConfig(model="edge_cnn", augment="none", train_limit=50, test_limit=8).resolved()
     data = data_mod.load(config, GRAY, batch_size=4)
@@ -109,5 +108,6 @@ def test_quantize_fast_path_matches_the_formula(rng):
     np.testing.assert_array_equal(fast, slow)
     general = quantize(values, Quantization(0.5, 3), "uint8")
     np.testing.assert_array_equal(general, np.clip(np.round(values / 0.5) + 3, 0, 255).astype(np.uint8))
-    spec = InputSpec(height=5, width=5, channels=3, color_order="RGB", dtype="int8", quantization=Quantization(1.0, -128))
+    spec = InputSpec(height=5, width=5, channels=3, color_order="RGB", dtype="int8",
+                     quantization=Quantization(1.0, -128))
     assert to_input_tensor(values, spec).dtype == np.int8

@@ -5,9 +5,9 @@ from __future__ import annotations
 import functools
 import http.server
 import json
+import struct
 import threading
 import zlib
-import struct
 
 import cv2
 import numpy as np

@@ -226,7 +226,8 @@ def test_full_and_read_only_disks_give_clear_errors_and_lose_nothing(tiny_runs, 
         (runs / "edge_cnn" / "deploy" / "model_float32.tflite").write_bytes(previous)
         _fill(disk)
         results = {
-            "convert on a full disk": run_cli("-m", "convert", "edge_cnn", "--runs-dir", str(runs), "--eval-limit", "50",
+            "convert on a full disk": run_cli("-m", "convert", "edge_cnn", "--runs-dir", str(runs), "--eval-limit",
+                                              "50",
                                               "--calibration-samples", "20", "--opencv-check", "0", "--force"),
             "train on a full disk": run_cli("-m", "train", "edge_cnn", "--epochs", "1", "--width", "0.25",
                                             "--train-limit", "500", "--test-limit", "100", "--no-plots",
@@ -234,7 +235,8 @@ def test_full_and_read_only_disks_give_clear_errors_and_lose_nothing(tiny_runs, 
             "live loop output on a full disk": run_cli("-m", "edge_runtime", "--model",
                                                        str(tiny_runs / "edge_cnn" / "deploy" / "model_int8.tflite"),
                                                        "--source", str(_video(tmp_path)), "--headless",
-                                                       "--output", str(disk / "out.mp4"), "--jsonl", str(disk / "p.jsonl")),
+                                                       "--output", str(disk / "out.mp4"), "--jsonl",
+                                                       str(disk / "p.jsonl")),
         }
         assert (runs / "edge_cnn" / "deploy" / "model_float32.tflite").read_bytes() == previous
         assert (runs / "edge_cnn" / "model.keras").read_bytes() == (tiny_runs / "edge_cnn" / "model.keras").read_bytes()

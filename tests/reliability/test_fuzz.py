@@ -9,10 +9,11 @@ import json
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
-from edge_runtime.contract import ModelMetadata
 from edge_common.errors import DatasetError
+from edge_runtime.contract import ModelMetadata
 from edge_runtime.errors import MetadataError, ModelFileError
 from edge_runtime.metadata import read_onnx_props, read_tflite_entries, sniff_format
 

@@ -12,8 +12,8 @@ import cv2
 import numpy as np
 import pytest
 
-from edge_runtime.contract import METADATA_KEY, ModelMetadata
 from edge_common.errors import DatasetError
+from edge_runtime.contract import METADATA_KEY, ModelMetadata
 from edge_runtime.errors import FrameError
 from edge_runtime.metadata import embed_tflite_entries, read_tflite_entries, strip_tflite_entry
 from tests.helpers import ROOT, run_cli
@@ -128,7 +128,8 @@ def test_every_cli_rejects_a_bad_model_with_exit_code_2(tiny_runs, tmp_path, led
     commands = [
         ["-m", "edge_runtime", "--model", str(bad), "--source", str(image), "--headless"],
         ["-m", "edge_runtime", "inspect", str(bad)],
-        ["-m", "benchmarks", "--deploy-dir", str(tmp_path), "--quick", "--no-e2e", "--reports-dir", str(tmp_path / "r")],
+        ["-m", "benchmarks", "--deploy-dir", str(tmp_path), "--quick", "--no-e2e", "--reports-dir",
+         str(tmp_path / "r")],
     ]
     for command in commands:
         with ledger.case("model files: command-line tools"):
@@ -231,7 +232,7 @@ def test_label_values_out_of_range_and_count_mismatches(tmp_path, ledger):
     folder = tmp_path / "fm"
     folder.mkdir()
     images = np.zeros((20, 28, 28), np.uint8)
-    for split, prefix in (("train", "train"), ("test", "t10k")):
+    for _split, prefix in (("train", "train"), ("test", "t10k")):
         write_idx(folder / f"{prefix}-images-idx3-ubyte.gz", images)
         write_idx(folder / f"{prefix}-labels-idx1-ubyte.gz", np.full(20, 3, np.uint8))
     category = "datasets: label range and count mismatches"
@@ -290,7 +291,8 @@ def test_safety_no_pickle_eval_exec_or_shell_and_safe_keras_loading(ledger):
 
     sources = [p for folder in ("train", "convert", "edge_runtime", "benchmarks", "edge_common")
                for p in (ROOT / folder).rglob("*.py")]
-    forbidden = re.compile(r"\b(pickle|cPickle|dill|marshal)\b|\beval\(|\bexec\(|shell\s*=\s*True|allow_pickle\s*=\s*True")
+    forbidden = re.compile(r"\b(pickle|cPickle|dill|marshal)\b|\beval\(|\bexec\("
+                           r"|shell\s*=\s*True|allow_pickle\s*=\s*True")
     # The one exception: the PyTorch weights reader, whose unpickler admits three known globals and
     # refuses every other (tests/train/test_backbones.py proves a tampered file runs nothing).
     restricted = ROOT / "train" / "backbones" / "torch_weights.py"

@@ -10,9 +10,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tests.helpers import ROOT
 from train import backbones
 from train.backbones.torch_weights import LEGACY_MAGIC, WeightsFileError, read_state_dict
-from tests.helpers import ROOT
 
 LITE0 = backbones.get("lite0")
 PHOTOS = ROOT / "data" / "clothing-small" / "test"

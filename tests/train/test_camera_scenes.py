@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from edge_runtime.contract import InputSpec
-from train import data as data_mod, scene_sets
+from train import data as data_mod
+from train import scene_sets
 from train.config import TrainConfig
 from train.datasets import camera_scenes, fashion_mnist
 

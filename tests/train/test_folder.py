@@ -9,8 +9,8 @@ import cv2
 import numpy as np
 import pytest
 
-from edge_runtime.contract import InputSpec
 from edge_common.errors import DatasetError
+from edge_runtime.contract import InputSpec
 from train.datasets import folder
 
 SPEC = InputSpec(height=32, width=32, channels=3, color_order="RGB")

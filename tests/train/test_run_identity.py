@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 
 from edge_common.errors import DatasetError
+from tests.train.test_folder import SPEC
 from train import trainer
 from train.config import ConfigError, TrainConfig
 from train.datasets import folder
-from tests.train.test_folder import SPEC
 
 
 def _classes(root, names, rng, per_class=3):

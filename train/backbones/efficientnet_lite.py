@@ -41,7 +41,8 @@ def build(spec: BackboneSpec, size: int, *, width: int | None = None, classes: i
     width = width or size
     if min(size, width) < spec.min_size:
         raise BackboneError(f"input size {min(size, width)} is below the {spec.min_size} pixels backbone "
-                            f"{spec.name!r} accepts; use {spec.min_size} or more (it was trained at {spec.native_size})")
+                            f"{spec.name!r} accepts; use {spec.min_size} or more "
+                            f"(it was trained at {spec.native_size})")
     inputs = keras.Input((size, width, 3), name="image")
     x = layers.Rescaling(1 / 128.0, offset=-127 / 128.0, name="normalize")(inputs)
     x = _conv_bn(x, spec.stem, 3, 2, "stem")

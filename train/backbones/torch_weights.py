@@ -83,8 +83,10 @@ class _RestrictedUnpickler(pickle.Unpickler):
                                "needs; refusing to load it (it may be tampered with)")
 
     def persistent_load(self, pid: Any) -> _StorageRef:
-        if not (isinstance(pid, tuple) and len(pid) in (5, 6) and pid[0] == "storage" and isinstance(pid[1], _StorageType)):
-            raise WeightsFileError(f"{self._path}: unexpected persistent id {str(pid)[:80]}; not a PyTorch weights file")
+        storage = isinstance(pid, tuple) and len(pid) in (5, 6) and pid[0] == "storage"
+        if not (storage and isinstance(pid[1], _StorageType)):
+            raise WeightsFileError(f"{self._path}: unexpected persistent id {str(pid)[:80]}; "
+                                   "not a PyTorch weights file")
         return _StorageRef(pid[1].dtype, str(pid[2]), int(pid[4]))
 
 
@@ -132,7 +134,8 @@ def _read(handle: io.BytesIO, path: Path) -> dict[str, np.ndarray]:
         dtype = dtypes.get(str(key), np.dtype(np.float32))
         if not 0 <= count <= _MAX_ELEMENTS:
             raise WeightsFileError(f"{path}: storage {key} claims {count} elements; the file is corrupt")
-        storages[str(key)] = np.frombuffer(_exactly(handle, count * dtype.itemsize, path), dtype=dtype.newbyteorder("<"))
+        storages[str(key)] = np.frombuffer(_exactly(handle, count * dtype.itemsize, path),
+                                           dtype=dtype.newbyteorder("<"))
     tensors = {}
     for name, ref in state.items():
         if not isinstance(ref, _TensorRef):

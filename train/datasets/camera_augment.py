@@ -17,6 +17,7 @@ from edge_runtime.preprocess import to_model_image
 
 from .camera_frames import add_noise, compose, cover, gains, jpeg, motion_blur, procedural_background
 
+
 @dataclass(frozen=True)
 class CameraAugment:
     """Ranges of the ``camera`` augmentation: placements and faults a hand-held webcam produces."""

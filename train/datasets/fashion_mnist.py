@@ -99,7 +99,8 @@ def check_pair(images: np.ndarray, labels: np.ndarray, image_path: Path | str, l
     if images.dtype != np.uint8 or labels.dtype != np.uint8:
         raise DatasetError(f"{image_path} / {label_path}: expected uint8 data, got {images.dtype} / {labels.dtype}")
     if len(images) != len(labels):
-        raise DatasetError(f"{image_path} has {len(images)} images but {label_path} has {len(labels)} labels; the files do not belong together")
+        raise DatasetError(f"{image_path} has {len(images)} images but {label_path} has {len(labels)} labels; the "
+                           f"files do not belong together")
     if labels.size and int(labels.max()) >= num_classes:
         bad = int(np.argmax(labels >= num_classes))
         raise DatasetError(f"{label_path}: label {int(labels[bad])} at index {bad} is outside 0..{num_classes - 1}")

@@ -15,8 +15,8 @@ from typing import Iterator, Sequence
 
 import numpy as np
 
-from edge_runtime.contract import InputSpec
 from edge_common.errors import DatasetError
+from edge_runtime.contract import InputSpec
 from edge_runtime.preprocess import to_model_image
 from edge_runtime.sources import IMAGE_SUFFIXES  # the runtime reads the same image files
 
@@ -122,7 +122,8 @@ class FolderDataset:
 
     def summary(self) -> str:
         skipped = sum(self.skipped.values())
-        detail = f" (skipped {skipped}: " + ", ".join(f"{k} {v}" for k, v in sorted(self.skipped.items())) + ")" if skipped else ""
+        detail = f" (skipped {skipped}: " + ", ".join(f"{k} {v}" for k,
+                                                      v in sorted(self.skipped.items())) + ")" if skipped else ""
         return f"{self.root}: {len(self.files)} files in {len(self.class_names)} classes{detail}"
 
     def _decode(self, path: Path, spec: InputSpec | None) -> np.ndarray | None:

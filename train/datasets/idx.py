@@ -56,7 +56,8 @@ def read_idx(path: str | Path, *, ndim: int | None = None, item_shape: tuple[int
     expected = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
     body = len(data) - header_len
     if body < expected:
-        raise DatasetError(f"{path}: truncated: header promises {shape[0]} items ({expected} bytes) but {body} bytes follow")
+        raise DatasetError(f"{path}: truncated: header promises {shape[0]} items ({expected} bytes) but {body} "
+                           f"bytes follow")
     if body > expected:
         raise DatasetError(f"{path}: {body - expected} unexpected bytes after {shape[0]} items; the file is corrupt")
     array = np.frombuffer(data, dtype=dtype, count=expected // dtype.itemsize, offset=header_len)
