@@ -178,15 +178,19 @@ def _folder_data(config: "TrainConfig", spec: InputSpec, batch_size: int) -> Tra
     train_set = folder.open_folder(root, "train" if splits else None)
     names = _enough_classes(root, train_set.class_names)
     if splits and (Path(root) / "test").is_dir():
-        x_test, y_test = _optional_split(root, "test", names, spec)
+        test_set = folder.open_folder(root, "test", class_names=names)
     else:  # no test split: hold out the same files convert and the benchmark will test on
         train_set, test_set = folder.held_out_split(root, seed, names, split="train" if splits else None)
-        x_test, y_test = test_set.load(spec)
+    x_test, y_test = test_set.load(spec)
     x_train, y_train = train_set.load(spec)
-    x_val, y_val = _optional_split(root, "val", names, spec) if splits else (None, None)
-    if x_val is None:
+    val_set = folder.open_folder(root, "val", class_names=names) if splits and (Path(root) / "val").is_dir() \
+        else None
+    if val_set is not None:
+        x_val, y_val = val_set.load(spec)
+    else:
         x_train, y_train, x_val, y_val = _carve(x_train, y_train, val_fraction, seed)
-    _log_counts(root, names, len(y_train), len(y_val), len(y_test), train_set)
+    _log_counts(root, names, len(y_train), len(y_val), len(y_test), train_set, test_set,
+                *([val_set] if val_set is not None else []))
     if config.train_limit:
         x_train, y_train = x_train[:config.train_limit], y_train[:config.train_limit]
     if config.test_limit:
@@ -282,10 +286,6 @@ def _array_batches(images: np.ndarray, labels: np.ndarray, batch_size: int, seed
     return make_batch
 
 
-def _optional_split(root: str, split: str, names: tuple[str, ...], spec: InputSpec):
-    if not (Path(root) / split).is_dir():
-        return None, None
-    return folder.open_folder(root, split, class_names=names).load(spec)
 
 
 def _log_counts(root: str, names: tuple[str, ...], train: int, val: int, test: int,

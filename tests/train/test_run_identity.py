@@ -75,3 +75,17 @@ def test_a_short_backbone_run_says_it_shortened_the_head_phase(caplog):
     assert config.head_epochs == 0
     assert any("--epochs 1 leaves room for 0 head-only epoch(s) of the recipe's 3" in r.message
                for r in caplog.records)
+
+
+def test_the_training_log_counts_what_is_used_after_decoding(tmp_path, rng, caplog):
+    from train import data
+
+    root = _classes(tmp_path / "shapes", ["round", "square"], rng, per_class=10)
+    (root / "round" / "broken.png").write_bytes(b"not an image")
+    config = TrainConfig(model="camera_cnn", folder=str(root), input_size=32).resolved()
+    with caplog.at_level(logging.INFO, logger="edge_classify"):
+        loaded = data.load(config, SPEC, batch_size=8)
+    line = next(r.message for r in caplog.records if "images in 2 classes" in r.message)
+    train, val, test = loaded.train_count, len(loaded.val[1]), len(loaded.test[1])
+    assert f"{train + val + test} images in 2 classes: {train} train, {val} validate, {test} test" in line
+    assert train + val + test == 20 and "skipped 1 not an image" in line
