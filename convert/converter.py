@@ -51,11 +51,6 @@ def created_by() -> str:
         return "edge-classify (not installed)"
 
 
-class GateError(EdgeError):
-    """At least one file failed its parity gate."""
-
-    exit_code = 1
-
 
 @dataclass(frozen=True)
 class ConvertConfig:

@@ -215,13 +215,24 @@ def export_onnx_int8(context: ExportContext) -> bytes:
     return onnx_int8_bytes(context.onnx_float, context.need_calibration(), context.onnx)
 
 
+# Format name (edge_runtime.formats) -> the function that builds its bytes.
+EXPORTERS: dict[str, Callable[[ExportContext], bytes]] = {
+    "tflite_float32": export_tflite_float32,
+    "tflite_float16": export_tflite_float16,
+    "tflite_dynamic": export_tflite_dynamic,
+    "tflite_int8": export_tflite_int8,
+    "onnx_float32": export_onnx_float32,
+    "onnx_int8": export_onnx_int8,
+}
+
+
 def exporter(format_name: str) -> Callable[[ExportContext], bytes]:
     """The function that builds ``format_name``'s bytes."""
     try:
-        return globals()[f"export_{format_name}"]
+        return EXPORTERS[format_name]
     except KeyError:
-        raise ValueError(f"no exporter for format {format_name!r}; "
-                         f"add export_{format_name} to convert/exporters.py") from None
+        raise ValueError(f"no exporter for format {format_name!r}; add it to EXPORTERS in convert/exporters.py") \
+            from None
 
 
 def embed_tflite(raw: bytes, entries: dict[str, str]) -> bytes:

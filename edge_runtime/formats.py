@@ -56,10 +56,3 @@ def get(name: str) -> Format:
     except KeyError:
         raise EdgeError(f"unknown format {name!r}{suggest(name, BY_NAME)}; choose from {', '.join(BY_NAME)}") from None
 
-
-def for_file(file_name: str) -> Format | None:
-    """The format a deploy-folder file name stands for."""
-    for fmt in FORMATS:
-        if fmt.file_name == file_name:
-            return fmt
-    return None

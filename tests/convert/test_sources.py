@@ -22,7 +22,7 @@ def test_every_deployable_format_has_its_exporter():
     for fmt in formats.DEPLOYABLE:
         assert callable(exporters.exporter(fmt.name)), fmt.name
         assert callable(exporters.embedder(fmt.kind))
-    with pytest.raises(ValueError, match="export_nothing"):
+    with pytest.raises(ValueError, match="no exporter for format .nothing."):
         exporters.exporter("nothing")
 
 

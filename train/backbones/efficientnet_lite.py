@@ -95,10 +95,6 @@ def set_phase(model: "keras.Model", fine_tune_from: int | None) -> None:
             layer.trainable = layer.name.startswith("head_") or _block_index(layer.name) >= fine_tune_from
 
 
-def block_count(spec: BackboneSpec) -> int:
-    return sum(stage[-1] for stage in spec.stages)
-
-
 def _block_index(layer_name: str) -> int:
     """The block a layer belongs to: -1 for the stem and the input, 10**6 for layers after the blocks."""
     if layer_name.startswith("block"):
