@@ -24,7 +24,7 @@ import numpy as np
 
 from edge_common.cli import option
 from edge_common.errors import DatasetError, EdgeError
-from edge_common.files import atomic_save, atomic_write_text, dump_json, read_json, sha256_file
+from edge_common.files import atomic_write_text, dump_json, read_json, sha256_file
 from edge_runtime import formats as formats_mod
 from edge_runtime import system
 from edge_runtime.contract import InputSpec
@@ -192,7 +192,7 @@ def _run_targets(config: BenchConfig, skipped: list[str]) -> list[ModelTarget]:
     """Registry models from runs/: trained if missing (full mode), converted if out of date."""
     from convert.converter import ConvertConfig, convert
     from train import models
-    from train.runfolder import RunFolder, run_dir_for
+    from train.runfolder import MODEL_FILE, RunFolder, run_dir_for
 
     names = config.models or tuple(models.REGISTRY)
     deployable = tuple(f for f in config.formats if formats_mod.get(f).deployable)
@@ -200,7 +200,7 @@ def _run_targets(config: BenchConfig, skipped: list[str]) -> list[ModelTarget]:
     for name in names:
         models.get(name)
         run_dir = run_dir_for(name, config.runs_dir)
-        if not (run_dir / "model.keras").is_file():
+        if not (run_dir / MODEL_FILE).is_file():
             if not config.train_missing or config.quick:
                 skipped.append(f"{name} (no trained model in {run_dir}; run `python -m train {name}`)")
                 continue
@@ -238,14 +238,14 @@ def _size_variant(run: Any, size: int, config: BenchConfig) -> ModelTarget:
     """The same weights at another input size (fully convolutional, global pooling), exported at
     benchmark time to float32 and int8 TFLite, so the Pareto plot shows what input size buys."""
     from convert.converter import ConvertConfig, convert
-    from train import paths
+    from train import paths, runfolder
     from train.runfolder import RunFolder
 
     reports = Path(config.reports_dir).expanduser() if config.reports_dir else paths.default_reports_dir()
     folder = reports / "variants" / f"{run.model}_{size}"
     source_sha = sha256_file(run.model_file)
-    recorded = read_json(folder / "metrics.json") or {}
-    if recorded.get("source_keras_sha256") != source_sha or not (folder / "model.keras").is_file():
+    recorded = runfolder.read_metrics(folder)
+    if recorded.get("source_keras_sha256") != source_sha or not (folder / runfolder.MODEL_FILE).is_file():
         _export_variant(run, size, folder, source_sha)
     report_ = convert(ConvertConfig(model=str(folder), formats=VARIANT_FORMATS, data_dir=config.data_dir,
                                     opencv_check=0, gates=True))
@@ -259,7 +259,7 @@ def _size_variant(run: Any, size: int, config: BenchConfig) -> ModelTarget:
 def _export_variant(run: Any, size: int, folder: Path, source_sha: str) -> None:
     import keras
 
-    from train import models
+    from train import models, runfolder
 
     trained = keras.saving.load_model(run.model_file, safe_mode=True, compile=False)
     spec = replace(run.input_spec, height=size, width=size)
@@ -268,14 +268,9 @@ def _export_variant(run: Any, size: int, folder: Path, source_sha: str) -> None:
                                  dropout=run.config.get("dropout") or 0.0)
     for layer in variant.layers:
         layer.set_weights(trained.get_layer(layer.name).get_weights())
-    folder.mkdir(parents=True, exist_ok=True)
-    atomic_save(folder / "model.keras", variant.save)
-    atomic_write_text(folder / "labels.txt", "\n".join(run.labels) + "\n")
-    atomic_write_text(folder / "config.json", dump_json({**run.config, "model": f"{run.model}_{size}",
-                                                        "input_size": size}))
-    atomic_write_text(folder / "metrics.json", dump_json({"model": f"{run.model}_{size}", "dataset": run.dataset,
-                                                          "input": spec.to_dict(), "source_keras_sha256": source_sha,
-                                                          "note": f"{run.model}'s weights at {size}x{size}"}))
+    runfolder.write_run(folder, variant, run.labels, {**run.config, "model": f"{run.model}_{size}", "input_size": size},
+                        {"model": f"{run.model}_{size}", "dataset": run.dataset, "input": spec.to_dict(),
+                         "source_keras_sha256": source_sha, "note": f"{run.model}'s weights at {size}x{size}"})
 
 
 def _device_targets(config: BenchConfig) -> list[ModelTarget]:

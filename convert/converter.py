@@ -31,7 +31,7 @@ from edge_runtime.classifier import Classifier
 from edge_runtime.contract import METADATA_KEY, InputSpec, ModelMetadata, OutputSpec, Quantization, UnknownSpec
 from edge_runtime.errors import ModelFileError
 from edge_runtime.preprocess import to_input_tensor
-from train import evalsets, models
+from train import evalsets, models, runfolder
 from train.runfolder import RunFolder, read_labels
 from train.unknown import has_unknown_output, split_outputs
 
@@ -282,13 +282,13 @@ def _subject(config: ConvertConfig) -> _Subject:
     if given.suffix == ".keras":
         if not given.is_file():
             raise ModelFileError(f"{given}: no such file; pass a trained .keras file, a run folder or a model name")
-        labels_file = Path(config.labels).expanduser() if config.labels else given.parent / "labels.txt"
+        labels_file = Path(config.labels).expanduser() if config.labels else given.parent / runfolder.LABELS_FILE
         if not labels_file.is_file():
             raise ModelFileError(f"{given}: no labels; put labels.txt (one class per line) beside it or pass --labels")
         # model.keras is a run folder's and converts into deploy/; any other bare file gets its own
         # NAME_deploy/, so two files in one folder never overwrite each other's.
         if given.stem == "model":
-            name, deploy = given.parent.resolve().name, given.parent / "deploy"
+            name, deploy = given.parent.resolve().name, given.parent / runfolder.DEPLOY_DIR
         else:
             name, deploy = given.stem, given.parent / f"{given.stem}_deploy"
         return _Subject(name, given, deploy, read_labels(labels_file), None)
@@ -603,7 +603,7 @@ def _opencv_agreement(onnx_file: Path, images: np.ndarray,
 def _write_reports(report: ConvertReport, config: ConvertConfig, labels: tuple[str, ...], input_spec: InputSpec,
                    keras_sha: str, model_path: Path) -> None:
     deploy_dir = report.deploy_dir
-    atomic_write_text(deploy_dir / "labels.txt", "\n".join(labels) + "\n")
+    atomic_write_text(deploy_dir / runfolder.LABELS_FILE, "\n".join(labels) + "\n")
     body = {
         "model": report.model,
         "created_by": created_by(),

@@ -21,7 +21,7 @@ import numpy as np
 
 from edge_common.errors import DatasetError
 
-from . import models, paths
+from . import models, paths, runfolder
 
 log = logging.getLogger("edge_classify.train")
 
@@ -37,12 +37,12 @@ def resolve_teacher(teacher: str, runs_root: Path) -> Path:
     """
     given = Path(teacher).expanduser()
     if given.suffix == ".keras" or given.is_dir():
-        path = given / "model.keras" if given.is_dir() else given
+        path = given / runfolder.MODEL_FILE if given.is_dir() else given
         if not path.is_file():
             raise DatasetError(f"teacher {path} not found; pass a trained model.keras or run folder to --teacher")
         return path
     models.get(teacher)  # an unknown name fails here, suggesting the closest one
-    candidates = [runs_root / teacher / "model.keras", paths.default_runs_dir() / teacher / "model.keras"]
+    candidates = [runs_root / teacher / runfolder.MODEL_FILE, paths.default_runs_dir() / teacher / runfolder.MODEL_FILE]
     for path in candidates:
         if path.is_file():
             return path

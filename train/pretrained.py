@@ -12,9 +12,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from edge_common.files import atomic_save, atomic_write_text, dump_json, sha256_file
+from edge_common.files import sha256_file
 
-from . import backbones, models
+from . import backbones, models, runfolder
 from .config import TrainConfig
 
 log = logging.getLogger("edge_classify.train")
@@ -29,11 +29,10 @@ def imagenet_labels() -> tuple[str, ...]:
 def write_run(config: TrainConfig) -> Path:
     """Port the backbone's ImageNet classifier into ``runs/<MODEL>/`` and return the folder."""
     from .backbones.efficientnet_lite import build, load_imagenet_weights
-    from .trainer import run_dir_of, weights_digest
 
     spec = models.get(config.model)
     backbone = backbones.get(config.backbone)
-    run_dir = run_dir_of(config)
+    run_dir = runfolder.run_dir_for(config.run_name(), config.output_dir)
     started = time.perf_counter()
     model = build(backbone, spec.input.height, width=spec.input.width, classes=1000, name=spec.name)
     weights = backbone.weights_path()
@@ -42,15 +41,11 @@ def write_run(config: TrainConfig) -> Path:
     metrics: dict[str, Any] = {
         "model": spec.name, "dataset": spec.dataset, "input": spec.input.to_dict(), "class_names": list(labels),
         "parameters": int(model.count_params()), "macs_per_image": models.count_macs(model),
-        "weights_sha256": weights_digest(model),
+        "weights_sha256": runfolder.weights_digest(model),
         "source": {"package": backbone.package, "file": weights.name, "sha256": sha256_file(weights)},
         "test_set": "none in the repository (ImageNet photos are not redistributable); see README",
     }
-    run_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(run_dir / "labels.txt", "\n".join(labels) + "\n")
-    atomic_write_text(run_dir / "config.json", dump_json(config.to_dict()))
-    atomic_write_text(run_dir / "metrics.json", dump_json(metrics))
-    atomic_save(run_dir / "model.keras", model.save)
+    runfolder.write_run(run_dir, model, labels, config.to_dict(), metrics)
     print(f"{spec.name}: ported {backbone.package} ({metrics['parameters']:,} params, "
           f"{metrics['macs_per_image']:,} MACs) in {time.perf_counter() - started:.1f} s; wrote {run_dir}", flush=True)
     return run_dir

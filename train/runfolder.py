@@ -1,4 +1,15 @@
-"""The one reader of a run folder: what training recorded, read back as it was recorded.
+"""The one reader and writer of a run folder, and the owner of its file names.
+
+A finished run folder holds::
+
+    model.keras     the trained model (written last: its presence, with no checkpoint/, marks a finished run)
+    labels.txt      one class name per line, in output order
+    config.json     the resolved TrainConfig
+    metrics.json    what was measured (test accuracy, input contract, out-of-class head, ...)
+    history.csv     one row per epoch (trained runs)
+    plots/          PNG figures (trained runs)
+    checkpoint/     only while a run is unfinished: what a restart resumes from
+    deploy/         converted files (``python -m convert``)
 
 ``convert`` and ``benchmarks`` take the model file, its input contract, its labels and its test
 set from here, never from the registry, so a registry change can never stamp a new contract onto
@@ -14,13 +25,22 @@ from typing import Any
 
 import numpy as np
 
-from edge_common.files import read_json
+from edge_common.files import atomic_save, atomic_write_text, dump_json, read_json
 from edge_runtime.contract import InputSpec
 from edge_runtime.errors import MetadataError, ModelFileError
 
 from . import evalsets, models, paths
 
 log = logging.getLogger("edge_classify.train")
+
+MODEL_FILE = "model.keras"
+LABELS_FILE = "labels.txt"
+CONFIG_FILE = "config.json"
+METRICS_FILE = "metrics.json"
+HISTORY_FILE = "history.csv"
+PLOTS_DIR = "plots"
+CHECKPOINT_DIR = "checkpoint"
+DEPLOY_DIR = "deploy"
 
 
 @dataclass(frozen=True)
@@ -37,11 +57,11 @@ class RunFolder:
 
     @property
     def model_file(self) -> Path:
-        return self.path / "model.keras"
+        return self.path / MODEL_FILE
 
     @property
     def deploy_dir(self) -> Path:
-        return self.path / "deploy"
+        return self.path / DEPLOY_DIR
 
     @property
     def folder(self) -> str | None:
@@ -61,12 +81,12 @@ class RunFolder:
             ModelFileError: no trained model or labels there, or labels that do not fit.
         """
         path = Path(path).expanduser()
-        if not (path / "model.keras").is_file():
-            raise ModelFileError(f"no trained model at {path / 'model.keras'}; run `python -m train {path.name}` first")
-        config = read_json(path / "config.json") or {}
-        metrics = read_json(path / "metrics.json") or {}
+        if not (path / MODEL_FILE).is_file():
+            raise ModelFileError(f"no trained model at {path / MODEL_FILE}; run `python -m train {path.name}` first")
+        config = read_config(path)
+        metrics = read_metrics(path)
         name = str(config.get("model") or path.name)
-        labels = read_labels(path / "labels.txt")
+        labels = read_labels(path / LABELS_FILE)
         return cls(path=path, model=name, input_spec=_recorded_input(metrics, config, name, path),
                    labels=labels, dataset=_recorded_dataset(metrics, config, name), config=config,
                    unknown=metrics.get("unknown") if isinstance(metrics.get("unknown"), dict) else None)
@@ -86,6 +106,51 @@ class RunFolder:
 
 def run_dir_for(model: str, runs_dir: str | Path | None = None) -> Path:
     return (Path(runs_dir).expanduser() if runs_dir else paths.default_runs_dir()) / model
+
+
+def is_finished(path: Path) -> bool:
+    """A finished run: its model and metrics are written and no checkpoint is left."""
+    return (path / MODEL_FILE).is_file() and (path / METRICS_FILE).is_file() and not (path / CHECKPOINT_DIR).exists()
+
+
+def read_config(path: Path) -> dict[str, Any]:
+    """config.json, or {} when it is missing or unreadable."""
+    return read_json(path / CONFIG_FILE) or {}
+
+
+def read_metrics(path: Path) -> dict[str, Any]:
+    """metrics.json, or {} when it is missing or unreadable."""
+    return read_json(path / METRICS_FILE) or {}
+
+
+def read_recorded_labels(path: Path) -> tuple[str, ...] | None:
+    """labels.txt of a run folder, or None when there is none."""
+    return read_labels(path / LABELS_FILE) if (path / LABELS_FILE).is_file() else None
+
+
+def write_run(path: Path, model: Any, labels: tuple[str, ...] | list[str], config: dict[str, Any],
+              metrics: dict[str, Any]) -> None:
+    """Write a run folder's files, each atomically; the model goes last, so a run killed while writing
+    is never mistaken for a finished one.
+
+    Raises:
+        OutputError: the folder cannot be written.
+    """
+    path.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(path / LABELS_FILE, "\n".join(labels) + "\n")
+    atomic_write_text(path / CONFIG_FILE, dump_json(config))
+    atomic_write_text(path / METRICS_FILE, dump_json(metrics))
+    atomic_save(path / MODEL_FILE, model.save)
+
+
+def weights_digest(model: Any) -> str:
+    """SHA-256 of a Keras model's weights (the same weights give the same digest wherever they were saved)."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for weight in model.get_weights():
+        digest.update(np.ascontiguousarray(weight, dtype=np.float32).tobytes())
+    return digest.hexdigest()
 
 
 def read_labels(path: Path) -> tuple[str, ...]:

@@ -17,7 +17,6 @@ the old file or the new one, never half of one.
 from __future__ import annotations
 
 import csv
-import hashlib
 import io
 import json
 import logging
@@ -32,7 +31,7 @@ from typing import Any
 import numpy as np
 
 from edge_common.errors import EdgeError, OutputError
-from edge_common.files import atomic_save, atomic_write_text, dump_json, read_json, sha256_file
+from edge_common.files import atomic_save, atomic_write_text, sha256_file
 from edge_runtime.contract import InputSpec
 
 from . import augment, distill, models, paths, runfolder, unknown
@@ -106,7 +105,7 @@ def run(config: TrainConfig) -> RunResult:
         from . import pretrained
 
         run_dir = pretrained.write_run(config)
-        return RunResult(run_dir=run_dir, metrics=read_json(run_dir / "metrics.json") or {})
+        return RunResult(run_dir=run_dir, metrics=runfolder.read_metrics(run_dir))
     session = _prepare(config)
     resumed_from = session.state.epoch
     _build_model(session)
@@ -124,13 +123,11 @@ def _finished_run(config: TrainConfig) -> RunResult | None:
     """A finished run is left as it is unless --fresh: retraining would replace a model (a shipped one,
     perhaps) that took minutes to hours to train."""
     run_dir = run_dir_of(config)
-    done = all((run_dir / name).is_file() for name in ("model.keras", "metrics.json")) and \
-        not (run_dir / "checkpoint").exists()
-    if config.fresh or not done:
+    if config.fresh or not runfolder.is_finished(run_dir):
         return None
     _same_run_or_refuse(config, run_dir)
     # Unreadable metrics do not make a finished model less finished: it is still left as it is.
-    metrics = read_json(run_dir / "metrics.json") or {}
+    metrics = runfolder.read_metrics(run_dir)
     accuracy = metrics.get("test_accuracy")
     print(f"{config.run_name()}: {run_dir} is a finished run"
           f"{f' (test accuracy {accuracy:.4f})' if isinstance(accuracy, float) else ''}; left as it is "
@@ -144,7 +141,7 @@ def _same_run_or_refuse(config: TrainConfig, run_dir: Path) -> None:
     Raises:
         ConfigError: the folder holds a run of other data (a dataset folder of the same name elsewhere).
     """
-    recorded = read_json(run_dir / "config.json") or {}
+    recorded = runfolder.read_config(run_dir)
     differences = []
     then, now = recorded.get("folder"), config.folder  # Fashion-MNIST is the same data wherever its files are
     if "folder" in recorded and not _same_path(then, now):
@@ -157,7 +154,7 @@ def _same_run_or_refuse(config: TrainConfig, run_dir: Path) -> None:
             names = folder_data.open_folder(root, "train" if folder_data.has_splits(root) else None).class_names
         except EdgeError:
             names = None  # the dataset's own error comes when it is read for training
-        labels = runfolder.read_labels(run_dir / "labels.txt") if (run_dir / "labels.txt").is_file() else None
+        labels = runfolder.read_recorded_labels(run_dir)
         if names is not None and labels is not None and tuple(labels) != tuple(names):
             differences.append(f"its classes were {', '.join(labels)}, now {', '.join(names)}")
     if differences:
@@ -186,7 +183,7 @@ def _prepare(config: TrainConfig) -> _Session:
     global_batch = config.batch_size * strategy.num_replicas_in_sync
     data = data_mod.load(config, input_spec, batch_size=global_batch // num_workers, teacher=teacher)
 
-    ckpt_dir = write_dir / "checkpoint"
+    ckpt_dir = write_dir / runfolder.CHECKPOINT_DIR
     state = _State() if config.fresh else _load_state(ckpt_dir, config)
     if config.fresh and ckpt_dir.exists():
         shutil.rmtree(ckpt_dir, ignore_errors=True)
@@ -268,7 +265,7 @@ def _train_epochs(session: _Session) -> None:
         row.update(epoch=state.epoch + 1, learning_rate=_current_lr(session.model), seconds=round(seconds, 2))
         improved = _record_epoch(state, row, seconds, config)
         _save_checkpoint(session.model, session.ckpt_dir, state, improved or state.epoch <= config.low_res_epochs)
-        _write_history(session.write_dir / "history.csv", state.history)
+        _write_history(session.write_dir / runfolder.HISTORY_FILE, state.history)
         print(f"{session.name} epoch {state.epoch}/{config.epochs}  loss {row['loss']:.4f}  acc {row['accuracy']:.4f}  "
               f"val_loss {row['val_loss']:.4f}  val_acc {row['val_accuracy']:.4f}  lr {row['learning_rate']:.2e}  "
               f"{seconds:.1f}s{'  *best' if improved else ''}", flush=True)
@@ -639,13 +636,6 @@ def _display_path(path: Path) -> str:
     return str(resolved.relative_to(root)) if root and resolved.is_relative_to(root) else str(resolved)
 
 
-def weights_digest(model: Any) -> str:
-    digest = hashlib.sha256()
-    for weight in model.get_weights():
-        digest.update(np.ascontiguousarray(weight, dtype=np.float32).tobytes())
-    return digest.hexdigest()
-
-
 def _evaluate(model: Any, data: data_mod.TrainData, config: TrainConfig, state: _State,
               input_spec: InputSpec, head: unknown.UnknownHead | None = None) -> dict[str, Any]:
     x_test, y_test = data.test
@@ -679,7 +669,7 @@ def _evaluate(model: Any, data: data_mod.TrainData, config: TrainConfig, state: 
         stopped_early=state.stopped_early,
         class_names=list(data.class_names),
         input=input_spec.to_dict(),
-        weights_sha256=weights_digest(model),
+        weights_sha256=runfolder.weights_digest(model),
     )
     metrics["_probabilities"] = probabilities  # for plots; dropped before writing
     return metrics
@@ -691,11 +681,8 @@ def _write_run(run_dir: Path, model: Any, data: data_mod.TrainData, config: Trai
     if config.plots:
         from . import plots
 
-        plots.write_all(run_dir / "plots", model, data, state.history, metrics, probabilities)
-    atomic_write_text(run_dir / "labels.txt", "\n".join(data.class_names) + "\n")
-    atomic_write_text(run_dir / "config.json", dump_json(config.to_dict()))
-    atomic_write_text(run_dir / "metrics.json", dump_json(metrics))
-    atomic_save(run_dir / "model.keras", model.save)
+        plots.write_all(run_dir / runfolder.PLOTS_DIR, model, data, state.history, metrics, probabilities)
+    runfolder.write_run(run_dir, model, data.class_names, config.to_dict(), metrics)
 
 
 def _log_start(name: str, model: Any, macs: int, data: data_mod.TrainData, config: TrainConfig, global_batch: int,
