@@ -1,14 +1,7 @@
-"""A training run: build, fit epoch by epoch with crash-safe checkpoints, evaluate, write the run folder.
-
-Run folder (fixed names)::
-
-    runs/<MODEL>/model.keras     best epoch by validation loss (architecture + weights)
-    runs/<MODEL>/labels.txt      one class name per line, in output order
-    runs/<MODEL>/config.json     the resolved TrainConfig
-    runs/<MODEL>/metrics.json    test accuracy, per class, confusion matrix, robustness, size, time
-    runs/<MODEL>/history.csv     one row per epoch
-    runs/<MODEL>/plots/          the tutorials' pictures, and better
-    runs/<MODEL>/checkpoint/     only while a run is unfinished: what a restart resumes from
+"""A training run, orchestrated: prepare the data and the strategy, build or resume the model, fit
+epoch by epoch with crash-safe checkpoints (:mod:`.checkpoints`), evaluate the best epoch as a device
+would run it (:mod:`.evaluation`) and write the run folder (:mod:`.runfolder`, which names its files).
+Where it trains and how it steps is :mod:`.distribution`.
 
 Every file is written to a temporary name and renamed, so a kill at any moment leaves either
 the old file or the new one, never half of one.
@@ -16,31 +9,27 @@ the old file or the new one, never half of one.
 
 from __future__ import annotations
 
-import csv
-import io
-import json
 import logging
 import os
 import shutil
 import sys
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from edge_common.errors import EdgeError, OutputError
-from edge_common.files import atomic_save, atomic_write_text, sha256_file
+from edge_common.files import sha256_file
 from edge_runtime.contract import InputSpec
 
-from . import augment, distill, models, paths, runfolder, unknown
+from . import checkpoints, distill, distribution, evaluation, models, paths, runfolder, unknown
 from . import data as data_mod
-from .config import RESUME_KEYS, ConfigError, TrainConfig
-from .datasets import camera_frames, camera_scenes
+from .config import ConfigError, TrainConfig
+from .datasets import camera_scenes
 
 log = logging.getLogger("edge_classify.train")
-HISTORY_FIELDS = ("epoch", "loss", "accuracy", "val_loss", "val_accuracy", "learning_rate", "seconds")
 
 
 @dataclass
@@ -49,22 +38,6 @@ class RunResult:
     metrics: dict[str, Any]
     resumed_from: int = 0
     finished_before: bool = False  # a finished run found and left as it was (no --fresh)
-
-
-@dataclass
-class _State:
-    """What checkpoint/state.json holds: enough to continue exactly where a run stopped."""
-
-    epoch: int = 0  # completed epochs
-    last: str | None = None
-    best: str | None = None
-    best_val_loss: float = float("inf")
-    best_epoch: int = 0
-    wait: int = 0
-    stopped_early: bool = False
-    elapsed_s: float = 0.0
-    history: list[dict[str, float]] = field(default_factory=list)
-    config: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -77,7 +50,7 @@ class _Session:
     write_dir: Path
     ckpt_dir: Path
     data: data_mod.TrainData
-    state: _State
+    state: checkpoints.State
     strategy: Any
     worker_index: int
     num_workers: int
@@ -178,13 +151,13 @@ def _prepare(config: TrainConfig) -> _Session:
     # validate() has made sure a distilling run names a teacher; resolve it before any heavy work.
     teacher = distill.resolve_teacher(config.teacher, out_root) if config.distill else None
 
-    strategy, worker_index, num_workers = _make_strategy(config.strategy)
+    strategy, worker_index, num_workers = distribution.make_strategy(config.strategy)
     write_dir = run_dir if worker_index == 0 else run_dir / f".worker-{worker_index}"
     global_batch = config.batch_size * strategy.num_replicas_in_sync
     data = data_mod.load(config, input_spec, batch_size=global_batch // num_workers, teacher=teacher)
 
     ckpt_dir = write_dir / runfolder.CHECKPOINT_DIR
-    state = _State() if config.fresh else _load_state(ckpt_dir, config)
+    state = checkpoints.State() if config.fresh else checkpoints.load_state(ckpt_dir, config)
     if config.fresh and ckpt_dir.exists():
         shutil.rmtree(ckpt_dir, ignore_errors=True)
     if state.epoch >= config.epochs or state.stopped_early:
@@ -215,7 +188,8 @@ def _build_model(session: _Session) -> None:
                 from .backbones.efficientnet_lite import set_phase
 
                 set_phase(model, None)
-            _compile(model, _optimizer(config, session.steps, session.strategy.num_replicas_in_sync), config)
+            _compile(model, distribution.build_optimizer(config, session.steps,
+                                                         session.strategy.num_replicas_in_sync), config)
     session.model = model
     fixed = model if not config.low_res_epochs else models.build_model(  # any-size models have no fixed shapes
         session.spec, len(data.class_names), width=config.width, input_spec=session.input_spec)
@@ -246,7 +220,7 @@ def _start_fine_tuning(session: _Session) -> None:
         rate = keras.optimizers.schedules.CosineDecay(
             initial_learning_rate=config.fine_tune_rate / 10 if warmup else config.fine_tune_rate,
             decay_steps=steps - warmup, warmup_target=config.fine_tune_rate if warmup else None, warmup_steps=warmup)
-        _compile(session.model, _make_optimizer("adam", rate, config.weight_decay), config)
+        _compile(session.model, distribution.make_optimizer("adam", rate, config.weight_decay), config)
     trainable = sum(int(np.prod(w.shape)) for w in session.model.trainable_weights)
     log.info("%s: phase 2 from epoch %d: fine-tuning %s weights from block %d at %.2g", session.name,
              config.head_epochs + 1, f"{trainable:,}", config.fine_tune_from, config.fine_tune_rate)
@@ -262,10 +236,12 @@ def _train_epochs(session: _Session) -> None:
         started = time.perf_counter()
         row = _fit_one_epoch(session, state.epoch, verbose)
         seconds = time.perf_counter() - started
-        row.update(epoch=state.epoch + 1, learning_rate=_current_lr(session.model), seconds=round(seconds, 2))
+        row.update(epoch=state.epoch + 1, learning_rate=distribution.current_lr(session.model),
+                   seconds=round(seconds, 2))
         improved = _record_epoch(state, row, seconds, config)
-        _save_checkpoint(session.model, session.ckpt_dir, state, improved or state.epoch <= config.low_res_epochs)
-        _write_history(session.write_dir / runfolder.HISTORY_FILE, state.history)
+        checkpoints.save_checkpoint(session.model, session.ckpt_dir, state,
+                                    improved or state.epoch <= config.low_res_epochs)
+        checkpoints.write_history(session.write_dir / runfolder.HISTORY_FILE, state.history)
         print(f"{session.name} epoch {state.epoch}/{config.epochs}  loss {row['loss']:.4f}  acc {row['accuracy']:.4f}  "
               f"val_loss {row['val_loss']:.4f}  val_acc {row['val_accuracy']:.4f}  lr {row['learning_rate']:.2e}  "
               f"{seconds:.1f}s{'  *best' if improved else ''}", flush=True)
@@ -275,22 +251,23 @@ def _train_epochs(session: _Session) -> None:
 
 def _fit_one_epoch(session: _Session, epoch: int, verbose: int) -> dict[str, float]:
     data = session.data
-    dataset = _epoch_dataset(data, epoch, session.steps, session.worker_index, session.num_workers)
+    dataset = distribution.epoch_dataset(data, epoch, session.steps, session.worker_index, session.num_workers)
     if session.num_workers > 1:
         # Keras 3's fit() cannot drive MultiWorkerMirroredStrategy (keras-team/keras#20585), so
         # multi-worker runs use an explicit strategy.run loop over the same data and optimizer.
-        return _fit_epoch_distributed(session.model, session.strategy, dataset, session.steps, session.global_batch,
-                                      session.config.label_smoothing, data.val_for_epoch(epoch), verbose)
+        return distribution.fit_epoch_distributed(session.model, session.strategy, dataset, session.steps,
+                                                  session.global_batch, session.config.label_smoothing,
+                                                  data.val_for_epoch(epoch), verbose)
     result = session.model.fit(dataset, epochs=1, verbose=verbose,
-                               validation_data=_one_hot_pair(data.val_for_epoch(epoch), data),
+                               validation_data=distribution.one_hot_pair(data.val_for_epoch(epoch), data),
                                validation_batch_size=256, shuffle=False)
     return {key: float(values[-1]) for key, values in result.history.items()}
 
 
-def _record_epoch(state: _State, row: dict[str, float], seconds: float, config: TrainConfig) -> bool:
+def _record_epoch(state: checkpoints.State, row: dict[str, float], seconds: float, config: TrainConfig) -> bool:
     """Add one epoch to the state; True when it is the best so far. Early stopping counts here."""
     epoch = state.epoch
-    state.history.append({k: row.get(k, float("nan")) for k in HISTORY_FIELDS})
+    state.history.append({k: row.get(k, float("nan")) for k in checkpoints.HISTORY_FIELDS})
     state.elapsed_s += seconds
     state.epoch = epoch + 1
     if epoch < config.low_res_epochs:  # validated at half size: not comparable with the final model
@@ -316,13 +293,13 @@ def _finish(session: _Session) -> dict[str, Any]:
         layer.set_weights(best.get_layer(layer.name).get_weights())
     if not config.backbone:  # a backbone's batch norm keeps its ImageNet statistics (it never trained)
         # Batches of the last full-resolution epoch (already rendered for camera models).
-        _recalibrate_batch_norm(final, data, epoch=max(config.low_res_epochs, state.epoch - 1))
+        evaluation.recalibrate_batch_norm(final, data, epoch=max(config.low_res_epochs, state.epoch - 1))
     head = None
     if config.backbone:  # "none of these": a second output from the features (see unknown.py)
         head = unknown.fit_head(final, data, session.input_spec, config.seed, session.steps)
         final = unknown.with_unknown_output(final, head.prototypes)
     data.close()
-    metrics = _evaluate(final, data, config, state, session.input_spec, head)
+    metrics = evaluation.evaluate(final, data, config, state, session.input_spec, head)
     if session.teacher is not None:  # the soft targets depend on the teacher's exact weights
         metrics["teacher"] = {"file": _display_path(session.teacher), "sha256": sha256_file(session.teacher)}
     _write_run(session.write_dir, final, data, config, metrics, state)
@@ -368,267 +345,6 @@ def _check_output(run_dir: Path) -> None:
         raise OutputError(f"{run_dir} is not writable; pass a writable --output-dir")
 
 
-def _make_strategy(name: str) -> tuple[Any, int, int]:
-    import tensorflow as tf
-
-    if name == "default":
-        return tf.distribute.get_strategy(), 0, 1
-    if name == "mirrored":
-        return tf.distribute.MirroredStrategy(), 0, 1
-    raw = os.environ.get("TF_CONFIG")
-    if not raw:
-        raise ConfigError("--strategy multiworker needs TF_CONFIG describing the workers (see README: "
-                          "multi-worker training)")
-    try:
-        tf_config = json.loads(raw)
-        workers = tf_config["cluster"]["worker"]
-        index = int(tf_config["task"]["index"])
-        task_type = tf_config["task"]["type"]
-    except (ValueError, KeyError, TypeError):
-        raise ConfigError('TF_CONFIG is not valid: expected '
-                          '{"cluster": {"worker": [...]}, "task": {"type": "worker", "index": N}}') from None
-    if task_type != "worker" or not 0 <= index < len(workers):
-        raise ConfigError(f"TF_CONFIG task {task_type}/{index} is not one of the {len(workers)} workers")
-    return tf.distribute.MultiWorkerMirroredStrategy(), index, len(workers)
-
-
-def _optimizer(config: TrainConfig, steps: int, replicas: int) -> Any:
-    import keras
-
-    # Linear scaling rule: the global batch grows with the replicas, so does the rate.
-    peak = config.learning_rate * replicas
-    epochs = config.head_epochs if config.backbone else config.epochs  # a backbone run's phase 1
-    if config.schedule == "cosine" and config.low_res_epochs:
-        from .schedules import PhasedCosine
-
-        rate: Any = PhasedCosine(peak, int(config.warmup_epochs * steps),
-                                 [config.low_res_epochs * steps, config.epochs * steps])
-    elif config.schedule == "cosine":
-        total = max(1, epochs * steps)
-        warmup = min(int(config.warmup_epochs * steps), total - 1)
-        rate = keras.optimizers.schedules.CosineDecay(
-            initial_learning_rate=peak / 10 if warmup else peak, decay_steps=total - warmup,
-            warmup_target=peak if warmup else None, warmup_steps=warmup)
-    else:
-        rate = peak
-    return _make_optimizer(config.optimizer, rate, config.weight_decay)
-
-
-def _make_optimizer(kind: str, rate: Any, weight_decay: float | None) -> Any:
-    import keras
-
-    # Keras applies weight_decay decoupled from the gradient (variable -= rate * decay * variable): AdamW.
-    decay = weight_decay or None
-    if kind == "adam":
-        optimizer = keras.optimizers.Adam(rate, weight_decay=decay)
-    elif kind == "rmsprop":
-        optimizer = keras.optimizers.RMSprop(rate, weight_decay=decay)
-    else:
-        optimizer = keras.optimizers.SGD(rate, momentum=0.9, nesterov=True, weight_decay=decay)
-    if decay:
-        # As AdamW is usually run: batch norm's scale and offset and the biases set levels, not features.
-        optimizer.exclude_from_weight_decay(var_names=["gamma", "beta", "bias"])
-    return optimizer
-
-
-def _current_lr(model: Any) -> float:
-    opt = model.optimizer
-    rate = opt.learning_rate
-    return float(np.asarray(rate))
-
-
-def _epoch_dataset(data: data_mod.TrainData, epoch: int, steps: int, worker: int, workers: int) -> Any:
-    """Batches of one epoch as tf.data: rendered in two threads, in a fixed order, sharded by worker."""
-    import tensorflow as tf
-
-    spec = data.spec_for_epoch(epoch)
-    classes = len(data.class_names)
-
-    def batch(index: Any) -> tuple[np.ndarray, np.ndarray]:
-        images, labels = data.make_batch(epoch, int(index) * workers + worker)
-        if labels.ndim == 2:  # soft targets (distillation)
-            return images, labels.astype(np.float32)
-        return images, np.eye(classes, dtype=np.float32)[labels]
-
-    def tf_batch(index: Any) -> tuple[Any, Any]:
-        images, targets = tf.numpy_function(batch, [index], (tf.uint8, tf.float32), stateful=False)
-        images.set_shape((None, spec.height, spec.width, spec.channels))
-        targets.set_shape((None, classes))
-        return tf.cast(images, tf.float32), targets
-
-    dataset = tf.data.Dataset.range(steps).map(tf_batch, num_parallel_calls=2, deterministic=True).prefetch(2)
-    options = tf.data.Options()
-    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.OFF
-    return dataset.with_options(options)
-
-
-def _recalibrate_batch_norm(model: Any, data: data_mod.TrainData, epoch: int, batches: int = 25) -> None:
-    """Replace BatchNorm moving averages with exact averages over training batches ("precise BN").
-
-    Moving averages start at variance 1 and lag the weights they describe; after short runs they
-    can be far off (inference then differs from training). Averaging fresh batch statistics of the
-    final weights fixes that at the cost of a few forward passes.
-    """
-    import keras
-
-    norms = [layer for layer in model.layers if isinstance(layer, keras.layers.BatchNormalization)]
-    if not norms:
-        return
-    saved = [layer.momentum for layer in norms]
-    steps = max(1, min(batches, data.steps_per_epoch))
-    try:
-        for k in range(1, steps + 1):
-            for layer in norms:
-                layer.momentum = 1.0 - 1.0 / k  # running mean of batch statistics
-            images, _ = data.make_batch(epoch, k - 1)  # the last epoch's batches: camera scenes already rendered
-            model(images.astype(np.float32), training=True)
-    finally:
-        for layer, momentum in zip(norms, saved):
-            layer.momentum = momentum
-
-
-def _one_hot_pair(pair: tuple[np.ndarray, np.ndarray], data: data_mod.TrainData) -> tuple[np.ndarray, np.ndarray]:
-    images, labels = pair
-    return images.astype(np.float32), np.eye(len(data.class_names), dtype=np.float32)[labels]
-
-
-def _fit_epoch_distributed(model: Any, strategy: Any, dataset: Any, steps: int, global_batch: int,
-                           label_smoothing: float, val: tuple[np.ndarray, np.ndarray], verbose: int,
-                           ) -> dict[str, float]:
-    """One epoch under ``strategy.run``: per-replica gradients, all-reduced by the optimizer."""
-    import keras
-    import tensorflow as tf
-
-    loss_fn = keras.losses.CategoricalCrossentropy(label_smoothing=label_smoothing, reduction="none")
-    optimizer = model.optimizer
-
-    def replica_step(images: Any, labels: Any) -> tuple[Any, Any]:
-        with tf.GradientTape() as tape:
-            probabilities = model(images, training=True)
-            per_example = loss_fn(labels, probabilities)
-            loss = tf.nn.compute_average_loss(per_example, global_batch_size=global_batch)
-        gradients = tape.gradient(loss, model.trainable_variables)
-        optimizer.apply_gradients(zip(gradients, model.trainable_variables))
-        correct = tf.reduce_sum(tf.cast(tf.equal(tf.argmax(probabilities, -1), tf.argmax(labels, -1)), tf.float32))
-        return tf.reduce_sum(per_example), correct
-
-    @tf.function
-    def train_step(images: Any, labels: Any) -> tuple[Any, Any]:
-        loss_sum, correct = strategy.run(replica_step, args=(images, labels))
-        return (strategy.reduce(tf.distribute.ReduceOp.SUM, loss_sum, axis=None),
-                strategy.reduce(tf.distribute.ReduceOp.SUM, correct, axis=None))
-
-    progress = keras.utils.Progbar(steps, verbose=verbose)
-    total_loss = total_correct = 0.0
-    for step, (images, labels) in enumerate(strategy.experimental_distribute_dataset(dataset)):
-        loss_sum, correct = train_step(images, labels)
-        total_loss, total_correct = total_loss + float(loss_sum), total_correct + float(correct)
-        progress.update(step + 1)
-    seen = max(1, steps * global_batch)
-    probabilities = np.concatenate([np.asarray(model(val[0][i:i + 256].astype(np.float32), training=False))
-                                    for i in range(0, len(val[0]), 256)])
-    one_hot = np.eye(probabilities.shape[1], dtype=np.float32)[val[1]]
-    val_loss = float(np.mean(keras.losses.categorical_crossentropy(one_hot, probabilities,
-                                                                   label_smoothing=label_smoothing)))
-    return {"loss": total_loss / seen, "accuracy": total_correct / seen, "val_loss": val_loss,
-            "val_accuracy": float(np.mean(np.argmax(probabilities, axis=1) == val[1]))}
-
-
-def _load_state(ckpt_dir: Path, config: TrainConfig) -> _State:
-    path = ckpt_dir / "state.json"
-    if not path.exists():
-        return _State()
-    try:
-        raw = json.loads(path.read_text())
-        state = _State(**raw)
-    except (ValueError, TypeError, OSError):
-        log.warning("%s is unreadable; starting the run over", path)
-        return _State()
-    if state.config != config.resume_view():
-        changed = sorted(k for k in RESUME_KEYS if state.config.get(k) != getattr(config, k))
-        raise ConfigError(f"an unfinished run in {ckpt_dir.parent} used other options ({', '.join(changed)}); "
-                          "rerun with the same options to resume, or pass --fresh to start over")
-    if not all(name and (ckpt_dir / name).is_file() for name in (state.last, state.best)):
-        log.warning("%s points at missing checkpoint files; starting the run over", path)
-        return _State()
-    return state
-
-
-def _save_checkpoint(model: Any, ckpt_dir: Path, state: _State, improved: bool) -> None:
-    """Write this epoch's model, then switch state.json to it, then drop files nothing points at.
-
-    File names carry the epoch so that state.json can be replaced atomically: whatever instant
-    a kill lands on, state.json names files that are complete.
-    """
-    ckpt_dir.mkdir(parents=True, exist_ok=True)
-    name = f"epoch-{state.epoch:04d}.keras"
-    atomic_save(ckpt_dir / name, model.save)
-    state.last = name
-    if improved:
-        state.best = name
-    atomic_write_text(ckpt_dir / "state.json", json.dumps(state.__dict__, indent=1))
-    for stale in ckpt_dir.glob("epoch-*.keras"):
-        if stale.name not in (state.last, state.best):
-            stale.unlink(missing_ok=True)
-
-
-def _write_history(path: Path, history: list[dict[str, float]]) -> None:
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=HISTORY_FIELDS, lineterminator="\n")
-    writer.writeheader()
-    for row in history:
-        writer.writerow({k: (int(v) if k == "epoch" else round(v, 6)) for k, v in row.items()})
-    atomic_write_text(path, buffer.getvalue())
-
-
-def predict_probabilities(model: Any, images: np.ndarray, batch_size: int = 500) -> np.ndarray:
-    """Softmax outputs for uint8 NHWC images (the graph normalizes)."""
-    return predict_all(model, images, batch_size)[0]
-
-
-def predict_all(model: Any, images: np.ndarray, batch_size: int = 500) -> tuple[np.ndarray, np.ndarray | None]:
-    """Softmax outputs and, for a model with the out-of-class output, its scores."""
-    if len(images) == 0:
-        classes = model.output_shape[0][-1] if unknown.has_unknown_output(model) else model.output_shape[-1]
-        return np.zeros((0, classes), np.float32), (np.zeros(0, np.float32) if unknown.has_unknown_output(model)
-                                                    else None)
-    return unknown.split_outputs(model.predict(images.astype(np.float32), batch_size=batch_size, verbose=0))
-
-
-def classification_metrics(labels: np.ndarray, predicted: np.ndarray, class_names: tuple[str, ...]) -> dict[str, Any]:
-    """Accuracy, per-class accuracy and the confusion matrix (rows: true class, columns: predicted)."""
-    n = len(class_names)
-    confusion = np.zeros((n, n), dtype=np.int64)
-    np.add.at(confusion, (labels.astype(np.int64), predicted.astype(np.int64)), 1)
-    per_class = {name: (float(confusion[i, i] / confusion[i].sum()) if confusion[i].sum() else None)
-                 for i, name in enumerate(class_names)}
-    return {"test_accuracy": float(np.mean(labels == predicted)) if len(labels) else 0.0,
-            "per_class_accuracy": per_class, "confusion_matrix": confusion.tolist()}
-
-
-def robustness(model: Any, images: np.ndarray, labels: np.ndarray, input_spec: InputSpec) -> dict[str, float]:
-    """The tutorials' lesson as numbers: accuracy after rotating +-10 degrees and shifting (5, 3) pixels.
-
-    Shifts are in 28x28 pixels and scaled to the model's input size, so a camera model is moved
-    by the same fraction of its frame.
-    """
-    factor = input_spec.width / 28.0
-    shift = (5.0 * factor, 3.0 * factor)
-    colour = input_spec.channels == 3
-    cases = {
-        "rotate_+10": (10.0, (0.0, 0.0)),
-        "rotate_-10": (-10.0, (0.0, 0.0)),
-        "shift_5_3": (0.0, shift),
-        "rotate_+10_shift_5_3": (10.0, shift),
-        "rotate_-10_shift_5_3": (-10.0, shift),
-    }
-    results = {}
-    for name, (angle, offset) in cases.items():
-        warped = augment.rotate_shift(images, angle, offset, replicate_border=colour)
-        results[name] = float(np.mean(np.argmax(predict_probabilities(model, warped), axis=1) == labels))
-    return results
-
-
 def _display_path(path: Path) -> str:
     """Relative to the checkout when inside it, so committed metrics name no machine's folders."""
     root = paths.project_root()
@@ -636,47 +352,8 @@ def _display_path(path: Path) -> str:
     return str(resolved.relative_to(root)) if root and resolved.is_relative_to(root) else str(resolved)
 
 
-def _evaluate(model: Any, data: data_mod.TrainData, config: TrainConfig, state: _State,
-              input_spec: InputSpec, head: unknown.UnknownHead | None = None) -> dict[str, Any]:
-    x_test, y_test = data.test
-    probabilities, scores = predict_all(model, x_test)
-    predicted = np.argmax(probabilities, axis=1)
-    metrics: dict[str, Any] = {"model": config.model, "dataset": "folder" if config.folder else
-                               models.get(config.model).dataset, "test_set": data.test_name}
-    metrics.update(classification_metrics(y_test, predicted, data.class_names))
-    val_predicted = np.argmax(predict_probabilities(model, data.val[0]), axis=1)
-    # Two validation accuracies, named apart: the saved model's (batch norm re-estimated on the last
-    # epoch's batches, as deployed) and history.csv's at the best epoch (training's running averages).
-    metrics["val_accuracy_saved_model"] = float(np.mean(val_predicted == data.val[1]))
-    if state.best_epoch:
-        metrics["val_accuracy_history"] = float(state.history[state.best_epoch - 1]["val_accuracy"])
-    metrics["robustness"] = robustness(model, x_test, y_test, input_spec)
-    if data.test_conditions:
-        metrics["scene_conditions"] = camera_scenes.accuracy_by_condition(data.test_conditions, predicted == y_test)
-    if head is not None:
-        metrics["unknown"] = {**head.to_dict(), "test_accepted": float(np.mean(scores <= head.threshold))}
-    if data.test_photos is not None:  # the held-out photos as a camera sees them
-        metrics["camera_conditions"] = camera_frames.measure(
-            lambda images: predict_all(model, images), camera_frames.as_bgr(data.test_photos, input_spec.color_order),
-            y_test, input_spec, threshold=head.threshold if head else None)
-        log.info("camera conditions: %s", camera_frames.summary(metrics["camera_conditions"]))
-    metrics.update(
-        parameters=int(model.count_params()),
-        macs_per_image=models.count_macs(model),
-        training_time_s=round(state.elapsed_s, 1),
-        epochs_run=state.epoch,
-        best_epoch=state.best_epoch,
-        stopped_early=state.stopped_early,
-        class_names=list(data.class_names),
-        input=input_spec.to_dict(),
-        weights_sha256=runfolder.weights_digest(model),
-    )
-    metrics["_probabilities"] = probabilities  # for plots; dropped before writing
-    return metrics
-
-
 def _write_run(run_dir: Path, model: Any, data: data_mod.TrainData, config: TrainConfig, metrics: dict[str, Any],
-               state: _State) -> None:
+               state: checkpoints.State) -> None:
     probabilities = metrics.pop("_probabilities")
     if config.plots:
         from . import plots
@@ -694,4 +371,4 @@ def _log_start(name: str, model: Any, macs: int, data: data_mod.TrainData, confi
              f" (the first {config.low_res_epochs} at half resolution)" if config.low_res_epochs else "")
 
 
-__all__ = ["run", "RunResult", "EdgeError", "classification_metrics", "robustness", "predict_probabilities"]
+__all__ = ["run", "RunResult", "EdgeError"]

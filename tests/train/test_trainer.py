@@ -119,11 +119,11 @@ def test_bad_options_are_one_line_errors_with_exit_code_2(tmp_path):
 def test_weight_decay_shrinks_kernels_and_spares_batch_norm_and_biases():
     import keras
 
-    from train import trainer
+    from train import distribution
 
     model = models.get("edge_cnn").build(width=0.25)
     config = TrainConfig(model="edge_cnn", weight_decay=0.05, schedule="constant", learning_rate=0.1).resolved()
-    optimizer = trainer._optimizer(config, steps=10, replicas=1)
+    optimizer = distribution.build_optimizer(config, steps=10, replicas=1)
     value = keras.ops.convert_to_numpy
     before = {v.path: value(v) for v in model.trainable_variables}
     # Zero gradients: Adam's own step is zero, so every change is the decay's.
