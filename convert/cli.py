@@ -7,7 +7,7 @@ import sys
 from edge_common.cli import ArgumentParser, add_options, config_from_args, run_reporting_errors, setup_logging
 from train.models import SHIPPED
 
-from .converter import ConvertConfig
+from .config import ConvertConfig
 
 
 def build_parser() -> ArgumentParser:
@@ -30,7 +30,8 @@ def main(argv: list[str] | None = None) -> int:
     from train.tfenv import quiet_tensorflow
 
     quiet_tensorflow()
-    from .converter import convert, format_table
+    from .converter import convert
+    from .report import format_table
 
     def work() -> int:
         status = 0

@@ -12,176 +12,31 @@ skipped, and the report says why.
 
 from __future__ import annotations
 
-import json
 import logging
 import tempfile
 import time
-from dataclasses import asdict, dataclass, replace
-from importlib import metadata as package_metadata
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from edge_common.cli import option
-from edge_common.errors import EdgeError, OutputError
-from edge_common.files import atomic_write_bytes, atomic_write_text, dump_json, read_json, sha256_bytes
+from edge_common.errors import OutputError
+from edge_common.files import atomic_write_bytes, read_json, sha256_bytes
 from edge_runtime import formats as formats_mod
-from edge_runtime.classifier import Classifier
-from edge_runtime.contract import METADATA_KEY, InputSpec, ModelMetadata, OutputSpec, Quantization, UnknownSpec
+from edge_runtime.contract import METADATA_KEY, InputSpec, ModelMetadata, OutputSpec, UnknownSpec
 from edge_runtime.errors import ModelFileError
-from edge_runtime.preprocess import to_input_tensor
 from train import evalsets, models, runfolder
 from train.runfolder import RunFolder, read_labels
 from train.unknown import has_unknown_output, split_outputs
 
-from . import exporters
-from .exporters import OnnxQuantSettings
+from . import checks, exporters
+from . import report as reports
+from .config import ConvertConfig, created_by
+from .report import ConvertReport, FileResult
 
 log = logging.getLogger("edge_classify.convert")
-_FORMAT_NAMES = tuple(fmt.name for fmt in formats_mod.DEPLOYABLE)
 _RANDOM_CHECK_IMAGES = 64  # without any images, float files are compared with Keras on seeded random pixels
-
-
-def created_by() -> str:
-    """``edge-classify <version>`` from the installed package metadata."""
-    try:
-        return f"edge-classify {package_metadata.version('edge-classify')}"
-    except package_metadata.PackageNotFoundError:  # a checkout that was never installed
-        return "edge-classify (not installed)"
-
-
-
-@dataclass(frozen=True)
-class ConvertConfig:
-    """One conversion; every field but ``model`` and ``accept_existing`` is a ``python -m convert`` option."""
-
-    model: str = option("", cli=False)  # registry name, run folder or .keras file
-    runs_dir: str | None = option(help="folder holding run folders (default: runs/ in the checkout, or "
-                                       "$EDGE_RUNS_DIR)")
-    formats: tuple[str, ...] | None = option(help="formats to write (default: the registry entry's, else all): "
-                                                   + ", ".join(_FORMAT_NAMES), choices=_FORMAT_NAMES,
-                                      metavar="FORMAT")
-    # A few hundred training images: enough for stable min/max ranges.
-    calibration_samples: int = option(300, "training images for int8 calibration")
-    agreement_min: float = option(0.999, "float32/float16 gate: top-1 agreement with Keras")
-    max_accuracy_drop: float = option(0.005, "dynamic/int8 gate: accuracy loss against Keras as a fraction "
-                                             "(0.005 = 0.5 points)")
-    unlabelled_agreement_min: float | None = option(help="dynamic/int8 gate when the real check photos have no "
-                                                         "labels (a model with no test set here): top-1 agreement "
-                                                         "with Keras (default: the registry entry's, else 0.9)")
-    gates: bool = option(True, "report gate failures but keep every file")
-    onnx_activations: str = option("uint8", "ONNX int8 activation type: uint8 for x86, int8 for ARM",
-                                   choices=("uint8", "int8"))
-    onnx_reduce_range: bool | None = option(help="7-bit ONNX weights, for x86 CPUs without VNNI (default: the "
-                                                  "registry entry's, else on; turn off for ARM/VNNI)", both=True)
-    eval_limit: int | None = option(help="check on the first N test images only (quick runs)")
-    opencv_check: int = option(500, "images to check in OpenCV DNN per ONNX file (0: skip)")
-    data_dir: str | None = option(help="Fashion-MNIST folder (default: search; see README)")
-    force: bool = option(False, "convert even when deploy files are up to date")
-    labels: str | None = option(help="a bare .keras file: its labels file, one class per line (default: "
-                                     "labels.txt beside it)", group="a bare .keras file")
-    test: str | None = option(help="a folder dataset DIR/<class>/*.jpg to measure accuracy on (a bare .keras "
-                                   "file has no recorded test set)", metavar="DIR", group="a bare .keras file")
-    calibration: str | None = option(help="a folder of training images DIR/<class>/*.jpg for int8 calibration",
-                                     metavar="DIR", group="a bare .keras file")
-    color_order: str | None = option(help="a bare .keras file with 3 input channels: the colour order it was "
-                                           "trained on (default: RGB)", choices=("RGB", "BGR"),
-                                      group="a bare .keras file")
-    verbose: bool = option(False, "show the quantizers' own progress lines (hundreds of them for ONNX int8)")
-    # reuse current files whatever settings made them (quick benchmarks)
-    accept_existing: bool = option(False, cli=False)
-
-    @property
-    def onnx(self) -> OnnxQuantSettings:
-        reduce_range = True if self.onnx_reduce_range is None else self.onnx_reduce_range
-        return OnnxQuantSettings(activation_type=self.onnx_activations, reduce_range=reduce_range)
-
-    def validate(self) -> None:
-        if self.calibration_samples < 1 or (self.eval_limit is not None and self.eval_limit < 1):
-            raise EdgeError("--calibration-samples and --eval-limit must be at least 1")
-        for name in self.formats or ():
-            formats_mod.get(name)
-
-    def for_model(self, model: str) -> "ConvertConfig":
-        """Options left unset filled from ``model``'s registry entry: the formats it ships (else all)
-        and the conversion options it changes."""
-        spec = models.REGISTRY.get(model)
-        changes: dict[str,
-                      Any] = {"formats": self.formats or (spec.formats if spec and spec.formats else _FORMAT_NAMES)}
-        for key, value in (spec.convert if spec else {}).items():
-            if getattr(self, key) is None:
-                changes[key] = value
-        return replace(self, **changes)
-
-    def settings(self) -> dict[str, Any]:
-        """What makes two conversions of the same model.keras equal (for skipping)."""
-        settings = {"calibration_samples": self.calibration_samples, "agreement_min": self.agreement_min,
-                    "max_accuracy_drop": self.max_accuracy_drop, "gates": self.gates, "onnx": asdict(self.onnx),
-                    "eval_limit": self.eval_limit, "opencv_check": self.opencv_check}
-        if self.unlabelled_agreement_min is not None:  # only matters without labels; older reports lack it
-            settings["unlabelled_agreement_min"] = self.unlabelled_agreement_min
-        for key in ("test", "calibration", "color_order"):  # a bare file's images and contract
-            if getattr(self, key) is not None:
-                settings[key] = getattr(self, key)
-        return settings
-
-
-DROP_SIGNIFICANCE = 0.05  # the accuracy gate's level: a larger drop with p >= this is put down to chance
-
-
-@dataclass
-class FileResult:
-    format: str
-    file: str
-    status: str  # ok | rejected | skipped
-    size_bytes: int = 0
-    accuracy: float | None = None  # None: no labelled test images
-    accuracy_drop: float | None = None
-    # One-sided exact McNemar test on the images only one of Keras and the file gets right: the chance
-    # that a file as good as Keras loses at least this many of them. None: no labels.
-    drop_p_value: float | None = None
-    agreement: float = 0.0
-    max_abs_prob_diff: float = 0.0
-    # Files with the out-of-class output: how often the file's unknown verdict matched Keras', and
-    # the largest score difference, on the check images.
-    unknown_agreement: float | None = None
-    max_abs_unknown_diff: float | None = None
-    gate: str = ""  # the gate, or why the format was skipped
-    backend: str = ""
-    opencv_dnn_agreement: float | None = None
-    opencv_dnn_note: str | None = None
-    sha256: str = ""
-    seconds: float = 0.0
-
-    @property
-    def measured(self) -> str:
-        """What the gate measured, in the gate's own terms ("accuracy drop 1.20 points")."""
-        if self.gate.startswith("accuracy drop") and self.accuracy_drop is not None:
-            p_value = "" if self.drop_p_value is None else f" (McNemar p {self.drop_p_value:.3f})"
-            return f"accuracy drop {100 * self.accuracy_drop:.2f} points{p_value}"
-        return f"agreement {self.agreement:.1%}"
-
-    @property
-    def verdict(self) -> str:
-        """The status column: a rejection says what was measured against what was allowed."""
-        if self.status == "rejected":
-            return f"REJECTED: {self.measured}, gate {self.gate}"
-        return self.status
-
-
-@dataclass
-class ConvertReport:
-    model: str
-    deploy_dir: Path
-    keras_accuracy: float | None
-    test_set: str
-    results: list[FileResult]
-    skipped: bool = False  # up to date: nothing was converted
-
-    @property
-    def ok(self) -> bool:
-        return all(r.status != "rejected" for r in self.results)
 
 
 @dataclass
@@ -211,37 +66,6 @@ class _Subject:
         return float(recorded["threshold"])
 
 
-@dataclass
-class _Job:
-    """What every format of one conversion shares: the model's contract, the check images, and where
-    files go."""
-
-    name: str
-    config: "ConvertConfig"
-    labels: tuple[str, ...]
-    input_spec: InputSpec
-    check: "_Check"
-    keras_sha: str
-    calibration_source: str
-    deploy_dir: Path
-    workdir: Path
-    unknown: UnknownSpec | None = None  # the out-of-class output's contract, where the model has one
-
-
-@dataclass
-class _Check:
-    """The images every file is compared with Keras on, and Keras' own answers."""
-
-    images: np.ndarray
-    labels: np.ndarray | None  # None: no labelled test set; accuracy cannot be measured
-    name: str
-    keras_probs: np.ndarray
-    keras_unknown: np.ndarray | None = None  # Keras' out-of-class scores, where the model has them
-    keras_accuracy: float | None = None
-    real: bool = True  # real images; False: random pixels, which say nothing about a quantized file
-    output_kind: str = "probabilities"  # "logits": the model has no softmax; the runtime applies it
-
-
 def convert(config: ConvertConfig) -> ConvertReport:
     """Convert one model. Raises ModelFileError/OutputError/DatasetError for bad input."""
     config.validate()
@@ -249,10 +73,10 @@ def convert(config: ConvertConfig) -> ConvertReport:
     keras_sha = sha256_bytes(subject.model_file.read_bytes())
     previous = read_json(subject.deploy_dir / "convert_report.json")
     config = config.for_model(subject.registry or subject.name)
-    if not config.force and _up_to_date(previous, keras_sha, config, subject.deploy_dir):
+    if not config.force and reports.up_to_date(previous, keras_sha, config, subject.deploy_dir):
         log.info("%s: deploy files are up to date with %s (sha256 %s); skipping (--force redoes them)",
                  subject.name, subject.model_file.name, keras_sha[:12])
-        return _report_from_json(previous, subject.deploy_dir, skipped=True)
+        return reports.report_from_json(previous, subject.deploy_dir, skipped=True)
 
     model = _load_keras(subject.model_file)
     labels, input_spec = _contract(subject, model, config)
@@ -267,11 +91,11 @@ def convert(config: ConvertConfig) -> ConvertReport:
     threshold = subject.unknown_threshold(model)
     unknown = UnknownSpec(threshold=threshold) if threshold is not None else None
     with tempfile.TemporaryDirectory(prefix="edge-convert-") as tmp:
-        job = _Job(subject.name, config, labels, input_spec, check, keras_sha, calibration_source(subject, config),
-                   subject.deploy_dir, Path(tmp), unknown)
+        job = checks.Job(subject.name, config, labels, input_spec, check, keras_sha,
+                         calibration_source(subject, config), subject.deploy_dir, Path(tmp), unknown)
         results = _convert_formats(job, model, calibration)
     report = ConvertReport(subject.name, subject.deploy_dir, check.keras_accuracy, check.name, results)
-    _write_reports(report, config, labels, input_spec, keras_sha, subject.model_file)
+    reports.write_reports(report, config, labels, input_spec, keras_sha, subject.model_file)
     return report
 
 
@@ -339,7 +163,7 @@ def _calibration(subject: _Subject, config: ConvertConfig, input_spec: InputSpec
 
 
 def _reference(subject: _Subject, config: ConvertConfig, input_spec: InputSpec, labels: tuple[str, ...],
-               model: Any, calibration: np.ndarray | None) -> _Check:
+               model: Any, calibration: np.ndarray | None) -> checks.Check:
     """Test images (labelled when there is a test set) and Keras' predictions on them."""
     if config.test:
         test = evalsets.folder_test_set(config.test, input_spec, labels, limit=config.eval_limit)
@@ -363,7 +187,7 @@ def _reference(subject: _Subject, config: ConvertConfig, input_spec: InputSpec, 
                     "recorded as logits, so the runtime applies softmax", subject.name, keras_probs.min(),
                     keras_probs.max())
         keras_probs = _softmax(keras_probs)
-    check = _Check(images, truth, name, keras_probs, keras_unknown, real="random-pixel" not in name,
+    check = checks.Check(images, truth, name, keras_probs, keras_unknown, real="random-pixel" not in name,
                    output_kind=output_kind)
     if calibration is not None:
         _warn_if_calibrated_on_test(subject.name, calibration, images)
@@ -397,7 +221,7 @@ def _warn_if_calibrated_on_test(name: str, calibration: np.ndarray, test: np.nda
 
 # --- converting each format --------------------------------------------------------------------
 
-def _convert_formats(job: _Job, model: Any, calibration: np.ndarray | None) -> list[FileResult]:
+def _convert_formats(job: checks.Job, model: Any, calibration: np.ndarray | None) -> list[FileResult]:
     """Export, verify and put in place every format of the job, or say why one is skipped."""
     results: list[FileResult] = []
     context = exporters.ExportContext(model, job.input_spec, job.workdir, calibration, job.config.onnx)
@@ -420,7 +244,7 @@ def _convert_formats(job: _Job, model: Any, calibration: np.ndarray | None) -> l
     return results
 
 
-def _cannot_build(fmt: formats_mod.Format, check: _Check, calibration: np.ndarray | None) -> str | None:
+def _cannot_build(fmt: formats_mod.Format, check: checks.Check, calibration: np.ndarray | None) -> str | None:
     """Why a format cannot be honestly built and checked with the images at hand, if it cannot."""
     if fmt.precision == "int8" and calibration is None:
         return "int8 needs calibration images (--calibration DIR)"
@@ -437,108 +261,28 @@ def calibration_source(subject: _Subject, config: ConvertConfig) -> str:
     return "training split"
 
 
-def _verify(fmt: formats_mod.Format, raw: bytes, job: _Job) -> tuple[FileResult, bytes]:
+def _verify(fmt: formats_mod.Format, raw: bytes, job: checks.Job) -> tuple[FileResult, bytes]:
     """Run the new file in the real runtime, gate it and embed its metadata."""
     probe = job.workdir / fmt.file_name
     probe.write_bytes(raw)
-    probs, scores, tensor_spec, output_spec, backend = _run_in_runtime(probe, job.labels, job.input_spec,
+    probs, scores, tensor_spec, output_spec, backend = checks.run_in_runtime(probe, job.labels, job.input_spec,
                                                                         job.check.images, job.unknown,
                                                                         job.check.output_kind)
-    result = _compare(fmt, probs, job.check, backend)
-    _compare_unknown(result, scores, job)
-    _gate(result, fmt, job.config)
+    result = checks.compare(fmt, probs, job.check, backend)
+    checks.compare_unknown(result, scores, job)
+    checks.gate(result, fmt, job.config)
     metadata = _metadata(fmt, result, job, tensor_spec, output_spec)
     final_bytes = exporters.embedder(fmt.kind)(raw, {METADATA_KEY: metadata.to_json()})
     limit = job.config.opencv_check
     if fmt.kind == "onnx" and limit:
         probe.write_bytes(final_bytes)
-        result.opencv_dnn_agreement, result.opencv_dnn_note = _opencv_agreement(
+        result.opencv_dnn_agreement, result.opencv_dnn_note = checks.opencv_agreement(
             probe, job.check.images[:limit], probs[:limit])
     result.size_bytes, result.sha256 = len(final_bytes), sha256_bytes(final_bytes)
     return result, final_bytes
 
 
-def _run_in_runtime(path: Path, labels: tuple[str, ...], input_spec: InputSpec, images: np.ndarray,
-                    unknown: UnknownSpec | None, output_kind: str = "probabilities",
-                    ) -> tuple[np.ndarray, np.ndarray | None, InputSpec, OutputSpec, str]:
-    """Probabilities (and out-of-class scores) of every image through the device runtime, and the
-    file's tensor contract."""
-    with Classifier.open(path, labels=labels, input_spec=input_spec, output_kind=output_kind) as classifier:
-        probs = np.empty((len(images), len(labels)), dtype=np.float32)
-        scores = np.empty(len(images), dtype=np.float32) if classifier.backend.unknown is not None else None
-        for i, image in enumerate(images):
-            probs[i], score = classifier.infer_all(to_input_tensor(image[None], classifier.input_spec))
-            if scores is not None:
-                scores[i] = score
-        out, extra = classifier.backend.output, classifier.backend.unknown
-        if unknown is not None and extra is not None:
-            unknown = replace(unknown, dtype=extra.dtype, quantization=_quantization(extra))
-        output_spec = OutputSpec(kind=output_kind, dtype=out.dtype, quantization=_quantization(out), unknown=unknown)
-        return (probs, scores, classifier.input_spec, output_spec,
-                f"{classifier.backend.name} {classifier.backend.version}")
-
-
-def _quantization(tensor: Any) -> Quantization | None:
-    return Quantization(tensor.scale, tensor.zero_point) if tensor.dtype in ("int8", "uint8") and tensor.scale > 0 \
-        else None
-
-
-def _compare_unknown(result: FileResult, scores: np.ndarray | None, job: _Job) -> None:
-    """How closely the file's out-of-class verdicts follow Keras' on the check images."""
-    keras_scores = job.check.keras_unknown
-    if job.unknown is None or scores is None or keras_scores is None:
-        return
-    threshold = job.unknown.threshold
-    result.unknown_agreement = float(np.mean((scores > threshold) == (keras_scores > threshold)))
-    result.max_abs_unknown_diff = float(np.max(np.abs(scores - keras_scores))) if len(scores) else 0.0
-
-
-def _compare(fmt: formats_mod.Format, probs: np.ndarray, check: _Check, backend: str) -> FileResult:
-    predicted = np.argmax(probs, axis=1)
-    result = FileResult(format=fmt.name, file=fmt.file_name, status="ok", backend=backend,
-                        agreement=float(np.mean(predicted == np.argmax(check.keras_probs, axis=1))),
-                        max_abs_prob_diff=float(np.max(np.abs(probs - check.keras_probs))) if len(probs) else 0.0)
-    if check.labels is not None:
-        result.accuracy = float(np.mean(predicted == check.labels))
-        result.accuracy_drop = check.keras_accuracy - result.accuracy
-        keras_right = np.argmax(check.keras_probs, axis=1) == check.labels
-        file_right = predicted == check.labels
-        result.drop_p_value = mcnemar_p(int(np.sum(keras_right & ~file_right)), int(np.sum(file_right & ~keras_right)))
-    return result
-
-
-def mcnemar_p(lost: int, gained: int) -> float:
-    """P(at least ``lost`` of the ``lost + gained`` discordant images go against the file) when each
-    goes either way with even odds: small when the file is really worse, not just unlucky."""
-    from math import comb
-
-    total = lost + gained
-    if total == 0:
-        return 1.0
-    return float(sum(comb(total, k) for k in range(lost, total + 1)) / 2 ** total)
-
-
-def _gate(result: FileResult, fmt: formats_mod.Format, config: ConvertConfig) -> None:
-    if fmt.gate == "agreement":
-        result.gate = f"agreement >= {config.agreement_min:.3%}"
-        passed = result.agreement >= config.agreement_min
-    elif result.accuracy_drop is None:  # real photos without labels: the quantized file must answer like Keras
-        minimum = 0.9 if config.unlabelled_agreement_min is None else config.unlabelled_agreement_min
-        result.gate = f"agreement >= {minimum:.1%} (no labels)"
-        passed = result.agreement >= minimum
-    else:
-        # A drop fails only when it is both larger than allowed and more than chance explains: on 12
-        # held-out photos one image is 8.3 points, and a file that loses one and gains none is no
-        # evidence of a worse file (p = 0.5).
-        result.gate = (f"accuracy drop <= {100 * config.max_accuracy_drop:.2f} points, or not significant "
-                       f"(McNemar p >= {DROP_SIGNIFICANCE})")
-        passed = (result.accuracy_drop <= config.max_accuracy_drop + 1e-12
-                  or (result.drop_p_value is not None and result.drop_p_value >= DROP_SIGNIFICANCE))
-    if config.gates and not passed:
-        result.status = "rejected"
-
-
-def _metadata(fmt: formats_mod.Format, result: FileResult, job: _Job, tensor_spec: InputSpec,
+def _metadata(fmt: formats_mod.Format, result: FileResult, job: checks.Job, tensor_spec: InputSpec,
               output_spec: OutputSpec) -> ModelMetadata:
     """What travels inside the file: labels, the input contract, and what conversion measured."""
     check, config = job.check, job.config
@@ -567,91 +311,7 @@ def _put_in_place(result: FileResult, final_bytes: bytes, fmt: formats_mod.Forma
         result.file = rejected.name
 
 
-def _opencv_agreement(onnx_file: Path, images: np.ndarray,
-                      runtime_probs: np.ndarray) -> tuple[float | None, str | None]:
-    """Top-1 agreement of OpenCV's DNN module with ONNX Runtime on the same file and images.
-
-    OpenCV 5's new DNN engine rejects some QDQ graphs that its classic engine runs, so the
-    classic engine is tried when the default one fails; the report names the engine used. (The
-    engine choice only takes effect when loading from a path, not from a buffer.)
-    """
-    import cv2
-
-    engines = [("auto", getattr(cv2.dnn, "ENGINE_AUTO", None)), ("classic", getattr(cv2.dnn, "ENGINE_CLASSIC", None))]
-    errors = []
-    for engine_name, engine in engines:
-        try:
-            net = cv2.dnn.readNetFromONNX(str(onnx_file)) if engine is None else \
-                cv2.dnn.readNetFromONNX(str(onnx_file), engine)
-            agree = 0
-            for image, reference in zip(images, runtime_probs):
-                net.setInput(image[None].astype(np.float32))
-                outputs = [np.asarray(o).reshape(-1) for o in net.forward(net.getUnconnectedOutLayersNames())]
-                scores = next((o for o in outputs if o.size == reference.size), outputs[0])  # not the unknown score
-                agree += int(np.argmax(scores) == np.argmax(reference))
-            note = None if engine_name == "auto" else f"ran on OpenCV's {engine_name} engine"
-            return agree / max(1, len(images)), note
-        except cv2.error as exc:
-            errors.append(f"{engine_name}: {' '.join(str(exc).split())[-120:]}")
-        if engine is None:
-            break
-    return None, "; ".join(errors)
-
-
 # --- reports -----------------------------------------------------------------------------------
-
-def _write_reports(report: ConvertReport, config: ConvertConfig, labels: tuple[str, ...], input_spec: InputSpec,
-                   keras_sha: str, model_path: Path) -> None:
-    deploy_dir = report.deploy_dir
-    atomic_write_text(deploy_dir / runfolder.LABELS_FILE, "\n".join(labels) + "\n")
-    body = {
-        "model": report.model,
-        "created_by": created_by(),
-        "keras_file": str(model_path.name),
-        "keras_sha256": keras_sha,
-        "keras_accuracy": report.keras_accuracy,
-        "test_set": report.test_set,
-        "settings": config.settings(),
-        "results": [asdict(r) for r in report.results],
-    }
-    atomic_write_text(deploy_dir / "convert_report.json", dump_json(body))
-    deploy = {
-        "model": report.model,
-        "labels": list(labels),
-        "input": input_spec.to_dict(),
-        "input_note": "raw 0..255 pixels, NHWC, batch 1; int8 files take int8 input (see each file's quantization)",
-        "files": {r.format: {"file": r.file, "status": r.status, "size_bytes": r.size_bytes, "sha256": r.sha256,
-                             "accuracy": r.accuracy, "agreement_with_keras": r.agreement,
-                             "description": formats_mod.get(r.format).description}
-                  for r in report.results if r.status != "skipped"},
-        "keras_sha256": keras_sha,
-    }
-    atomic_write_text(deploy_dir / "deploy.json", dump_json(deploy))
-
-
-def _up_to_date(previous: dict[str, Any] | None, keras_sha: str, config: ConvertConfig, deploy_dir: Path) -> bool:
-    if not previous or previous.get("keras_sha256") != keras_sha:
-        return False
-    if not config.accept_existing and previous.get("settings") != json.loads(json.dumps(config.settings())):
-        return False
-    by_format = {r["format"]: r for r in previous.get("results", [])}
-    for name in config.formats:
-        entry = by_format.get(name)
-        if not entry or entry.get("status") not in ("ok", "skipped"):
-            return False
-        if entry["status"] == "skipped":  # same settings, same images: still cannot be built
-            continue
-        path = deploy_dir / entry["file"]
-        if not path.is_file() or path.stat().st_size != entry.get("size_bytes"):
-            return False
-    return True
-
-
-def _report_from_json(data: dict[str, Any], deploy_dir: Path, skipped: bool) -> ConvertReport:
-    fields = FileResult.__dataclass_fields__
-    results = [FileResult(**{k: v for k, v in r.items() if k in fields}) for r in data.get("results", [])]
-    return ConvertReport(data["model"], deploy_dir, data.get("keras_accuracy"), data.get("test_set", ""), results,
-                         skipped=skipped)
 
 
 def _load_keras(path: Path) -> Any:
@@ -664,25 +324,3 @@ def _load_keras(path: Path) -> Any:
                              "retrain it with `python -m train`") from None
 
 
-def _number(value: float | None, spec: str) -> str:
-    return "-" if value is None else format(value, spec)
-
-
-def format_table(report: ConvertReport) -> str:
-    keras = "unknown (no labelled test images)" if report.keras_accuracy is None else f"{report.keras_accuracy:.4f}"
-    lines = [f"{report.model}: Keras accuracy {keras} on {report.test_set}"
-             + ("  (up to date, not reconverted)" if report.skipped else ""),
-             f"{'format':16s} {'file':32s} {'size KB':>8s} {'accuracy':>9s} {'drop pts':>9s} {'agree':>8s} "
-             f"{'max|dp|':>8s} {'OpenCV':>7s}  status"]
-    for r in report.results:
-        if r.status == "skipped":
-            lines.append(f"{r.format:16s} {'-':32s} {'':>8s} {'':>9s} {'':>9s} {'':>8s} {'':>8s} {'':>7s}  "
-                         f"skipped ({r.gate})")
-            continue
-        cv = "-" if r.opencv_dnn_agreement is None and not r.opencv_dnn_note else \
-            ("error" if r.opencv_dnn_agreement is None else f"{r.opencv_dnn_agreement:.3f}")
-        drop = None if r.accuracy_drop is None else 100 * r.accuracy_drop
-        lines.append(f"{r.format:16s} {r.file:32s} {r.size_bytes / 1024:8.1f} {_number(r.accuracy, '9.4f'):>9s} "
-                     f"{_number(drop, '9.2f'):>9s} {r.agreement:8.4f} {r.max_abs_prob_diff:8.4f} {cv:>7s}  "
-                     f"{r.verdict}")
-    return "\n".join(lines)

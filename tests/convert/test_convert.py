@@ -201,7 +201,7 @@ def test_conversion_killed_mid_way_leaves_no_truncated_file(tiny_runs, tmp_path)
 
 
 def test_a_rejected_file_says_what_was_measured_against_what_was_allowed():
-    from convert.converter import ConvertReport, FileResult, format_table
+    from convert.report import ConvertReport, FileResult, format_table
 
     rejected = FileResult(format="tflite_int8", file="model_int8.tflite", status="rejected", size_bytes=2048,
                           accuracy=0.80, accuracy_drop=0.012, agreement=0.95, gate="accuracy drop <= 0.50 points")
@@ -218,7 +218,10 @@ def test_a_rejected_file_says_what_was_measured_against_what_was_allowed():
 
 
 def test_the_accuracy_gate_puts_a_drop_that_chance_explains_down_to_chance():
-    from convert.converter import ConvertConfig, FileResult, _gate, mcnemar_p
+    from convert.checks import gate as _gate
+    from convert.checks import mcnemar_p
+    from convert.config import ConvertConfig
+    from convert.report import FileResult
     from edge_runtime import formats
 
     # 12 held-out photos: losing one of them is 8.3 points, and no evidence of a worse file.
