@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from edge_common.cli import ArgumentParser, add_options, config_from_args, run_reporting_errors, setup_logging
 
-from .runner import BenchConfig
+from .config import BenchConfig
 
 
 def build_parser() -> ArgumentParser:

@@ -8,12 +8,13 @@ import numpy as np
 import pytest
 
 from benchmarks import arm
+from benchmarks.arm import guest, jobs
 from edge_common.errors import EdgeError
 
 
 def test_cpuinfo_records_are_what_cpuinfo_libraries_parse(tmp_path):
     (tmp_path / "proc").mkdir()
-    arm._write_cpuinfo(tmp_path, "cortex-a72", cores=4)
+    guest._write_cpuinfo(tmp_path, "cortex-a72", cores=4)
     records = [block for block in (tmp_path / "proc" / "cpuinfo").read_text().split("\n\n") if block.strip()]
     assert len(records) == 4
     for n, record in enumerate(records):
@@ -21,7 +22,7 @@ def test_cpuinfo_records_are_what_cpuinfo_libraries_parse(tmp_path):
         fields = {key.strip(): value.strip() for key, value in fields.items()}
         assert fields["processor"] == str(n) and fields["CPU implementer"] == "0x41" and fields["CPU part"] == "0xd08"
         assert "asimd" in fields["Features"].split() and "asimddp" not in fields["Features"].split()  # Pi 4
-    arm._write_cpuinfo(tmp_path, "cortex-a76")
+    guest._write_cpuinfo(tmp_path, "cortex-a76")
     assert "asimddp" in (tmp_path / "proc" / "cpuinfo").read_text()  # Pi 5 has the dot product
 
 
@@ -55,13 +56,13 @@ def test_comparison_counts_frames_top1_and_the_largest_probability_difference(tm
     host = side("x86", [[["a", 0.9], ["b", 0.1]], [["b", 0.6], ["a", 0.4]]], kernels, 100)
     guest = side("arm", guest_rows, kernels, 101)
     job = {"file": "/x/model_float32.tflite", "name": "m/model_float32.tflite/video"}
-    entry = arm._compare(job, host, guest, "cortex-a72")
+    entry = jobs._compare(job, host, guest, "cortex-a72")
     assert entry["ok"] is ok and entry["frames"] == len(guest_rows) and entry["source"] == "video"
     assert entry["top1_agreement"] == pytest.approx(agreement) and entry["max_prob_diff"] == pytest.approx(diff)
     assert entry["input_max_diff"] == (1.0 if len(guest_rows) == 2 else float("inf"))
     assert entry["identical_input"] == {"top1_agreement": 1.0, "max_prob_diff": 0.0}
     assert bool(entry["mismatches"]) is (agreement < 1) and entry["explained_by_input"] is (agreement < 1)
-    findings = arm._findings([entry])
+    findings = jobs._findings([entry])
     assert len(findings) == len(entry["mismatches"])
     assert all("frame 1: x86 b 0.600 (next a 0.400), guest a 0.510" in f and "differs by up to 1 levels" in f
                for f in findings)
@@ -75,9 +76,9 @@ def test_a_flip_the_input_does_not_explain_fails(tmp_path):
         np.save(tmp_path / f"{name}.t.npy", np.zeros((1, 4, 4, 3), np.uint8))  # identical inputs
         sides.append({"jsonl": _jsonl(tmp_path / f"{name}.jsonl", rows), "tensors": str(tmp_path / f"{name}.t.npy"),
                       "probabilities": str(tmp_path / f"{name}.p.npy"), "exit_code": 0, "wall_s": 0.1})
-    entry = arm._compare({"file": "m/model_int8.tflite", "name": "m/i/video"}, *sides, "cortex-a72")
+    entry = jobs._compare({"file": "m/model_int8.tflite", "name": "m/i/video"}, *sides, "cortex-a72")
     assert entry["ok"] is False and entry["explained_by_input"] is False
-    assert arm._findings([entry])[0].endswith("UNEXPLAINED")
+    assert jobs._findings([entry])[0].endswith("UNEXPLAINED")
 
 
 def test_on_identical_inputs_the_kernels_must_agree_within_the_tolerance(tmp_path):
@@ -88,6 +89,6 @@ def test_on_identical_inputs_the_kernels_must_agree_within_the_tolerance(tmp_pat
         np.save(tmp_path / f"{name}.p.npy", np.asarray(probs, np.float32))
         sides.append({"jsonl": _jsonl(tmp_path / f"{name}.jsonl", rows), "tensors": str(tmp_path / "t.npy"),
                       "probabilities": str(tmp_path / f"{name}.p.npy"), "exit_code": 0, "wall_s": 0.1})
-    float_entry = arm._compare({"file": "m/model_float32.onnx", "name": "m/f/photos"}, *sides, "cortex-a76")
-    int8_entry = arm._compare({"file": "m/model_int8.onnx", "name": "m/i/photos"}, *sides, "cortex-a76")
+    float_entry = jobs._compare({"file": "m/model_float32.onnx", "name": "m/f/photos"}, *sides, "cortex-a76")
+    int8_entry = jobs._compare({"file": "m/model_int8.onnx", "name": "m/i/photos"}, *sides, "cortex-a76")
     assert float_entry["ok"] is False and int8_entry["ok"] is True  # int8 allows one 1/256 output step
