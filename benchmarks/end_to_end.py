@@ -36,7 +36,7 @@ def end_to_end(targets: list[ModelTarget], config: BenchConfig, keras_ok: bool, 
     video = tmp / "camera_640x480.mp4"
     hold = 3 if config.quick else 6
     try:
-        if camera.dataset == "camera_scenes":
+        if camera.dataset is not None and not _real_photos(camera.dataset):
             from train import evalsets
 
             scenes = evalsets.test_set("camera_scenes", replace(camera.input_spec, height=128, width=128),
@@ -90,7 +90,7 @@ def camera_conditions(target: ModelTarget | None, config: BenchConfig, progress:
     if target is None:
         return {}  # the end-to-end section already says there is no camera model in this run
     progress.step("camera conditions")
-    if target.run is None or target.dataset != "folder":
+    if target.run is None or target.dataset is None or not _real_photos(target.dataset):
         skipped.append(f"camera conditions ({target.name} is not trained on photos)")
         return {}
     files = [target.files[name] for name in CAMERA_FORMATS if name in target.files]
@@ -130,3 +130,10 @@ def held_out_photos(target: ModelTarget, count: int) -> tuple[list[Path], np.nda
     data = folder.open_folder(root, "test" if (root / "test").is_dir() else None, class_names=target.labels)
     chosen = data.interleaved(count)
     return [path for path, _ in chosen], np.asarray([label for _, label in chosen], dtype=np.int64)
+
+
+def _real_photos(dataset: str) -> bool:
+    """Whether a model's dataset holds whole photos (else its video is camera test scenes)."""
+    from train.datasets import kinds  # the tooling, from the checkout, only when a camera model is measured
+
+    return kinds.get(dataset).real_photos

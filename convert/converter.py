@@ -27,6 +27,7 @@ from edge_runtime import formats as formats_mod
 from edge_runtime.contract import METADATA_KEY, InputSpec, ModelMetadata, OutputSpec, UnknownSpec
 from edge_runtime.errors import ModelFileError
 from train import evalsets, models, runfolder
+from train.datasets import kinds
 from train.runfolder import RunFolder, read_labels
 from train.unknown import has_unknown_output, split_outputs
 
@@ -168,7 +169,7 @@ def _reference(subject: _Subject, config: ConvertConfig, input_spec: InputSpec, 
     if config.test:
         test = evalsets.folder_test_set(config.test, input_spec, labels, limit=config.eval_limit)
         images, truth, name = test.images, test.labels, test.name
-    elif subject.run is not None and subject.run.dataset == "imagenet":
+    elif subject.run is not None and not kinds.get(subject.run.dataset).labelled_test_set:
         images, truth = evalsets.photo_check_set(input_spec, config.eval_limit), None
         name = f"{len(images)} held-out real photos ({evalsets.PHOTOS}; no ImageNet labels: agreement with Keras)"
     elif subject.run is not None:
@@ -256,7 +257,7 @@ def _cannot_build(fmt: formats_mod.Format, check: checks.Check, calibration: np.
 def calibration_source(subject: _Subject, config: ConvertConfig) -> str:
     if config.calibration:
         return config.calibration
-    if subject.run is not None and subject.run.dataset == "imagenet":
+    if subject.run is not None and not kinds.get(subject.run.dataset).labelled_test_set:
         return f"{evalsets.PHOTOS}/train (real photos)"
     return "training split"
 

@@ -19,6 +19,7 @@ from edge_common.errors import EdgeError, suggest
 from edge_runtime.contract import FITS
 
 from . import augment, backbones, models
+from .datasets import kinds
 
 SCHEDULES = ("cosine", "constant")
 OPTIMIZERS = ("adam", "rmsprop", "sgd")
@@ -169,7 +170,7 @@ class TrainConfig:
                 raise ConfigError(f"{flag} {value!r} is not one of {', '.join(meta.choices)}"
                                   f"{suggest(str(value), meta.choices)}")
         if self.distill:
-            need(self.folder is None and models.get(self.model).dataset == "camera_scenes",
+            need(self.folder is None and kinds.get(models.get(self.model).dataset).distillable,
                  "--distill needs camera scenes: the teacher reads the clean Fashion-MNIST garment behind each scene; "
                  "use --distill 0")
             need(bool(self.teacher), "--distill needs a --teacher (a model name, run folder or .keras file)")
@@ -179,7 +180,7 @@ class TrainConfig:
             need(models.get(self.model).any_size, f"{self.model} has a fixed input size; --low-res-epochs needs a "
                                                   "fully convolutional model such as camera_cnn")
         spec = models.get(self.model)
-        if self.backbone and spec.dataset != "imagenet":
+        if self.backbone and kinds.get(spec.dataset).trained:
             need(self.folder is not None, f"--backbone {self.backbone} trains on a folder dataset; pass --folder ROOT "
                                           "(ROOT/<class>/*.jpg, or ROOT/train/ and ROOT/test/)")
             need(self.head_epochs is None or self.epochs is None or 0 <= self.head_epochs < self.epochs,

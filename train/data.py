@@ -19,7 +19,7 @@ from edge_common.errors import DatasetError
 from edge_runtime.contract import InputSpec
 
 from . import augment, models, paths
-from .datasets import camera_augment, camera_scenes, fashion_mnist, folder
+from .datasets import camera_augment, camera_scenes, fashion_mnist, folder, kinds
 from .scene_sets import EpochScenes, half_size
 
 if TYPE_CHECKING:
@@ -98,14 +98,13 @@ def load(config: "TrainConfig", input_spec: InputSpec, *, batch_size: int, teach
         teacher: camera scenes: train towards ``(1 - distill) * label + distill *`` the teacher's
             probabilities on the clean garment behind each scene (see distill.py).
     """
-    if config.folder is not None:
-        return _folder_data(config, input_spec, batch_size)
-    dataset = models.get(config.model).dataset
-    if dataset == "fashion_mnist":
-        return _fashion_data(config, input_spec, batch_size)
-    if dataset == "camera_scenes":
-        return _scene_data(config, input_spec, batch_size, teacher)
-    raise DatasetError(f"unknown dataset {dataset!r}")
+    kind = kinds.of_run(models.get(config.model).dataset, config.folder)
+    loaders = {"fashion_mnist": lambda: _fashion_data(config, input_spec, batch_size),
+               "camera_scenes": lambda: _scene_data(config, input_spec, batch_size, teacher),
+               "folder": lambda: _folder_data(config, input_spec, batch_size)}
+    if kind.name not in loaders:
+        raise DatasetError(f"{config.model} trains on {kind.description}, which is not trained here")
+    return loaders[kind.name]()
 
 
 def _fashion_split(config: "TrainConfig") -> tuple[Any, Any, np.ndarray, np.ndarray]:

@@ -17,7 +17,7 @@ from edge_common.errors import DatasetError
 from edge_runtime.contract import InputSpec
 
 from . import paths
-from .datasets import camera_scenes, fashion_mnist, folder
+from .datasets import camera_scenes, fashion_mnist, folder, kinds
 
 # Real photos the repository carries (CC0): calibration and the check of models with no test set here.
 PHOTOS = "data/clothing-small"
@@ -33,11 +33,11 @@ class EvalSet:
 def test_set(dataset: str, spec: InputSpec, *, folder_root: str | None = None,
              class_names: Sequence[str] | None = None, data_dir: str | None = None,
              limit: int | None = None, seed: int = 0) -> EvalSet:
-    """The test images of a model trained on ``dataset`` ("fashion_mnist", "camera_scenes" or "folder");
-    for a folder without a test split, the images that training with ``seed`` held out."""
-    if dataset == "imagenet":
-        raise DatasetError("no labelled ImageNet photos are in the repository (their licences are unknown); accuracy "
-                           "is measured on your own ImageNet validation photos, see README")
+    """The test images of a model trained on ``dataset`` (a name in :data:`kinds.KINDS` with a labelled
+    test set); for a folder without a test split, the images that training with ``seed`` held out."""
+    if not kinds.get(dataset).labelled_test_set:
+        raise DatasetError(f"no labelled test images of {kinds.get(dataset).description} are in the repository "
+                           "(their licences are unknown); accuracy is measured on your own photos, see docs/data.md")
     if dataset == "folder":
         held = held_out_photos(folder_root, class_names, seed=seed)
         note = "" if held.root.name == "test" else f" held out from training, {folder.HELD_OUT:.0%}"

@@ -14,7 +14,7 @@ from . import augment, models, runfolder, unknown
 from . import data as data_mod
 from .checkpoints import State
 from .config import TrainConfig
-from .datasets import camera_frames, camera_scenes
+from .datasets import camera_frames, camera_scenes, kinds
 
 log = logging.getLogger("edge_classify.train")
 
@@ -97,8 +97,8 @@ def evaluate(model: Any, data: data_mod.TrainData, config: TrainConfig, state: S
     x_test, y_test = data.test
     probabilities, scores = predict_all(model, x_test)
     predicted = np.argmax(probabilities, axis=1)
-    metrics: dict[str, Any] = {"model": config.model, "dataset": "folder" if config.folder else
-                               models.get(config.model).dataset, "test_set": data.test_name}
+    kind = kinds.of_run(models.get(config.model).dataset, config.folder)
+    metrics: dict[str, Any] = {"model": config.model, "dataset": kind.name, "test_set": data.test_name}
     metrics.update(classification_metrics(y_test, predicted, data.class_names))
     val_predicted = np.argmax(predict_probabilities(model, data.val[0]), axis=1)
     # Two validation accuracies, named apart: the saved model's (batch norm re-estimated on the last

@@ -30,6 +30,7 @@ from edge_runtime.contract import InputSpec
 from edge_runtime.errors import MetadataError, ModelFileError
 
 from . import evalsets, models, paths
+from .datasets import kinds
 
 log = logging.getLogger("edge_classify.train")
 
@@ -189,4 +190,4 @@ def _recorded_dataset(metrics: dict[str, Any], config: dict[str, Any], name: str
     if metrics.get("dataset"):
         return str(metrics["dataset"])
     # Older runs did not record it: a folder run says so in its config, others trained on their registry dataset.
-    return "folder" if config.get("folder") else models.get(name).dataset
+    return kinds.of_run(models.get(name).dataset, config.get("folder")).name

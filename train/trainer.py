@@ -27,7 +27,7 @@ from edge_runtime.contract import InputSpec
 from . import checkpoints, distill, distribution, evaluation, models, paths, runfolder, unknown
 from . import data as data_mod
 from .config import ConfigError, TrainConfig
-from .datasets import camera_scenes
+from .datasets import camera_scenes, kinds
 
 log = logging.getLogger("edge_classify.train")
 
@@ -74,7 +74,7 @@ def run(config: TrainConfig) -> RunResult:
     finished = _finished_run(config)
     if finished is not None:
         return finished
-    if models.get(config.model).dataset == "imagenet":  # published weights: ported, not trained
+    if not kinds.get(models.get(config.model).dataset).trained:  # published weights: ported, not trained
         from . import pretrained
 
         run_dir = pretrained.write_run(config)
