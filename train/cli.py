@@ -34,9 +34,12 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     setup_logging()
     if args.list:
-        for name, spec in models.REGISTRY.items():
-            print(f"{name:18s} {spec.input.height}x{spec.input.width}x{spec.input.channels}  {spec.description}")
-        return 0
+        def listing() -> int:
+            for name, spec in models.REGISTRY.items():
+                print(f"{name:18s} {spec.input.height}x{spec.input.width}x{spec.input.channels}  {spec.description}")
+            return 0
+
+        return run_reporting_errors(listing, "nothing was written")
 
     def work() -> int:
         names = args.models or [models.DEFAULT_MODEL]

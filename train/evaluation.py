@@ -10,7 +10,7 @@ import numpy as np
 
 from edge_runtime.contract import InputSpec
 
-from . import augment, models, runfolder, unknown
+from . import architectures, augment, models, runfolder, unknown
 from . import data as data_mod
 from .checkpoints import State
 from .config import TrainConfig
@@ -118,7 +118,7 @@ def evaluate(model: Any, data: data_mod.TrainData, config: TrainConfig, state: S
         log.info("camera conditions: %s", camera_frames.summary(metrics["camera_conditions"]))
     metrics.update(
         parameters=int(model.count_params()),
-        macs_per_image=models.count_macs(model),
+        macs_per_image=architectures.count_macs(model),
         training_time_s=round(state.elapsed_s, 1),
         epochs_run=state.epoch,
         best_epoch=state.best_epoch,

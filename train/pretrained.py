@@ -14,7 +14,7 @@ from typing import Any
 
 from edge_common.files import sha256_file
 
-from . import backbones, models, runfolder
+from . import architectures, backbones, models, runfolder
 from .config import TrainConfig
 
 log = logging.getLogger("edge_classify.train")
@@ -40,7 +40,7 @@ def write_run(config: TrainConfig) -> Path:
     labels = imagenet_labels()
     metrics: dict[str, Any] = {
         "model": spec.name, "dataset": spec.dataset, "input": spec.input.to_dict(), "class_names": list(labels),
-        "parameters": int(model.count_params()), "macs_per_image": models.count_macs(model),
+        "parameters": int(model.count_params()), "macs_per_image": architectures.count_macs(model),
         "weights_sha256": runfolder.weights_digest(model),
         "source": {"package": backbone.package, "file": weights.name, "sha256": sha256_file(weights)},
         "test_set": "none in the repository (ImageNet photos are not redistributable); see README",

@@ -24,7 +24,7 @@ from edge_common.errors import EdgeError, OutputError
 from edge_common.files import sha256_file
 from edge_runtime.contract import InputSpec
 
-from . import checkpoints, distill, distribution, evaluation, models, paths, runfolder, unknown
+from . import architectures, checkpoints, distill, distribution, evaluation, models, paths, runfolder, unknown
 from . import data as data_mod
 from .config import ConfigError, TrainConfig
 from .datasets import camera_scenes, kinds
@@ -193,7 +193,7 @@ def _build_model(session: _Session) -> None:
     session.model = model
     fixed = model if not config.low_res_epochs else models.build_model(  # any-size models have no fixed shapes
         session.spec, len(data.class_names), width=config.width, input_spec=session.input_spec)
-    macs = models.count_macs(fixed)
+    macs = architectures.count_macs(fixed)
     _log_start(session.name, model, macs, data, config, session.global_batch, session.strategy.num_replicas_in_sync)
 
 

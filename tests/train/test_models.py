@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from edge_runtime.errors import EdgeError
-from train import models
+from train import architectures, models
 
 
 def test_registry_lists_every_model_with_an_input_contract():
@@ -51,7 +51,7 @@ def test_edge_cnn_is_smaller_than_seed_cnn_and_position_tolerant():
     edge = models.get("edge_cnn").build()
     seed = models.get("seed_cnn").build()
     assert edge.count_params() < seed.count_params() / 4
-    assert models.count_macs(seed) == 26 * 26 * 32 * 9 + 11 * 11 * 64 * 9 * 32 + 1600 * 512 + 512 * 10
+    assert architectures.count_macs(seed) == 26 * 26 * 32 * 9 + 11 * 11 * 64 * 9 * 32 + 1600 * 512 + 512 * 10
     # Global pooling, not a flattened map: no weight is tied to where a feature sits.
     kinds = [type(layer) for layer in edge.layers]
     assert keras.layers.GlobalAveragePooling2D in kinds and keras.layers.Flatten not in kinds
