@@ -52,11 +52,11 @@ def tiny_runs(tmp_path_factory: pytest.TempPathFactory, fashion_dir: Path) -> Pa
 
     runs = tmp_path_factory.mktemp("runs")
     trainer.run(TrainConfig(model="edge_cnn", epochs=3, width=0.25, train_limit=3000, test_limit=1000,
-                            output_dir=str(runs), plots=False))
+                            output_dir=str(runs)))
     # The first epoch at half size keeps progressive resizing (an option; the shipped recipe trains
     # at full size only) under test, through to files exported at the fixed input size.
     trainer.run(TrainConfig(model="camera_cnn", epochs=2, low_res_epochs=1, width=0.25, input_size=32,
-                            train_limit=1200, test_limit=300, output_dir=str(runs), plots=False))
+                            train_limit=1200, test_limit=300, output_dir=str(runs)))
     # ONNX int8 weights as the README prescribes for the CPU at hand: on x86 without VNNI (AVX2 only)
     # ONNX Runtime's U8S8 kernel can saturate with full 8-bit weights (the tiny edge_cnn's ONNX int8
     # file then agreed with Keras on 89% of images; with 7-bit weights on 98%).
@@ -67,6 +67,31 @@ def tiny_runs(tmp_path_factory: pytest.TempPathFactory, fashion_dir: Path) -> Pa
         convert(ConvertConfig(model=name, runs_dir=str(runs), eval_limit=300, calibration_samples=100,
                               opencv_check=100, gates=False, onnx_reduce_range=reduce_range))
     return runs
+
+
+# How the session's tiny models are trained: (epochs, training images, test images).
+TINY = {"edge_cnn": (3, 3000, 1000), "camera_cnn": (2, 1200, 300)}
+TINY_OTHERS = (2, 2000, 200)  # every other registry model with a builder
+
+
+@pytest.fixture(scope="session")
+def zoo(tiny_runs: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Every registry model with a builder, tiny, trained once per session: edge_cnn and camera_cnn
+    are tiny_runs' own (linked, not retrained), the rest are trained here (see TINY_OTHERS)."""
+    from train import models, trainer
+    from train.config import TrainConfig
+
+    out = tmp_path_factory.mktemp("zoo")
+    for name, spec in models.REGISTRY.items():
+        if spec.builder is None:
+            continue
+        if name in TINY:
+            (out / name).symlink_to(tiny_runs / name, target_is_directory=True)
+            continue
+        epochs, train_limit, test_limit = TINY_OTHERS
+        trainer.run(TrainConfig(model=name, epochs=epochs, width=0.25, train_limit=train_limit, test_limit=test_limit,
+                                output_dir=str(out), plots=False))
+    return out
 
 
 @pytest.fixture

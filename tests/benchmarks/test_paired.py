@@ -52,17 +52,14 @@ def test_bad_input_is_one_line_and_exit_2(args, message):
     assert len([line for line in result.stderr.splitlines() if line.startswith("error:")]) == 1
 
 
-def test_the_benchmark_compares_edge_cnn_with_seed_cnn_in_rounds(tiny_runs, tmp_path):
-    """A tiny seed_cnn, trained and converted here, beside the session's tiny edge_cnn: the benchmark
-    adds a paired comparison per format in PAIRS that both models have."""
+def test_the_benchmark_compares_edge_cnn_with_seed_cnn_in_rounds(tiny_runs, zoo, tmp_path):
+    """The session's tiny seed_cnn, converted here, beside its tiny edge_cnn: the benchmark adds a
+    paired comparison per format in PAIRS that both models have."""
     from convert.converter import ConvertConfig, convert
-    from train import trainer
-    from train.config import TrainConfig
 
     runs = tmp_path / "runs"
     shutil.copytree(tiny_runs / "edge_cnn", runs / "edge_cnn")
-    trainer.run(TrainConfig(model="seed_cnn", epochs=1, width=0.25, train_limit=600, test_limit=200,
-                            output_dir=str(runs), plots=False))
+    shutil.copytree(zoo / "seed_cnn", runs / "seed_cnn", ignore=shutil.ignore_patterns("deploy"))
     convert(ConvertConfig(model="seed_cnn", runs_dir=str(runs), formats=("tflite_float32", "tflite_int8"),
                           eval_limit=200, calibration_samples=50, gates=False))
     result = run_cli("-m", "benchmarks", "--quick", "--no-e2e", "--runs-dir", str(runs), "--reports-dir",

@@ -42,8 +42,8 @@ def _complete_files_only(folder: Path) -> list[Path]:
         if path.suffix == ".json":
             json.loads(path.read_text())
         elif path.suffix in (".tflite", ".onnx"):
-            with Classifier.open(path):
-                pass
+            with Classifier.open(path) as classifier:  # complete, and it is the model it says it is
+                assert classifier.metadata.model == path.parent.parent.name
         elif path.suffix == ".keras":
             import zipfile
 
@@ -69,14 +69,18 @@ def test_training_killed_at_random_points_resumes_and_ends_as_good(tmp_path, led
                     assert (state.parent / name).is_file()
             _complete_files_only(tmp_path / "killed")
     with ledger.case(category):
+        epochs_saved = json.loads(state.read_text())["epoch"] if state.exists() else 0
         resumed = run_cli(*args)
         assert resumed.returncode == 0, resumed.stderr[-2000:]
+        if epochs_saved:  # a checkpoint was left: the run says it resumes, and from which epoch
+            assert f"resuming from epoch {epochs_saved}" in resumed.stderr, resumed.stderr[-2000:]
         straight = run_cli(*args[:-1], str(tmp_path / "straight"))
         assert straight.returncode == 0, straight.stderr[-2000:]
         killed = json.loads((tmp_path / "killed" / "edge_cnn" / "metrics.json").read_text())
         clean = json.loads((tmp_path / "straight" / "edge_cnn" / "metrics.json").read_text())
         history = (tmp_path / "killed" / "edge_cnn" / "history.csv").read_text().splitlines()
         assert [row.split(",")[0] for row in history[1:]] == ["1", "2", "3", "4"]
+        assert killed["epochs_run"] == clean["epochs_run"] == 4
         assert killed["test_accuracy"] >= clean["test_accuracy"] - 0.03, (killed["test_accuracy"],
                                                                           clean["test_accuracy"])
     ledger.note(f"training killed {len(delays)} times at {', '.join(f'{d:.1f}s' for d in delays)}: resumed to "

@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -25,51 +23,44 @@ RUN_FILES = ("model.keras", "labels.txt", "config.json", "metrics.json", "histor
 PLOTS = ("samples.png", "curves.png", "confusion.png", "predictions.png", "model.png", "model_summary.txt")
 
 
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory, fashion_dir):
-    """Every registry entry trained from scratch, tiny and for two epochs, in one folder (the
-    backbone models have tests/train/test_transfer.py)."""
-    from train.tfenv import quiet_tensorflow
+def _tiny(name: str) -> tuple[int, int, int]:
+    """(epochs, training images, test images) the session's zoo trained ``name`` with."""
+    from tests.conftest import TINY, TINY_OTHERS
 
-    quiet_tensorflow()
-    from train import trainer
-
-    out = tmp_path_factory.mktemp("zoo")
-    results = {}
-    for name, spec in models.REGISTRY.items():
-        if spec.builder is None:
-            continue
-        camera = spec.input.channels == 3
-        results[name] = trainer.run(TrainConfig(
-            model=name, epochs=2, width=0.25, train_limit=800 if camera else 2000, test_limit=200,
-            input_size=32 if camera else None, output_dir=str(out), plots=name in ("edge_cnn", "camera_cnn")))
-    return out, results
+    return TINY.get(name, TINY_OTHERS)
 
 
-def test_every_model_writes_a_complete_run_folder(trained):
-    out, results = trained
-    for name, _result in results.items():
+def _metrics(zoo: Path, name: str) -> dict:
+    return json.loads((zoo / name / "metrics.json").read_text())
+
+
+def test_every_model_writes_a_complete_run_folder(zoo):
+    out = zoo
+    names = [name for name, spec in models.REGISTRY.items() if spec.builder is not None]
+    assert sorted(p.name for p in out.iterdir()) == sorted(names)
+    for name in names:
+        epochs, _, tested = _tiny(name)
         run = out / name
         for file_name in RUN_FILES:
             assert (run / file_name).is_file(), f"{name}: {file_name}"
         assert not (run / "checkpoint").exists(), "a finished run leaves no checkpoint behind"
         metrics = json.loads((run / "metrics.json").read_text())
-        assert metrics["model"] == name and metrics["epochs_run"] == 2
+        assert metrics["model"] == name and metrics["epochs_run"] == epochs
         assert 0.0 <= metrics["test_accuracy"] <= 1.0
-        assert np.asarray(metrics["confusion_matrix"]).sum() == 200
+        assert np.asarray(metrics["confusion_matrix"]).sum() == tested
         assert len(metrics["per_class_accuracy"]) == 10
         assert set(metrics["robustness"]) == {"rotate_+10", "rotate_-10", "shift_5_3", "rotate_+10_shift_5_3",
                                               "rotate_-10_shift_5_3"}
         assert metrics["parameters"] > 0 and metrics["macs_per_image"] > 0 and metrics["training_time_s"] > 0
         history = (run / "history.csv").read_text().splitlines()
-        assert history[0].startswith("epoch,loss,accuracy,val_loss,val_accuracy") and len(history) == 3
+        assert history[0].startswith("epoch,loss,accuracy,val_loss,val_accuracy") and len(history) == epochs + 1
         assert (run / "labels.txt").read_text().splitlines()[9] == "Ankle boot"
         config = json.loads((run / "config.json").read_text())
-        assert config["model"] == name and config["epochs"] == 2 and config["batch_size"] > 0
+        assert config["model"] == name and config["epochs"] == epochs and config["batch_size"] > 0
 
 
-def test_plots_are_written_as_png(trained):
-    out, _ = trained
+def test_plots_are_written_as_png(zoo):
+    out = zoo
     for name in ("edge_cnn", "camera_cnn"):
         for plot in PLOTS:
             path = out / name / "plots" / plot
@@ -78,25 +69,25 @@ def test_plots_are_written_as_png(trained):
                 assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-def test_tiny_edge_cnn_learns(trained):
-    out, results = trained
-    metrics = results["edge_cnn"].metrics
-    # A quarter-width model, 2 epochs on 2000 real images, a third of them shifted and tilted: 44.5%
+def test_tiny_edge_cnn_learns(zoo):
+    metrics = _metrics(zoo, "edge_cnn")
+    # A quarter-width model, 3 epochs on 3000 real images, a fifth of them shifted and tilted: 62%
     # here, where chance is 10%.
-    assert metrics["test_accuracy"] > 0.35, "2 epochs on 2000 real images must beat chance by far"
+    assert metrics["test_accuracy"] > 0.35, "3 epochs on 3000 real images must beat chance by far"
 
 
-def test_model_keras_reloads_safely_with_the_same_predictions(trained, fashion_dir):
+def test_model_keras_reloads_safely_with_the_same_predictions(zoo, fashion_dir):
     import keras
 
-    out, _ = trained
+    out = zoo
+    tested = _tiny("edge_cnn")[2]
     model = keras.saving.load_model(out / "edge_cnn" / "model.keras", safe_mode=True)
     metrics = json.loads((out / "edge_cnn" / "metrics.json").read_text())
     from train.datasets import fashion_mnist
 
     test = fashion_mnist.load_split("test", fashion_dir)
-    predicted = np.argmax(model.predict(test.images[:200, ..., None].astype(np.float32), verbose=0), axis=1)
-    assert np.mean(predicted == test.labels[:200]) == pytest.approx(metrics["test_accuracy"], abs=1e-9)
+    predicted = np.argmax(model.predict(test.images[:tested, ..., None].astype(np.float32), verbose=0), axis=1)
+    assert np.mean(predicted == test.labels[:tested]) == pytest.approx(metrics["test_accuracy"], abs=1e-9)
 
 
 def test_bad_options_are_one_line_errors_with_exit_code_2(tmp_path):
@@ -142,20 +133,20 @@ def test_weight_decay_shrinks_kernels_and_spares_batch_norm_and_biases():
         TrainConfig(model="edge_cnn", weight_decay=-0.1).resolved()
 
 
-def test_camera_run_reports_accuracy_per_scene_condition(trained):
-    out, results = trained
-    metrics = json.loads((out / "camera_cnn" / "metrics.json").read_text())
+def test_camera_run_reports_accuracy_per_scene_condition(zoo):
+    metrics = _metrics(zoo, "camera_cnn")
+    scenes = _tiny("camera_cnn")[2]
     report = metrics["scene_conditions"]
     assert set(report) == set(camera_scenes.CONDITIONS)
     for name, buckets in report.items():
-        assert sum(cell["scenes"] for cell in buckets.values()) == 200, name
-        # every condition splits the same 200 scenes, so its bins average back to the test accuracy
-        pooled = sum(cell["scenes"] * cell["accuracy"] for cell in buckets.values()) / 200
+        assert sum(cell["scenes"] for cell in buckets.values()) == scenes, name
+        # every condition splits the same scenes, so its bins average back to the test accuracy
+        pooled = sum(cell["scenes"] * cell["accuracy"] for cell in buckets.values()) / scenes
         assert pooled == pytest.approx(metrics["test_accuracy"], abs=1e-3), name
     assert set(report["polarity"]) == {"light on dark", "dark on light"}
     assert set(report["background"]) == {"plain", "gradient", "texture", "clutter"}
     assert "none" in report["blur"] and "none" in report["jpeg"]
-    assert "scene_conditions" not in results["edge_cnn"].metrics, "only camera scenes have conditions"
+    assert "scene_conditions" not in _metrics(zoo, "edge_cnn"), "only camera scenes have conditions"
 
 
 def test_progressive_resizing_run_picks_a_full_size_epoch_and_keeps_the_fixed_input(tiny_runs):
@@ -166,14 +157,13 @@ def test_progressive_resizing_run_picks_a_full_size_epoch_and_keeps_the_fixed_in
     assert metrics["input"]["height"] == 32, "the exported model keeps the contract's fixed size"
 
 
-def test_soft_targets_mix_the_label_with_the_teachers_probabilities(trained, fashion_dir):
+def test_soft_targets_mix_the_label_with_the_teachers_probabilities(zoo, fashion_dir):
     import keras
 
     from train import distill
     from train.datasets import fashion_mnist
 
-    out, _ = trained
-    teacher = out / "edge_cnn" / "model.keras"
+    teacher = zoo / "edge_cnn" / "model.keras"
     train = fashion_mnist.load_split("train", fashion_dir)
     garments, labels = train.images[:300], train.labels[:300].astype(np.int64)
     targets = distill.soft_targets(teacher, garments, labels, 0.3, 10)
@@ -184,21 +174,20 @@ def test_soft_targets_mix_the_label_with_the_teachers_probabilities(trained, fas
     assert (targets.max(axis=1) < 1.0).all(), "every target carries some of the teacher's doubt"
 
 
-def test_camera_model_records_the_teacher_it_was_distilled_from(trained):
-    out, results = trained
-    config = json.loads((out / "camera_cnn" / "config.json").read_text())
+def test_camera_model_records_the_teacher_it_was_distilled_from(zoo):
+    config = json.loads((zoo / "camera_cnn" / "config.json").read_text())
     assert config["teacher"] == "edge_cnn" and config["distill"] == models.get("camera_cnn").recipe["distill"] > 0
-    teacher = results["camera_cnn"].metrics["teacher"]
-    assert teacher["file"] == str((out / "edge_cnn" / "model.keras").resolve())
+    teacher = _metrics(zoo, "camera_cnn")["teacher"]
+    assert teacher["file"] == str((zoo / "edge_cnn" / "model.keras").resolve())
     assert len(teacher["sha256"]) == 64
-    assert "teacher" not in results["edge_cnn"].metrics
+    assert "teacher" not in _metrics(zoo, "edge_cnn")
 
 
-def test_bad_distillation_options_are_clear_errors(trained, tmp_path, monkeypatch, fashion_dir):
+def test_bad_distillation_options_are_clear_errors(zoo, tmp_path, monkeypatch, fashion_dir):
     from train import distill
     from train.datasets import fashion_mnist
 
-    out, _ = trained
+    out = zoo
     with pytest.raises(ConfigError, match="needs camera scenes"):
         TrainConfig(model="edge_cnn", teacher="seed_cnn", distill=0.3).resolved()
     with pytest.raises(ConfigError, match="--distill must be 0..0.5"):
@@ -226,17 +215,6 @@ def test_a_teacher_in_the_same_command_trains_before_its_student():
     assert [config.model for config in training_order(configs)] == ["mlp128", "edge_cnn", "camera_cnn"]
     alone = [TrainConfig(model="camera_cnn").resolved(), TrainConfig(model="seed_cnn").resolved()]
     assert [config.model for config in training_order(alone)] == ["camera_cnn", "seed_cnn"]
-
-
-def test_folder_dataset_with_one_class_is_rejected(tmp_path):
-    import cv2
-
-    (tmp_path / "data" / "cats").mkdir(parents=True)
-    for i in range(3):
-        cv2.imwrite(str(tmp_path / "data" / "cats" / f"{i}.png"), np.full((20, 20, 3), i * 50, np.uint8))
-    result = run_cli("-m", "train", "camera_cnn", "--folder", str(tmp_path / "data"), "--epochs", "1",
-                     "--output-dir", str(tmp_path / "runs"))
-    assert result.returncode == 2 and "only one class" in result.stderr
 
 
 def test_camera_model_trains_on_a_folder_dataset(tmp_path):
@@ -268,8 +246,8 @@ def test_camera_model_trains_on_a_folder_dataset(tmp_path):
     assert len(held.labels) == 8 and "held out from training" in held.name
 
 
-def test_a_finished_run_is_left_as_it_is_unless_fresh(trained):
-    out, _ = trained
+def test_a_finished_run_is_left_as_it_is_unless_fresh(zoo):
+    out = zoo
     model = out / "mlp128" / "model.keras"
     before = (model.stat().st_mtime_ns, model.read_bytes())
     args = ["-m", "train", "mlp128", "--epochs", "2", "--width", "0.25", "--train-limit", "2000", "--test-limit", "200",
@@ -307,11 +285,11 @@ def test_run_folder_names():
     assert result.returncode == 2 and "one at a time" in result.stderr
 
 
-def test_metrics_name_both_validation_accuracies(trained):
-    out, results = trained
+def test_metrics_name_both_validation_accuracies(zoo):
     import csv
 
-    metrics = results["edge_cnn"].metrics
+    out = zoo
+    metrics = _metrics(zoo, "edge_cnn")
     rows = list(csv.DictReader((out / "edge_cnn" / "history.csv").open()))
     assert "val_accuracy" not in metrics
     assert metrics["val_accuracy_history"] == pytest.approx(float(rows[metrics["best_epoch"] - 1]["val_accuracy"]),
@@ -322,35 +300,6 @@ def test_metrics_name_both_validation_accuracies(trained):
 def _mkdir(path: Path) -> Path:
     path.mkdir(parents=True, exist_ok=True)
     return path
-
-
-@pytest.mark.slow
-def test_killed_run_resumes_from_its_last_epoch_and_matches_an_uninterrupted_run(tmp_path):
-    args = ["-m", "train", "edge_cnn", "--epochs", "4", "--width", "0.25", "--train-limit", "3000",
-            "--test-limit", "500", "--no-plots"]
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
-    process = subprocess.Popen([sys.executable, *args, "--output-dir", str(tmp_path / "a")], cwd=ROOT, env=env,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    state = tmp_path / "a" / "edge_cnn" / "checkpoint" / "state.json"
-    deadline = time.time() + 300
-    while time.time() < deadline and process.poll() is None:
-        if state.exists() and json.loads(state.read_text()).get("epoch", 0) >= 2:
-            break
-        time.sleep(0.2)
-    process.send_signal(signal.SIGKILL)
-    process.wait()
-    assert json.loads(state.read_text())["epoch"] in (2, 3)
-    resumed = run_cli(*args, "--output-dir", str(tmp_path / "a"))
-    assert resumed.returncode == 0, resumed.stderr
-    assert "resuming from epoch" in resumed.stderr
-    history = (tmp_path / "a" / "edge_cnn" / "history.csv").read_text().splitlines()
-    assert [row.split(",")[0] for row in history[1:]] == ["1", "2", "3", "4"]
-    straight = run_cli(*args, "--output-dir", str(tmp_path / "b"))
-    assert straight.returncode == 0, straight.stderr
-    killed = json.loads((tmp_path / "a" / "edge_cnn" / "metrics.json").read_text())
-    clean = json.loads((tmp_path / "b" / "edge_cnn" / "metrics.json").read_text())
-    assert killed["epochs_run"] == clean["epochs_run"] == 4
-    assert abs(killed["test_accuracy"] - clean["test_accuracy"]) <= 0.03
 
 
 def _free_port() -> int:
