@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+import math
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -209,7 +210,7 @@ def pareto_plot(path: Path, rows: list[dict[str, Any]]) -> bool:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     from matplotlib.lines import Line2D
-    from matplotlib.ticker import FuncFormatter
+    from matplotlib.ticker import FixedLocator, FuncFormatter, NullFormatter
 
     points = [r for r in rows if r.get("threads") == 1 and r.get("latency_ms_p50") and r.get("accuracy") is not None]
     if not points:
@@ -229,28 +230,34 @@ def pareto_plot(path: Path, rows: list[dict[str, Any]]) -> bool:
             ax.scatter(row["latency_ms_p50"] * 1e3, 100 * row["accuracy"], marker=markers.get(precision, "o"), s=48,
                        zorder=3, color="white" if onnx else colours[row["model"]], edgecolors=colours[row["model"]],
                        linewidths=1.5)
+        xs = [r["latency_ms_p50"] * 1e3 for r in members]
+        ys = [100 * r["accuracy"] for r in members]
+        x_low, x_high = _log_limits(min(xs), max(xs))
+        y_low, y_high = min(ys), max(ys)
+        if y_high - y_low < 1.0:  # a few hundredths of a point should not look like a cliff
+            y_low, y_high = (y_low + y_high) / 2 - 0.5, (y_low + y_high) / 2 + 0.5
+        pad = 0.12 * (y_high - y_low)
+        ax.set_xscale("log")
+        ax.set_xlim(x_low, x_high)
+        ax.set_ylim(y_low - pad, y_high + pad)
+
+        limits = (x_low, x_high, y_high - 0.5 * pad)
         for model in dict.fromkeys(r["model"] for r in members):
             mine = [r for r in members if r["model"] == model]
             best = max(mine, key=lambda r: (r["accuracy"], -r["latency_ms_p50"]))
-            ax.annotate(model, (best["latency_ms_p50"] * 1e3, 100 * best["accuracy"]), fontsize=8,
-                        xytext=(0, 7), textcoords="offset points", ha="center", color=colours[model])
+            _label(ax, model, best["latency_ms_p50"] * 1e3, 100 * best["accuracy"], limits, 8, colours[model])
         front = sorted((r for r in members if r.get("pareto")), key=lambda r: r["latency_ms_p50"])
         if front:
             ax.step([r["latency_ms_p50"] * 1e3 for r in front], [100 * r["accuracy"] for r in front], where="post",
                     color="black", linewidth=0.8, zorder=2)
             for row in front:
-                ax.annotate(row["format"], (row["latency_ms_p50"] * 1e3, 100 * row["accuracy"]), fontsize=6,
-                            xytext=(4, -9), textcoords="offset points")
-        ax.set_xscale("log")
-        plain = FuncFormatter(lambda value, _: f"{value:g}")
-        ax.xaxis.set_major_formatter(plain)
-        ax.xaxis.set_minor_formatter(plain)
+                _label(ax, row["format"], row["latency_ms_p50"] * 1e3, 100 * row["accuracy"], limits, 6, "black",
+                       below=True)
+        ax.xaxis.set_major_locator(FixedLocator(_one_two_five(x_low, x_high)))
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda value, _: _microseconds(value)))
+        ax.xaxis.set_minor_formatter(NullFormatter())
         ax.tick_params(axis="x", which="both", labelsize=7)
-        low, high = ax.get_ylim()
-        if high - low < 1.0:  # a few hundredths of a point should not look like a cliff
-            middle = (low + high) / 2
-            ax.set_ylim(middle - 0.5, middle + 0.5)
-        ax.set_xlabel("p50 latency per image, batch 1, 1 thread (microseconds, log scale)")
+        ax.set_xlabel("p50 latency per image, batch 1, 1 thread (log scale)")
         ax.set_ylabel("top-1 accuracy (%)")
         ax.set_title(test_set)
         ax.grid(alpha=0.3, which="both")
@@ -267,6 +274,39 @@ def pareto_plot(path: Path, rows: list[dict[str, Any]]) -> bool:
     plt.close(fig)
     atomic_write_bytes(path, buffer.getvalue())
     return True
+
+
+def _label(ax: Any, text: str, x: float, y: float, limits: tuple[float, float, float], size: int, colour: Any,
+           below: bool = False) -> None:
+    """A point's name, pointing inwards so it stays inside the axes wherever the point is."""
+    x_low, x_high, near_top = limits
+    right = math.log(x / x_low) > 0.6 * math.log(x_high / x_low)
+    top = y > near_top  # a name above a point at the top would leave the axes: it goes below, formats lower still
+    dy = (-20 if top else -10) if below else (-10 if top else 6)
+    ax.annotate(text, (x, y), fontsize=size, color=colour, textcoords="offset points",
+                xytext=(-6 if right else 6, dy), ha="right" if right else "left")
+
+
+def _log_limits(low: float, high: float) -> tuple[float, float]:
+    """Axis limits a quarter of the data's (log) span beyond it on each side, at least x1.5 each way."""
+    span = max(math.log(high / low), math.log(2.0))
+    margin = max(0.25 * span, math.log(1.5))
+    return low / math.exp(margin), high * math.exp(margin)
+
+
+def _one_two_five(low: float, high: float) -> list[float]:
+    """Tick values 1, 2, 5 x 10^k within [low, high]: readable at any span, never crowded."""
+    ticks = []
+    for exponent in range(math.floor(math.log10(low)) - 1, math.ceil(math.log10(high)) + 1):
+        for mantissa in (1, 2, 5):
+            value = mantissa * 10.0 ** exponent
+            if low <= value <= high:
+                ticks.append(value)
+    return ticks
+
+
+def _microseconds(value: float) -> str:
+    return f"{value / 1000:g} ms" if value >= 1000 else f"{value:g} us"
 
 
 def _kb(size: Any) -> str:
