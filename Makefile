@@ -5,7 +5,7 @@ MODELS ?= $(shell $(PY) -c "from train.models import SHIPPED; print(*SHIPPED)")
 SOURCE ?= 0
 MODEL_FILE ?= runs/clothes_lite0/deploy/model_int8.tflite
 
-.PHONY: setup check benchmark benchmark-quick test test-fast train train-all convert run demo doctor check-arm clean
+.PHONY: setup lock check benchmark benchmark-quick test test-fast train train-all convert run demo doctor check-arm clean
 
 setup:
 	@scripts/setup.sh
@@ -18,6 +18,11 @@ benchmark-quick: setup
 
 test: setup
 	$(PY) -m pytest
+
+# Refresh the lock of exact, hash-checked versions make setup installs (x86-64 Linux, CPython 3.11).
+lock: setup
+	$(PY) -m uv pip compile pyproject.toml --extra train --extra convert --extra dev --generate-hashes \
+		--python-version 3.11 --python-platform x86_64-manylinux_2_28 -o requirements/lock-x86_64.txt
 
 # Lint (pyflakes, pycodestyle, import order, bugbear) and types (edge_runtime, edge_common); see pyproject.toml.
 check: setup
