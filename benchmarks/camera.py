@@ -23,7 +23,15 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from edge_common.cli import ArgumentParser, add_options, config_from_args, option, run_reporting_errors, setup_logging
+from edge_common.cli import (
+    ArgumentParser,
+    add_options,
+    check_ranges,
+    config_from_args,
+    option,
+    run_reporting_errors,
+    setup_logging,
+)
 from edge_common.errors import EdgeError
 
 DEFAULT_MODEL = "clothes_lite0"
@@ -40,13 +48,12 @@ class CameraConfig:
                                           "(default: procedural scenes)", metavar="DIR")
     others: str | None = option(help="a folder of photos of other things (no garment): the share given a label "
                                      "is reported", metavar="DIR")
-    limit: int | None = option(help="use the first N held-out photos only (quick runs)")
+    limit: int | None = option(help="use the first N held-out photos only (quick runs)", bounds=(1, None))
     runs_dir: str | None = option(help="run folders (default: runs/ in the checkout, or $EDGE_RUNS_DIR)")
     reports_dir: str | None = option(help="where camera.json goes (default: reports/ in the checkout)")
 
     def validate(self) -> None:
-        if self.limit is not None and self.limit < 1:
-            raise EdgeError("--limit must be at least 1")
+        check_ranges(self)
 
 
 def frames_for(run: Any, *, limit: int | None = None, backgrounds: str | None = None

@@ -10,8 +10,7 @@ import sys
 from dataclasses import dataclass
 from typing import Any
 
-from edge_common.cli import option
-from edge_common.errors import EdgeError
+from edge_common.cli import check_ranges, option
 from edge_runtime import formats as formats_mod
 
 
@@ -31,7 +30,7 @@ class BenchConfig:
     formats: tuple[str, ...] = option(ALL_FORMATS, "default: all: " + ", ".join(ALL_FORMATS),
                                       choices=ALL_FORMATS, metavar="FORMAT")
     threads: tuple[int, ...] = option(help="thread counts to sweep (default: 1 and all cores)",
-                                      default_factory=default_threads)
+                                      default_factory=default_threads, bounds=(1, 1024))
     quick: bool = option(False, "500 test images, short timings, tiny video (what the test suite runs)")
     deploy_dir: str | None = option(help="device mode: measure the converted files in this folder (or its "
                                          "subfolders) with the base install only; Keras rows are skipped")
@@ -44,8 +43,7 @@ class BenchConfig:
                                  flag="--no-train")
 
     def validate(self) -> None:
-        if any(t < 1 for t in self.threads):
-            raise EdgeError("--threads values must be at least 1")
+        check_ranges(self)
 
     @property
     def mode(self) -> str:

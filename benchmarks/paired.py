@@ -19,7 +19,15 @@ from typing import Any
 
 import numpy as np
 
-from edge_common.cli import ArgumentParser, add_options, config_from_args, option, run_reporting_errors, setup_logging
+from edge_common.cli import (
+    ArgumentParser,
+    add_options,
+    check_ranges,
+    config_from_args,
+    option,
+    run_reporting_errors,
+    setup_logging,
+)
 from edge_common.errors import EdgeError
 
 # The benchmark's paired comparisons: (model, model it must beat, formats), at 1 thread. edge_cnn is
@@ -32,16 +40,15 @@ class PairedConfig:
     """Options of ``python -m benchmarks.paired``."""
 
     files: tuple[str, ...] = option((), cli=False)
-    threads: int = option(1, "interpreter threads per file")
-    rounds: int = option(20, "alternating rounds; each pair is judged in every round")
-    block_seconds: float = option(0.5, "timed seconds per file in each round")
+    threads: int = option(1, "interpreter threads per file", bounds=(1, 1024))
+    rounds: int = option(20, "alternating rounds; each pair is judged in every round", bounds=(1, 1000))
+    block_seconds: float = option(0.5, "timed seconds per file in each round", bounds=(0.01, 60))
     json: bool = option(False, "print the result as one JSON line instead of a table")
 
     def validate(self) -> None:
         if len(self.files) < 2:
             raise EdgeError("give at least two model files to compare (.tflite or .onnx)")
-        if self.threads < 1 or self.rounds < 1 or not 0.01 <= self.block_seconds <= 60:
-            raise EdgeError("--threads and --rounds must be at least 1, --block-seconds within 0.01..60")
+        check_ranges(self)
         for name in self.files:
             if not Path(name).is_file():
                 raise EdgeError(f"{name}: no such model file; give .tflite or .onnx files from runs/<MODEL>/deploy/")

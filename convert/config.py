@@ -6,8 +6,7 @@ from dataclasses import asdict, dataclass, replace
 from importlib import metadata as package_metadata
 from typing import Any
 
-from edge_common.cli import option
-from edge_common.errors import EdgeError
+from edge_common.cli import check_ranges, option
 from edge_runtime import formats as formats_mod
 from train import models
 
@@ -35,20 +34,21 @@ class ConvertConfig:
                                                    + ", ".join(FORMAT_NAMES), choices=FORMAT_NAMES,
                                       metavar="FORMAT")
     # A few hundred training images: enough for stable min/max ranges.
-    calibration_samples: int = option(300, "training images for int8 calibration")
-    agreement_min: float = option(0.999, "float32/float16 gate: top-1 agreement with Keras")
+    calibration_samples: int = option(300, "training images for int8 calibration", bounds=(1, 100_000))
+    agreement_min: float = option(0.999, "float32/float16 gate: top-1 agreement with Keras", bounds=(0, 1))
     max_accuracy_drop: float = option(0.005, "dynamic/int8 gate: accuracy loss against Keras as a fraction "
-                                             "(0.005 = 0.5 points)")
+                                             "(0.005 = 0.5 points)", bounds=(0, 1))
     unlabelled_agreement_min: float | None = option(help="dynamic/int8 gate when the real check photos have no "
                                                          "labels (a model with no test set here): top-1 agreement "
-                                                         "with Keras (default: the registry entry's, else 0.9)")
+                                                         "with Keras (default: the registry entry's, else 0.9)",
+                                                         bounds=(0, 1))
     gates: bool = option(True, "report gate failures but keep every file")
     onnx_activations: str = option("uint8", "ONNX int8 activation type: uint8 for x86, int8 for ARM",
                                    choices=("uint8", "int8"))
     onnx_reduce_range: bool | None = option(help="7-bit ONNX weights, for x86 CPUs without VNNI (default: the "
                                                   "registry entry's, else on; turn off for ARM/VNNI)", both=True)
-    eval_limit: int | None = option(help="check on the first N test images only (quick runs)")
-    opencv_check: int = option(500, "images to check in OpenCV DNN per ONNX file (0: skip)")
+    eval_limit: int | None = option(help="check on the first N test images only (quick runs)", bounds=(1, None))
+    opencv_check: int = option(500, "images to check in OpenCV DNN per ONNX file (0: skip)", bounds=(0, None))
     data_dir: str | None = option(help="Fashion-MNIST folder (default: search; see README)")
     force: bool = option(False, "convert even when deploy files are up to date")
     labels: str | None = option(help="a bare .keras file: its labels file, one class per line (default: "
@@ -70,8 +70,7 @@ class ConvertConfig:
         return OnnxQuantSettings(activation_type=self.onnx_activations, reduce_range=reduce_range)
 
     def validate(self) -> None:
-        if self.calibration_samples < 1 or (self.eval_limit is not None and self.eval_limit < 1):
-            raise EdgeError("--calibration-samples and --eval-limit must be at least 1")
+        check_ranges(self)
         for name in self.formats or ():
             formats_mod.get(name)
 

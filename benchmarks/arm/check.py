@@ -12,7 +12,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from edge_common.cli import ArgumentParser, add_options, config_from_args, option, run_reporting_errors, setup_logging
+from edge_common.cli import (
+    ArgumentParser,
+    add_options,
+    check_ranges,
+    config_from_args,
+    option,
+    run_reporting_errors,
+    setup_logging,
+)
 from edge_common.errors import EdgeError
 from edge_common.files import atomic_write_text, dump_json
 
@@ -51,8 +59,8 @@ class ArmConfig:
     cpus: str = option("cortex-a72,cortex-a76", "emulated CPU models, comma-separated (Pi 4: cortex-a72, Pi 5: "
                                                 "cortex-a76; also cortex-a53, neoverse-n1)")
     models: str = option("clothes_lite0,edge_cnn", "shipped models (runs/<MODEL>/deploy/) whose files are compared")
-    frames: int = option(6, "frames in the test video (one held-out photo per frame)")
-    photos: int = option(6, "held-out photos in the test folder")
+    frames: int = option(6, "frames in the test video (one held-out photo per frame)", bounds=(1, 1000))
+    photos: int = option(6, "held-out photos in the test folder", bounds=(1, 1000))
     benchmark: bool = option(True, "skip the device-mode benchmark in the guest", flag="--no-benchmark")
     cache_dir: str | None = option(help="guest root, wheels and inputs (default: .cache/arm in the checkout)")
     reports_dir: str | None = option(help="where arm.json goes (default: reports/ in the checkout)")
@@ -85,6 +93,7 @@ class _Steps:
 
 def run(config: ArmConfig) -> dict[str, Any]:
     """Build or reuse the guest, run everything on x86 and in the guest, compare, write reports/arm.json."""
+    check_ranges(config)
     cpus = config.cpu_list()
     cache = Path(config.cache_dir).expanduser() if config.cache_dir else ROOT / ".cache" / "arm"
     reports = Path(config.reports_dir).expanduser() if config.reports_dir else ROOT / "reports"

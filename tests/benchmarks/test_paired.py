@@ -44,7 +44,7 @@ def test_the_verdict_says_faster_only_when_most_rounds_agree():
     ([str(SHIPPED / "model_int8.tflite")], "at least two model files"),
     ([str(SHIPPED / "model_int8.tflite"), str(ROOT / "README.md")], "unknown model type"),
     ([str(SHIPPED / "model_int8.tflite"), "missing.tflite"], "no such model file"),
-    ([str(SHIPPED / "model_int8.tflite")] * 2 + ["--rounds", "0"], "--rounds must be at least 1"),
+    ([str(SHIPPED / "model_int8.tflite")] * 2 + ["--rounds", "0"], "--rounds must be 1..1000, got 0"),
 ])
 def test_bad_input_is_one_line_and_exit_2(args, message):
     result = run_cli("-m", "benchmarks.paired", *args, timeout=120)
