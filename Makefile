@@ -22,7 +22,8 @@ test: setup
 # Refresh the lock of exact, hash-checked versions make setup installs (x86-64 Linux, CPython 3.11).
 lock: setup
 	$(PY) -m uv pip compile pyproject.toml --extra train --extra convert --extra dev --generate-hashes \
-		--python-version 3.11 --python-platform x86_64-manylinux_2_28 -o requirements/lock-x86_64.txt
+		--constraint requirements/lock-constraints.txt --python-version 3.11 --python-platform x86_64-manylinux_2_28 \
+		-o requirements/lock-x86_64.txt
 
 # Lint (pyflakes, pycodestyle, import order, bugbear) and types (edge_runtime, edge_common); see pyproject.toml.
 check: setup

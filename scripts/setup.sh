@@ -18,7 +18,7 @@ else
     log="$VENV/pip-install.log"
     : >"$log"
     # The tooling's exact versions, hash-checked, from the lock (requirements/lock-x86_64.txt, for
-    # CPython 3.11 on x86-64 Linux; `make lock` refreshes it); elsewhere the ranges in pyproject.toml.
+    # CPython 3.11 on x86-64 Linux; `make lock` refreshes it, under requirements/lock-constraints.txt); elsewhere the ranges in pyproject.toml.
     lock=requirements/lock-x86_64.txt
     pyver=$("$VENV/bin/python" -c 'import sys; print(f"{sys.version_info[0]}.{sys.version_info[1]}")')
     if [ -f "$lock" ] && [ "$(uname -m)" = "x86_64" ] && [ "$pyver" = "3.11" ] && [ "$EXTRAS" = "train,convert,dev" ]; then
