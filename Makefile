@@ -17,6 +17,7 @@ benchmark-quick: setup
 	$(PY) -m benchmarks --quick
 
 test: setup
+	@scripts/test-services.sh
 	$(PY) -m pytest
 
 # Refresh the lock of exact, hash-checked versions make setup installs (x86-64 Linux, CPython 3.11).
@@ -31,6 +32,7 @@ check: setup
 	$(PY) -m mypy
 
 test-fast: setup
+	@scripts/test-services.sh
 	$(PY) -m pytest -m "not slow"
 
 train: setup

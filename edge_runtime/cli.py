@@ -45,7 +45,9 @@ class RunOptions:
 
 
 def build_parser() -> ArgumentParser:
+    from .events import EventOptions
     from .live import LiveConfig
+    from .serve import ServeOptions
     from .sources import CaptureOptions
 
     parser = ArgumentParser(
@@ -66,6 +68,8 @@ def build_parser() -> ArgumentParser:
     view.add_argument("--window", dest="headless", action="store_false",
                       help="insist on a window (needs the gui extra)")
     add_options(parser, LiveConfig)
+    add_options(parser, ServeOptions)
+    add_options(parser, EventOptions)
     add_options(parser, RunOptions, only=("verbose",))
     return parser
 
@@ -85,14 +89,18 @@ def main(argv: list[str] | None = None) -> int:
 
 def _classify(args: argparse.Namespace) -> int:
     from .classifier import Classifier
+    from .events import EventOptions, Events
     from .live import LiveConfig, run
     from .outputs import check_distinct
+    from .serve import LiveView, ServeOptions
     from .sources import CaptureOptions, open_source
 
     options = config_from_args(RunOptions, args)
     config = config_from_args(LiveConfig, args, headless=args.headless)
     capture = config_from_args(CaptureOptions, args)
-    for checked in (options, capture):
+    serve = config_from_args(ServeOptions, args)
+    event_options = config_from_args(EventOptions, args)
+    for checked in (options, capture, serve, event_options):
         check_ranges(checked)
     config.validate()
     check_distinct([("--model", options.model), ("--source", options.source)],
@@ -105,7 +113,23 @@ def _classify(args: argparse.Namespace) -> int:
 
         source.close()
         raise EdgeError(f"--loop repeats image sources and video files; {source.name} is live and runs until stopped")
-    stats = run(classifier, source, config, reopen=lambda: open_source(options.source, capture))
+    view = events = None
+    try:
+        if serve.serve:
+            view = LiveView(serve, classifier.metadata.model, source.name)
+            print(f"live view: {view.url}", file=sys.stderr, flush=True)
+        if event_options.webhook or event_options.mqtt or view:
+            events = Events(event_options, source.name, classifier.metadata.model,
+                            extra=[view.add_change] if view else None)
+        stats = run(classifier, source, config, reopen=lambda: open_source(options.source, capture), view=view,
+                    events=events)
+    finally:
+        if events is not None:
+            events.close()
+        if view is not None:
+            view.close()
+    if events is not None:
+        stats.events = events.summary()
     print(stats.summary(), file=sys.stderr)
     if options.summary_json:
         atomic_write_text(options.summary_json, dump_json(stats.to_dict()))

@@ -24,8 +24,10 @@ from edge_common.cli import check_ranges, option
 from . import overlay
 from .classifier import Classifier, frame_answer
 from .errors import EdgeError, FrameError, OutputError, SourceError
+from .events import Events
 from .outputs import STDOUT, VIDEO_SUFFIXES, ImageSink, JsonlSink, VideoSink, check_distinct
 from .readers import FrameEvent, LatestReader, OrderedReader
+from .serve import LiveView
 from .sources import FrameSource
 from .stats import STAGES, LiveStats, Smoother, StatusLine
 
@@ -81,7 +83,8 @@ def gui_available() -> tuple[bool, str]:
 
 def run(classifier: Classifier, source: FrameSource, config: LiveConfig, *,
         reopen: Callable[[], FrameSource] | None = None, stop: threading.Event | None = None,
-        on_frame: Callable[[int, Sequence[tuple[str, float]]], None] | None = None) -> LiveStats:
+        on_frame: Callable[[int, Sequence[tuple[str, float]]], None] | None = None,
+        view: LiveView | None = None, events: Events | None = None) -> LiveStats:
     """Run the loop until the source ends, ``max_frames``, q/Esc, Ctrl-C/SIGTERM, or ``stop`` is set.
 
     Args:
@@ -91,6 +94,8 @@ def run(classifier: Classifier, source: FrameSource, config: LiveConfig, *,
         stop: set it from another thread to end the loop cleanly.
         on_frame: called after each frame with its index and its top-k ``(label, score)`` pairs
             (integrators' hook).
+        view: the live view (``--serve``) to publish each annotated frame and its state to.
+        events: the label-change events (``--webhook``, ``--mqtt``) to feed each frame's answer.
 
     Returns:
         The run's statistics; outputs are closed and renamed into place.
@@ -99,6 +104,7 @@ def run(classifier: Classifier, source: FrameSource, config: LiveConfig, *,
         SourceError: the source failed for good (its error and the run's summary in one line).
     """
     loop = _Loop(classifier, source, config, reopen, stop or threading.Event(), on_frame)
+    loop.view, loop.events = view, events
     stats = loop.run()
     if stats.ended_by == "end of source" and stats.error:
         raise SourceError(stats.error + "; " + stats.summary().splitlines()[0])
@@ -115,6 +121,8 @@ class _Loop:
                  on_frame: Callable[[int, Sequence[tuple[str, float]]], None] | None) -> None:
         self.classifier, self.source, self.config, self.stop, self.on_frame = classifier, source, config, stop, on_frame
         self.stats = LiveStats()
+        self.view: LiveView | None = None
+        self.events: Events | None = None
         self.show = self._window_wanted()
         images: list[Any] = list(getattr(source, "paths", None) or [])
         inputs = [("--model", classifier.path)] + [("--source", path) for path in images or
@@ -209,7 +217,7 @@ class _Loop:
         unknown = classifier.is_unknown(unknown_score)
         self.stats.unknown += unknown
         fps = self._fps(t2)
-        if config.overlay and (self.show or self.video):
+        if config.overlay and (self.show or self.video or self.view):
             frame = overlay.draw(frame, top, fps, threshold=config.threshold, bars=config.bars, unknown=unknown)
         t3 = time.perf_counter()
         if isinstance(self.video, ImageSink):
@@ -222,10 +230,16 @@ class _Loop:
         stages = dict(zip(STAGES, (capture_ms, (t1 - t0) * 1e3, (t2 - t1) * 1e3, (t3 - t2) * 1e3, (t4 - t3) * 1e3)))
         for name, value in stages.items():
             self.stats.stages[name].add(value)
-        if self.records:
-            self._record(event, top, stages, unknown, unknown_score)
-        self.stats.frames += 1
         answer = frame_answer(top, unknown, config.threshold)
+        if self.records or self.view:
+            record = self._record(event, answer, top, stages, unknown, unknown_score)
+            if self.records:
+                self.records.write(record, time.time())
+            if self.view:
+                self.view.publish(frame, {**record, "score": round(top[0][1], 5), "fps": fps})
+        if self.events:
+            self.events.observe(answer, top[0][1], unknown, event.index)
+        self.stats.frames += 1
         if self.answers:
             guess = f" (best guess {top[0][0]} {top[0][1]:.1%})" if answer in ("unknown", "uncertain") else \
                 f" {top[0][1]:.1%}"
@@ -241,20 +255,20 @@ class _Loop:
         ends.append(frame_end)
         return (len(ends) - 1) / (ends[-1] - ends[0]) if len(ends) > 1 and ends[-1] > ends[0] else None
 
-    def _record(self, event: FrameEvent, top: Sequence[tuple[str, float]], stages: dict[str, float], unknown: bool,
-                unknown_score: float | None) -> None:
-        """One JSONL line: the frame, its file (image sources), its top-k and its stage times, named as in
-        the summary (``output`` is writing the video and showing the window; the line itself comes after)."""
-        assert self.records is not None
+    @staticmethod
+    def _record(event: FrameEvent, answer: str, top: Sequence[tuple[str, float]], stages: dict[str, float],
+                unknown: bool, unknown_score: float | None) -> dict[str, Any]:
+        """What a frame's answer is, as one JSONL line and the live view's state: the frame, its file
+        (image sources), the answer, its top-k and its stage times, named as in the summary (``output``
+        is writing the video and showing the window; the line itself comes after)."""
         record: dict[str, Any] = {"frame": event.index, "time": round(event.timestamp, 6)}
         if event.file is not None:
             record["file"] = event.file
-        record.update(label=frame_answer(top, unknown, self.config.threshold), unknown=unknown,
-                      top=[[name, round(score, 5)] for name, score in top],
+        record.update(label=answer, unknown=unknown, top=[[name, round(score, 5)] for name, score in top],
                       ms={name: round(value, 3) for name, value in stages.items()})
         if unknown_score is not None:
             record["unknown_score"] = round(unknown_score, 5)
-        self.records.write(record, time.time())
+        return record
 
     def _close(self) -> None:
         """Stop the reader, close and rename the outputs, release the source and the window."""

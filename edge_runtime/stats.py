@@ -54,6 +54,7 @@ class LiveStats:
     stages: dict[str, StageStats] = field(default_factory=lambda: {name: StageStats() for name in STAGES})
     error: str | None = None
     signal: int | None = None  # the signal (SIGINT, SIGTERM) that ended the run, if one did
+    events: dict[str, dict[str, int]] = field(default_factory=dict)  # per sink: sent, dropped, failed
 
     @property
     def fps(self) -> float:
@@ -65,7 +66,8 @@ class LiveStats:
                 "rejected": self.rejected, "dropped": self.dropped, "reconnects": self.reconnects,
                 "reconnect_attempts": self.reconnect_attempts,
                 "unknown": self.unknown,
-                "ended_by": self.ended_by, "signal": self.signal, "outputs": self.outputs, "error": self.error,
+                "ended_by": self.ended_by, "signal": self.signal, "events": self.events, "outputs": self.outputs,
+                "error": self.error,
                 "stages": {name: stats.summary() for name, stats in self.stages.items()}}
 
     def summary(self) -> str:
@@ -76,6 +78,9 @@ class LiveStats:
             s = stats.summary()
             lines.append(f"  {name:10s} mean {s['mean_ms']:7.3f} ms  p50 {s['p50_ms']:7.3f}  p95 "
                          f"{s['p95_ms']:7.3f}  max {s['max_ms']:8.2f}")
+        for sink, counts in self.events.items():
+            lines.append(f"  events   {sink}: {counts['sent']} sent, {counts['dropped']} dropped (queue full), "
+                         f"{counts['failed']} failed")
         if self.error:
             lines.append(f"  stopped: {self.error}")
         return "\n".join(lines)

@@ -1,0 +1,361 @@
+"""The live view over HTTP (``--serve``), from the standard library: watch a headless device from a browser.
+
+Routes (every other path is 404, every other method 501):
+
+- ``/``: a page with the annotated stream, the answer, top-k bars, the unknown state, FPS, stage
+  times, the model and the source;
+- ``/stream.mjpg``: the annotated frames as multipart MJPEG;
+- ``/state.json``: the latest prediction and stats (``label``, ``score``, ``top``, ``unknown``,
+  ``unknown_score``, ``frame``, ``fps``, ``ms``, ``model``, ``source``);
+- ``/events``: server-sent events: ``state`` (the latest state, at most 5 a second) and ``label``
+  (each debounced label change, the same JSON as the webhook and MQTT events).
+
+Cost: JPEG encoding happens only while someone watches the stream, at most ``--serve-fps`` frames
+a second, in its own thread; each viewer gets the newest JPEG, so a slow or stalled viewer only
+slows itself, and one that disconnects mid-stream is no error. Security: 127.0.0.1 by default;
+any other bind needs a token (``--serve-token``, else a random one printed with the URL), checked
+in constant time on every route as ``?token=`` or an ``Authorization: Bearer`` header; at most
+``--serve-clients`` long-lived connections (the stream and event feeds), more get 503; nothing is
+cached.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import logging
+import secrets
+import socket
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import numpy as np
+
+from edge_common.cli import option
+
+from .errors import EdgeError
+
+log = logging.getLogger("edge_classify.runtime")
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
+STATE_EVENTS_PER_S = 5.0
+BOUNDARY = "edgeclassifyframe"
+
+
+@dataclass
+class ServeOptions:
+    """The live view's flags of ``python -m edge_runtime``."""
+
+    serve: str | None = option(help="serve the live view over HTTP on [HOST:]PORT (host default 127.0.0.1; any "
+                                    "other host needs a token)", metavar="[HOST:]PORT")
+    serve_fps: float = option(15.0, "most frames per second the live view encodes, only while someone watches",
+                              bounds=(0, 60), open_low=True)
+    serve_token: str | None = option(help="the live view's token (default: none on 127.0.0.1, a random one on "
+                                          "other hosts, printed with the URL)")
+    serve_clients: int = option(8, "most simultaneous stream and event connections (more get 503)",
+                                bounds=(1, 256))
+
+
+def parse_bind(text: str) -> tuple[str, int]:
+    """``PORT``, ``HOST:PORT`` or ``[IPV6]:PORT`` as (host, port).
+
+    Raises:
+        EdgeError: not a port number 0..65535.
+    """
+    host, _, port = text.rpartition(":")
+    host = host.strip("[]") or "127.0.0.1"
+    if not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise EdgeError(f"--serve {text!r}: expected [HOST:]PORT with a port 0..65535, e.g. 8080 or 0.0.0.0:8080")
+    return host, int(port)
+
+
+class LiveView:
+    """The newest annotated frame and state, served to browsers while the loop runs."""
+
+    def __init__(self, options: ServeOptions, model: str, source: str) -> None:
+        assert options.serve is not None
+        host, port = parse_bind(options.serve)
+        self.token = options.serve_token or (None if host in LOOPBACK else secrets.token_urlsafe(18))
+        self.fps, self.max_clients = options.serve_fps, options.serve_clients
+        self.model, self.source = model, source
+        self._cond = threading.Condition()
+        self._frame: np.ndarray | None = None
+        self._frame_seq = 0
+        self._jpeg: bytes | None = None
+        self._jpeg_seq = 0
+        self._state: dict[str, Any] = {"model": model, "source": source, "frame": None, "label": None}
+        self._state_seq = 0
+        self._changes: deque[tuple[int, dict[str, Any]]] = deque(maxlen=32)
+        self._change_seq = 0
+        self.viewers = 0  # stream connections: JPEGs are encoded only while there is one
+        self.clients = 0  # stream and event connections together, bounded
+        self.closed = False
+        try:
+            self._server = _Server((host, port), _handler_for(self))
+        except OSError as exc:
+            raise EdgeError(f"--serve {options.serve}: cannot listen on {host}:{port} ({exc.strerror or exc}); "
+                            "choose another port") from None
+        address = self._server.server_address
+        self.host, self.port = str(address[0]), int(address[1])
+        self._threads = [threading.Thread(target=self._server.serve_forever, name="live-view", daemon=True),
+                         threading.Thread(target=self._encode, name="live-view-jpeg", daemon=True)]
+        for thread in self._threads:
+            thread.start()
+
+    @property
+    def url(self) -> str:
+        host = f"[{self.host}]" if ":" in str(self.host) else self.host
+        return f"http://{host}:{self.port}/" + (f"?token={self.token}" if self.token else "")
+
+    # -- fed by the live loop ------------------------------------------------------------------
+
+    def publish(self, frame: np.ndarray, state: dict[str, Any]) -> None:
+        """The newest annotated frame and its state (cheap: no copy, no encoding here)."""
+        with self._cond:
+            self._frame, self._frame_seq = frame, self._frame_seq + 1
+            self._state = {**state, "model": self.model, "source": self.source}
+            self._state_seq += 1
+            self._cond.notify_all()
+
+    def add_change(self, event: dict[str, Any]) -> None:
+        with self._cond:
+            self._change_seq += 1
+            self._changes.append((self._change_seq, event))
+            self._cond.notify_all()
+
+    def close(self) -> None:
+        with self._cond:
+            self.closed = True
+            self._cond.notify_all()
+        self._server.shutdown()
+        self._server.server_close()
+
+    # -- inside the server -----------------------------------------------------------------------
+
+    def _encode(self) -> None:
+        """JPEG-encode the newest frame at most ``fps`` times a second, only while someone watches."""
+        import cv2
+
+        encoded_seq, last = 0, 0.0
+        while True:
+            with self._cond:
+                while not self.closed and (self.viewers == 0 or self._frame_seq == encoded_seq):
+                    self._cond.wait(0.5)
+                if self.closed:
+                    return
+                frame, encoded_seq = self._frame, self._frame_seq
+            if frame is None:
+                continue
+            wait = 1.0 / self.fps - (time.monotonic() - last)
+            if wait > 0:
+                time.sleep(wait)
+            last = time.monotonic()
+            ok, jpeg = cv2.imencode(".jpg", frame, [cv2.IMWRITE_JPEG_QUALITY, 80])
+            if ok:
+                with self._cond:
+                    self._jpeg, self._jpeg_seq = jpeg.tobytes(), self._jpeg_seq + 1
+                    self._cond.notify_all()
+
+    def state(self) -> dict[str, Any]:
+        with self._cond:
+            return dict(self._state)
+
+    def next_jpeg(self, after: int, timeout: float = 1.0) -> tuple[int, bytes | None]:
+        with self._cond:
+            if self._jpeg_seq <= after and not self.closed:
+                self._cond.wait(timeout)
+            return self._jpeg_seq, self._jpeg if self._jpeg_seq > after else None
+
+    def next_update(self, state_seen: int, change_seen: int, timeout: float = 1.0
+                    ) -> tuple[int, dict[str, Any] | None, list[tuple[int, dict[str, Any]]]]:
+        with self._cond:
+            if self._state_seq <= state_seen and self._change_seq <= change_seen and not self.closed:
+                self._cond.wait(timeout)
+            state = dict(self._state) if self._state_seq > state_seen else None
+            return self._state_seq, state, [c for c in self._changes if c[0] > change_seen]
+
+    def admit(self, stream: bool) -> bool:
+        with self._cond:
+            if self.clients >= self.max_clients:
+                return False
+            self.clients += 1
+            self.viewers += stream
+            self._cond.notify_all()
+            return True
+
+    def leave(self, stream: bool) -> None:
+        with self._cond:
+            self.clients -= 1
+            self.viewers -= stream
+
+    def authorized(self, query_token: str, header: str | None) -> bool:
+        if self.token is None:
+            return True
+        given = query_token or (header[7:] if header and header.startswith("Bearer ") else "")
+        return hmac.compare_digest(given.encode(), self.token.encode())
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+
+    def __init__(self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler]) -> None:
+        if ":" in address[0]:
+            self.address_family = socket.AF_INET6
+        super().__init__(address, handler)
+
+
+def _handler_for(view: LiveView) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        server_version = "edge-classify"
+        timeout = 30  # a request that never finishes arriving is dropped
+
+        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the base class's name
+            log.debug("live view: " + format, *args)
+
+        def do_GET(self) -> None:  # noqa: N802 - the base class's name
+            parts = urlsplit(self.path)
+            token = (parse_qs(parts.query).get("token") or [""])[0]
+            if not view.authorized(token, self.headers.get("Authorization")):
+                self._plain(401, "a token is needed: open the URL printed at start-up (?token=...)")
+                return
+            route = {"/": self._page, "/state.json": self._state, "/stream.mjpg": self._stream,
+                     "/events": self._events}.get(parts.path)
+            if route is None:
+                self._plain(404, "not found: /, /stream.mjpg, /state.json, /events")
+                return
+            try:
+                route()
+            except (BrokenPipeError, ConnectionResetError, socket.timeout, TimeoutError):
+                pass  # a viewer that went away mid-stream is no error
+
+        def _head(self, code: int, kind: str, length: int | None = None) -> None:
+            self.send_response(code)
+            self.send_header("Content-Type", kind)
+            self.send_header("Cache-Control", "no-store")
+            self.send_header("X-Content-Type-Options", "nosniff")
+            if length is not None:
+                self.send_header("Content-Length", str(length))
+            self.end_headers()
+
+        def _plain(self, code: int, text: str) -> None:
+            body = (text + "\n").encode()
+            self._head(code, "text/plain; charset=utf-8", len(body))
+            self.wfile.write(body)
+
+        def _page(self) -> None:
+            body = PAGE.replace("{{MODEL}}", _html(view.model)).replace("{{SOURCE}}", _html(view.source)).encode()
+            self._head(200, "text/html; charset=utf-8", len(body))
+            self.wfile.write(body)
+
+        def _state(self) -> None:
+            body = json.dumps(view.state()).encode()
+            self._head(200, "application/json", len(body))
+            self.wfile.write(body)
+
+        def _stream(self) -> None:
+            if not view.admit(stream=True):
+                self._plain(503, f"busy: at most {view.max_clients} viewers (--serve-clients)")
+                return
+            try:
+                self.connection.settimeout(10)  # a stalled viewer is dropped, never waited on for long
+                self._head(200, f"multipart/x-mixed-replace; boundary={BOUNDARY}")
+                seen = 0
+                while not view.closed:
+                    seen, jpeg = view.next_jpeg(seen)
+                    if jpeg is None:
+                        continue
+                    self.wfile.write(f"--{BOUNDARY}\r\nContent-Type: image/jpeg\r\nContent-Length: {len(jpeg)}"
+                                     "\r\n\r\n".encode() + jpeg + b"\r\n")
+                    self.wfile.flush()
+            finally:
+                view.leave(stream=True)
+
+        def _events(self) -> None:
+            if not view.admit(stream=False):
+                self._plain(503, f"busy: at most {view.max_clients} viewers (--serve-clients)")
+                return
+            try:
+                self.connection.settimeout(10)
+                self._head(200, "text/event-stream")
+                self.wfile.write(b"retry: 2000\n\n")
+                state_seen, change_seen, last_state, last_write = 0, 0, 0.0, time.monotonic()
+                with view._cond:
+                    change_seen = view._change_seq  # only changes from now on
+                while not view.closed:
+                    state_seq, state, changes = view.next_update(state_seen, change_seen)
+                    out = b""
+                    for seq, event in changes:
+                        out += b"event: label\ndata: " + json.dumps(event).encode() + b"\n\n"
+                        change_seen = seq
+                    now = time.monotonic()
+                    if state is not None and now - last_state >= 1.0 / STATE_EVENTS_PER_S:
+                        out += b"event: state\ndata: " + json.dumps(state).encode() + b"\n\n"
+                        state_seen, last_state = state_seq, now
+                    elif state is None and now - last_write > 15:
+                        out = b": keep-alive\n\n"
+                    if out:
+                        self.wfile.write(out)
+                        self.wfile.flush()
+                        last_write = now
+                    elif state is not None:
+                        time.sleep(min(0.05, 1.0 / STATE_EVENTS_PER_S))
+            finally:
+                view.leave(stream=False)
+
+    return Handler
+
+
+def _html(text: str) -> str:
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace('"', "&quot;")
+
+
+PAGE = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width,initial-scale=1">
+<title>edge-classify: {{MODEL}}</title>
+<style>
+body{font-family:system-ui,sans-serif;margin:0;background:#111;color:#eee;display:flex;flex-wrap:wrap;gap:16px;padding:16px}
+#view{flex:1 1 480px;max-width:960px} #view img{width:100%;background:#222;border-radius:6px}
+#side{flex:0 1 320px} h1{font-size:1.1rem;margin:0 0 8px} .muted{color:#999;font-size:.85rem}
+#answer{font-size:2rem;font-weight:600;margin:8px 0} #answer.unknown{color:#f6a}
+.bar{display:flex;align-items:center;gap:8px;margin:4px 0} .bar span{width:110px;overflow:hidden;text-overflow:ellipsis}
+.bar div{height:12px;background:#4a9;border-radius:3px} table{font-size:.85rem;border-collapse:collapse}
+td{padding:2px 8px 2px 0}
+</style></head><body>
+<div id="view"><img id="stream" alt="live view"></div>
+<div id="side"><h1>{{MODEL}}</h1><div class="muted">source: {{SOURCE}}</div>
+<div id="answer">waiting for frames</div><div id="unknown" class="muted"></div><div id="bars"></div>
+<table id="stats"></table><div id="changes" class="muted"></div></div>
+<script>
+const esc = (t) => String(t).replace(/[&<>"]/g, (c) => ({"&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;"}[c]));
+const token = new URLSearchParams(location.search).get("token");
+const q = token ? "?token=" + encodeURIComponent(token) : "";
+const img = document.getElementById("stream");
+img.src = "stream.mjpg" + q;
+img.addEventListener("load", () => { document.body.dataset.streamLoaded = img.naturalWidth; });
+const events = new EventSource("events" + q);
+events.addEventListener("state", (message) => {
+  const s = JSON.parse(message.data);
+  const answer = document.getElementById("answer");
+  answer.textContent = s.unknown ? "none of these" : s.label;  // textContent: never parsed as HTML
+  answer.className = s.unknown ? "unknown" : "";
+  document.body.dataset.label = s.label;
+  document.getElementById("unknown").textContent = s.unknown_score == null ? "" :
+      "out-of-class score " + s.unknown_score.toFixed(3) + (s.unknown ? " (none of these)" : "");
+  document.getElementById("bars").innerHTML = s.top.map(([name, p]) => `<div class="bar"><span>${esc(name)}</span>`
+      + `<div style="width:${Math.round(180 * p)}px"></div>${(100 * p).toFixed(1)}%</div>`).join("");
+  const rows = [["frame", s.frame], ["FPS", s.fps == null ? "-" : s.fps.toFixed(1)]]
+      .concat(Object.entries(s.ms || {}).map(([k, v]) => [k + " ms", v.toFixed(2)]));
+  document.getElementById("stats").innerHTML = rows.map(([k, v]) => `<tr><td>${k}</td><td>${v}</td></tr>`).join("");
+});
+events.addEventListener("label", (message) => {
+  const e = JSON.parse(message.data);
+  document.getElementById("changes").textContent =
+      "last change: " + (e.previous || "-") + " -> " + e.label + " at " + e.time;
+});
+</script></body></html>
+"""
