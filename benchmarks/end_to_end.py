@@ -59,6 +59,15 @@ def end_to_end(targets: list[ModelTarget], config: BenchConfig, keras_ok: bool, 
         if name in camera.files:
             out["runtime"][name] = pipeline.live_loop(camera.files[name], video, frame_labels, threads=1,
                                                       labels=camera.labels)
+    if "tflite_int8" in camera.files:  # the live view's cost: the same run with one viewer of its stream
+        watched = pipeline.live_loop(camera.files["tflite_int8"], video, None, threads=1, viewer=True)
+        alone = out["runtime"]["tflite_int8"]
+        if "fps" in watched and alone.get("fps"):
+            out["live_view"] = {"file": "tflite_int8", "fps_no_viewer": alone["fps"], "fps_one_viewer": watched["fps"],
+                                "fps_cost": 1 - watched["fps"] / alone["fps"],
+                                "overhead_no_viewer": alone["runtime_overhead_fraction"],
+                                "overhead_one_viewer": watched["runtime_overhead_fraction"],
+                                "jpegs_received": watched.get("viewer_jpegs", 0)}
     progress.step("camera pipeline: model.predict per frame")
     if keras_ok and camera.keras_file is not None:
         measured = run_json([sys.executable, "-m", "benchmarks.keras_worker", str(camera.keras_file),

@@ -15,6 +15,7 @@ import json
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -111,15 +112,30 @@ def capture_ceiling(video: Path, spec: InputSpec) -> dict[str, float]:
 
 
 def live_loop(model_file: Path, video: Path, frame_labels: np.ndarray | None, *, threads: int = 1,
-              labels: tuple[str, ...] | None = None, timeout: float = 600) -> dict[str, Any]:
-    """Run ``python -m edge_runtime`` headless on the video in a fresh process; its summary plus accuracy."""
+              labels: tuple[str, ...] | None = None, timeout: float = 600, viewer: bool = False) -> dict[str, Any]:
+    """Run ``python -m edge_runtime`` headless on the video in a fresh process; its summary plus accuracy.
+
+    With ``viewer``, the live view is served (``--serve``) and one client reads its MJPEG stream for
+    the whole run, so the cost of a watcher shows in the FPS.
+    """
     with tempfile.TemporaryDirectory(prefix="edge-e2e-") as tmp:
         summary_path, jsonl_path = Path(tmp, "summary.json"), Path(tmp, "frames.jsonl")
         command = [sys.executable, "-m", "edge_runtime", "--model", str(model_file), "--source", str(video),
-                   "--headless", "--threads", str(threads), "--summary-json", str(summary_path)]
+                   "--headless", "--threads", str(threads), "--summary-json", str(summary_path), "--quiet"]
         if frame_labels is not None:
             command += ["--jsonl", str(jsonl_path)]
-        result = subprocess.run(command, capture_output=True, text=True, timeout=timeout)
+        watched: dict[str, int] = {}
+        if viewer:
+            port = _free_port()
+            command += ["--serve", f"127.0.0.1:{port}"]
+            process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+            reader = threading.Thread(target=_watch, args=(port, process, watched), daemon=True)
+            reader.start()
+            _, stderr = process.communicate(timeout=timeout)
+            reader.join(5)
+            result = subprocess.CompletedProcess(command, process.returncode, "", stderr)
+        else:
+            result = subprocess.run(command, capture_output=True, text=True, timeout=timeout)
         if result.returncode != 0:
             return {"error": (result.stderr.strip().splitlines() or ["failed"])[-1]}
         summary = json.loads(summary_path.read_text())
@@ -131,10 +147,37 @@ def live_loop(model_file: Path, video: Path, frame_labels: np.ndarray | None, *,
         busy = sum(stats["mean_ms"] for name, stats in stages.items() if name != "capture")
         out["runtime_frame_ms"] = busy  # the main thread's own work per frame (capture runs alongside)
         out["runtime_overhead_fraction"] = (busy - stages["inference"]["mean_ms"]) / busy if busy else 0.0
+        if viewer:
+            out["viewer_jpegs"] = watched.get("jpegs", 0)
         if frame_labels is not None and labels is not None and jsonl_path.exists():
             out.update(frame_scores([json.loads(line) for line in jsonl_path.read_text().splitlines()],
                                     frame_labels, labels))
         return out
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _watch(port: int, process: subprocess.Popen, watched: dict[str, int]) -> None:
+    """One viewer of the live view's stream until the process ends: counts the JPEGs it received."""
+    import socket
+
+    while process.poll() is None:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+                sock.sendall(b"GET /stream.mjpg HTTP/1.1\r\nHost: bench\r\n\r\n")
+                while process.poll() is None:
+                    chunk = sock.recv(1 << 16)
+                    if not chunk:
+                        return
+                    watched["jpegs"] = watched.get("jpegs", 0) + chunk.count(b"Content-Type: image/jpeg")
+        except OSError:
+            time.sleep(0.05)  # not listening yet
 
 
 def frame_scores(records: list[dict[str, Any]], frame_labels: np.ndarray, labels: tuple[str, ...]) -> dict[str, Any]:

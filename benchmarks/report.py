@@ -131,6 +131,13 @@ def markdown(report: dict[str, Any]) -> str:
                          f"({keras['frame_ms']:.1f} ms per frame)")
         for name, ratio in e2e.get("speedup_vs_keras_predict", {}).items():
             lines.append(f"- {name} per-frame work is {ratio:.0f}x faster than model.predict on the same frames")
+        view = e2e.get("live_view")
+        if view:
+            lines.append(f"- live view (--serve), {view['file']}: {view['fps_no_viewer']:.0f} FPS with no viewer, "
+                         f"{view['fps_one_viewer']:.0f} with one reading the stream ({100 * view['fps_cost']:+.0f}% "
+                         f"cost; {view['jpegs_received']} JPEGs received); runtime overhead "
+                         f"{100 * view['overhead_no_viewer']:.0f}% and {100 * view['overhead_one_viewer']:.0f}% (two "
+                         "separate runs: the machine's drift is in the difference)")
     lines += camera_markdown(report.get("camera_conditions") or {})
     if report.get("skipped"):
         lines += ["", "Skipped: " + "; ".join(report["skipped"])]
