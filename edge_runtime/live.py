@@ -147,8 +147,8 @@ class _Loop:
         self.answers = not continuous and config.jsonl != STDOUT
         self.status = StatusLine(sys.stderr) if continuous and not config.quiet else None
         self.reader: OrderedReader | LatestReader = (
-            LatestReader(source, reopen, give_up_s=config.reconnect_timeout) if source.is_live
-            else OrderedReader(source))
+            LatestReader(source, reopen, give_up_s=config.reconnect_timeout, prepare=classifier.input_tensor)
+            if source.is_live else OrderedReader(source, prepare=classifier.input_tensor))
         self.frame_ends: deque[float] = deque(maxlen=30)
 
     def run(self) -> LiveStats:
@@ -205,7 +205,8 @@ class _Loop:
         assert frame is not None  # the caller skips empty events
         try:
             t0 = time.perf_counter()
-            tensor = classifier.input_tensor(frame)
+            # Prepared in the reading thread (overlapping the last inference); else here.
+            tensor = event.tensor if event.tensor is not None else classifier.input_tensor(frame)
             t1 = time.perf_counter()
             probabilities, unknown_score = self.smoother(*classifier.infer_all(tensor))
             t2 = time.perf_counter()

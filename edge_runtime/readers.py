@@ -30,13 +30,30 @@ class FrameEvent:
     read_ms: float
     timestamp: float
     file: str | None = None  # image sources: the file this frame came from
+    tensor: np.ndarray | None = None  # the model input, prepared in the reading thread (None: not prepared)
+    prepare_ms: float = 0.0
+
+
+def _prepared(prepare: Callable[[np.ndarray], np.ndarray] | None, frame: np.ndarray | None
+              ) -> tuple[np.ndarray | None, float]:
+    """The model input for ``frame``, made off the main loop; None when it cannot be (the loop then
+    makes it itself and reports why)."""
+    if prepare is None or frame is None:
+        return None, 0.0
+    started = time.perf_counter()
+    try:
+        return prepare(frame), (time.perf_counter() - started) * 1e3
+    except Exception:  # a frame the model cannot take: the loop's own attempt names the problem
+        return None, 0.0
 
 
 class OrderedReader:
     """Reads a file source in a thread into a small queue: every frame, in order, decoding ahead."""
 
-    def __init__(self, source: FrameSource, depth: int = 4) -> None:
+    def __init__(self, source: FrameSource, depth: int = 4,
+                 prepare: Callable[[np.ndarray], np.ndarray] | None = None) -> None:
         self.source = source
+        self._prepare = prepare  # preprocessing, run here so it overlaps inference on another core
         self.error: str | None = None  # why reading stopped early, when it did
         self._queue: queue.Queue[FrameEvent | None] = queue.Queue(maxsize=depth)
         self._stop = threading.Event()
@@ -57,8 +74,10 @@ class OrderedReader:
                 if not ok:
                     self.error = self.error or getattr(self.source, "error", None)
                     break
-                event = FrameEvent(index, frame, (time.perf_counter() - started) * 1e3, time.time(),
-                                   getattr(self.source, "current", None))
+                read_ms = (time.perf_counter() - started) * 1e3
+                tensor, prepare_ms = _prepared(self._prepare, frame)
+                event = FrameEvent(index, frame, read_ms, time.time(), getattr(self.source, "current", None),
+                                   tensor, prepare_ms)
                 index += 1
                 while not self._stop.is_set():
                     try:
@@ -95,8 +114,10 @@ class LatestReader:
     """
 
     def __init__(self, source: FrameSource, reopen: Callable[[], FrameSource] | None = None, *,
-                 give_up_s: float = 30.0, backoff_s: tuple[float, float] = (0.25, 8.0)) -> None:
+                 give_up_s: float = 30.0, backoff_s: tuple[float, float] = (0.25, 8.0),
+                 prepare: Callable[[np.ndarray], np.ndarray] | None = None) -> None:
         self.source = source
+        self._prepare = prepare
         self._reopen = reopen
         self._give_up_s = give_up_s
         self._backoff = backoff_s
@@ -132,7 +153,13 @@ class LatestReader:
                     if frame is None:
                         self.corrupt += 1
                         continue
-                    event = FrameEvent(index, frame, (time.perf_counter() - started) * 1e3, time.time())
+                    read_ms = (time.perf_counter() - started) * 1e3
+                    # A camera delivers faster than a slow model infers: the newest frame is prepared
+                    # only when the loop has taken the last one, so no work goes to frames it drops.
+                    with self._cond:
+                        waiting = self._latest is None
+                    tensor, prepare_ms = _prepared(self._prepare if waiting else None, frame)
+                    event = FrameEvent(index, frame, read_ms, time.time(), None, tensor, prepare_ms)
                     index += 1
                     with self._cond:
                         if self._latest is not None:
