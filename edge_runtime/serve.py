@@ -202,6 +202,19 @@ class LiveView:
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
+    request_queue_size = 128
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """One log line, never a traceback on the device's console (a flood of connections, a reset)."""
+        import sys
+
+        log.debug("live view: request from %s failed (%s)", client_address, sys.exc_info()[1])
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        try:
+            super().process_request(request, client_address)
+        except RuntimeError:  # no thread left for it (a flood): drop this connection, keep serving
+            self.shutdown_request(request)
 
     def __init__(self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler]) -> None:
         if ":" in address[0]:

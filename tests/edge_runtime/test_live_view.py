@@ -136,7 +136,7 @@ def test_every_route_serves_what_it_says_and_nothing_else(model, video, ledger):
     assert running.stats is not None and running.stats.frames > 0
 
 
-def test_a_token_guards_every_route_and_viewers_are_bounded(model, video, ledger):
+def test_a_token_guards_every_route_and_viewers_are_bounded(model, video, ledger, capfd):
     running = Running(model, video, ServeOptions(serve="127.0.0.1:0", serve_token="s3cret", serve_clients=1))
     try:
         for path in ("/", "/state.json", "/stream.mjpg", "/events"):
@@ -157,6 +157,22 @@ def test_a_token_guards_every_route_and_viewers_are_bounded(model, video, ledger
             assert _wait(lambda: running.view.state()["frame"] > before + 50, 30)
         stalled.close()
         assert _wait(lambda: running.view.clients == 0, 30), "a viewer that went away is released"
+        # A flood: 1,000 connections that send nothing, then half a request each; the view keeps answering.
+        flood = []
+        with ledger.case("live view: 1,000 idle and half-sent connections (no stack trace, still answering)"):
+            for _ in range(1000):
+                try:
+                    flood.append(socket.create_connection(("127.0.0.1", running.view.port), timeout=5))
+                except OSError:
+                    break  # the listen queue is full: refused connections are what a flood should meet
+            for sock in flood[::2]:
+                try:
+                    sock.sendall(b"GET /state.json?token=s3cret HTTP/1.1\r\n")
+                except OSError:
+                    pass
+            for sock in flood:
+                sock.close()
+            assert _get(running.url("/state.json?token=s3cret"), timeout=30)[0] == 200
     finally:
         running.close()
     # Any bind but loopback gets a random token unless one is given.
@@ -168,6 +184,7 @@ def test_a_token_guards_every_route_and_viewers_are_bounded(model, video, ledger
     local = LiveView(ServeOptions(serve="127.0.0.1:0"), "m", "s")
     local.close()
     assert local.token is None
+    assert "Traceback" not in capfd.readouterr().err
     assert parse_bind("8080") == ("127.0.0.1", 8080) and parse_bind("[::1]:9") == ("::1", 9)
 
 
