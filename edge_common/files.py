@@ -66,16 +66,32 @@ def _existing_kind(path: Path) -> str:
     return "stream" if stat.S_ISCHR(mode) or stat.S_ISFIFO(mode) else "other"
 
 
-def _write_through(path: Path, mode: str) -> Iterator[IO]:
-    """Write straight into a device or FIFO (non-blocking open: a FIFO nobody reads is refused, not waited on)."""
+def is_stream(path: str | Path) -> bool:
+    """Whether ``path`` (after symlinks) is a character device or a FIFO: written through, never renamed over."""
+    return _existing_kind(Path(path).expanduser()) == "stream"
+
+
+def open_write_through(path: str | Path, mode: str = "w", buffering: int = -1) -> IO:
+    """A device or FIFO opened for writing. The open is non-blocking, so a FIFO nobody reads is refused
+    at once instead of waited on forever; writes then block as usual.
+
+    Raises:
+        OutputError: it cannot be opened (no reader, permissions).
+    """
     try:
         fd = os.open(path, os.O_WRONLY | os.O_NONBLOCK)
         os.set_blocking(fd, True)
     except OSError as exc:
-        hint = "nothing is reading the FIFO" if exc.errno == errno.ENXIO else (exc.strerror or str(exc))
+        hint = "nothing is reading the FIFO; start its reader first" if exc.errno == errno.ENXIO else \
+            (exc.strerror or str(exc))
         raise OutputError(f"cannot write {path} ({hint})") from None
+    return os.fdopen(fd, mode, buffering)
+
+
+def _write_through(path: Path, mode: str) -> Iterator[IO]:
+    """Write straight into a device or FIFO."""
     try:
-        with os.fdopen(fd, mode) as handle:
+        with open_write_through(path, mode) as handle:
             yield handle
     except OSError as exc:
         raise OutputError(f"cannot write {path} ({exc.strerror or exc})") from None

@@ -17,17 +17,17 @@ with one line and a non-zero exit.
 
 from __future__ import annotations
 
-import errno
 import json
 import logging
 import os
 import re
-import stat
 import sys
 from pathlib import Path
 from typing import IO, Any, Iterable
 
 import numpy as np
+
+from edge_common import files
 
 from . import overlay
 from .errors import OutputError
@@ -40,13 +40,7 @@ IMAGE_OUTPUT_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tif
 
 def is_stream(path: str | Path) -> bool:
     """Whether ``path`` (after symlinks) is standard output, a character device or a FIFO: written through."""
-    if str(path) == STDOUT:
-        return True
-    try:
-        mode = os.stat(Path(path).expanduser()).st_mode
-    except OSError:
-        return False
-    return stat.S_ISCHR(mode) or stat.S_ISFIFO(mode)
+    return str(path) == STDOUT or files.is_stream(path)
 
 
 def check_distinct(inputs: Iterable[tuple[str, str | Path | None]], outputs: dict[str, str | None]) -> None:
@@ -236,16 +230,7 @@ class JsonlSink(Segmented):
         if str(self.final) == STDOUT:
             return sys.stdout
         if self.stream:
-            # A FIFO without a reader would block open() forever: open it non-blocking, which fails at
-            # once when nobody reads, then write blocking as usual.
-            try:
-                fd = os.open(self.final, os.O_WRONLY | os.O_NONBLOCK)
-            except OSError as exc:
-                hint = "nothing is reading the FIFO; start its reader first" if exc.errno == errno.ENXIO else \
-                    (exc.strerror or str(exc))
-                raise OutputError(f"cannot write --jsonl {self.final} ({hint})") from None
-            os.set_blocking(fd, True)
-            return os.fdopen(fd, "w", buffering=1)
+            return files.open_write_through(self.final, "w", buffering=1)
         return open(self._temp_path, "w", buffering=1)
 
     def write(self, record: dict[str, Any], now: float) -> None:
