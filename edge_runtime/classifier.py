@@ -121,6 +121,9 @@ class Classifier:
             metadata = ModelMetadata(model=path.stem, format=kind, labels=tuple(labels), input=input_spec,
                                      output=OutputSpec(kind=output_kind),
                                      extra={"source": "contract passed by the caller"})
+        if metadata.is_extractor:
+            raise MetadataError(f"{path}: is a feature extractor, not a classifier; teach a classifier from it with "
+                                f"`edge-classify teach --extractor {path} --examples DIR --output FILE`")
         engine = open_backend(kind, data, backend, threads)
         try:
             metadata = _reconcile(metadata, engine, path)

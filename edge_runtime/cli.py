@@ -3,6 +3,7 @@
     python -m edge_runtime --model FILE --source SOURCE [options]
     python -m edge_runtime doctor
     python -m edge_runtime inspect FILE
+    python -m edge_runtime teach --examples DIR --output FILE   (see edge_runtime/teach)
 
 Exit codes: 0 when the source ended, ``--max-frames`` was reached or q/Esc was pressed; 2 for a
 predictable mistake (one ``error:`` line); 130 after Ctrl-C and 143 after SIGTERM, once the
@@ -54,7 +55,8 @@ def build_parser() -> ArgumentParser:
         prog="python -m edge_runtime",
         description="Classify frames from a camera, video, images or stream with a converted .tflite/.onnx model. "
                     "Other commands: `python -m edge_runtime doctor` (what this device has), "
-                    "`python -m edge_runtime inspect FILE` (a model's embedded metadata).",
+                    "`python -m edge_runtime inspect FILE` (a model's embedded metadata), "
+                    "`python -m edge_runtime teach ...` (teach a classifier your own things).",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="sources: 0 (camera index) | picamera2 | video.mp4 | image.jpg | folder/ | 'glob/*.jpg' | "
                "rtsp://host/stream | 'nvarguscamerasrc ! ... ! appsink' (GStreamer)\n"
@@ -82,6 +84,10 @@ def main(argv: list[str] | None = None) -> int:
         return doctor_main(argv[1:])
     if argv and argv[0] == "inspect":
         return inspect_main(argv[1:])
+    if argv and argv[0] == "teach":
+        from .teach.command import main as teach_main
+
+        return teach_main(argv[1:])
     args = build_parser().parse_args(argv)
     setup_logging(args.verbose)
     return run_reporting_errors(lambda: _classify(args), "outputs written so far were closed and kept")

@@ -149,11 +149,16 @@ class UnknownSpec:
                    quantization=_quant(obj.get("quantization"), "output.unknown.quantization"))
 
 
+#: What a file's (first) output holds: class scores after softmax, raw class scores (the runtime applies
+#: softmax), or an image's feature vector (a feature extractor that ``edge-classify teach`` builds on).
+OUTPUT_KINDS = ("probabilities", "logits", "features")
+
+
 @dataclass(frozen=True)
 class OutputSpec:
     """What the model's outputs hold: the class scores, and optionally an out-of-class score."""
 
-    kind: str = "probabilities"  # softmax is inside every graph
+    kind: str = "probabilities"  # softmax is inside every classifier's graph
     dtype: str = "float32"
     quantization: Quantization | None = None
     unknown: UnknownSpec | None = None
@@ -169,8 +174,8 @@ class OutputSpec:
     def from_dict(cls, data: Any) -> "OutputSpec":
         obj = _mapping(data, "output")
         kind = str(obj.get("kind", "probabilities"))
-        if kind not in ("probabilities", "logits"):
-            raise MetadataError(f"metadata field output.kind is {kind!r}; expected 'probabilities' or 'logits'")
+        if kind not in OUTPUT_KINDS:
+            raise MetadataError(f"metadata field output.kind is {kind!r}; expected one of {', '.join(OUTPUT_KINDS)}")
         dtype = str(obj.get("dtype", "float32"))
         if dtype not in TENSOR_DTYPES:
             raise MetadataError(f"metadata field output.dtype is {dtype!r}; expected one of {', '.join(TENSOR_DTYPES)}")
@@ -193,8 +198,13 @@ class ModelMetadata:
     schema: str = SCHEMA
 
     def __post_init__(self) -> None:
-        if not self.labels:
+        if not self.labels and not self.is_extractor:
             raise MetadataError("metadata has no labels; re-export the model with `python -m convert`")
+
+    @property
+    def is_extractor(self) -> bool:
+        """A feature extractor: no classes; its output is an image's feature vector."""
+        return self.output.kind == "features"
 
     @property
     def num_classes(self) -> int:
@@ -226,8 +236,8 @@ class ModelMetadata:
             raise MetadataError(f"metadata schema {schema!r} is newer than this runtime ({SCHEMA}); upgrade "
                                 f"edge-classify")
         labels = obj.get("labels")
-        if not isinstance(labels, list) or not labels or not all(isinstance(x, str) for x in labels):
-            raise MetadataError("metadata field labels must be a non-empty list of strings")
+        if not isinstance(labels, list) or not all(isinstance(x, str) for x in labels):
+            raise MetadataError("metadata field labels must be a list of strings")
         if len(labels) > _MAX_LABELS:
             raise MetadataError(f"metadata has {len(labels)} labels, more than the {_MAX_LABELS} allowed")
         accuracy = obj.get("accuracy", {})

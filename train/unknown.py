@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from edge_runtime.contract import InputSpec
+from edge_runtime.unknown import KEEP, SCORE, calibrate, scores, spherical_kmeans
 
 if TYPE_CHECKING:
     import keras
@@ -36,9 +37,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("edge_classify.train")
 
-SCORE = "prototype_cosine"  # the contract's name for this score
 SCORE_RANGE = (0.0, 2.0)
-KEEP = 0.95  # the share of held-out in-class images the threshold accepts
 PROTOTYPES_PER_CLASS = 32
 FEATURES_LAYER = "pool"
 OUTPUT_NAME = "unknown"
@@ -59,41 +58,12 @@ class UnknownHead:
                 "in_class_accepted": self.in_class_accepted}
 
 
-def _unit(x: np.ndarray) -> np.ndarray:
-    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
-
-
-def spherical_kmeans(features: np.ndarray, count: int, *, seed: int = 0, iterations: int = 30) -> np.ndarray:
-    """``count`` unit centres of ``features`` by cosine similarity (fewer when there are fewer rows)."""
-    x = _unit(features.astype(np.float32))
-    rng = np.random.default_rng(seed)
-    centres = x[rng.choice(len(x), min(count, len(x)), replace=False)].copy()
-    for _ in range(iterations):
-        assigned = np.argmax(x @ centres.T, axis=1)
-        for j in range(len(centres)):
-            members = x[assigned == j]
-            if len(members):
-                centres[j] = members.mean(axis=0)
-        centres = _unit(centres)
-    return centres
-
-
 def prototypes(features: np.ndarray, labels: np.ndarray, classes: int, *, per_class: int = PROTOTYPES_PER_CLASS,
                seed: int = 0) -> np.ndarray:
     """Each class's features clustered into ``per_class`` prototypes, stacked class by class."""
     parts = [spherical_kmeans(features[labels == k], per_class, seed=seed + k) for k in range(classes)
              if np.any(labels == k)]
     return np.concatenate(parts).astype(np.float32)
-
-
-def scores(features: np.ndarray, protos: np.ndarray) -> np.ndarray:
-    """The out-of-class score of each feature row (what the graph computes, in numpy)."""
-    return 1.0 - np.max(_unit(features.astype(np.float32)) @ protos.T, axis=1)
-
-
-def calibrate(in_class_scores: np.ndarray, keep: float = KEEP) -> float:
-    """The threshold that accepts ``keep`` of ``in_class_scores`` (a score above it is unknown)."""
-    return float(np.quantile(in_class_scores, keep))
 
 
 def feature_model(model: "keras.Model") -> "keras.Model":

@@ -1,0 +1,190 @@
+"""``edge-classify teach``: teach a classifier your own things on the device, without TensorFlow.
+
+    edge-classify teach --examples photos/ --output mine.tflite
+    edge-classify teach --source 0 --class mug --class cat --output mine.tflite
+    edge-classify teach --add mine.tflite --examples more/ --output mine2.tflite
+    edge-classify teach --add mine2.tflite --remove mug --output mine3.tflite
+
+Exit codes: 0 written; 2 for a predictable mistake (one ``error:`` line; nothing is written and an
+existing file is untouched); 130/143 after Ctrl-C/SIGTERM.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from edge_common.cli import ArgumentParser, add_options, check_ranges, config_from_args, option, run_reporting_errors
+
+from ..backends import MAX_THREADS
+from .head import HEADS
+
+if TYPE_CHECKING:
+    from .head import Head
+    from .taught import Base
+
+DEFAULT_EXTRACTOR = "runs/imagenet_lite0/features/features_int8.tflite"
+
+
+@dataclass
+class TeachOptions:
+    """The options of ``edge-classify teach``."""
+
+    output: str = option(help="the taught model file to write (.tflite or .onnx, as the extractor)", required=True,
+                         metavar="FILE")
+    extractor: str | None = option(help=f"a feature extractor from `python -m convert.features` (default: "
+                                        f"{DEFAULT_EXTRACTOR} in a checkout)", metavar="FILE")
+    examples: str | None = option(help="teach from photos: DIR/<class>/* (one folder per class)", metavar="DIR")
+    source: str | None = option(help="teach from a camera or video instead: capture --shots frames of each --class",
+                                metavar="SOURCE")
+    classes: tuple[str, ...] = option((), "the classes to capture from --source, in order", flag="--class",
+                                      metavar="NAME")
+    shots: int = option(20, "frames captured per class from --source", bounds=(1, 1000))
+    interval: float = option(0.25, "seconds between captured frames (video time for files)", bounds=(0, 60))
+    countdown: float = option(3.0, "seconds to get ready before each class is captured (video time for files)",
+                              bounds=(0, 60))
+    add: str | None = option(help="a taught file to add the new classes to (its classes are kept)", metavar="FILE")
+    remove: tuple[str, ...] = option((), "classes of --add FILE to drop", metavar="NAME")
+    replace: bool = option(False, "teach a class that --add FILE already has anew (else refused)")
+    head: str = option("logistic", "the head trained in numpy", choices=HEADS)
+    flip: bool = option(True, "also learn each photo mirrored left to right")
+    overwrite: bool = option(False, "replace --output when it exists")
+    threads: int | None = option(help="interpreter threads", bounds=(1, MAX_THREADS))
+    quiet: bool = option(False, "no progress lines")
+
+
+def build_parser() -> ArgumentParser:
+    parser = ArgumentParser(prog="edge-classify teach", description=__doc__.split("\n\n")[0],
+                            formatter_class=argparse.RawDescriptionHelpFormatter,
+                            epilog="exit codes: 0 written, 2 bad input (nothing written), 130 Ctrl-C, 143 SIGTERM")
+    add_options(parser, TeachOptions)
+    return parser
+
+
+def main(argv: list[str]) -> int:
+    args = build_parser().parse_args(argv)
+    return run_reporting_errors(lambda: _teach(config_from_args(TeachOptions, args)), "nothing was written")
+
+
+def _teach(options: TeachOptions) -> int:
+    from edge_common.files import atomic_write_bytes
+
+    from ..errors import EdgeError
+    from . import examples as examples_mod
+    from .taught import open_extractor, open_taught, teach
+
+    check_ranges(options)
+    output = Path(options.output).expanduser()
+    _check_paths(options, output)
+    started = time.perf_counter()
+    if options.add:
+        base = open_taught(options.add, options.threads)
+        if options.extractor:
+            other = open_extractor(options.extractor, options.threads)
+            if other.extractor.extractor_id != base.extractor.extractor_id:
+                raise EdgeError(f"--add {options.add} was taught on extractor {base.extractor.extractor_id}, not "
+                                f"{other.extractor.extractor_id} ({options.extractor}); leave out --extractor")
+    else:
+        base = open_extractor(_extractor_path(options.extractor), options.threads)
+    kind = base.extractor.kind
+    if output.suffix.lower() != f".{kind}":
+        raise EdgeError(f"--output {output}: a .{kind} extractor makes .{kind} files; name it {output.stem}.{kind}")
+    progress = None if options.quiet else examples_mod.progress_line
+    if options.examples:
+        new = examples_mod.from_folder(options.examples, base.extractor, flip=options.flip, progress=progress)
+    elif options.source:
+        new = examples_mod.from_source(options.source, options.classes, base.extractor, shots=options.shots,
+                                       interval=options.interval, countdown=options.countdown, flip=options.flip)
+    else:
+        new = examples_mod.Examples.empty(base.extractor.dim)
+    data, metadata, head = teach(base, new, remove=options.remove, replace_classes=options.replace,
+                                 method=options.head, name=output.stem)
+    _prove(data, base, head, output)
+    atomic_write_bytes(output, data)
+    shots = metadata.extra["taught"]["shots"]
+    print(f"taught {len(metadata.labels)} classes ({', '.join(f'{n} {shots.get(n, 0)}' for n in metadata.labels)} "
+          f"examples) on {base.extractor.metadata.model} with a {head.method} head in "
+          f"{time.perf_counter() - started:.1f} s; none of these above {head.threshold:.4f} (keeps "
+          f"{head.in_class_accepted:.0%} of the examples, each left out in turn); wrote {output} "
+          f"({len(data):,} bytes)", flush=True)
+    return 0
+
+
+def _check_paths(options: TeachOptions, output: Path) -> None:
+    """Refuse an output that is an input, or an existing file without --overwrite."""
+    from ..errors import EdgeError
+
+    if not (options.examples or options.source or options.remove):
+        raise EdgeError("nothing to teach: pass --examples DIR, or --source SOURCE with --class NAME, or --add FILE "
+                        "with --remove NAME")
+    if options.examples and options.source:
+        raise EdgeError("pass --examples or --source, not both")
+    if options.source and not options.classes:
+        raise EdgeError("--source needs the classes to capture: --class NAME [--class NAME ...]")
+    if options.classes and not options.source:
+        raise EdgeError("--class names what to capture from --source; with --examples, the folders name the classes")
+    if options.remove and not options.add:
+        raise EdgeError("--remove drops classes of a taught file: pass it with --add FILE")
+    if output.suffix.lower() not in (".tflite", ".onnx"):
+        raise EdgeError(f"--output {output}: name a .tflite or .onnx file")
+    resolved = output.resolve()
+    for flag, value in (("--add", options.add), ("--extractor", options.extractor), ("--examples", options.examples),
+                        ("--source", options.source)):
+        if value and Path(value).expanduser().resolve() == resolved:
+            raise EdgeError(f"--output {output} is the {flag} input; write to another file")
+    if output.is_dir():
+        raise EdgeError(f"--output {output} is a folder; name a .tflite or .onnx file")
+    if output.exists() and not options.overwrite:
+        raise EdgeError(f"--output {output} exists; pass --overwrite to replace it, or name another file")
+
+
+def _extractor_path(given: str | None) -> str:
+    from ..errors import EdgeError
+
+    if given:
+        return given
+    for root in (Path.cwd(), Path(__file__).resolve().parents[2]):
+        candidate = root / DEFAULT_EXTRACTOR
+        if candidate.is_file():
+            return str(candidate)
+    raise EdgeError(f"no feature extractor: pass --extractor FILE ({Path(DEFAULT_EXTRACTOR).name} from a checkout's "
+                    f"{Path(DEFAULT_EXTRACTOR).parent}/, or `python -m convert.features`)")
+
+
+def _prove(data: bytes, base: "Base", head: "Head", output: Path) -> None:
+    """Run the written bytes in the real interpreter on a few examples: the file must give the head's
+    own probabilities and out-of-class scores for the extractor's features (else nothing is written)."""
+    import os
+    import tempfile
+
+    from ..classifier import Classifier
+    from ..errors import EdgeError
+    from ..preprocess import to_input_tensor
+
+    rng = np.random.default_rng(0)
+    shape = base.extractor.input_spec.shape[1:]
+    probes = rng.integers(0, 256, (3,) + tuple(shape), dtype=np.uint8)
+    handle, name = tempfile.mkstemp(suffix=output.suffix, prefix=".teach-proof-")
+    os.close(handle)
+    try:
+        Path(name).write_bytes(data)
+        with Classifier.open(name) as classifier:
+            for image in probes:
+                features = base.extractor.features_of_image(image)
+                probabilities, score = classifier.infer_all(to_input_tensor(image[None], classifier.input_spec))
+                want_p, want_u = head.probabilities(features[None])[0], head.unknown_scores(features[None])[0]
+                if np.max(np.abs(probabilities - want_p)) > 1e-3 or score is None or abs(score - want_u) > 1e-3:
+                    raise EdgeError("the written model does not reproduce its head (a bug: please report it); "
+                                    "nothing was written")
+    finally:
+        Path(name).unlink(missing_ok=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

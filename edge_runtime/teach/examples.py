@@ -1,0 +1,135 @@
+"""Where a teach run's examples come from: a folder of photos per class, or a camera held up to things."""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+
+from ..errors import EdgeError, SourceError
+from ..features import FeatureExtractor
+from ..sources import DEFAULT_MAX_PIXELS, IMAGE_SUFFIXES, _decode
+from .taught import Examples
+
+__all__ = ["Examples", "from_folder", "from_source", "progress_line"]
+
+
+def progress_line(done: int, total: int) -> None:
+    """``features 120/200`` on stderr: rewritten in place on a terminal, else a line at every quarter."""
+    if sys.stderr.isatty():
+        print(f"\rfeatures {done}/{total}", end="\n" if done == total else "", file=sys.stderr, flush=True)
+    elif done == total or done % max(1, total // 4) == 0:
+        print(f"features {done}/{total}", file=sys.stderr, flush=True)
+
+
+def _views(frame: np.ndarray, flip: bool) -> list[np.ndarray]:
+    if not flip:
+        return [frame]
+    return [frame, np.ascontiguousarray(frame[:, ::-1])]
+
+
+def from_folder(folder: str | Path, extractor: FeatureExtractor, *, flip: bool = True,
+                progress: Callable[[int, int], None] | None = None,
+                max_pixels: int = DEFAULT_MAX_PIXELS) -> Examples:
+    """``folder/<class>/*`` images as examples, classes in name order.
+
+    Raises:
+        EdgeError: no such folder, no class folders, or a class with no decodable image.
+    """
+    root = Path(folder).expanduser()
+    if not root.is_dir():
+        raise EdgeError(f"--examples {folder}: no such folder; pass DIR with one folder of photos per class")
+    classes = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    if not classes:
+        raise EdgeError(f"--examples {folder}: no class folders; put each class's photos in DIR/<class>/")
+    files = {c.name: sorted(p for p in c.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES) for c in classes}
+    total = sum(len(v) for v in files.values())
+    examples = Examples.empty(extractor.dim)
+    done = 0
+    for name, paths in files.items():
+        rows: list[np.ndarray] = []
+        groups: list[int] = []
+        for index, path in enumerate(paths):
+            frame, _ = _decode(path, max_pixels)
+            done += 1
+            if progress is not None:
+                progress(done, total)
+            if frame is None:
+                continue
+            for view in _views(frame, flip):
+                rows.append(extractor.features_of_frame(view))
+                groups.append(index)
+        if not rows:
+            raise EdgeError(f"--examples {folder}: class {name!r} has no decodable image ({len(paths)} files); add "
+                            "photos (.jpg, .png, ...) or remove the folder")
+        examples.add_class(name, rows, groups, len(set(groups)))
+    return examples
+
+
+def from_source(source: str, classes: Sequence[str], extractor: FeatureExtractor, *, shots: int, interval: float,
+                countdown: float, flip: bool = True) -> Examples:
+    """Capture ``shots`` frames of each class in turn from a camera or video.
+
+    For each class the terminal says what to show, counts down ``countdown`` seconds, then takes a
+    frame every ``interval`` seconds. A video file is timed by its own clock (frame count / FPS),
+    so a recorded session teaches the same as it did live.
+
+    Raises:
+        EdgeError: repeated class names, or the source ending before every class has its frames.
+    """
+    from ..sources import open_source
+
+    if len(set(classes)) != len(classes):
+        raise EdgeError("--class names must differ")
+    capture = open_source(source)
+    if getattr(capture, "paths", None):
+        capture.close()
+        raise EdgeError(f"--source {source}: is a set of images; teach from photos with --examples DIR/<class>/")
+    video_fps = getattr(capture, "nominal_fps", None) if not capture.is_live else None
+    clock = _Clock(video_fps)
+    examples = Examples.empty(extractor.dim)
+    try:
+        for name in classes:
+            print(f"show {name!r}: capturing {shots} frames in {countdown:g} s", file=sys.stderr, flush=True)
+            ready = clock.now() + countdown
+            rows: list[np.ndarray] = []
+            groups: list[int] = []
+            next_shot, taken = ready, 0
+            while taken < shots:
+                ok, frame = capture.read()
+                if not ok:
+                    raise SourceError(f"--source {source} ended after {taken} of {shots} frames of {name!r}; use a "
+                                      "longer video or fewer --shots")
+                clock.tick()
+                if frame is None or clock.now() < next_shot:
+                    continue
+                for view in _views(frame, flip):
+                    rows.append(extractor.features_of_frame(view))
+                    groups.append(taken)
+                taken += 1
+                next_shot = clock.now() + interval
+            examples.add_class(name, rows, groups, shots)
+            print(f"{name!r}: {shots} frames", file=sys.stderr, flush=True)
+    finally:
+        capture.close()
+    return examples
+
+
+class _Clock:
+    """Seconds since capture began: the wall clock for live sources, the video's own for files."""
+
+    def __init__(self, video_fps: float | None) -> None:
+        self.fps = video_fps
+        self.frames = 0
+        self.start = time.monotonic()
+
+    def tick(self) -> None:
+        self.frames += 1
+
+    def now(self) -> float:
+        if self.fps:
+            return self.frames / self.fps
+        return time.monotonic() - self.start
