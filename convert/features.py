@@ -97,7 +97,8 @@ def build(config: FeaturesConfig) -> dict[str, Any]:
             metadata = ModelMetadata(
                 model=NAME, format=fmt, labels=(), input=tensor_spec, output=output_spec,
                 accuracy={"mean_cosine": round(result["mean_cosine"], 6), "test_images": float(len(check))},
-                extra={"created_by": created_by(), "precision": fmt.split("_", 1)[1], "features": int(reference.shape[1]),
+                extra={"created_by": created_by(), "precision": fmt.split("_", 1)[1],
+                       "features": int(reference.shape[1]),
                        "extractor_id": extractor_id(keras_sha), "source": report["source"],
                        "keras_sha256": keras_sha, "test_set": report["check"],
                        "calibration_images": len(calibration),
@@ -155,10 +156,14 @@ def _rename_onnx_output(raw: bytes, name: str) -> bytes:
     return proto.SerializeToString()
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> ArgumentParser:
     parser = ArgumentParser(prog="python -m convert.features", description=__doc__.split("\n\n")[0])
     add_options(parser, FeaturesConfig)
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     setup_logging(args.verbose)
     from train.tfenv import quiet_tensorflow
 

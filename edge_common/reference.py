@@ -16,9 +16,11 @@ from pathlib import Path
 COMMANDS = (
     ("python -m train", "train.cli", "build_parser"),
     ("python -m convert", "convert.cli", "build_parser"),
+    ("python -m convert.features", "convert.features", "build_parser"),
     ("python -m edge_runtime", "edge_runtime.cli", "build_parser"),
     ("python -m edge_runtime inspect", "edge_runtime.cli", "build_inspect_parser"),
     ("python -m edge_runtime doctor", "edge_runtime.doctor", "build_parser"),
+    ("python -m edge_runtime teach", "edge_runtime.teach.command", "build_parser"),
     ("python -m benchmarks", "benchmarks.cli", "build_parser"),
     ("python -m benchmarks.camera", "benchmarks.camera", "build_parser"),
     ("python -m benchmarks.paired", "benchmarks.paired", "build_parser"),

@@ -80,7 +80,8 @@ def strip_head(data: bytes, base: dict[str, int | str]) -> bytes:
 def read_prototypes(data: bytes) -> np.ndarray:
     """The prototype matrix of a taught file's head."""
     for number, _, value, _ in _fields(_graph(data)):
-        if number == _GRAPH_INITIALIZER and _string_field(value, 8) == "teach/prototypes":
+        if number == _GRAPH_INITIALIZER and isinstance(value, memoryview) and \
+                _string_field(value, 8) == "teach/prototypes":
             dims = [v for n, w, v, _ in _fields(value) if n == 1 and w == 0]
             raw = next((bytes(v) for n, w, v, _ in _fields(value) if n == 9 and w == 2), b"")
             if len(dims) == 2 and len(raw) == 4 * int(dims[0]) * int(dims[1]):

@@ -86,7 +86,8 @@ def _means(x: np.ndarray, labels: np.ndarray, classes: int) -> tuple[np.ndarray,
     return (MEANS_SCALE * unit(means)).astype(np.float32), np.zeros(classes, np.float32)
 
 
-def _logistic(x: np.ndarray, labels: np.ndarray, classes: int, *, steps: int = STEPS, rate: float = 0.05) -> tuple[np.ndarray, np.ndarray]:
+def _logistic(x: np.ndarray, labels: np.ndarray, classes: int, *, steps: int = STEPS,
+              rate: float = 0.05) -> tuple[np.ndarray, np.ndarray]:
     """Softmax regression by full-batch Adam, started from the class means (so a few steps suffice);
     classes weigh equally, however many examples each has."""
     w, b = _means(x, labels, classes)

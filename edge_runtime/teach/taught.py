@@ -113,7 +113,8 @@ def open_taught(path: str | Path, threads: int | None = None) -> Base:
             from None
     except ModelFileError as exc:
         raise ModelFileError(f"{path}: {exc}") from None
-    if len(owners) != len(prototypes) or len(origins) != len(owners) or (len(owners) and not 0 <= owners.min() <= owners.max() < len(metadata.labels)):
+    in_range = not len(owners) or 0 <= owners.min() <= owners.max() < len(metadata.labels)
+    if len(owners) != len(prototypes) or len(origins) != len(owners) or not in_range:
         raise ModelFileError(f"{path}: its prototypes do not match its classes; teach it again from the photos")
     probe = path.with_name(f".{path.name}.extractor-{_pid()}{path.suffix}")
     try:
@@ -121,7 +122,7 @@ def open_taught(path: str | Path, threads: int | None = None) -> Base:
         extractor = FeatureExtractor.open(probe, threads=threads)
     finally:
         probe.unlink(missing_ok=True)
-    shots = info.get("shots") if isinstance(info.get("shots"), dict) else {}
+    shots: dict = info["shots"] if isinstance(info.get("shots"), dict) else {}
     taught = Examples(prototypes, owners, origins, list(metadata.labels),
                       {name: int(shots.get(name, 0)) for name in metadata.labels})
     return Base(extractor, graph, taught, str(path))
@@ -158,8 +159,10 @@ def teach(base: Base, new: Examples, *, remove: Sequence[str] = (), replace_clas
     head = fit(examples.features, examples.labels, len(examples.names), method=method, groups=examples.groups)
     extractor = base.extractor
     kind = extractor.kind
+    graph_base: dict[str, int | str]
     if kind == "tflite":
-        data, graph_base = graph_tflite.append_head(base.graph, head)
+        data, counts = graph_tflite.append_head(base.graph, head)
+        graph_base = dict(counts)
     else:
         data, graph_base = graph_onnx.append_head(base.graph, head)
     metadata = ModelMetadata(
