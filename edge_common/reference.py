@@ -24,6 +24,7 @@ COMMANDS = (
     ("python -m benchmarks", "benchmarks.cli", "build_parser"),
     ("python -m benchmarks.camera", "benchmarks.camera", "build_parser"),
     ("python -m benchmarks.paired", "benchmarks.paired", "build_parser"),
+    ("python -m benchmarks.teach", "benchmarks.teach", "build_parser"),
     ("python -m benchmarks.arm", "benchmarks.arm", "build_parser"),
     ("python -m benchmarks.demo", "benchmarks.demo", "build_parser"),
 )

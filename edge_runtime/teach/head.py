@@ -25,7 +25,10 @@ from ..unknown import KEEP, calibrate, class_prototypes, unit
 HEADS = ("logistic", "means")
 PROTOTYPES_PER_CLASS = 64
 MEANS_SCALE = 16.0  # cosine to a class mean times this is its logit: confident at a 0.1 cosine margin
-PENALTY = 1e-3  # L2 on the logistic weights (unit features: the same scale for every extractor)
+# L2 on the logistic weights (unit features: one scale for every extractor), weaker with more examples:
+# 1e-3 for 50 views, 8e-6 for all 3,068 clothing photos mirrored (86.2% there against 83.0% at 1e-3;
+# within 0.6 points of it from 5 to 20 shots a class).
+PENALTY = 0.05
 STEPS = 300
 
 
@@ -95,6 +98,7 @@ def _logistic(x: np.ndarray, labels: np.ndarray, classes: int, *, steps: int = S
     counts = np.bincount(labels, minlength=classes).astype(np.float32)
     sample_weight = (len(labels) / (classes * counts[labels]))[:, None].astype(np.float32)
     params = [w.astype(np.float64), b.astype(np.float64)]
+    penalty = min(1e-3, PENALTY / len(x))
     moments = [[np.zeros_like(p), np.zeros_like(p)] for p in params]
     for step in range(1, steps + 1):
         logits = x @ params[0].T + params[1]
@@ -102,7 +106,7 @@ def _logistic(x: np.ndarray, labels: np.ndarray, classes: int, *, steps: int = S
         p = np.exp(logits)
         p /= p.sum(axis=1, keepdims=True)
         error = (p - target) * sample_weight / len(x)
-        grads = [error.T @ x + PENALTY * params[0], error.sum(axis=0)]
+        grads = [error.T @ x + penalty * params[0], error.sum(axis=0)]
         for param, grad, (m, v) in zip(params, grads, moments):
             m *= 0.9
             m += 0.1 * grad
