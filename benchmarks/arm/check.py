@@ -41,11 +41,14 @@ from .jobs import (
     TOLERANCE,
     _arm32_note,
     _compare,
+    _compare_taught,
     _deploy_files,
     _findings,
     _guest_benchmark,
     _inputs,
     _run_jobs,
+    _teach,
+    _teach_examples,
     run_jobs,
 )
 
@@ -62,6 +65,8 @@ class ArmConfig:
     frames: int = option(6, "frames in the test video (one held-out photo per frame)", bounds=(1, 1000))
     photos: int = option(6, "held-out photos in the test folder", bounds=(1, 1000))
     benchmark: bool = option(True, "skip the device-mode benchmark in the guest", flag="--no-benchmark")
+    teach_photos: int = option(4, "training photos a class (3 classes) taught on x86 and in the guest",
+                               bounds=(1, 100))
     cache_dir: str | None = option(help="guest root, wheels and inputs (default: .cache/arm in the checkout)")
     reports_dir: str | None = option(help="where arm.json goes (default: reports/ in the checkout)")
     runs_dir: str | None = option(help="where the shipped runs are (default: runs/ in the checkout)")
@@ -117,6 +122,8 @@ def run(config: ArmConfig) -> dict[str, Any]:
         {cpu: lambda cpu=cpu: _run_jobs([str(pythons[cpu])], jobs, cache / "out" / cpu, env, cache / "out" / "x86")
          for cpu in cpus}))
     info = _guest_info(pythons[cpus[-1]], site)
+    taught = steps.run(f"teach on x86 and in the guest ({cpus[-1]})",
+                       lambda: _teach_both(cache, pythons[cpus[-1]], env, inputs["photos"], config.teach_photos))
     bench = None
     if config.benchmark:
         edge = next((path.parent for path in files if path.parent.parent.name == "edge_cnn"), files[0].parent)
@@ -124,7 +131,7 @@ def run(config: ArmConfig) -> dict[str, Any]:
                           lambda: _guest_benchmark(pythons[cpus[-1]], site, edge, cache / "benchmark"))
     entries = [_compare(job, x86[job["name"]], guests[cpu][job["name"]], cpu) for cpu in cpus for job in jobs]
     report = {
-        "ok": all(entry["ok"] for entry in entries) and (bench is None or bench["ok"]),
+        "ok": all(entry["ok"] for entry in entries) and (bench is None or bench["ok"]) and taught["ok"],
         **info,
         "emulation": f"qemu-user {_qemu_version(qemu)} (-cpu {', '.join(cpus)}); times are emulation times, "
                      "never comparable with hardware",
@@ -134,6 +141,7 @@ def run(config: ArmConfig) -> dict[str, Any]:
         "findings": _findings(entries),
         "files": entries,
         "benchmark": bench,
+        "teach": taught,
         "not_covered": NOT_COVERED,
         "arm32": _arm32_note(cache),
         "steps_s": {**steps.seconds, "total": round(time.perf_counter() - started, 1)},
@@ -141,6 +149,23 @@ def run(config: ArmConfig) -> dict[str, Any]:
     reports.mkdir(parents=True, exist_ok=True)
     atomic_write_text(reports / "arm.json", dump_json(report))
     return report
+
+
+def _teach_both(cache: Path, guest: Path, env: dict[str, str], photos: Path, count: int) -> dict[str, Any]:
+    """The same teach run on x86 and in the guest; each side's file then classifies the test photos on
+    its own side, and the answers must be the same."""
+    examples = _teach_examples(cache, count)
+    out = cache / "out"
+    here = _teach([sys.executable], {"PYTHONPATH": str(ROOT)}, examples, out / "x86-teach")
+    there = _teach([str(guest)], env, examples, out / "guest-teach")
+    name = "taught/photos"
+    ran_here = _run_jobs([sys.executable], [{"file": here["file"], "source": str(photos), "name": name}],
+                         out / "x86-taught", {"PYTHONPATH": str(ROOT)})
+    ran_there = _run_jobs([str(guest)], [{"file": there["file"], "source": str(photos), "name": name}],
+                          out / "guest-taught", env, out / "x86-taught")
+    return {"examples": count * 3, **_compare_taught(ran_here[name], ran_there[name]), "x86_s": here["wall_s"],
+            "guest_s": there["wall_s"], "guest_said": there["said"],
+            "note": "guest_s is emulation time (qemu-user), never comparable with hardware"}
 
 
 NOT_COVERED = ("real boards (Raspberry Pi 4/5, Jetson): only their CPU instruction sets are emulated; cameras, "
@@ -183,6 +208,10 @@ def main(argv: list[str] | None = None) -> int:
                   f"{'DIFFERS' if not entry['ok'] else 'ok, see findings' if entry['mismatches'] else 'ok'}")
         for finding in report["findings"]:
             print(f"finding: {finding}")
+        taught = report["teach"]
+        print(f"teach in the guest: {'ok' if taught['ok'] else 'DIFFERS'}: {taught['same_answer']} of "
+              f"{taught['photos']} photos answered the same; {taught['examples']} examples taught in "
+              f"{taught['guest_s']} s (emulation) against {taught['x86_s']} s on x86")
         bench = report.get("benchmark")
         if bench:
             print(f"benchmark --deploy-dir in the guest: {'ok' if bench['ok'] else 'FAILED: ' + bench.get('error', '')}"

@@ -58,7 +58,7 @@ def _inputs(cache: Path, frames: int, photos: int) -> dict[str, Path]:
         return {"video": video, "photos": stills}
     from train.datasets import folder as folder_mod
 
-    from .pipeline import make_photo_video
+    from ..pipeline import make_photo_video
 
     held_out = folder_mod.open_folder(ROOT / "data" / "clothing-small" / "test").interleaved(frames + photos)
     shutil.rmtree(folder, ignore_errors=True)
@@ -239,3 +239,49 @@ def _arm32_note(cache: Path) -> dict[str, Any]:
             "why": "not run: 32-bit Raspberry Pi OS Bookworm has Python 3.11, and PyPI has no armv7l wheel of "
                    "tflite-runtime for it (2.13.0, the last, stops at CPython 3.10) nor any armv7l numpy wheel, "
                    "so the documented 32-bit install cannot be reproduced from the registries reachable here"}
+
+
+# --- teaching in the guest ---------------------------------------------------------------------
+
+TEACH_CLASSES = ("hat", "pants", "shoes")
+TEACH_FILE = "taught_int8.tflite"
+
+
+def _teach_examples(cache: Path, count: int) -> Path:
+    """``count`` training photos of each of :data:`TEACH_CLASSES` (copied, so the guest can read them)."""
+    folder = cache / "inputs" / "teach"
+    shutil.rmtree(folder, ignore_errors=True)
+    for name in TEACH_CLASSES:
+        (folder / name).mkdir(parents=True)
+        for path in sorted((ROOT / "data" / "clothing-small" / "train" / name).iterdir())[:count]:
+            shutil.copyfile(path, folder / name / path.name)
+    return folder
+
+
+def _teach(python: list[str], env: dict[str, str], examples: Path, out: Path) -> dict[str, Any]:
+    """``edge-classify teach`` from ``examples`` with the shipped extractor, timed."""
+    shutil.rmtree(out, ignore_errors=True)
+    out.mkdir(parents=True)
+    started = time.perf_counter()
+    result = subprocess.run([*python, "-m", "edge_runtime", "teach", "--quiet", "--examples", str(examples),
+                             "--extractor", str(ROOT / "runs/imagenet_lite0/features/features_int8.tflite"),
+                             "--output", str(out / TEACH_FILE)], capture_output=True, text=True, cwd=out,
+                            env={**os.environ, **env})
+    wall = round(time.perf_counter() - started, 1)
+    if result.returncode != 0:
+        raise EdgeError(f"{python[0]}: teach failed (exit {result.returncode}): {_tail(result.stderr)}")
+    return {"file": str(out / TEACH_FILE), "wall_s": wall, "said": result.stdout.strip()}
+
+
+def _compare_taught(host: dict[str, Any], guest: dict[str, Any]) -> dict[str, Any]:
+    """Each side's own taught file on each side's photos: the same answer on every photo?"""
+    here, there = _read_jsonl(host["jsonl"]), _read_jsonl(guest["jsonl"])
+    pairs = list(zip(here, there))
+    diff = 0.0
+    for a, b in pairs:
+        probs_a, probs_b = dict(map(tuple, a["top"])), dict(map(tuple, b["top"]))
+        diff = max([diff, *(abs(probs_a[k] - probs_b.get(k, 0.0)) for k in probs_a)])
+    same = sum(a["label"] == b["label"] for a, b in pairs)
+    return {"photos": len(there), "same_answer": same, "max_prob_diff": round(diff, 6),
+            "ok": bool(pairs) and len(here) == len(there) and same == len(pairs)
+            and host["exit_code"] == 0 and guest["exit_code"] == 0}

@@ -92,3 +92,25 @@ def test_on_identical_inputs_the_kernels_must_agree_within_the_tolerance(tmp_pat
     float_entry = jobs._compare({"file": "m/model_float32.onnx", "name": "m/f/photos"}, *sides, "cortex-a76")
     int8_entry = jobs._compare({"file": "m/model_int8.onnx", "name": "m/i/photos"}, *sides, "cortex-a76")
     assert float_entry["ok"] is False and int8_entry["ok"] is True  # int8 allows one 1/256 output step
+
+
+def test_the_check_finds_the_checkout_and_builds_its_inputs_and_teach_examples(tmp_path):
+    # The package lives in benchmarks/arm/: its ROOT is the checkout, where the shipped runs are.
+    assert (guest.ROOT / "pyproject.toml").is_file() and (guest.ROOT / "runs").is_dir()
+    inputs = jobs._inputs(tmp_path, frames=2, photos=2)
+    assert inputs["video"].stat().st_size > 0 and len(list(inputs["photos"].iterdir())) == 2
+    examples = jobs._teach_examples(tmp_path, 2)
+    assert sorted(p.name for p in examples.iterdir()) == sorted(jobs.TEACH_CLASSES)
+    assert all(len(list((examples / name).iterdir())) == 2 for name in jobs.TEACH_CLASSES)
+
+
+def test_taught_files_must_answer_the_same_on_both_sides(tmp_path):
+    def side(name, labels):
+        path = tmp_path / f"{name}.jsonl"
+        path.write_text("".join(json.dumps({"label": label, "top": [[label, 0.9]]}) + "\n" for label in labels))
+        return {"jsonl": str(path), "exit_code": 0}
+
+    same = jobs._compare_taught(side("a", ["hat", "shoes"]), side("b", ["hat", "shoes"]))
+    assert same["ok"] and same["same_answer"] == 2 and same["max_prob_diff"] == 0
+    differs = jobs._compare_taught(side("c", ["hat", "shoes"]), side("d", ["hat", "pants"]))
+    assert not differs["ok"] and differs["same_answer"] == 1
