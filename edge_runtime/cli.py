@@ -172,10 +172,14 @@ def _inspect(args: argparse.Namespace) -> int:
           f"{f' {spec.crop:g}' if spec.fit == 'crop' else ''}{quant}")
     print(f"output:  {metadata.output.kind} ({metadata.output.dtype})")
     unknown = metadata.output.unknown
-    print(f"unknown: {unknown.score} above {unknown.threshold:.4f} is none of these (calibrated to keep "
-          f"{unknown.keep:.0%} of held-out in-class photos)" if unknown else
-          "unknown: none (this file cannot say none of these)")
-    print(f"labels:  {', '.join(metadata.labels)}")
+    if metadata.is_extractor:
+        print(f"features: {metadata.extra.get('features', '?')} values per image: a feature extractor for "
+              "`edge-classify teach`, not a classifier")
+    else:
+        print(f"unknown: {unknown.score} above {unknown.threshold:.4f} is none of these (calibrated to keep "
+              f"{unknown.keep:.0%} of held-out in-class photos)" if unknown else
+              "unknown: none (this file cannot say none of these)")
+        print(f"labels:  {', '.join(metadata.labels)}")
     width = max([len(key) + 2 for key in metadata.accuracy] + [9])
     for key, value in metadata.accuracy.items():
         # Counts as whole numbers; fractions (accuracy, agreement) all with four decimals, so 1 reads 1.0000.

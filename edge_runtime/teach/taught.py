@@ -170,7 +170,8 @@ def teach(base: Base, new: Examples, *, remove: Sequence[str] = (), replace_clas
         input=extractor.metadata.input,
         output=OutputSpec(kind="probabilities", unknown=UnknownSpec(threshold=min(max(head.threshold, 0.0), 2.0),
                                                                     score=SCORE, keep=KEEP)),
-        accuracy={"examples": float(sum(examples.shots.values()))},
+        accuracy={"examples_count": float(sum(examples.shots.values())),
+                  "in_class_accepted": round(head.in_class_accepted, 4)},
         extra={"created_by": "edge-classify teach", "description": f"{len(examples.names)} classes taught on "
                f"{extractor.metadata.model} ({method} head)",
                "taught": {"extractor": _extractor_contract(extractor), "extractor_id": extractor.extractor_id,

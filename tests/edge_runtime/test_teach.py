@@ -79,6 +79,10 @@ def test_taught_files_classify_held_out_photos_and_match_their_numpy_head(tmp_pa
         assert np.allclose(prediction.probabilities, head.probabilities(features)[0], atol=1e-4)
         assert abs(prediction.unknown_score - head.unknown_scores(features)[0]) < 1e-4
     assert base.taught.names == classes and len(base.taught.features) == 60  # 30 photos and their mirrors
+    shown = run_cli("-m", "edge_runtime", "inspect", str(EXTRACTOR))
+    assert shown.returncode == 0 and "1280 values per image: a feature extractor" in shown.stdout
+    refused = run_cli("-m", "edge_runtime", "--model", str(EXTRACTOR), "--source", str(PHOTOS / "test" / "hat"))
+    assert refused.returncode == 2 and "is a feature extractor, not a classifier" in refused.stderr
 
 
 def test_add_keeps_old_classes_remove_drops_one_and_the_extractor_comes_back_exactly(tmp_path):
