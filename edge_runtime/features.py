@@ -45,6 +45,12 @@ class FeatureExtractor:
         """
         path = Path(path)
         kind, data = load_bytes(path)
+        return cls.from_bytes(kind, data, path, backend, threads, input_spec=input_spec)
+
+    @classmethod
+    def from_bytes(cls, kind: str, data: bytes, path: Path, backend: str = "auto", threads: int | None = None, *,
+                   input_spec: InputSpec | None = None) -> "FeatureExtractor":
+        """An extractor from a file's bytes (``path`` names it in messages)."""
         try:
             metadata = read_metadata(kind, data, path)
         except MetadataError:

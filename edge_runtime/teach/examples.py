@@ -95,6 +95,7 @@ def from_source(source: str, classes: Sequence[str], extractor: FeatureExtractor
         for name in classes:
             print(f"show {name!r}: capturing {shots} frames in {countdown:g} s", file=sys.stderr, flush=True)
             ready = clock.now() + countdown
+            said = int(np.ceil(countdown))
             rows: list[np.ndarray] = []
             groups: list[int] = []
             next_shot, taken = ready, 0
@@ -104,6 +105,10 @@ def from_source(source: str, classes: Sequence[str], extractor: FeatureExtractor
                     raise SourceError(f"--source {source} ended after {taken} of {shots} frames of {name!r}; use a "
                                       "longer video or fewer --shots")
                 clock.tick()
+                left = int(np.ceil(ready - clock.now()))
+                if 0 < left < said:  # the countdown, a line a second (source time)
+                    said = left
+                    print(f"  {left}...", file=sys.stderr, flush=True)
                 if frame is None or clock.now() < next_shot:
                     continue
                 for view in _views(frame, flip):

@@ -116,22 +116,11 @@ def open_taught(path: str | Path, threads: int | None = None) -> Base:
     in_range = not len(owners) or 0 <= owners.min() <= owners.max() < len(metadata.labels)
     if len(owners) != len(prototypes) or len(origins) != len(owners) or not in_range:
         raise ModelFileError(f"{path}: its prototypes do not match its classes; teach it again from the photos")
-    probe = path.with_name(f".{path.name}.extractor-{_pid()}{path.suffix}")
-    try:
-        probe.write_bytes(graph)
-        extractor = FeatureExtractor.open(probe, threads=threads)
-    finally:
-        probe.unlink(missing_ok=True)
+    extractor = FeatureExtractor.from_bytes(kind, graph, path, threads=threads)
     shots: dict = info["shots"] if isinstance(info.get("shots"), dict) else {}
     taught = Examples(prototypes, owners, origins, list(metadata.labels),
                       {name: int(shots.get(name, 0)) for name in metadata.labels})
     return Base(extractor, graph, taught, str(path))
-
-
-def _pid() -> int:
-    import os
-
-    return os.getpid()
 
 
 def teach(base: Base, new: Examples, *, remove: Sequence[str] = (), replace_classes: bool = False,

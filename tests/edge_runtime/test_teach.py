@@ -122,6 +122,7 @@ def test_capture_from_a_video_teaches_each_class_in_turn(tmp_path):
                      "--countdown", "2.5", "--interval", "0.2", "--output", str(tmp_path / "cam.tflite"))
     assert result.returncode == 0, result.stderr
     assert "show 'hat'" in result.stderr and "show 'shoes'" in result.stderr
+    assert result.stderr.count("  2...") == 2 and result.stderr.count("  1...") == 2  # the countdowns
     with Classifier.open(tmp_path / "cam.tflite") as classifier:
         assert classifier.metadata.extra["taught"]["shots"] == {"hat": 6, "shoes": 6}
     assert _accuracy(tmp_path / "cam.tflite", ["hat", "shoes"]) >= 0.8
