@@ -15,6 +15,7 @@ from pathlib import Path
 # (command as typed, module, parser builder)
 COMMANDS = (
     ("python -m train", "train.cli", "build_parser"),
+    ("python -m train.refit_unknown", "train.refit_unknown", "build_parser"),
     ("python -m convert", "convert.cli", "build_parser"),
     ("python -m convert.features", "convert.features", "build_parser"),
     ("python -m edge_runtime", "edge_runtime.cli", "build_parser"),

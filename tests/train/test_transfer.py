@@ -104,7 +104,7 @@ def test_the_transfer_model_says_none_of_these_from_its_features_in_every_format
     metrics, run = result.metrics, runs / "clothes_lite0"
     head = metrics["unknown"]
     assert head["score"] == "prototype_cosine" and 0.0 < head["threshold"] < 2.0
-    assert 10 <= head["prototypes"] <= 320 and abs(head["in_class_accepted"] - 0.95) < 0.01
+    assert 10 <= head["prototypes"] <= 640 and abs(head["in_class_accepted"] - 0.95) < 0.01
     conditions = metrics["camera_conditions"]
     assert set(camera_frames.GARMENT_CONDITIONS) <= set(conditions) and "labelled" in conditions["background"]
     assert all(conditions[name]["frames"] == 100 for name in camera_frames.GARMENT_CONDITIONS)
@@ -159,3 +159,24 @@ def test_a_contract_with_a_bad_out_of_class_threshold_is_one_line_and_exit_2(tin
         result = run_cli("-m", "edge_runtime", "inspect", str(path), timeout=120)
         assert result.returncode == 2 and message in result.stderr and "Traceback" not in result.stderr
         assert result.stderr.strip().count("\n") == 0, result.stderr
+
+
+def test_refitting_the_out_of_class_head_keeps_the_classifier_and_rewrites_the_run(tiny_clothes, tmp_path):
+    import shutil
+
+    import keras
+
+    from train import refit_unknown, unknown
+
+    runs, result = tiny_clothes
+    copy = tmp_path / "clothes_lite0"
+    shutil.copytree(runs / "clothes_lite0", copy, ignore=shutil.ignore_patterns("deploy"))
+    before = json.loads((copy / "metrics.json").read_text())
+    metrics = refit_unknown.refit(str(copy))  # raises if any test answer of the classifier changed
+    after = json.loads((copy / "metrics.json").read_text())
+    assert after["test_accuracy"] == before["test_accuracy"] and after["unknown"] == metrics["unknown"]
+    assert abs(after["unknown"]["in_class_accepted"] - 0.95) < 0.01
+    model = keras.saving.load_model(copy / "model.keras", safe_mode=True, compile=False)
+    assert unknown.has_unknown_output(model)
+    # The head's features join the pooled outputs of the last three stages, each at unit length.
+    assert {layer.name for layer in model.layers} >= {f"unknown_unit_{name}" for name in unknown.FEATURES_LAYERS}
