@@ -125,7 +125,12 @@ def measure(run: Any, files: Sequence[Path], *, limit: int | None = None, backgr
     other_images = others_inputs(others, run.input_spec) if others else None
     return {"model": run.model, "backgrounds": source, "photos": int(len(plain)),
             **({"others_folder": others} if others else {}),
-            "files": {path.name: measure_file(path, inputs, plain, other_images) for path in files}}
+            "files": {_key(path, files): measure_file(path, inputs, plain, other_images) for path in files}}
+
+
+def _key(path: Path, files: Sequence[Path]) -> str:
+    """A file's row name: its name, or its whole path when two files share a name."""
+    return path.name if sum(other.name == path.name for other in files) == 1 else str(path)
 
 
 def summary_lines(report: dict[str, Any]) -> list[str]:
@@ -133,12 +138,14 @@ def summary_lines(report: dict[str, Any]) -> list[str]:
     from train.datasets import camera_frames
 
     names = list(camera_frames.GARMENT_CONDITIONS)
-    head = f"{'file':24s} " + " ".join(f"{n[:8]:>8s}" for n in names) + f" {'mean':>6s} {'empty':>6s} {'in-cls':>6s}"
+    width = max([24] + [len(name) for name in report["files"]])
+    head = f"{'file':{width}s} " + " ".join(f"{n[:8]:>8s}" for n in names)
+    head += f" {'mean':>6s} {'empty':>6s} {'in-cls':>6s}"
     has_others = any("others_accepted" in r for r in report["files"].values())
     lines = [head + (f" {'others':>6s}" if has_others else "")]
     for name, row in report["files"].items():
         c = row["conditions"]
-        line = f"{name:24s} " + " ".join(f"{100 * c[n]['accuracy']:7.1f}%" for n in names)
+        line = f"{name:{width}s} " + " ".join(f"{100 * c[n]['accuracy']:7.1f}%" for n in names)
         line += f" {100 * c['mean']['accuracy']:5.1f}% {100 * c['background']['labelled']:5.1f}% "
         line += f"{100 * row['in_class_accepted']:5.1f}%"
         if has_others:
