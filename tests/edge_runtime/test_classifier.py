@@ -129,3 +129,33 @@ def test_edge_runtime_source_has_no_forbidden_imports():
     pattern = re.compile(r"^\s*(import|from)\s+(tensorflow|keras|tf_keras|tf2onnx|train|convert|benchmarks)\b", re.M)
     for path in (ROOT / "edge_runtime").rglob("*.py"):
         assert not pattern.search(path.read_text()), path
+
+
+def test_int8_onnx_is_exact_on_x86_without_vnni_too():
+    """Full-range int8 weights times large uint8 inputs: AVX2's 16-bit pairwise sums saturate unless the
+    runtime asks ONNX Runtime for exact products (on ARM and VNNI CPUs the answer is exact anyway)."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    from edge_runtime.backends import open_backend
+
+    weights = np.full((64, 8), 127, np.int8)
+    weights[:, 1::2] = -128
+    nodes = [helper.make_node("QuantizeLinear", ["x", "xs", "xz"], ["xq"]),
+             helper.make_node("DequantizeLinear", ["xq", "xs", "xz"], ["xd"]),
+             helper.make_node("DequantizeLinear", ["w", "ws"], ["wd"]),
+             helper.make_node("MatMul", ["xd", "wd"], ["y0"]),
+             helper.make_node("QuantizeLinear", ["y0", "ys", "yz"], ["yq"]),
+             helper.make_node("DequantizeLinear", ["yq", "ys", "yz"], ["y"])]
+    constants = [numpy_helper.from_array(np.array(1.0, np.float32), "xs"),
+                 numpy_helper.from_array(np.array(0, np.uint8), "xz"), numpy_helper.from_array(weights, "w"),
+                 numpy_helper.from_array(np.array(1.0, np.float32), "ws"),
+                 numpy_helper.from_array(np.array(20000.0, np.float32), "ys"),
+                 numpy_helper.from_array(np.array(128, np.uint8), "yz")]
+    graph = helper.make_graph(nodes, "saturation", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 64])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 8])], constants)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    backend = open_backend("onnx", model.SerializeToString(), threads=1)
+    x = np.full((1, 64), 255, np.float32)
+    exact = x @ weights.astype(np.float32)  # +-2.07e6; saturated 16-bit sums give about half
+    assert np.allclose(backend.run(x), exact, rtol=0, atol=20000)  # one output step
