@@ -129,11 +129,9 @@ def _timed_teach(config: TeachBenchConfig, paths: list[Path], labels: np.ndarray
             for path in [p for p, y in zip(paths, labels) if y == k][:config.teach_photos]:
                 os.symlink(path.resolve(), folder / name / path.name)
                 count += 1
+        output = Path(tmp) / f"taught{Path(config.extractor).suffix}"  # the extractor's kind
         command = [sys.executable, "-m", "edge_runtime", "teach", "--quiet", "--extractor", config.extractor,
-                   "--examples", str(folder), "--output", str(Path(tmp) / "taught.tflite"),
-                   "--threads", str(config.threads)]
-        if config.extractor.endswith(".onnx"):
-            command[-3] = str(Path(tmp) / "taught.onnx")
+                   "--examples", str(folder), "--output", str(output), "--threads", str(config.threads)]
         started = time.perf_counter()
         result = subprocess.run(command, capture_output=True, text=True, timeout=900)
         seconds = time.perf_counter() - started

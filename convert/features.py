@@ -139,9 +139,9 @@ def _run(path: Path, spec: InputSpec, images: np.ndarray) -> tuple[np.ndarray, I
 
 
 def _cosine(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    a = a / np.maximum(np.linalg.norm(a, axis=1, keepdims=True), 1e-12)
-    b = b / np.maximum(np.linalg.norm(b, axis=1, keepdims=True), 1e-12)
-    return np.sum(a * b, axis=1)
+    from edge_runtime.unknown import unit
+
+    return np.sum(unit(a) * unit(b), axis=1)
 
 
 def _rename_onnx_output(raw: bytes, name: str) -> bytes:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import struct
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 
@@ -270,13 +271,23 @@ def read_onnx_props(data: bytes) -> dict[str, str]:
 
 def _proto_fields(data: bytes | memoryview, limit: int | None = None) -> list[tuple[int, int, memoryview | int]]:
     """Top-level (field number, wire type, value) triples of a protobuf message."""
-    view = memoryview(data)
-    pos = 0
     fields: list[tuple[int, int, memoryview | int]] = []
-    value: memoryview | int
-    while pos < len(view):
+    for number, wire, value, _ in proto_fields(data):
         if limit is not None and len(fields) >= limit:
             break
+        fields.append((number, wire, value))
+    return fields
+
+
+def proto_fields(data: bytes | memoryview) -> Iterator[tuple[int, int, memoryview | int, bytes]]:
+    """Top-level fields of a protobuf message, one by one: (field number, wire type, value, the field's
+    own bytes, key included), so a message can be rewritten field by field (see ``teach/graph_onnx``).
+    Length-delimited values are views; fixed-width ones are 0 (never needed here)."""
+    view = memoryview(data)
+    pos = 0
+    value: memoryview | int
+    while pos < len(view):
+        start = pos
         key, pos = _varint(view, pos)
         number, wire = key >> 3, key & 7
         if number == 0:
@@ -295,8 +306,7 @@ def _proto_fields(data: bytes | memoryview, limit: int | None = None) -> list[tu
             value, pos = 0, pos + 4
         else:
             raise ModelFileError(f"not a protobuf message (wire type {wire})")
-        fields.append((number, wire, value))
-    return fields
+        yield number, wire, value, bytes(view[start:pos])
 
 
 def _varint(view: memoryview, pos: int) -> tuple[int, int]:

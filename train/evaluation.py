@@ -92,6 +92,21 @@ def robustness(model: Any, images: np.ndarray, labels: np.ndarray, input_spec: I
     return results
 
 
+def camera_metrics(model: Any, data: data_mod.TrainData, input_spec: InputSpec, head: unknown.UnknownHead | None,
+                   scores: np.ndarray | None) -> dict[str, Any]:
+    """``unknown`` (the out-of-class head and the share of test images it accepts, given their
+    ``scores``) and ``camera_conditions`` (the held-out photos as a camera sees them), where they apply."""
+    out: dict[str, Any] = {}
+    if head is not None and scores is not None:
+        out["unknown"] = {**head.to_dict(), "test_accepted": float(np.mean(scores <= head.threshold))}
+    if data.test_photos is not None:
+        out["camera_conditions"] = camera_frames.measure(
+            lambda images: predict_all(model, images), camera_frames.as_bgr(data.test_photos, input_spec.color_order),
+            data.test[1], input_spec, threshold=head.threshold if head else None)
+        log.info("camera conditions: %s", camera_frames.summary(out["camera_conditions"]))
+    return out
+
+
 def evaluate(model: Any, data: data_mod.TrainData, config: TrainConfig, state: State,
               input_spec: InputSpec, head: unknown.UnknownHead | None = None) -> dict[str, Any]:
     x_test, y_test = data.test
@@ -109,13 +124,7 @@ def evaluate(model: Any, data: data_mod.TrainData, config: TrainConfig, state: S
     metrics["robustness"] = robustness(model, x_test, y_test, input_spec)
     if data.test_conditions:
         metrics["scene_conditions"] = camera_scenes.accuracy_by_condition(data.test_conditions, predicted == y_test)
-    if head is not None:
-        metrics["unknown"] = {**head.to_dict(), "test_accepted": float(np.mean(scores <= head.threshold))}
-    if data.test_photos is not None:  # the held-out photos as a camera sees them
-        metrics["camera_conditions"] = camera_frames.measure(
-            lambda images: predict_all(model, images), camera_frames.as_bgr(data.test_photos, input_spec.color_order),
-            y_test, input_spec, threshold=head.threshold if head else None)
-        log.info("camera conditions: %s", camera_frames.summary(metrics["camera_conditions"]))
+    metrics.update(camera_metrics(model, data, input_spec, head, scores))
     metrics.update(
         parameters=int(model.count_params()),
         macs_per_image=architectures.count_macs(model),

@@ -27,7 +27,6 @@ def refit(target: str, runs_dir: str | None = None) -> dict[str, Any]:
     from . import data as data_mod
     from . import evaluation, models, runfolder, unknown
     from .config import TrainConfig
-    from .datasets import camera_frames
     from .runfolder import RunFolder
 
     given = Path(target).expanduser()
@@ -43,16 +42,11 @@ def refit(target: str, runs_dir: str | None = None) -> dict[str, Any]:
     head = unknown.fit_head(classifier, data, run.input_spec, config.seed, data.steps_per_epoch)
     final = unknown.with_unknown_output(classifier, head.prototypes)
     metrics = dict(runfolder.read_metrics(run.path))
-    x_test, y_test = data.test
+    x_test = data.test[0]
     probabilities, scores = evaluation.predict_all(final, x_test)
     if not np.array_equal(np.argmax(probabilities, 1), np.argmax(evaluation.predict_all(model, x_test)[0], 1)):
         raise EdgeError("the classifier's answers changed while its head was refitted (a bug); nothing was written")
-    metrics["unknown"] = {**head.to_dict(), "test_accepted": float(np.mean(scores <= head.threshold))}
-    if data.test_photos is not None:
-        metrics["camera_conditions"] = camera_frames.measure(
-            lambda images: evaluation.predict_all(final, images),
-            camera_frames.as_bgr(data.test_photos, run.input_spec.color_order), y_test, run.input_spec,
-            threshold=head.threshold)
+    metrics.update(evaluation.camera_metrics(final, data, run.input_spec, head, scores))
     metrics.update(parameters=int(final.count_params()), weights_sha256=runfolder.weights_digest(final))
     data.close()
     runfolder.write_run(run.path, final, run.labels, run.config, metrics)

@@ -10,12 +10,10 @@ replaced. The head is the same as in TFLite (see :mod:`.graph_tflite`)::
 
 from __future__ import annotations
 
-from typing import Iterator
-
 import numpy as np
 
 from ..errors import ModelFileError
-from ..metadata import _varint
+from ..metadata import proto_fields as _fields
 from .head import Head
 
 PREFIX = "teach/"
@@ -98,32 +96,6 @@ def set_props(data: bytes, entries: dict[str, str]) -> bytes:
 
 
 # --- the wire format ---------------------------------------------------------------------------
-
-def _fields(data: bytes | memoryview) -> Iterator[tuple[int, int, memoryview | int, bytes]]:
-    """(field number, wire type, value, the field's own bytes) of a message's top-level fields."""
-    view = memoryview(data)
-    pos = 0
-    while pos < len(view):
-        start = pos
-        key, pos = _varint(view, pos)
-        number, wire = key >> 3, key & 7
-        value: memoryview | int
-        if wire == 0:
-            value, pos = _varint(view, pos)
-        elif wire == 2:
-            length, pos = _varint(view, pos)
-            if pos + length > len(view):
-                raise ModelFileError("the ONNX protobuf is truncated")
-            value, pos = view[pos:pos + length], pos + length
-        elif wire in (1, 5):
-            size = 8 if wire == 1 else 4
-            if pos + size > len(view):
-                raise ModelFileError("the ONNX protobuf is truncated")
-            value, pos = 0, pos + size
-        else:
-            raise ModelFileError(f"not an ONNX protobuf (wire type {wire})")
-        yield number, wire, value, bytes(view[start:pos])
-
 
 def _graph(data: bytes) -> memoryview:
     graphs = [value for number, wire, value, _ in _fields(data) if number == _MODEL_GRAPH and wire == 2]

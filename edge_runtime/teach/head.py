@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..unknown import KEEP, calibrate, class_prototypes, unit
+from ..unknown import KEEP, calibrate, class_prototypes, scores, unit
 
 HEADS = ("logistic", "means")
 PROTOTYPES_PER_CLASS = 64
@@ -52,7 +52,7 @@ class Head:
         return shifted / shifted.sum(axis=1, keepdims=True)
 
     def unknown_scores(self, features: np.ndarray) -> np.ndarray:
-        return 1.0 - np.max(unit(features) @ self.prototypes.T, axis=1)
+        return scores(features, self.prototypes)
 
 
 def fit(features: np.ndarray, labels: np.ndarray, classes: int, *, method: str = "logistic",

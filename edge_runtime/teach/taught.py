@@ -10,9 +10,8 @@ dropping one (``remove``) retrains from them, so the old classes stay without th
 
 from __future__ import annotations
 
-import json
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -176,4 +175,4 @@ def teach(base: Base, new: Examples, *, remove: Sequence[str] = (), replace_clas
 
 def _extractor_contract(extractor: FeatureExtractor) -> dict:
     """The extractor's own contract, as it was in its file (restored when the head is taken off)."""
-    return json.loads(replace(extractor.metadata, input=extractor.metadata.input).to_json())
+    return extractor.metadata.to_dict()
