@@ -24,6 +24,7 @@ from __future__ import annotations
 import hmac
 import json
 import logging
+import re
 import secrets
 import socket
 import threading
@@ -261,7 +262,9 @@ def _handler_for(view: LiveView) -> type[BaseHTTPRequestHandler]:
             self.wfile.write(body)
 
         def _page(self) -> None:
-            body = PAGE.replace("{{MODEL}}", _html(view.model)).replace("{{SOURCE}}", _html(view.source)).encode()
+            # The latest state rides in the page, so it shows the answer at once, not at the first event.
+            fields = {"MODEL": _html(view.model), "SOURCE": _html(view.source), "STATE": _script_json(view.state())}
+            body = re.sub(r"\{\{(MODEL|SOURCE|STATE)\}\}", lambda m: fields[m.group(1)], PAGE).encode()
             self._head(200, "text/html; charset=utf-8", len(body))
             self.wfile.write(body)
 
@@ -327,6 +330,12 @@ def _html(text: str) -> str:
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace('"', "&quot;")
 
 
+def _script_json(value: Any) -> str:
+    """JSON to place inside a <script>: no "<", ">" or "&" that could end the script early (labels come
+    from the model file)."""
+    return json.dumps(value).replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
+
+
 PAGE = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width,initial-scale=1">
 <title>edge-classify: {{MODEL}}</title>
@@ -350,9 +359,7 @@ const q = token ? "?token=" + encodeURIComponent(token) : "";
 const img = document.getElementById("stream");
 img.src = "stream.mjpg" + q;
 img.addEventListener("load", () => { document.body.dataset.streamLoaded = img.naturalWidth; });
-const events = new EventSource("events" + q);
-events.addEventListener("state", (message) => {
-  const s = JSON.parse(message.data);
+function show(s) {
   const answer = document.getElementById("answer");
   answer.textContent = s.unknown ? "none of these" : s.label;  // textContent: never parsed as HTML
   answer.className = s.unknown ? "unknown" : "";
@@ -364,7 +371,11 @@ events.addEventListener("state", (message) => {
   const rows = [["frame", s.frame], ["FPS", s.fps == null ? "-" : s.fps.toFixed(1)]]
       .concat(Object.entries(s.ms || {}).map(([k, v]) => [k + " ms", v.toFixed(2)]));
   document.getElementById("stats").innerHTML = rows.map(([k, v]) => `<tr><td>${k}</td><td>${v}</td></tr>`).join("");
-});
+}
+const initial = {{STATE}};
+if (initial.frame != null) show(initial);
+const events = new EventSource("events" + q);
+events.addEventListener("state", (message) => show(JSON.parse(message.data)));
 events.addEventListener("label", (message) => {
   const e = JSON.parse(message.data);
   document.getElementById("changes").textContent =

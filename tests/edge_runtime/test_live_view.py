@@ -136,6 +136,25 @@ def test_every_route_serves_what_it_says_and_nothing_else(model, video, ledger):
     assert running.stats is not None and running.stats.frames > 0
 
 
+def test_the_page_carries_the_latest_answer_and_hostile_labels_stay_text(ledger):
+    """The page shows the answer it was served with (no wait for the first event), and a label from
+    the model file that looks like markup can end neither the page's script nor its attributes."""
+    hostile = '</script><img src=x onerror=alert(1)>"&'
+    view = LiveView(ServeOptions(serve="127.0.0.1:0"), "m<b>", "cam")
+    try:
+        view.publish(np.zeros((24, 32, 3), np.uint8), {"frame": 7, "label": hostile, "top": [[hostile, 0.9]],
+                                                       "unknown": False, "unknown_score": None, "fps": 1.0, "ms": {}})
+        code, page, _ = _get(f"http://127.0.0.1:{view.port}/")
+    finally:
+        view.close()
+    text = page.decode()
+    with ledger.case("live view: a label that looks like markup, embedded in the page"):
+        assert code == 200 and text.count("</script>") == 1 and "<img src=x" not in text
+        assert "<h1>m&lt;b&gt;</h1>" in text
+        embedded = json.loads(text.split("const initial = ", 1)[1].split(";\n", 1)[0])
+        assert embedded["label"] == hostile and embedded["frame"] == 7
+
+
 def test_a_token_guards_every_route_and_viewers_are_bounded(model, video, ledger, capfd):
     running = Running(model, video, ServeOptions(serve="127.0.0.1:0", serve_token="s3cret", serve_clients=1))
     try:
