@@ -117,8 +117,9 @@ class OpenCVSource:
         self._cap.release()
 
 
-def _decode(path: Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[np.ndarray | None, str]:
-    """An image file decoded, or None and why not (not a regular file, too many pixels, corrupt)."""
+def decode_image(path: Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[np.ndarray | None, str]:
+    """An image file decoded to a BGR frame (as a camera gives it), or None and why not (not a regular
+    file, too many pixels, corrupt). Public: teaching and the benchmarks read example photos with it."""
     import cv2
 
     try:
@@ -218,7 +219,7 @@ class ImageSource:
         path = self.paths[self._index]
         self._index += 1
         self.current = str(path)
-        frame, why = _decode(path, self.max_pixels)
+        frame, why = decode_image(path, self.max_pixels)
         if frame is None:
             self.skipped += 1
             log.warning("skipping %s: %s", path, why)

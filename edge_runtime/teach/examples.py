@@ -11,7 +11,7 @@ import numpy as np
 
 from ..errors import EdgeError, SourceError
 from ..features import FeatureExtractor
-from ..sources import DEFAULT_MAX_PIXELS, IMAGE_SUFFIXES, _decode
+from ..sources import DEFAULT_MAX_PIXELS, IMAGE_SUFFIXES, decode_image
 from .taught import Examples
 
 __all__ = ["Examples", "from_folder", "from_source", "progress_line"]
@@ -53,7 +53,7 @@ def from_folder(folder: str | Path, extractor: FeatureExtractor, *, flip: bool =
         rows: list[np.ndarray] = []
         groups: list[int] = []
         for index, path in enumerate(paths):
-            frame, _ = _decode(path, max_pixels)
+            frame, _ = decode_image(path, max_pixels)
             done += 1
             if progress is not None:
                 progress(done, total)
