@@ -279,10 +279,11 @@ def _proto_fields(data: bytes | memoryview, limit: int | None = None) -> list[tu
     return fields
 
 
-def proto_fields(data: bytes | memoryview) -> Iterator[tuple[int, int, memoryview | int, bytes]]:
+def proto_fields(data: bytes | memoryview) -> Iterator[tuple[int, int, memoryview | int, memoryview]]:
     """Top-level fields of a protobuf message, one by one: (field number, wire type, value, the field's
     own bytes, key included), so a message can be rewritten field by field (see ``teach/graph_onnx``).
-    Length-delimited values are views; fixed-width ones are 0 (never needed here)."""
+    Length-delimited values and the fields' bytes are views, never copies (reading a model's metadata
+    must not copy its graph); fixed-width values are 0 (never needed here)."""
     view = memoryview(data)
     pos = 0
     value: memoryview | int
@@ -306,7 +307,7 @@ def proto_fields(data: bytes | memoryview) -> Iterator[tuple[int, int, memoryvie
             value, pos = 0, pos + 4
         else:
             raise ModelFileError(f"not a protobuf message (wire type {wire})")
-        yield number, wire, value, bytes(view[start:pos])
+        yield number, wire, value, view[start:pos]
 
 
 def _varint(view: memoryview, pos: int) -> tuple[int, int]:
