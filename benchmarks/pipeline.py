@@ -24,6 +24,7 @@ import numpy as np
 
 from edge_common.files import temp_path_beside
 from edge_runtime.contract import InputSpec
+from edge_runtime.images import read_image
 from edge_runtime.preprocess import to_model_image
 
 FRAME_SIZE = (640, 480)
@@ -74,7 +75,7 @@ def make_photo_video(path: Path, photos: list[Path], labels: np.ndarray, *, hold
 
     frames, shown = [], []
     for photo, label in zip(photos, labels):
-        image = cv2.imread(str(photo), cv2.IMREAD_COLOR)
+        image = read_image(photo)[0]
         if image is None:
             continue
         h, w = image.shape[:2]

@@ -67,11 +67,11 @@ def _photos(root: Path, split: str, limit: int | None) -> tuple[list[Path], np.n
 
 
 def _features(extractor: Any, paths: list[Path], mirror: bool) -> np.ndarray:
-    from edge_runtime.sources import decode_image
+    from edge_runtime.images import read_image
 
     rows = []
     for path in paths:
-        frame, why = decode_image(path)
+        frame, why, _ = read_image(path)
         if frame is None:
             raise EdgeError(f"{path}: {why}")
         rows.append(extractor.features_of_frame(np.ascontiguousarray(frame[:, ::-1]) if mirror else frame))

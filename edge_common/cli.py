@@ -16,7 +16,7 @@ import typing
 from pathlib import Path
 from typing import Any, Callable, NoReturn
 
-from .errors import EdgeError, closest, one_line
+from .errors import EdgeError, closest, one_line, redact
 
 _META = "option"
 
@@ -147,9 +147,11 @@ def add_options(parser: argparse.ArgumentParser, cls: type, *, skip: tuple[str, 
         elif default is not None and default != () and "default" not in text:
             shown = " ".join(map(str, default)) if isinstance(default, tuple) else default
             text = f"{text} (default: {shown})"
-        target.add_argument(flag, dest=field.name, type=kind, default=default, help=text,
-                            choices=meta.choices, nargs="+" if many else None, required=meta.required,
-                            metavar=meta.metavar or ("VALUE" if many and meta.choices else None))
+        # A repeated flag adds to the list (`--class a --class b`), as `--class a b` does.
+        extra: dict[str, Any] = {"nargs": "+", "action": "extend", "default": None} if many else {"default": default}
+        target.add_argument(flag, dest=field.name, type=kind, help=text, choices=meta.choices,
+                            required=meta.required, metavar=meta.metavar or ("VALUE" if many and meta.choices else None),
+                            **extra)
 
 
 def config_from_args(cls: type, args: argparse.Namespace, **fixed: Any) -> Any:
@@ -160,7 +162,9 @@ def config_from_args(cls: type, args: argparse.Namespace, **fixed: Any) -> Any:
         if field.name in fixed or not hasattr(args, field.name):
             continue
         value = getattr(args, field.name)
-        if isinstance(value, list) and _value_type(hints[field.name])[1]:
+        if _value_type(hints[field.name])[1]:
+            if value is None:
+                continue  # not given: the field's own default
             value = tuple(value)
         values[field.name] = value
     return cls(**values, **fixed)
@@ -224,8 +228,19 @@ def setup_logging(verbose: bool = False) -> None:
     """Warnings and progress lines to stderr, one line each, no tracebacks."""
     logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, format="%(levelname)s: %(message)s",
                         stream=sys.stderr, force=True)
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(_redacting)
     for noisy in ("tensorflow", "absl", "h5py", "matplotlib", "PIL", "tf2onnx"):
         logging.getLogger(noisy).setLevel(logging.ERROR)
+
+
+def _redacting(record: logging.LogRecord) -> bool:
+    """A log filter: no line shows a URL's password (a camera's, a broker's, a webhook's)."""
+    message = record.getMessage()
+    cleaned = redact(message)
+    if cleaned != message:
+        record.msg, record.args = cleaned, None
+    return True
 
 
 def _default(field: dataclasses.Field) -> Any:

@@ -7,7 +7,19 @@ must say what went wrong *and* what to do next.
 from __future__ import annotations
 
 import difflib
+import re
 from typing import Iterable
+
+# user:password@ in any URL (rtsp://, http://, mqtt://, inside a GStreamer pipeline too), and the
+# password properties of GStreamer's rtspsrc/souphttpsrc: never shown, logged or sent anywhere.
+_URL_CREDENTIALS = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^/@\s?#]+@")
+_PIPELINE_SECRETS = re.compile(r"(?i)\b(user-pw|user_pw|password|passwd|proxy-pw)=(\"[^\"]*\"|'[^']*'|\S+)")
+
+
+def redact(text: str) -> str:
+    """``text`` with the credentials of every URL in it replaced by ``***`` (``rtsp://***@host/x``)."""
+    text = _URL_CREDENTIALS.sub(r"\1***@", text)
+    return _PIPELINE_SECRETS.sub(r"\1=***", text)
 
 
 class EdgeError(Exception):
@@ -16,8 +28,9 @@ class EdgeError(Exception):
     exit_code = 2
 
     def __init__(self, message: str = "", *args: object) -> None:
-        # Messages often quote user data (file names, JSON keys); keep them on one line.
-        super().__init__(" ".join(str(message).split()), *args)
+        # Messages often quote user data (file names, JSON keys, URLs); keep them on one line, and
+        # never repeat a camera's or a broker's password.
+        super().__init__(redact(" ".join(str(message).split())), *args)
 
 
 class OutputError(EdgeError):
@@ -30,8 +43,14 @@ class DatasetError(EdgeError):
 
 def one_line(exc: BaseException) -> str:
     """Collapse an exception message to a single line for terminal output."""
-    text = " ".join(str(exc).split())
+    text = redact(" ".join(str(exc).split()))
     return text or type(exc).__name__
+
+
+def printable(text: str) -> str:
+    """``text`` safe for a terminal: control characters (ESC, NUL, CR, ...) shown as escapes such as
+    ``\\x1b``, so a label from a model file cannot move the cursor, recolour or hide a line."""
+    return "".join(ch if ch.isprintable() or ch == " " else ascii(ch)[1:-1] for ch in text)
 
 
 def closest(word: str, choices: Iterable[str], cutoff: float = 0.5) -> str | None:

@@ -142,6 +142,48 @@ def temp_path_beside(path: str | Path) -> Path:
     return Path(tmp)
 
 
+class NotRegularFile(OSError):
+    """The path is a FIFO, a device or a socket: reading one could block forever or never end."""
+
+
+class FileTooLarge(OSError):
+    """The file holds more bytes than its reader allows."""
+
+
+def read_regular(path: str | Path, max_bytes: int) -> bytes:
+    """The bytes of a regular file of at most ``max_bytes``, read through one open descriptor.
+
+    The open is non-blocking, so a FIFO is refused at once instead of waited on; the kind is checked
+    on the opened descriptor (no race with a rename), and at most ``max_bytes + 1`` bytes are read, so
+    a file that grows while it is read cannot exhaust memory either.
+
+    Raises:
+        NotRegularFile: a FIFO, device or socket.
+        FileTooLarge: more than ``max_bytes``.
+        OSError: missing, unreadable, a folder.
+    """
+    fd = os.open(Path(path).expanduser(), os.O_RDONLY | os.O_NONBLOCK)
+    try:
+        mode = os.fstat(fd).st_mode
+        if stat.S_ISDIR(mode):
+            raise IsADirectoryError(errno.EISDIR, "is a folder")
+        if not stat.S_ISREG(mode):
+            raise NotRegularFile(errno.EINVAL, "not a regular file (a FIFO, device or socket)")
+        os.set_blocking(fd, True)
+        chunks, total = [], 0
+        while total <= max_bytes:
+            block = os.read(fd, min(1 << 22, max_bytes + 1 - total))
+            if not block:
+                break
+            chunks.append(block)
+            total += len(block)
+        if total > max_bytes:
+            raise FileTooLarge(errno.EFBIG, f"larger than {max_bytes:,} bytes")
+        return b"".join(chunks)
+    finally:
+        os.close(fd)
+
+
 def read_json(path: str | Path) -> dict[str, Any] | None:
     """A JSON object from ``path``, or None when the file is missing, unreadable or not an object."""
     try:

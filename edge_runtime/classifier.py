@@ -12,7 +12,7 @@ import numpy as np
 
 from .backends import Backend, open_backend
 from .contract import InputSpec, ModelMetadata, OutputSpec, Quantization
-from .errors import EdgeError, InferenceError, MetadataError, ModelFileError
+from .errors import EdgeError, InferenceError, MetadataError, ModelFileError, NonFiniteScoresError
 from .metadata import load_bytes, read_metadata
 from .preprocess import dequantize, to_input_tensor, to_model_image
 
@@ -144,7 +144,11 @@ class Classifier:
 
     def infer_all(self, tensor: np.ndarray) -> tuple[np.ndarray, float | None]:
         """Run a prepared batch-1 tensor; returns float32 probabilities (one row) and the out-of-class
-        score where the file has that output (else None)."""
+        score where the file has that output (else None).
+
+        Raises:
+            NonFiniteScoresError: the model answered NaN or infinity (a broken file, not an answer).
+        """
         with self._lock:
             if self._closed:
                 raise InferenceError(f"{self.path or self.metadata.model}: the classifier is closed; open it again")
@@ -156,12 +160,19 @@ class Classifier:
                 raise InferenceError(f"{self.backend.name} failed on this input ({type(exc).__name__}: "
                                      f"{' '.join(str(exc).split())[:200]})") from None
         probabilities = dequantize(np.asarray(raw).reshape(-1), self._output_quant)
+        if not np.all(np.isfinite(probabilities)):
+            raise NonFiniteScoresError(f"{self.path or self.metadata.model}: the model answered NaN or infinity; the "
+                                       "file is broken (teach or convert it again)")
         if self._softmax:
             shifted = np.exp(probabilities - probabilities.max())
             probabilities = shifted / shifted.sum()
         if raw_unknown is None:
             return probabilities, None
-        return probabilities, float(dequantize(np.asarray(raw_unknown).reshape(-1), self._unknown_quant)[0])
+        unknown = float(dequantize(np.asarray(raw_unknown).reshape(-1), self._unknown_quant)[0])
+        if not np.isfinite(unknown):
+            raise NonFiniteScoresError(f"{self.path or self.metadata.model}: the model's out-of-class score is NaN or "
+                                       "infinity; the file is broken (teach or convert it again)")
+        return probabilities, unknown
 
     def is_unknown(self, unknown_score: float | None) -> bool:
         """Whether a score from :meth:`infer_all` means none of the classes (False for files without one)."""

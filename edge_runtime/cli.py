@@ -96,6 +96,7 @@ def main(argv: list[str] | None = None) -> int:
 def _classify(args: argparse.Namespace) -> int:
     from .classifier import Classifier
     from .events import EventOptions, Events
+    from .events import check_options as check_events
     from .live import LiveConfig, run
     from .outputs import check_distinct
     from .serve import LiveView, ServeOptions
@@ -109,6 +110,7 @@ def _classify(args: argparse.Namespace) -> int:
     for checked in (options, capture, serve, event_options):
         check_ranges(checked)
     config.validate()
+    check_events(event_options)
     check_distinct([("--model", options.model), ("--source", options.source)],
                    {"--output": config.output, "--jsonl": config.jsonl, "--summary-json": options.summary_json})
     classifier = Classifier.open(options.model, backend=options.backend, threads=options.threads)
@@ -156,17 +158,19 @@ def inspect_main(argv: list[str]) -> int:
 
 
 def _inspect(args: argparse.Namespace) -> int:
+    from edge_common.errors import printable
+
     from .metadata import load_bytes, read_metadata
 
     kind, data = load_bytes(args.model)
     metadata = read_metadata(kind, data, args.model)
     if args.json:
-        print(json.dumps(metadata.to_dict(), indent=2))
+        print(json.dumps(metadata.to_dict(), indent=2))  # JSON escapes control characters itself
         return 0
     spec = metadata.input
     quant = f", quantization scale {spec.quantization.scale:g} zero point {spec.quantization.zero_point}" \
         if spec.quantization else ""
-    print(f"model:   {metadata.model} ({metadata.format}, {len(data):,} bytes)")
+    print(f"model:   {printable(metadata.model)} ({metadata.format}, {len(data):,} bytes)")
     print(f"input:   {spec.height}x{spec.width}x{spec.channels} {spec.color_order} {spec.layout} {spec.dtype}, "
           f"pixels {spec.pixel_range[0]:g}..{spec.pixel_range[1]:g}, resize {spec.resize}, fit {spec.fit}"
           f"{f' {spec.crop:g}' if spec.fit == 'crop' else ''}{quant}")
@@ -179,10 +183,10 @@ def _inspect(args: argparse.Namespace) -> int:
         print(f"unknown: {unknown.score} above {unknown.threshold:.4f} is none of these (calibrated to keep "
               f"{unknown.keep:.0%} of held-out in-class photos)" if unknown else
               "unknown: none (this file cannot say none of these)")
-        print(f"labels:  {', '.join(metadata.labels)}")
+        print(f"labels:  {', '.join(printable(label) for label in metadata.labels)}")
     width = max([len(key) + 2 for key in metadata.accuracy] + [9])
     for key, value in metadata.accuracy.items():
         # Counts as whole numbers; fractions (accuracy, agreement) all with four decimals, so 1 reads 1.0000.
         shown = f"{int(value):,}" if key.endswith(("images", "count")) else f"{value:.4f}"
-        print(f"{key + ':':{width}s}{shown}")
+        print(f"{printable(key) + ':':{width}s}{shown}")
     return 0

@@ -30,9 +30,13 @@ class InferenceError(EdgeError):
     """The interpreter failed on a prepared input, or the classifier was used after ``close``."""
 
 
+class NonFiniteScoresError(InferenceError):
+    """The model answered NaN or infinity: a broken file, never an answer to show."""
+
+
 class SourceError(EdgeError):
     """A frame source (camera, file, stream) cannot be opened or stopped for good."""
 
 
 __all__ = ["EdgeError", "OutputError", "one_line", "ModelFileError", "MetadataError", "BackendUnavailableError",
-           "FrameError", "InferenceError", "SourceError"]
+           "FrameError", "InferenceError", "NonFiniteScoresError", "SourceError"]

@@ -21,16 +21,16 @@ from __future__ import annotations
 import json
 import logging
 import queue
+import socket
 import threading
 import time
-import urllib.error
-import urllib.request
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, Callable
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 from edge_common.cli import option
+from edge_common.errors import redact
 
 from .errors import EdgeError
 
@@ -89,13 +89,14 @@ class _QueuedSink:
     def __init__(self, capacity: int = 64, attempts: int = 5, backoff_s: tuple[float, float] = (0.5, 8.0)) -> None:
         self._queue: queue.Queue[dict[str, Any] | None] = queue.Queue(maxsize=capacity)
         self.attempts, self.backoff_s = attempts, backoff_s
-        self.sent = self.dropped = self.failed = 0
+        self.accepted = self.sent = self.dropped = self.failed = 0
         self._warned = False
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"events-{self.name}", daemon=True)
         self._thread.start()
 
     def put(self, event: dict[str, Any]) -> None:
+        self.accepted += 1
         while True:
             try:
                 self._queue.put_nowait(event)
@@ -147,40 +148,118 @@ class _QueuedSink:
         self._thread.join(max(0.1, deadline - time.monotonic()))
 
 
+WEBHOOK_EXAMPLE = "http://host:8123/api/webhook/ID"
+MQTT_EXAMPLE = "mqtt://[USER:PASSWORD@]127.0.0.1[:1883]/edge/camera"
+
+
+def parse_event_url(url: str, flag: str, schemes: tuple[str, ...], example: str) -> tuple[str, str, int | None, str]:
+    """``(scheme, host, port or None, path)`` of a sink's URL, checked whole at start-up.
+
+    Raises:
+        EdgeError: a scheme not in ``schemes``, no host, a malformed address or a port outside 1..65535.
+    """
+    shown = redact(url)
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError as exc:  # "[::1/x", a port of letters or over 65535
+        raise EdgeError(f"{flag} {shown!r}: {exc}; pass e.g. {example}") from None
+    if parts.scheme not in schemes or not parts.hostname:
+        form = "an http(s) URL" if "http" in schemes else "mqtt://HOST[:PORT]/TOPIC"
+        raise EdgeError(f"{flag} {shown!r} is not {form}; pass e.g. {example}")
+    if port is not None and not 1 <= port <= 65535:
+        raise EdgeError(f"{flag} {shown!r}: port {port} is not 1..65535; pass e.g. {example}")
+    return parts.scheme, parts.hostname, port, parts.path
+
+
+def check_options(options: EventOptions) -> None:
+    """Every sink URL checked before the model or the source is opened (one line, exit 2)."""
+    if options.webhook:
+        parse_event_url(options.webhook, "--webhook", ("http", "https"), WEBHOOK_EXAMPLE)
+    if options.mqtt:
+        _mqtt_address(options.mqtt)
+
+
+def _mqtt_address(url: str) -> tuple[str, int, str]:
+    """(host, port, topic) of an --mqtt URL."""
+    _, host, port, path = parse_event_url(url, "--mqtt", ("mqtt",), MQTT_EXAMPLE)
+    topic = path.lstrip("/")
+    if not topic:
+        raise EdgeError(f"--mqtt {redact(url)!r} names no topic (mqtt://HOST[:PORT]/TOPIC); pass e.g. {MQTT_EXAMPLE}")
+    return host, port or 1883, topic
+
+
 class WebhookSink(_QueuedSink):
+    """POSTs each event; a request that is not answered whole within ``timeout_s`` (a receiver that
+    never replies, or trickles its reply) is cut off and retried like any failure."""
+
     name = "webhook"
 
-    def __init__(self, url: str, timeout_s: float = 5.0, **kwargs: Any) -> None:
+    def __init__(self, url: str, timeout_s: float = 10.0, **kwargs: Any) -> None:
+        scheme, host, port, _ = parse_event_url(url, "--webhook", ("http", "https"), WEBHOOK_EXAMPLE)
         parts = urlsplit(url)
-        if parts.scheme not in ("http", "https") or not parts.netloc:
-            raise EdgeError(f"--webhook {url!r} is not an http(s) URL; pass e.g. http://host:8123/api/webhook/ID")
         self.url, self.timeout_s = url, timeout_s
+        self._scheme, self._host, self._port = scheme, host, port
+        self._target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+        self._headers = {"Content-Type": "application/json"}
+        if parts.username is not None:  # http://user:password@host/... as basic authentication
+            import base64
+
+            pair = f"{unquote(parts.username)}:{unquote(parts.password or '')}".encode()
+            self._headers["Authorization"] = "Basic " + base64.b64encode(pair).decode()
         super().__init__(**kwargs)
 
     def send(self, event: dict[str, Any]) -> None:
-        request = urllib.request.Request(self.url, data=json.dumps(event).encode(), method="POST",
-                                         headers={"Content-Type": "application/json"})
-        with urllib.request.urlopen(request, timeout=self.timeout_s) as response:  # noqa: S310 - the user's URL
+        import http.client
+
+        body = json.dumps(event).encode()
+        kind = http.client.HTTPSConnection if self._scheme == "https" else http.client.HTTPConnection
+        connection = kind(self._host, self._port, timeout=self.timeout_s)
+        # The socket timeout bounds each read; this bounds the whole request, a trickled reply included.
+        deadline = threading.Timer(self.timeout_s, _cut, (connection,))
+        deadline.daemon = True
+        deadline.start()
+        try:
+            connection.request("POST", self._target, body=body, headers=self._headers)
+            response = connection.getresponse()
+            response.read(65536)
             if response.status >= 300:
-                raise urllib.error.HTTPError(self.url, response.status, "not accepted", response.headers, None)
+                raise ConnectionError(f"the receiver answered HTTP {response.status}")
+        except (OSError, http.client.HTTPException) as exc:
+            if not deadline.is_alive():
+                raise TimeoutError(f"no complete reply within {self.timeout_s:g} s") from None
+            raise ConnectionError(" ".join(str(exc).split()) or type(exc).__name__) from None
+        finally:
+            deadline.cancel()
+            connection.close()
+
+
+def _cut(connection: Any) -> None:
+    """Shut a request's socket at its deadline: the read blocked on it fails at once."""
+    sock = getattr(connection, "sock", None)
+    if sock is not None:
+        try:
+            sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
 
 
 class MqttSink(_QueuedSink):
     name = "mqtt"
 
     def __init__(self, url: str, **kwargs: Any) -> None:
-        parts = urlsplit(url)
-        topic = parts.path.lstrip("/")
-        if parts.scheme != "mqtt" or not parts.hostname or not topic:
-            raise EdgeError(f"--mqtt {url!r} is not mqtt://HOST[:PORT]/TOPIC; pass e.g. mqtt://127.0.0.1/edge/camera")
+        host, port, topic = _mqtt_address(url)
         try:
             import paho.mqtt.client as mqtt
         except ImportError:
             raise EdgeError("--mqtt needs paho-mqtt: pip install 'edge-classify[mqtt]'") from None
+        parts = urlsplit(url)
         self.topic = topic
         self._client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="", clean_session=True)
+        if parts.username is not None:
+            self._client.username_pw_set(unquote(parts.username), unquote(parts.password) if parts.password else None)
         self._client.reconnect_delay_set(1, 30)
-        self._client.connect_async(parts.hostname, parts.port or 1883, keepalive=30)
+        self._client.connect_async(host, port, keepalive=30)
         self._client.loop_start()
         super().__init__(**kwargs)
 
@@ -230,5 +309,8 @@ class Events:
             sink.close(timeout=2.0)
 
     def summary(self) -> dict[str, Any]:
-        """Per sink: events sent, dropped (queue full) and failed (after every retry)."""
-        return {sink.name: {"sent": sink.sent, "dropped": sink.dropped, "failed": sink.failed} for sink in self.sinks}
+        """Per sink: events sent, dropped (queue full), failed (after every retry) and unsent (still
+        queued or in flight when the run ended); the four add up to every event published."""
+        return {sink.name: {"sent": sink.sent, "dropped": sink.dropped, "failed": sink.failed,
+                            "unsent": max(0, sink.accepted - sink.sent - sink.dropped - sink.failed)}
+                for sink in self.sinks}

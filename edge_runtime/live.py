@@ -20,10 +20,11 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from edge_common.cli import check_ranges, option
+from edge_common.errors import printable
 
 from . import overlay
 from .classifier import Classifier, frame_answer
-from .errors import EdgeError, FrameError, OutputError, SourceError
+from .errors import EdgeError, FrameError, NonFiniteScoresError, OutputError, SourceError
 from .events import Events
 from .outputs import STDOUT, VIDEO_SUFFIXES, ImageSink, JsonlSink, VideoSink, check_distinct
 from .readers import FrameEvent, LatestReader, OrderedReader
@@ -106,6 +107,9 @@ def run(classifier: Classifier, source: FrameSource, config: LiveConfig, *,
     loop = _Loop(classifier, source, config, reopen, stop or threading.Event(), on_frame)
     loop.view, loop.events = view, events
     stats = loop.run()
+    if stats.non_finite and not stats.frames:
+        raise NonFiniteScoresError(f"{classifier.path or classifier.metadata.model}: every frame's scores were NaN or "
+                                   f"infinity; the model file is broken; " + stats.summary().splitlines()[0])
     if stats.ended_by == "end of source" and stats.error:
         raise SourceError(stats.error + "; " + stats.summary().splitlines()[0])
     if loop.records is not None and loop.records.failed:
@@ -214,6 +218,11 @@ class _Loop:
             self.stats.rejected += 1
             log.warning("frame %d skipped: %s", event.index, exc)
             return
+        except NonFiniteScoresError as exc:
+            if not self.stats.non_finite:  # once a run; the summary has the count
+                log.error("%s; such frames get no answer and are counted in the summary", exc)
+            self.stats.non_finite += 1
+            return
         top = classifier.top(probabilities, config.top_k)
         unknown = classifier.is_unknown(unknown_score)
         self.stats.unknown += unknown
@@ -242,9 +251,9 @@ class _Loop:
             self.events.observe(answer, top[0][1], unknown, event.index)
         self.stats.frames += 1
         if self.answers:
-            guess = f" (best guess {top[0][0]} {top[0][1]:.1%})" if answer in ("unknown", "uncertain") else \
-                f" {top[0][1]:.1%}"
-            print(f"{event.file or event.index}: {answer}{guess}", flush=True)
+            guess = f" (best guess {printable(top[0][0])} {top[0][1]:.1%})" if answer in ("unknown", "uncertain") \
+                else f" {top[0][1]:.1%}"
+            print(f"{printable(str(event.file or event.index))}: {printable(answer)}{guess}", flush=True)
         elif self.status is not None:
             self.status.update(self.stats.frames, answer, top[0][1], fps)
         if self.on_frame is not None:

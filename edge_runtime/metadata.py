@@ -53,18 +53,22 @@ def load_bytes(path: str | Path) -> tuple[str, bytes]:
     Raises:
         ModelFileError: missing, unreadable, empty, not a model, or of the other format.
     """
+    from edge_common.files import FileTooLarge, NotRegularFile, read_regular
+
     path = Path(path)
     kind = file_kind(path)
     try:
-        size = path.stat().st_size
-        if size > _MAX_MODEL_BYTES:
-            raise ModelFileError(f"{path}: {size} bytes is larger than any model this runtime loads")
-        data = path.read_bytes()
+        data = read_regular(path, _MAX_MODEL_BYTES)
     except FileNotFoundError:
         raise ModelFileError(f"{path}: no such model file; check the path (converted files live in "
                              f"runs/<MODEL>/deploy/)") from None
     except IsADirectoryError:
         raise ModelFileError(f"{path}: is a folder; pass a .tflite or .onnx file") from None
+    except NotRegularFile:
+        raise ModelFileError(f"{path}: is not a regular file (a FIFO, device or socket); pass a .{kind} file") from None
+    except FileTooLarge:
+        raise ModelFileError(f"{path}: is larger than any model this runtime loads ({_MAX_MODEL_BYTES:,} bytes); "
+                             "pass a model file") from None
     except OSError as exc:
         raise ModelFileError(f"{path}: cannot read ({exc.strerror or exc})") from None
     if not data:

@@ -249,6 +249,13 @@ class JsonlSink(Segmented):
             self._handle.write(json.dumps(record, separators=(",", ":")) + "\n")
             if self.stream:
                 self._handle.flush()
+        except BrokenPipeError:
+            if self._handle is not sys.stdout:
+                self._failed = True
+                raise OutputError(f"cannot write {self._path}: its reader went away") from None
+            # `--jsonl - | head`: the reader has what it wanted; the command ends quietly with 141.
+            self._handle = None
+            raise
         except OSError as exc:
             self._failed = True
             raise OutputError(f"cannot write {self._path} ({exc.strerror or exc}); free space or choose another "

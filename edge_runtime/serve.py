@@ -15,12 +15,15 @@ a second, in its own thread; each viewer gets the newest JPEG, so a slow or stal
 slows itself, and one that disconnects mid-stream is no error. Security: 127.0.0.1 by default;
 any other bind needs a token (``--serve-token``, else a random one printed with the URL), checked
 in constant time on every route as ``?token=`` or an ``Authorization: Bearer`` header; at most
-``--serve-clients`` long-lived connections (the stream and event feeds), more get 503; nothing is
-cached.
+``--serve-clients`` long-lived connections (the stream and event feeds); when they are all taken, the
+oldest event feed gives its slot to the newcomer (a browser's EventSource reconnects by itself), and
+otherwise more get 503; a viewer or feed that stops reading is dropped by a 10 s write timeout;
+nothing is cached.
 """
 
 from __future__ import annotations
 
+import errno
 import hmac
 import json
 import logging
@@ -95,11 +98,19 @@ class LiveView:
         self.viewers = 0  # stream connections: JPEGs are encoded only while there is one
         self.clients = 0  # stream and event connections together, bounded
         self.closed = False
+        self._feeds: list[socket.socket] = []  # event-feed connections, oldest first
+        self._evicted: list[socket.socket] = []  # feeds whose slot was given to a newer client
+        self.evicted = 0
         try:
             self._server = _Server((host, port), _handler_for(self))
+        except socket.gaierror:
+            raise EdgeError(f"--serve {options.serve}: host {host!r} is not known here; pass an address of this "
+                            "machine (127.0.0.1, 0.0.0.0 for every interface) or its name") from None
         except OSError as exc:
+            hint = (f"{host} is not an address of this machine; pass 127.0.0.1 or 0.0.0.0"
+                    if exc.errno == errno.EADDRNOTAVAIL else "choose another port")
             raise EdgeError(f"--serve {options.serve}: cannot listen on {host}:{port} ({exc.strerror or exc}); "
-                            "choose another port") from None
+                            f"{hint}") from None
         address = self._server.server_address
         self.host, self.port = str(address[0]), int(address[1])
         self._threads = [threading.Thread(target=self._server.serve_forever, name="live-view", daemon=True),
@@ -179,24 +190,49 @@ class LiveView:
             state = dict(self._state) if self._state_seq > state_seen else None
             return self._state_seq, state, [c for c in self._changes if c[0] > change_seen]
 
-    def admit(self, stream: bool) -> bool:
+    def admit(self, stream: bool, connection: socket.socket | None = None) -> bool:
+        """Take a long-lived slot. When every slot is taken, the oldest event feed gives its slot up:
+        a client that never reads its events would otherwise hold a slot for minutes while the
+        kernel's buffers fill (a browser's EventSource reconnects by itself within seconds)."""
         with self._cond:
-            if self.clients >= self.max_clients:
+            if self.clients >= self.max_clients and not self._evict_oldest_feed():
                 return False
             self.clients += 1
             self.viewers += stream
+            if connection is not None and not stream:
+                self._feeds.append(connection)
             self._cond.notify_all()
             return True
 
-    def leave(self, stream: bool) -> None:
+    def leave(self, stream: bool, connection: socket.socket | None = None) -> None:
         with self._cond:
+            if connection is not None and connection in self._feeds:
+                self._feeds.remove(connection)
+            elif connection is not None and connection in self._evicted:
+                self._evicted.remove(connection)
+                return  # its slot went to the client that evicted it
             self.clients -= 1
             self.viewers -= stream
+
+    def _evict_oldest_feed(self) -> bool:
+        if not self._feeds:
+            return False
+        oldest = self._feeds.pop(0)
+        self._evicted.append(oldest)
+        self.clients -= 1
+        self.evicted += 1
+        try:
+            oldest.shutdown(socket.SHUT_RDWR)  # its handler's next write fails, and it leaves
+        except OSError:
+            pass
+        return True
 
     def authorized(self, query_token: str, header: str | None) -> bool:
         if self.token is None:
             return True
-        given = query_token or (header[7:] if header and header.startswith("Bearer ") else "")
+        scheme, _, credentials = (header or "").strip().partition(" ")
+        # The scheme is case-insensitive (RFC 9110 11.1): "bearer" works as "Bearer" does.
+        given = query_token or (credentials.strip() if scheme.lower() == "bearer" else "")
         return hmac.compare_digest(given.encode(), self.token.encode())
 
 
@@ -292,10 +328,11 @@ def _handler_for(view: LiveView) -> type[BaseHTTPRequestHandler]:
                 view.leave(stream=True)
 
         def _events(self) -> None:
-            if not view.admit(stream=False):
+            if not view.admit(stream=False, connection=self.connection):
                 self._plain(503, f"busy: at most {view.max_clients} viewers (--serve-clients)")
                 return
             try:
+                _small_send_buffer(self.connection)
                 self.connection.settimeout(10)
                 self._head(200, "text/event-stream")
                 self.wfile.write(b"retry: 2000\n\n")
@@ -320,10 +357,21 @@ def _handler_for(view: LiveView) -> type[BaseHTTPRequestHandler]:
                         last_write = now
                     elif state is not None:
                         time.sleep(min(0.05, 1.0 / STATE_EVENTS_PER_S))
+            except OSError:
+                pass  # evicted for a newer client, or gone
             finally:
-                view.leave(stream=False)
+                view.leave(stream=False, connection=self.connection)
 
     return Handler
+
+
+def _small_send_buffer(connection: socket.socket) -> None:
+    """A small kernel send buffer, so a client that stops reading blocks the writer (and is dropped
+    by the 10 s write timeout) after kilobytes, not after the megabytes autotuning would allow."""
+    try:
+        connection.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 16384)
+    except OSError:
+        pass
 
 
 def _html(text: str) -> str:

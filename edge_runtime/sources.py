@@ -1,9 +1,8 @@
 """Frame sources: cameras, video files, images, folders, globs, network streams, GStreamer, Picamera2.
 
 Every source has the same small interface (:class:`FrameSource`); :mod:`.readers` reads them in a
-thread. Image files are guarded before decoding: only regular files are opened (a FIFO named
-``a.jpg`` would block forever), and an image whose header claims more than ``max_pixels`` is
-skipped before a byte of pixels is allocated.
+thread. Image files are read by :mod:`.images`, the one decoder every command shares: only regular
+files, the true pixel count checked before a byte of pixels is allocated, EXIF orientation applied.
 """
 
 from __future__ import annotations
@@ -12,8 +11,6 @@ import glob as glob_mod
 import logging
 import os
 import re
-import stat
-import struct
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -21,12 +18,12 @@ from typing import Protocol
 import numpy as np
 
 from edge_common.cli import invoked_as, option
+from edge_common.errors import redact
 
 from .errors import SourceError
+from .images import DEFAULT_MAX_PIXELS, IMAGE_SUFFIXES, images_in, read_image
 
 log = logging.getLogger("edge_classify.runtime")
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
-DEFAULT_MAX_PIXELS = 50_000_000  # 50 MP: any camera photo; a decoded 50 MP image is 150 MB
 _URL = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*://")
 
 
@@ -50,7 +47,7 @@ class CaptureOptions:
     width: int | None = option(help="capture width for cameras and streams (e.g. 640)", bounds=(1, 16384))
     height: int | None = option(help="capture height (e.g. 480)", bounds=(1, 16384))
     fps: float | None = option(help="requested capture rate for cameras", bounds=(0, 1000), open_low=True)
-    max_pixels: int = option(DEFAULT_MAX_PIXELS, "skip image files whose header claims more pixels than this "
+    max_pixels: int = option(DEFAULT_MAX_PIXELS, "skip image files with more pixels than this "
                              "(a 25000x25000 PNG would need 1.9 GB to decode)", bounds=(1, 2**31))
     timeout_ms: int = 5000  # open/read timeout for network streams, so a stalled stream cannot hang a read
 
@@ -63,7 +60,8 @@ class OpenCVSource:
 
         self.path = str(target) if kind == "video" else None  # the file read, for the outputs' checks
         self.loop = loop and kind == "video"  # a video file played again from the start at its end
-        self.name = f"camera {target}" if kind == "camera" else str(target)
+        # The name is what every output shows (the page, JSONL, events, logs): never a password.
+        self.name = f"camera {target}" if kind == "camera" else redact(str(target))
         self.kind = kind
         self.continuous = True
         self._target, self._options = target, options
@@ -117,76 +115,6 @@ class OpenCVSource:
         self._cap.release()
 
 
-def decode_image(path: Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[np.ndarray | None, str]:
-    """An image file decoded to a BGR frame (as a camera gives it), or None and why not (not a regular
-    file, too many pixels, corrupt). Public: teaching and the benchmarks read example photos with it."""
-    import cv2
-
-    try:
-        if not stat.S_ISREG(os.stat(path).st_mode):
-            return None, "not a regular file (a FIFO or device cannot be an image)"
-        raw = np.fromfile(path, dtype=np.uint8)
-        if not raw.size:
-            return None, "empty file"
-        size = image_size(raw[:65536].tobytes())
-        if size is not None and size[0] * size[1] > max_pixels:
-            return None, (f"{size[0]}x{size[1]} is {size[0] * size[1] / 1e6:.0f} MP, over --max-pixels "
-                          f"{max_pixels / 1e6:g} MP")
-        # OpenCV raises (cv2.error) on images whose header claims more pixels than it allows.
-        frame = cv2.imdecode(raw, cv2.IMREAD_UNCHANGED)
-    except (OSError, ValueError, cv2.error) as exc:
-        return None, f"not a readable image ({' '.join(str(exc).split())[:120]})"
-    if frame is None or frame.size == 0:
-        return None, "not a readable image"
-    return frame, ""
-
-
-def image_size(head: bytes) -> tuple[int, int] | None:
-    """(width, height) from the first bytes of a PNG, JPEG, BMP, GIF or WebP file; None when unknown
-    (OpenCV's own limit still applies then)."""
-    try:
-        if head[:8] == b"\x89PNG\r\n\x1a\n" and head[12:16] == b"IHDR":
-            return struct.unpack(">II", head[16:24])
-        if head[:6] in (b"GIF87a", b"GIF89a"):
-            return struct.unpack("<HH", head[6:10])
-        if head[:2] == b"BM":
-            width, height = struct.unpack("<ii", head[18:26])
-            return abs(width), abs(height)
-        if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
-            chunk = head[12:16]
-            if chunk == b"VP8X":
-                return 1 + int.from_bytes(head[24:27], "little"), 1 + int.from_bytes(head[27:30], "little")
-            if chunk == b"VP8L":
-                bits = int.from_bytes(head[21:25], "little")
-                return 1 + (bits & 0x3FFF), 1 + ((bits >> 14) & 0x3FFF)
-            if chunk == b"VP8 ":
-                width, height = struct.unpack("<HH", head[26:30])
-                return width & 0x3FFF, height & 0x3FFF
-        if head[:2] == b"\xff\xd8":
-            return _jpeg_size(head)
-    except struct.error:
-        return None
-    return None
-
-
-def _jpeg_size(head: bytes) -> tuple[int, int] | None:
-    """The frame size from a JPEG's SOF marker, walking the segments in the first bytes."""
-    pos = 2
-    while pos + 9 <= len(head):
-        if head[pos] != 0xFF:
-            return None
-        marker = head[pos + 1]
-        if marker in (0xD8, 0x01) or 0xD0 <= marker <= 0xD7:
-            pos += 2
-            continue
-        length = struct.unpack(">H", head[pos + 2:pos + 4])[0]
-        if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):
-            height, width = struct.unpack(">HH", head[pos + 5:pos + 9])
-            return width, height
-        pos += 2 + length
-    return None
-
-
 class ImageSource:
     """Still images: one file, a folder, or a glob, in sorted order (optionally looping).
 
@@ -200,7 +128,7 @@ class ImageSource:
     def __init__(self, paths: list[Path], name: str, loop: bool = False,
                  max_pixels: int = DEFAULT_MAX_PIXELS) -> None:
         if not paths:
-            raise SourceError(f"{name}: no images found ({', '.join(IMAGE_SUFFIXES)})")
+            raise SourceError(f"{name}: no images found in it or its subfolders ({', '.join(IMAGE_SUFFIXES)})")
         self.name, self.paths, self._loop, self._index = name, paths, loop, 0
         self.max_pixels = max_pixels
         self.current: str | None = None  # the file the last read returned (JSONL records name it)
@@ -219,7 +147,7 @@ class ImageSource:
         path = self.paths[self._index]
         self._index += 1
         self.current = str(path)
-        frame, why = decode_image(path, self.max_pixels)
+        frame, why, _ = read_image(path, self.max_pixels)
         if frame is None:
             self.skipped += 1
             log.warning("skipping %s: %s", path, why)
@@ -324,7 +252,7 @@ def _missing(text: str, path: Path) -> str:
 
 def _images_in(folder: Path) -> list[Path]:
     try:
-        return sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+        return images_in(folder)
     except OSError as exc:
         raise SourceError(f"{folder}: cannot list folder ({exc.strerror or exc})") from None
 
@@ -349,5 +277,5 @@ def _open_hint(kind: str, target: int | str) -> str:
         return (f"the GStreamer pipeline did not open: OpenCV needs GStreamer support (see "
                 f"`{invoked_as('python -m edge_runtime doctor')}`) and the pipeline must end in appsink")
     if kind == "stream":
-        return f"stream {target} did not open: check the URL, the network and credentials"
-    return f"{target}: not a video OpenCV can decode (and not an image); check the file"
+        return f"stream {redact(str(target))} did not open: check the URL, the network and credentials"
+    return f"{redact(str(target))}: not a video OpenCV can decode (and not an image); check the file"

@@ -12,6 +12,8 @@ from typing import Any
 
 import numpy as np
 
+from edge_common.errors import printable
+
 STAGES = ("capture", "preprocess", "inference", "overlay", "output")
 
 
@@ -44,6 +46,7 @@ class LiveStats:
     corrupt: int = 0  # frames a camera, stream or video delivered broken
     skipped: int = 0  # image files that could not be decoded (one warning line each)
     rejected: int = 0  # frames the runtime could not use (wrong dtype, empty)
+    non_finite: int = 0  # frames the model answered NaN or infinity for (a broken file): no answer given
     dropped: int = 0  # live frames replaced by newer ones before inference
     reconnects: int = 0  # reconnects after which frames came again
     reconnect_attempts: int = 0
@@ -63,7 +66,8 @@ class LiveStats:
     def to_dict(self) -> dict[str, Any]:
         return {"frames": self.frames, "fps": self.fps, "wall_s": self.wall_s, "corrupt": self.corrupt,
                 "skipped": self.skipped,
-                "rejected": self.rejected, "dropped": self.dropped, "reconnects": self.reconnects,
+                "rejected": self.rejected, "non_finite": self.non_finite, "dropped": self.dropped,
+                "reconnects": self.reconnects,
                 "reconnect_attempts": self.reconnect_attempts,
                 "unknown": self.unknown,
                 "ended_by": self.ended_by, "signal": self.signal, "events": self.events, "outputs": self.outputs,
@@ -72,7 +76,8 @@ class LiveStats:
 
     def summary(self) -> str:
         lines = [f"{self.frames} frames in {self.wall_s:.1f}s = {self.fps:.1f} FPS (ended by {self.ended_by}); "
-                 f"corrupt {self.corrupt}, skipped {self.skipped}, rejected {self.rejected}, dropped {self.dropped}, "
+                 f"corrupt {self.corrupt}, skipped {self.skipped}, rejected {self.rejected}, "
+                 f"{f'non-finite {self.non_finite}, ' if self.non_finite else ''}dropped {self.dropped}, "
                  f"reconnects {self.reconnects} of {self.reconnect_attempts} tried, unknown {self.unknown}"]
         for name, stats in self.stages.items():
             s = stats.summary()
@@ -80,7 +85,7 @@ class LiveStats:
                          f"{s['p95_ms']:7.3f}  max {s['max_ms']:8.2f}")
         for sink, counts in self.events.items():
             lines.append(f"  events   {sink}: {counts['sent']} sent, {counts['dropped']} dropped (queue full), "
-                         f"{counts['failed']} failed")
+                         f"{counts['failed']} failed, {counts.get('unsent', 0)} unsent at exit")
         if self.error:
             lines.append(f"  stopped: {self.error}")
         return "\n".join(lines)
@@ -123,7 +128,7 @@ class StatusLine:
         if now - self.last < self.every_s:
             return
         self.last = now
-        text = f"frame {frames}: {answer} {score:.0%}" + (f", {fps:.1f} FPS" if fps else "")
+        text = f"frame {frames}: {printable(answer)} {score:.0%}" + (f", {fps:.1f} FPS" if fps else "")
         try:
             if self.tty:
                 self.stream.write("\r" + text.ljust(60))

@@ -19,7 +19,7 @@ import cv2
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from edge_common.files import atomic_write_bytes  # noqa: E402
-from edge_runtime.sources import IMAGE_SUFFIXES  # noqa: E402
+from edge_runtime.images import IMAGE_SUFFIXES  # noqa: E402
 
 
 def compact(source: Path, dest: Path, short_side: int, quality: int) -> tuple[int, int]:

@@ -146,7 +146,9 @@ def fit_head(model: "keras.Model", data: "TrainData", spec: InputSpec, seed: int
 
 def has_unknown_output(model: "keras.Model") -> bool:
     """Whether ``model`` is a classifier with this module's out-of-class output (and no other second output)."""
-    outputs = model.output if isinstance(model.output, (list, tuple)) else [model.output]
+    # `outputs`, not `output`: a Sequential model loaded from a file has a graph but was never
+    # called, and Keras raises for its `output`.
+    outputs = list(getattr(model, "outputs", None) or [])
     return len(outputs) == 2 and tuple(outputs[1].shape)[1:] == (1,) and \
         any(layer.name == OUTPUT_NAME for layer in model.layers)
 

@@ -12,6 +12,7 @@ existing file is untouched); 130/143 after Ctrl-C/SIGTERM.
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 import time
 from dataclasses import dataclass
@@ -24,12 +25,14 @@ from edge_common.cli import ArgumentParser, add_options, check_ranges, config_fr
 
 from ..backends import MAX_THREADS
 from .head import HEADS
+from .taught import RECOMMENDED_SHOTS
 
 if TYPE_CHECKING:
     from .head import Head
     from .taught import Base
 
 DEFAULT_EXTRACTOR = "runs/imagenet_lite0/features/features_int8.tflite"
+log = logging.getLogger("edge_classify.runtime")
 
 
 @dataclass
@@ -73,6 +76,7 @@ def main(argv: list[str]) -> int:
 
 
 def _teach(options: TeachOptions) -> int:
+    from edge_common.errors import printable
     from edge_common.files import atomic_write_bytes
 
     from ..errors import EdgeError
@@ -81,7 +85,8 @@ def _teach(options: TeachOptions) -> int:
 
     check_ranges(options)
     output = Path(options.output).expanduser()
-    _check_paths(options, output)
+    extractor_path = None if options.add else _extractor_path(options.extractor)
+    _check_paths(options, output, extractor_path)
     started = time.perf_counter()
     if options.add:
         base = open_taught(options.add, options.threads)
@@ -91,7 +96,8 @@ def _teach(options: TeachOptions) -> int:
                 raise EdgeError(f"--add {options.add} was taught on extractor {base.extractor.extractor_id}, not "
                                 f"{other.extractor.extractor_id} ({options.extractor}); leave out --extractor")
     else:
-        base = open_extractor(_extractor_path(options.extractor), options.threads)
+        assert extractor_path is not None  # resolved above whenever there is no --add
+        base = open_extractor(extractor_path, options.threads)
     kind = base.extractor.kind
     if output.suffix.lower() != f".{kind}":
         raise EdgeError(f"--output {output}: a .{kind} extractor makes .{kind} files; name it {output.stem}.{kind}")
@@ -108,7 +114,13 @@ def _teach(options: TeachOptions) -> int:
     _prove(data, base, head, output)
     atomic_write_bytes(output, data)
     shots = metadata.extra["taught"]["shots"]
-    print(f"taught {len(metadata.labels)} classes ({', '.join(f'{n} {shots.get(n, 0)}' for n in metadata.labels)} "
+    few = [name for name in metadata.labels if shots.get(name, 0) < RECOMMENDED_SHOTS]
+    if few:
+        log.warning("%s taught from fewer than %d examples; %d or more a class are advised (see docs/runtime.md)",
+                    ", ".join(f"{name!r} ({shots.get(name, 0)})" for name in few), RECOMMENDED_SHOTS,
+                    RECOMMENDED_SHOTS)
+    shown = ", ".join(f"{printable(n)} {shots.get(n, 0)}" for n in metadata.labels)
+    print(f"taught {len(metadata.labels)} classes ({shown} "
           f"examples) on {base.extractor.metadata.model} with a {head.method} head in "
           f"{time.perf_counter() - started:.1f} s; none of these above {head.threshold:.4f} (keeps "
           f"{head.in_class_accepted:.0%} of the examples, each left out in turn); wrote {output} "
@@ -116,9 +128,11 @@ def _teach(options: TeachOptions) -> int:
     return 0
 
 
-def _check_paths(options: TeachOptions, output: Path) -> None:
-    """Refuse an output that is an input, or an existing file without --overwrite."""
+def _check_paths(options: TeachOptions, output: Path, extractor: str | None) -> None:
+    """Refuse an output that is an input (the extractor actually used included, whether given or the
+    default, links resolved), or an existing file without --overwrite."""
     from ..errors import EdgeError
+    from .taught import check_class_names
 
     if not (options.examples or options.source or options.remove):
         raise EdgeError("nothing to teach: pass --examples DIR, or --source SOURCE with --class NAME, or --add FILE "
@@ -129,19 +143,32 @@ def _check_paths(options: TeachOptions, output: Path) -> None:
         raise EdgeError("--source needs the classes to capture: --class NAME [--class NAME ...]")
     if options.classes and not options.source:
         raise EdgeError("--class names what to capture from --source; with --examples, the folders name the classes")
+    check_class_names(options.classes, "--class")
     if options.remove and not options.add:
         raise EdgeError("--remove drops classes of a taught file: pass it with --add FILE")
     if output.suffix.lower() not in (".tflite", ".onnx"):
         raise EdgeError(f"--output {output}: name a .tflite or .onnx file")
     resolved = output.resolve()
-    for flag, value in (("--add", options.add), ("--extractor", options.extractor), ("--examples", options.examples),
+    for flag, value in (("--add", options.add), ("--extractor", extractor), ("--examples", options.examples),
                         ("--source", options.source)):
-        if value and Path(value).expanduser().resolve() == resolved:
+        if value and _same_file(Path(value).expanduser(), output, resolved):
             raise EdgeError(f"--output {output} is the {flag} input; write to another file")
     if output.is_dir():
         raise EdgeError(f"--output {output} is a folder; name a .tflite or .onnx file")
     if output.exists() and not options.overwrite:
         raise EdgeError(f"--output {output} exists; pass --overwrite to replace it, or name another file")
+
+
+def _same_file(path: Path, output: Path, resolved: Path) -> bool:
+    """Whether ``path`` is ``output``: the same name once links are resolved, or a hard link to it."""
+    import os
+
+    if path.resolve() == resolved:
+        return True
+    try:
+        return os.path.samefile(path, output)
+    except OSError:  # one of them does not exist yet
+        return False
 
 
 def _extractor_path(given: str | None) -> str:
@@ -179,7 +206,10 @@ def _prove(data: bytes, base: "Base", head: "Head", output: Path) -> None:
                 features = base.extractor.features_of_image(image)
                 probabilities, score = classifier.infer_all(to_input_tensor(image[None], classifier.input_spec))
                 want_p, want_u = head.probabilities(features[None])[0], head.unknown_scores(features[None])[0]
-                if np.max(np.abs(probabilities - want_p)) > 1e-3 or score is None or abs(score - want_u) > 1e-3:
+                # Written as "not close" so that NaN (never "too far") fails the proof too.
+                close = (np.max(np.abs(probabilities - want_p)) <= 1e-3 and score is not None
+                         and abs(score - want_u) <= 1e-3)
+                if not close:
                     raise EdgeError("the written model does not reproduce its head (a bug: please report it); "
                                     "nothing was written")
     finally:

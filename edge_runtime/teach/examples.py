@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import sys
 import time
 from pathlib import Path
@@ -11,10 +12,11 @@ import numpy as np
 
 from ..errors import EdgeError, SourceError
 from ..features import FeatureExtractor
-from ..sources import DEFAULT_MAX_PIXELS, IMAGE_SUFFIXES, decode_image
+from ..images import DEFAULT_MAX_PIXELS, images_in, read_image
 from .taught import Examples
 
 __all__ = ["Examples", "from_folder", "from_source", "progress_line"]
+log = logging.getLogger("edge_classify.runtime")
 
 
 def progress_line(done: int, total: int) -> None:
@@ -40,24 +42,29 @@ def from_folder(folder: str | Path, extractor: FeatureExtractor, *, flip: bool =
         EdgeError: no such folder, no class folders, or a class with no decodable image.
     """
     root = Path(folder).expanduser()
+    if root.is_file():
+        raise EdgeError(f"--examples {folder}: is a file; pass a folder with one folder of photos per class "
+                        "(DIR/<class>/*.jpg)")
     if not root.is_dir():
         raise EdgeError(f"--examples {folder}: no such folder; pass DIR with one folder of photos per class")
     classes = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
     if not classes:
         raise EdgeError(f"--examples {folder}: no class folders; put each class's photos in DIR/<class>/")
-    files = {c.name: sorted(p for p in c.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES) for c in classes}
+    files = {c.name: images_in(c) for c in classes}
     total = sum(len(v) for v in files.values())
     examples = Examples.empty(extractor.dim)
-    done = 0
+    done = skipped = 0
     for name, paths in files.items():
         rows: list[np.ndarray] = []
         groups: list[int] = []
         for index, path in enumerate(paths):
-            frame, _ = decode_image(path, max_pixels)
+            frame, why, _ = read_image(path, max_pixels)
             done += 1
             if progress is not None:
                 progress(done, total)
             if frame is None:
+                skipped += 1
+                log.warning("skipping %s: %s", path, why)
                 continue
             for view in _views(frame, flip):
                 rows.append(extractor.features_of_frame(view))
@@ -66,6 +73,8 @@ def from_folder(folder: str | Path, extractor: FeatureExtractor, *, flip: bool =
             raise EdgeError(f"--examples {folder}: class {name!r} has no decodable image ({len(paths)} files); add "
                             "photos (.jpg, .png, ...) or remove the folder")
         examples.add_class(name, rows, groups, len(set(groups)))
+    if skipped:
+        log.warning("skipped %d of %d photos that could not be used (named above)", skipped, total)
     return examples
 
 

@@ -26,6 +26,32 @@ from . import graph_onnx, graph_tflite
 from .head import HEADS, Head, fit
 
 Progress = Callable[[int, int], None]
+MAX_CLASSES = 1000  # ImageNet's count; a head this wide is already larger than its extractor
+RECOMMENDED_SHOTS = 5  # below this a class is learned from too little (docs/runtime.md, the teach benchmark)
+
+
+def check_class_names(names: Sequence[str], where: str) -> None:
+    """Refuse class names a taught file cannot carry: empty, control characters, a path, a repeat, or
+    more than ``MAX_CLASSES``. (Labels are shown on pages and terminals and name example folders.)
+
+    Raises:
+        EdgeError: naming the first bad name and ``where`` it came from.
+    """
+    if len(names) > MAX_CLASSES:
+        raise EdgeError(f"{where}: {len(names)} classes; a taught file holds at most {MAX_CLASSES}")
+    seen: set[str] = set()
+    for name in names:
+        if not isinstance(name, str) or not name.strip():
+            raise EdgeError(f"{where}: a class name is empty; name every class")
+        if any(ord(ch) < 32 or ord(ch) == 127 for ch in name):
+            raise EdgeError(f"{where}: class name {name!r} holds control characters; use letters, digits and spaces")
+        if "/" in name or "\\" in name or name in (".", ".."):
+            raise EdgeError(f"{where}: class name {name!r} is a path; name the class without / or \\")
+        if len(name) > 100:
+            raise EdgeError(f"{where}: class name {name[:20]!r}... is over 100 characters; use a shorter name")
+        if name in seen:
+            raise EdgeError(f"{where}: class {name!r} appears twice; class names must differ")
+        seen.add(name)
 
 
 @dataclass
@@ -113,8 +139,13 @@ def open_taught(path: str | Path, threads: int | None = None) -> Base:
     except ModelFileError as exc:
         raise ModelFileError(f"{path}: {exc}") from None
     in_range = not len(owners) or 0 <= owners.min() <= owners.max() < len(metadata.labels)
-    if len(owners) != len(prototypes) or len(origins) != len(owners) or not in_range:
+    every_class = set(owners.tolist()) == set(range(len(metadata.labels)))
+    if len(owners) != len(prototypes) or len(origins) != len(owners) or not in_range or not every_class:
         raise ModelFileError(f"{path}: its prototypes do not match its classes; teach it again from the photos")
+    try:
+        check_class_names(metadata.labels, str(path))
+    except EdgeError as exc:
+        raise ModelFileError(f"{exc}; teach it again from the photos") from None
     extractor = FeatureExtractor.from_bytes(kind, graph, path, threads=threads)
     shots: dict = info["shots"] if isinstance(info.get("shots"), dict) else {}
     taught = Examples(prototypes, owners, origins, list(metadata.labels),
@@ -140,7 +171,9 @@ def teach(base: Base, new: Examples, *, remove: Sequence[str] = (), replace_clas
     if clashes and not replace_classes:
         raise EdgeError(f"class {clashes[0]!r} is already taught in {base.source}; pass --replace to teach it anew, "
                         "or --remove it")
+    check_class_names(new.names, "new classes")
     examples = base.taught.without(list(remove) + clashes).merged(new)
+    check_class_names(examples.names, "the taught classes")
     if len(examples.names) < 2:
         raise EdgeError(f"a classifier needs at least two classes; this would have {len(examples.names)} "
                         f"({', '.join(examples.names) or 'none'}): teach more, or --add them to a taught file")

@@ -288,13 +288,20 @@ def test_bad_serve_and_event_options_are_one_line_errors(model, video, ledger):
     taken.listen()
     cases = {
         ("--serve", f"127.0.0.1:{taken.getsockname()[1]}"): "cannot listen on",
-        ("--serve", "no-such-host.invalid:8080"): "cannot listen on no-such-host.invalid:8080",
+        ("--serve", "no-such-host.invalid:8080"): "host 'no-such-host.invalid' is not known here",
         ("--serve", "http://x"): "expected [HOST:]PORT",
         ("--serve", "8080", "--serve-fps", "0"): "--serve-fps must be (0, 60]",
         ("--serve", "8080", "--serve-fps", "nan"): "--serve-fps must be (0, 60]",
         ("--webhook", "ftp://x/y"): "is not an http(s) URL",
         ("--mqtt", "http://x/y"): "mqtt://HOST[:PORT]/TOPIC",
         ("--mqtt", "mqtt://host-without-topic"): "mqtt://HOST[:PORT]/TOPIC",
+        # Checked whole at start-up, before the model and the source are opened: no traceback.
+        ("--mqtt", "mqtt://127.0.0.1:99999/t"): "Port out of range",
+        ("--mqtt", "mqtt://h:abc/t"): "Port could not be cast",
+        ("--mqtt", "mqtt://[::1/t"): "Invalid IPv6 URL",
+        ("--webhook", "http://[::1/x"): "Invalid IPv6 URL",
+        ("--webhook", "http://127.0.0.1:83071/x"): "Port out of range",
+        ("--webhook", "http://user:secret@127.0.0.1:83071/x"): "'http://***@127.0.0.1:83071/x'",
     }
     try:
         for args, message in cases.items():
@@ -304,6 +311,7 @@ def test_bad_serve_and_event_options_are_one_line_errors(model, video, ledger):
                 lines = result.stderr.strip().splitlines()
                 assert result.returncode == 2 and "Traceback" not in result.stderr, (args, result.stderr)
                 assert message in lines[-1], (args, lines[-1])
+                assert "secret" not in result.stderr
     finally:
         taken.close()
 

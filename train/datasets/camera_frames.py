@@ -200,12 +200,14 @@ class Backgrounds:
         """
         import cv2
 
-        from .folder import IMAGE_SUFFIXES, read_image
+        from edge_runtime.images import IMAGE_SUFFIXES, images_in
+
+        from .folder import read_image
 
         base = Path(root).expanduser()
         if not base.is_dir():
             raise DatasetError(f"--backgrounds {root}: no such folder; pass a folder of photos (any depth)")
-        files = sorted(p for p in base.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())[:limit]
+        files = images_in(base)[:limit]
         photos = []
         for path in files:
             image = read_image(path)[0]

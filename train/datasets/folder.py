@@ -16,15 +16,15 @@ from typing import Iterator, Sequence
 import numpy as np
 
 from edge_common.errors import DatasetError
+from edge_runtime import images  # the runtime reads the same image files, the same way
 from edge_runtime.contract import InputSpec
+from edge_runtime.images import IMAGE_SUFFIXES
 from edge_runtime.preprocess import to_model_image
-from edge_runtime.sources import IMAGE_SUFFIXES  # the runtime reads the same image files
 
 SPLITS = ("train", "val", "test")
 # A folder without a test/ split: this share of its images (stratified, seeded with the run's seed + 1)
 # is held out as the test set, in training and in every later evaluation (convert, benchmarks).
 HELD_OUT = 0.2
-_MAX_FILE_BYTES = 256 * 1024 * 1024
 log = logging.getLogger("edge_classify.data")
 _warned: set[str] = set()  # a broken file is named once per process, however often a dataset is read
 
@@ -142,25 +142,9 @@ class FolderDataset:
 
 
 def read_image(path: Path) -> tuple[np.ndarray | None, str, str]:
-    """Decode one image file as BGR; on failure (None, why, kind of failure) and nothing raised."""
-    import cv2
-
-    try:
-        size = path.stat().st_size
-        if size == 0:
-            return None, "empty file", "empty"
-        if size > _MAX_FILE_BYTES:
-            return None, f"{size} bytes is too large for an image", "too large"
-        raw = np.fromfile(path, dtype=np.uint8)
-    except OSError as exc:
-        return None, f"cannot read ({exc.strerror or exc})", "unreadable"
-    try:
-        image = cv2.imdecode(raw, cv2.IMREAD_COLOR)
-    except cv2.error as exc:  # e.g. a header claiming more pixels than OpenCV allows
-        return None, f"not a decodable image ({' '.join(str(exc).split())[-120:]})", "not an image"
-    if image is None or image.size == 0:
-        return None, "not a decodable image", "not an image"
-    return image, "", ""
+    """Decode one image file as BGR, as the runtime does (the same pixel guard, EXIF orientation
+    applied); on failure (None, why, kind of failure) and nothing raised."""
+    return images.read_image(path)
 
 
 def split_files(dataset: FolderDataset, fraction: float, seed: int) -> tuple[FolderDataset, FolderDataset]:
@@ -225,10 +209,10 @@ def open_folder(root: str | Path, split: str | None = None, *,
                            f"({', '.join(names)}); give every split the same class folders")
     dataset = FolderDataset(root=base, class_names=names, files=[])
     for label, name in enumerate(names):
-        files = sorted(
-            Path(entry.path) for entry in _scandir(base / name)
-            if entry.name.lower().endswith(IMAGE_SUFFIXES) and _is_file(entry)
-        )
+        try:
+            files = images.images_in(base / name)  # subfolders too: the one rule of every command
+        except OSError as exc:
+            raise DatasetError(f"{base / name}: cannot list folder ({exc.strerror or exc})") from None
         if not files:
             raise DatasetError(f"{base / name}: class {name!r} has no images ({', '.join(IMAGE_SUFFIXES)})")
         dataset.files.extend((path, label) for path in files)
@@ -247,12 +231,4 @@ def _is_dir(entry: os.DirEntry) -> bool:
     try:
         return entry.is_dir()
     except OSError:  # symlink loops and dangling links are not classes
-        return False
-
-
-def _is_file(entry: os.DirEntry) -> bool:
-    try:
-        return entry.is_file()
-    except OSError:
-        log.warning("skipping %s: broken or looping link", entry.path)
         return False
