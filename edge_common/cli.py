@@ -149,9 +149,9 @@ def add_options(parser: argparse.ArgumentParser, cls: type, *, skip: tuple[str, 
             text = f"{text} (default: {shown})"
         # A repeated flag adds to the list (`--class a --class b`), as `--class a b` does.
         extra: dict[str, Any] = {"nargs": "+", "action": "extend", "default": None} if many else {"default": default}
+        metavar = meta.metavar or ("VALUE" if many and meta.choices else None)
         target.add_argument(flag, dest=field.name, type=kind, help=text, choices=meta.choices,
-                            required=meta.required, metavar=meta.metavar or ("VALUE" if many and meta.choices else None),
-                            **extra)
+                            required=meta.required, metavar=metavar, **extra)
 
 
 def config_from_args(cls: type, args: argparse.Namespace, **fixed: Any) -> Any:

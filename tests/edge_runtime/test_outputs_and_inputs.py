@@ -19,9 +19,9 @@ import pytest
 
 from edge_runtime import Classifier
 from edge_runtime.errors import EdgeError, InferenceError, OutputError, SourceError
+from edge_runtime.images import image_size
 from edge_runtime.live import LiveConfig, run
 from edge_runtime.outputs import check_distinct, remove_stale_partials
-from edge_runtime.images import image_size
 from edge_runtime.sources import open_source
 from tests.edge_runtime.test_live import read_video, write_video
 from tests.helpers import ROOT, run_cli
