@@ -33,6 +33,14 @@ from edge_common.errors import EdgeError
 # The benchmark's paired comparisons: (model, model it must beat, formats), at 1 thread. edge_cnn is
 # built to beat the tutorials' CNN on accuracy and on batch-1 latency in float32 and int8.
 PAIRS = (("edge_cnn", "seed_cnn", ("tflite_float32", "tflite_int8")),)
+ENGINES = ("auto", "litert", "onnxruntime", "openvino")
+
+
+def entries(files: list[str | Path], engines: tuple[str, ...] = ("auto",)) -> list[tuple[str, str]]:
+    """(file, backend) for each file and each engine in ``engines`` that runs its type."""
+    runs = {".tflite": ("auto", "litert"), ".onnx": ("auto", "onnxruntime", "openvino")}
+    return [(str(path), engine) for path in files for engine in engines
+            if engine in runs.get(Path(path).suffix.lower(), ("auto",))]
 
 
 @dataclass
@@ -40,14 +48,17 @@ class PairedConfig:
     """Options of ``python -m benchmarks.paired``."""
 
     files: tuple[str, ...] = option((), cli=False)
+    engines: tuple[str, ...] = option(("auto",), "run each file on each of these engines that runs its type (auto: "
+                                      "the runtime's choice; litert for .tflite; onnxruntime, openvino for .onnx)",
+                                      choices=ENGINES, metavar="ENGINE")
     threads: int = option(1, "interpreter threads per file", bounds=(1, 1024))
     rounds: int = option(20, "alternating rounds; each pair is judged in every round", bounds=(1, 1000))
     block_seconds: float = option(0.5, "timed seconds per file in each round", bounds=(0.01, 60))
     json: bool = option(False, "print the result as one JSON line instead of a table")
 
     def validate(self) -> None:
-        if len(self.files) < 2:
-            raise EdgeError("give at least two model files to compare (.tflite or .onnx)")
+        if len(self.files) < 2 and len(entries(list(self.files), self.engines)) < 2:
+            raise EdgeError("give at least two model files to compare (.tflite or .onnx), or one with two --engines")
         check_ranges(self)
         for name in self.files:
             if not Path(name).is_file():
@@ -55,15 +66,22 @@ class PairedConfig:
 
 
 def compare(files: list[str | Path], threads: int = 1, rounds: int = 20, block_seconds: float = 0.5,
-            warmup: int = 200) -> dict[str, Any]:
-    """Alternating-round batch-1 latency of ``files`` (p50 per round, in microseconds), and per pair
-    how often the first was faster and the median of the per-round ratios."""
+            warmup: int = 200, engines: tuple[str, ...] = ("auto",)) -> dict[str, Any]:
+    """Alternating-round batch-1 latency of ``files`` on ``engines`` (p50 per round, in microseconds),
+    and per pair how often the first was faster and the median of the per-round ratios."""
     from edge_runtime.classifier import Classifier
     from edge_runtime.preprocess import to_input_tensor
 
     from .worker import batch1_seconds
 
-    classifiers = [Classifier.open(path, threads=threads) for path in files]
+    runs = entries(files, engines)
+    if len(runs) < 2:
+        raise EdgeError("fewer than two file x engine combinations to compare; give more files or --engines")
+    classifiers = [Classifier.open(path, backend, threads) for path, backend in runs]
+    engines_run = [classifier.engine for classifier in classifiers]
+    # A file on one engine is named by its path; the same file on several, by path and engine.
+    files = [path if len(runs) == len({p for p, _ in runs}) else f"{path} on {engine}"
+             for (path, _), engine in zip(runs, engines_run)]
     # A mid-grey frame: latency does not depend on the pixels for these models.
     inputs = [to_input_tensor(np.full((1, *c.input_spec.shape[1:]), 128, np.uint8), c.input_spec) for c in classifiers]
     p50 = np.zeros((rounds, len(files)))
@@ -79,7 +97,8 @@ def compare(files: list[str | Path], threads: int = 1, rounds: int = 20, block_s
     result: dict[str, Any] = {"threads": threads, "rounds": rounds, "block_seconds": block_seconds, "files": [],
                               "pairs": []}
     for i, path in enumerate(files):
-        result["files"].append({"file": str(path), "p50_us_median": round(float(np.median(p50[:, i])), 2),
+        result["files"].append({"file": str(path), "engine": engines_run[i],
+                                "p50_us_median": round(float(np.median(p50[:, i])), 2),
                                 "p50_us_min": round(float(p50[:, i].min()), 2),
                                 "p50_us_max": round(float(p50[:, i].max()), 2)})
     for i in range(len(files)):
@@ -120,14 +139,16 @@ def main(argv: list[str] | None = None) -> int:
     def work() -> int:
         config = config_from_args(PairedConfig, args, files=tuple(args.files))
         config.validate()
-        result = compare(list(config.files), config.threads, config.rounds, config.block_seconds)
+        result = compare(list(config.files), config.threads, config.rounds, config.block_seconds,
+                         engines=config.engines)
         if config.json:
             print(json.dumps(result))
             return 0
         print(f"batch-1 p50 per round, {config.rounds} alternating rounds of {config.block_seconds:g} s, "
               f"{config.threads} thread(s):")
         for entry in result["files"]:
-            print(f"  {entry['file']}: median {entry['p50_us_median']:.1f} us "
+            shown = entry["file"] if " on " in entry["file"] else f"{entry['file']} ({entry['engine']})"
+            print(f"  {shown}: median {entry['p50_us_median']:.1f} us "
                   f"(rounds {entry['p50_us_min']:.1f}-{entry['p50_us_max']:.1f})")
         for pair in result["pairs"]:
             print(verdict(pair, config.rounds))

@@ -11,7 +11,7 @@ from typing import Any, Sequence
 from edge_common.files import atomic_write_bytes, atomic_write_text, dump_json
 
 ROW_FIELDS = ("model", "format", "threads", "size_bytes", "accuracy", "agreement", "latency_ms_p50", "latency_ms_p95",
-              "latency_ms_p99", "throughput_ips", "load_ms", "peak_rss_mb", "backend", "images")
+              "latency_ms_p99", "throughput_ips", "load_ms", "peak_rss_mb", "backend", "engine", "images")
 ACCURACY_TOLERANCE = 0.005  # "keeps accuracy": within 0.5 points of float
 
 
@@ -26,6 +26,12 @@ def pareto_front(points: Sequence[tuple[float, float]]) -> list[bool]:
         )
         flags.append(not dominated)
     return flags
+
+
+def _engine_short(row: dict[str, Any]) -> str:
+    """The engine without its thread count (the row has its own column): "OpenVINO 2026.4.1 CPU f32"."""
+    engine = row.get("engine") or row.get("backend") or "-"
+    return str(engine).split(",")[0]
 
 
 def _slower(ratio: float) -> str:
@@ -49,10 +55,10 @@ def verdicts(rows: list[dict[str, Any]], int8_note: str, int8_fast: bool = False
         reference = float_rows[0]["accuracy"] if float_rows else max(r["accuracy"] for r in candidates)
         keeping = [r for r in candidates if r["accuracy"] >= reference - ACCURACY_TOLERANCE]
         best = min(keeping, key=lambda r: r["latency_ms_p50"])
-        text = (f"use {best['format']} ({_kb(best['size_bytes'])}, {best['latency_ms_p50'] * 1e3:.0f} us p50 at 1 "
-                f"thread, "
+        text = (f"use {best['format']} on {best.get('engine') or best.get('backend')} ({_kb(best['size_bytes'])}, "
+                f"{best['latency_ms_p50'] * 1e3:.0f} us p50 at 1 thread, "
                 f"accuracy {100 * best['accuracy']:.2f}% vs float32 {100 * reference:.2f}%)")
-        by_format = {r["format"]: r for r in candidates}
+        by_format = {r["format"]: r for r in candidates if r["format"].startswith("tflite")}
         fp, q8 = by_format.get("tflite_float32"), by_format.get("tflite_int8")
         if fp and q8:
             ratio = q8["latency_ms_p50"] / fp["latency_ms_p50"]
@@ -79,12 +85,12 @@ def markdown(report: dict[str, Any]) -> str:
              f"Latency: batch 1 through edge_runtime after warm-up, median (p50) with p95/p99 over >= "
              f"{report['settings']['min_runs']} runs and {report['settings']['min_seconds']} s, each file in its own "
              "process. Accuracy: top-1 on " + report["settings"]["test_sets"] + ". Agreement: same top-1 as Keras.", "",
-             "| model | format | thr | size | accuracy | agree | p50 ms | p95 ms | p99 ms | img/s | load ms | RSS "
-             "MB | pareto |",
-             "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|:-:|"]
+             "| model | format | engine | thr | size | accuracy | agree | p50 ms | p95 ms | p99 ms | img/s | load ms "
+             "| RSS MB | pareto |",
+             "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|:-:|"]
     for row in report["rows"]:
         lines.append("| " + " | ".join([
-            row["model"], row["format"], "-" if row.get("threads") is None else str(row["threads"]),
+            row["model"], row["format"], _engine_short(row), "-" if row.get("threads") is None else str(row["threads"]),
             _kb(row.get("size_bytes")),
             _pct(row.get("accuracy")), _num(row.get("agreement"), 4), _num(row.get("latency_ms_p50"), 3),
             _num(row.get("latency_ms_p95"), 3), _num(row.get("latency_ms_p99"), 3), _num(row.get("throughput_ips"), 0),

@@ -51,7 +51,7 @@ def run(config: BenchConfig) -> dict[str, Any]:
         skipped.append("Keras rows and the model.predict baseline (TensorFlow is not installed here)"
                        if config.mode == "device" or not _has_tensorflow() else "Keras rows")
 
-    steps = sum(len(t.files) * len(config.threads) + (1 if keras_ok and t.keras_file else 0) for t in targets)
+    steps = sum(_file_steps(t, config) + (1 if keras_ok and t.keras_file else 0) for t in targets)
     pairs = _pairs(targets)
     camera_target = e2e.e2e_camera(targets)
     progress = Progress(steps + len(pairs) + (4 if config.e2e and camera_target is not None else 0))
@@ -64,7 +64,7 @@ def run(config: BenchConfig) -> dict[str, Any]:
             if key in partial:
                 rows.extend(partial[key]["rows"])
                 test_sets[target.name] = partial[key]["test_set"]
-                progress.done += len(target.files) * len(config.threads) + (1 if keras_ok and target.keras_file else 0)
+                progress.done += _file_steps(target, config) + (1 if keras_ok and target.keras_file else 0)
                 log.info("%s: measured earlier in this run (resuming); reusing", target.name)
                 continue
             model_rows, test_name = _measure_target(target, config, keras_ok, tmp, progress, skipped)
@@ -116,13 +116,13 @@ def _measure_target(target: ModelTarget, config: BenchConfig, keras_ok: bool, tm
         rows.append(keras_row)
         if "error" in keras_row:
             reference_path = None
-    for name, path in target.files.items():
+    for name, path, backend in _file_engines(target):
         accuracy_row: dict[str, Any] | None = None
         for threads in config.threads:
-            progress.step(f"{target.name} {name} threads={threads}")
+            progress.step(f"{target.name} {name} {backend} threads={threads}")
             command = [sys.executable, "-m", "benchmarks.worker", str(path), "--threads", str(threads),
-                       "--min-seconds", str(config.min_seconds), "--min-runs", str(config.min_runs),
-                       "--batch", "8" if config.quick else "32"]
+                       "--backend", backend, "--min-seconds", str(config.min_seconds), "--min-runs",
+                       str(config.min_runs), "--batch", "8" if config.quick else "32"]
             # Accuracy does not depend on the thread count: it is measured once per file.
             if images_path is not None and accuracy_row is None:
                 command += ["--images", str(images_path), "--labels", str(labels_path)]
@@ -137,6 +137,23 @@ def _measure_target(target: ModelTarget, config: BenchConfig, keras_ok: bool, tm
             rows.append({"model": target.name, "format": name, "threads": threads, "size_bytes": path.stat().st_size,
                          "file": str(path), "sha256": sha256_file(path), **measured})
     return rows, test_name
+
+
+def _file_engines(target: ModelTarget) -> list[tuple[str, Path, str]]:
+    """(format, file, backend) for every engine that runs each file here: ONNX files run on ONNX
+    Runtime and, where it is installed, on OpenVINO (each row says which engine ran it)."""
+    from edge_runtime.backends import available
+
+    out = []
+    for name, path in target.files.items():
+        engines = ["onnxruntime"] + (["openvino"] if available("openvino") else []) \
+            if Path(path).suffix == ".onnx" else ["auto"]
+        out += [(name, path, backend) for backend in engines]
+    return out
+
+
+def _file_steps(target: ModelTarget, config: BenchConfig) -> int:
+    return len(_file_engines(target)) * len(config.threads)
 
 
 def _pairs(targets: list[ModelTarget]) -> list[tuple[ModelTarget, ModelTarget, str]]:

@@ -34,6 +34,7 @@ from edge_common.cli import (
     setup_logging,
 )
 from edge_common.errors import EdgeError
+from edge_runtime.accelerators import MAX_THREADS
 
 DEFAULT_EXTRACTOR = "runs/imagenet_lite0/features/features_int8.tflite"
 
@@ -51,7 +52,7 @@ class TeachBenchConfig:
     limit: int | None = option(help="use the first N training and held-out photos a class (quick runs)",
                                bounds=(1, None))
     teach_photos: int = option(20, "photos a class for the timed teach run (10 classes)", bounds=(1, 1000))
-    threads: int = option(2, "interpreter threads", bounds=(1, 64))
+    threads: int = option(2, "interpreter threads", bounds=(1, MAX_THREADS))
     reports_dir: str | None = option(help="where teach.json and teach.md go (default: reports/ in the checkout)")
 
 

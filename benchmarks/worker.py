@@ -48,17 +48,19 @@ def batch1_seconds(classifier: Any, tensor: np.ndarray, seconds: float, min_runs
 
 
 def measure(path: str, threads: int, images: np.ndarray | None, labels: np.ndarray | None,
-            reference: np.ndarray | None, min_seconds: float, min_runs: int, batch: int) -> dict:
+            reference: np.ndarray | None, min_seconds: float, min_runs: int, batch: int, backend: str = "auto",
+            accelerator: str = "auto") -> dict:
     from edge_runtime.classifier import Classifier
     from edge_runtime.preprocess import to_input_tensor
 
     started = time.perf_counter()
-    classifier = Classifier.open(path, threads=threads)
+    classifier = Classifier.open(path, backend, threads, accelerator=accelerator)
     probe = np.zeros(classifier.input_spec.shape[1:], np.uint8)
     classifier.infer(to_input_tensor(probe[None], classifier.input_spec))
     load_ms = (time.perf_counter() - started) * 1e3
     result = {"load_ms": load_ms, "peak_rss_mb": peak_rss_mb(), "backend": classifier.backend.name,
-              "backend_version": classifier.backend.version, "threads": threads}
+              "backend_version": classifier.backend.version, "engine": classifier.engine,
+              "accelerator": classifier.backend.accelerator, "threads": threads}
     spec = classifier.input_spec
     if images is not None and len(images):
         # The accuracy pass doubles as warm-up for the latency runs that follow.
@@ -98,6 +100,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.worker")
     parser.add_argument("model")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--backend", default="auto")
+    parser.add_argument("--accelerator", default="auto")
     parser.add_argument("--images")
     parser.add_argument("--labels")
     parser.add_argument("--reference", help="Keras top-1 predictions for agreement")
@@ -112,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
         labels = np.load(args.labels) if args.labels else None
         reference = np.load(args.reference) if args.reference else None
         result = measure(args.model, args.threads, images, labels, reference, args.min_seconds, args.min_runs,
-                         args.batch)
+                         args.batch, args.backend, args.accelerator)
     except EdgeError as exc:
         print(json.dumps({"error": one_line(exc)}))
         return exc.exit_code

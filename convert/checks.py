@@ -116,6 +116,24 @@ def mcnemar_p(lost: int, gained: int) -> float:
     return float(sum(comb(total, k) for k in range(lost, total + 1)) / 2 ** total)
 
 
+def gate_default_session(result: FileResult, found: dict[str, Any], config: ConvertConfig, check: Check) -> None:
+    """An int8 ONNX file must also be right in a default session: the same gate as through the
+    runtime, on the default session's own answers, and no saturation risk on CPUs without VNNI."""
+    result.default_session_agreement = found["agreement"]
+    result.default_session_accuracy = found.get("accuracy")
+    problems = []
+    if found["saturation_risk"]:
+        problems.append(found["saturation_risk"])
+    drop = None if found.get("accuracy") is None or check.keras_accuracy is None else \
+        check.keras_accuracy - found["accuracy"]
+    if drop is not None and drop > config.max_accuracy_drop + 1e-12 and found["accuracy"] < (result.accuracy or 0):
+        problems.append(f"a default ONNX Runtime session loses {100 * drop:.2f} points against Keras")
+    if problems:
+        result.default_session_problem = "; ".join(problems)
+        if config.gates:
+            result.status = "rejected"
+
+
 def gate(result: FileResult, fmt: formats_mod.Format, config: ConvertConfig) -> None:
     if fmt.gate == "agreement":
         result.gate = f"agreement >= {config.agreement_min:.3%}"
@@ -134,6 +152,68 @@ def gate(result: FileResult, fmt: formats_mod.Format, config: ConvertConfig) -> 
                   or (result.drop_p_value is not None and result.drop_p_value >= DROP_SIGNIFICANCE))
     if config.gates and not passed:
         result.status = "rejected"
+
+
+def default_session(onnx_file: Path, images: np.ndarray, check: Check, spec: InputSpec) -> dict[str, Any]:
+    """The file in a plain ``onnxruntime.InferenceSession(path)``, as an integrator embeds it (no
+    session options): its agreement with Keras and accuracy on the check images, and whether its
+    int8 weights can saturate a default session on an x86 CPU without VNNI (see
+    :func:`saturation_risk`: that cannot be seen by running it on a CPU that has VNNI)."""
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(str(onnx_file), providers=["CPUExecutionProvider"])
+    name = session.get_inputs()[0].name
+    outputs = [o.name for o in session.get_outputs()]
+    scores = outputs.index("probabilities") if "probabilities" in outputs else 0
+    probs = np.stack([np.asarray(session.run(None, {name: to_input_tensor(image[None], spec)})[scores]).reshape(-1)
+                      for image in images])
+    predicted = np.argmax(probs, axis=1)
+    found: dict[str, Any] = {"agreement": float(np.mean(predicted == np.argmax(check.keras_probs, axis=1)))}
+    if check.labels is not None:
+        found["accuracy"] = float(np.mean(predicted == check.labels))
+    found["saturation_risk"] = saturation_risk(onnx_file.read_bytes())
+    return found
+
+
+def saturation_risk(data: bytes) -> str | None:
+    """Why a default ONNX Runtime session on an x86 CPU without VNNI (AVX2 only) can answer wrongly
+    for this QDQ file, or None when it cannot.
+
+    There the uint8 x int8 kernels (VPMADDUBSW) add two products in 16 bits: 255 x 127 x 2 = 64,770
+    overflows 32,767, so full-range int8 weights with uint8 activations can saturate. 7-bit weights
+    (ONNX Runtime's reduce_range: |w| <= 64, 255 x 128 = 32,640) or uint8 weights (U8U8, widened
+    before multiplying) cannot. Only an exactness
+    option (``session.x64quantprecision``, which this runtime sets) avoids it, and integrators'
+    default sessions do not set it.
+    """
+    import onnx
+    from onnx import numpy_helper
+
+    model = onnx.load_from_string(data)
+    weights = {init.name: init for init in model.graph.initializer}
+    activations_uint8 = any(init.data_type == onnx.TensorProto.UINT8 for init in model.graph.initializer
+                            if init.name.endswith("zero_point") and init.name not in _weight_zero_points(model))
+    if not activations_uint8:
+        return None
+    for node in model.graph.node:
+        if node.op_type != "DequantizeLinear" or node.input[0] not in weights:
+            continue
+        tensor = weights[node.input[0]]
+        if tensor.data_type != onnx.TensorProto.INT8:
+            continue
+        values = numpy_helper.to_array(tensor)
+        if values.size and (values.min() < -64 or values.max() > 64):
+            return (f"weights {node.input[0]} use more than 7 bits ({int(values.min())}..{int(values.max())}) "
+                    "with uint8 activations: a default ONNX Runtime session on an x86 CPU without VNNI can saturate; "
+                    "quantize with --onnx-weights uint8 or --onnx-reduce-range")
+    return None
+
+
+def _weight_zero_points(model: Any) -> set[str]:
+    """The zero points that belong to weights (constant DequantizeLinear inputs), not activations."""
+    constants = {init.name for init in model.graph.initializer}
+    return {node.input[2] for node in model.graph.node
+            if node.op_type == "DequantizeLinear" and node.input[0] in constants and len(node.input) > 2}
 
 
 def opencv_agreement(onnx_file: Path, images: np.ndarray,

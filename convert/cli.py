@@ -39,8 +39,9 @@ def main(argv: list[str] | None = None) -> int:
             report = convert(config_from_args(ConvertConfig, args, model=name))
             print(format_table(report), flush=True)
             if not report.ok:
-                failed = ", ".join(f"{r.format} ({r.measured}; needs {r.gate})" for r in report.results
-                                   if r.status == "rejected")
+                failed = ", ".join(f"{r.format} ({r.measured}" + ("" if r.default_session_problem else
+                                                                  f"; needs {r.gate}") + ")"
+                                   for r in report.results if r.status == "rejected")
                 print(f"error: {report.model}: {failed} failed the parity gate; kept as *.rejected in "
                       f"{report.deploy_dir} (--max-accuracy-drop allows a larger drop; --no-gates keeps every "
                       "file)", file=sys.stderr)

@@ -45,8 +45,13 @@ class ConvertConfig:
     gates: bool = option(True, "report gate failures but keep every file")
     onnx_activations: str = option("uint8", "ONNX int8 activation type: uint8 for x86, int8 for ARM",
                                    choices=("uint8", "int8"))
-    onnx_reduce_range: bool | None = option(help="7-bit ONNX weights, for x86 CPUs without VNNI (default: the "
-                                                  "registry entry's, else on; turn off for ARM/VNNI)", both=True)
+    onnx_reduce_range: bool | None = option(help="7-bit ONNX weights: with 8 bits a default ONNX Runtime session on "
+                                                  "x86 without VNNI can saturate, and the conversion gate refuses "
+                                                  "such a file (default: the registry entry's, else on)", both=True)
+    onnx_weights: str | None = option(help="ONNX int8 weight type: int8 (with 7-bit --onnx-reduce-range, exact in "
+                                           "any ONNX Runtime session) or uint8 (U8U8: exact too, but ONNX Runtime "
+                                           "and OpenVINO run it several times slower) (default: the registry "
+                                           "entry's, else int8)", choices=("uint8", "int8"))
     eval_limit: int | None = option(help="check on the first N test images only (quick runs)", bounds=(1, None))
     opencv_check: int = option(500, "images to check in OpenCV DNN per ONNX file (0: skip)", bounds=(0, None))
     data_dir: str | None = option(help="Fashion-MNIST folder (default: search; see README)")
@@ -67,7 +72,8 @@ class ConvertConfig:
     @property
     def onnx(self) -> OnnxQuantSettings:
         reduce_range = True if self.onnx_reduce_range is None else self.onnx_reduce_range
-        return OnnxQuantSettings(activation_type=self.onnx_activations, reduce_range=reduce_range)
+        return OnnxQuantSettings(activation_type=self.onnx_activations, reduce_range=reduce_range,
+                                 weight_type=self.onnx_weights or "int8")
 
     def validate(self) -> None:
         check_ranges(self)

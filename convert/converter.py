@@ -31,7 +31,7 @@ from train.datasets import kinds
 from train.runfolder import RunFolder, read_labels
 from train.unknown import has_unknown_output, split_outputs
 
-from . import checks, exporters
+from . import checks, edgetpu, exporters
 from . import report as reports
 from .config import ConvertConfig, created_by
 from .report import ConvertReport, FileResult
@@ -237,11 +237,21 @@ def _convert_formats(job: checks.Job, model: Any, calibration: np.ndarray | None
         raw = exporters.exporter(fmt.name)(context)
         result, final_bytes = _verify(fmt, raw, job)
         _put_in_place(result, final_bytes, fmt, job.deploy_dir)
+        if fmt.name == "tflite_int8":
+            result.edgetpu = edgetpu.check(final_bytes)
+            if result.status == "ok":
+                result.edgetpu.update(edgetpu.compile_beside(job.deploy_dir / fmt.file_name))
+            log.info("%s: %-15s Edge TPU: %s", job.name, fmt.name, result.edgetpu["summary"])
         result.seconds = round(time.perf_counter() - started, 2)
         results.append(result)
         accuracy = "-" if result.accuracy is None else f"{result.accuracy:.4f}"
         log.info("%s: %-15s %-8s accuracy %s agreement %.4f (%.1fs)", job.name, fmt.name, result.status,
                  accuracy, result.agreement, result.seconds)
+        if result.default_session_agreement is not None:
+            plain = "-" if result.default_session_accuracy is None else f"{result.default_session_accuracy:.4f}"
+            log.info("%s: %-15s in a default ONNX Runtime session: accuracy %s agreement %.4f%s", job.name, fmt.name,
+                     plain, result.default_session_agreement,
+                     f"; {result.default_session_problem}" if result.default_session_problem else "")
     return results
 
 
@@ -275,6 +285,10 @@ def _verify(fmt: formats_mod.Format, raw: bytes, job: checks.Job) -> tuple[FileR
     metadata = _metadata(fmt, result, job, tensor_spec, output_spec)
     final_bytes = exporters.embedder(fmt.kind)(raw, {METADATA_KEY: metadata.to_json()})
     limit = job.config.opencv_check
+    if fmt.kind == "onnx" and fmt.quantized:
+        probe.write_bytes(final_bytes)
+        checks.gate_default_session(result, checks.default_session(probe, job.check.images, job.check, tensor_spec),
+                                    job.config, job.check)
     if fmt.kind == "onnx" and limit:
         probe.write_bytes(final_bytes)
         result.opencv_dnn_agreement, result.opencv_dnn_note = checks.opencv_agreement(

@@ -37,12 +37,20 @@ class FileResult:
     backend: str = ""
     opencv_dnn_agreement: float | None = None
     opencv_dnn_note: str | None = None
+    # int8 ONNX: the file in a default onnxruntime.InferenceSession (no options), as integrators embed it.
+    default_session_agreement: float | None = None
+    default_session_accuracy: float | None = None
+    default_session_problem: str | None = None
+    # int8 TFLite: what the Edge TPU compiler would make of it (convert/edgetpu.py), and its run if on PATH.
+    edgetpu: dict | None = None
     sha256: str = ""
     seconds: float = 0.0
 
     @property
     def measured(self) -> str:
         """What the gate measured, in the gate's own terms ("accuracy drop 1.20 points")."""
+        if self.default_session_problem:
+            return f"in a default ONNX Runtime session: {self.default_session_problem}"
         if self.gate.startswith("accuracy drop") and self.accuracy_drop is not None:
             p_value = "" if self.drop_p_value is None else f" (McNemar p {self.drop_p_value:.3f})"
             return f"accuracy drop {100 * self.accuracy_drop:.2f} points{p_value}"
@@ -52,6 +60,8 @@ class FileResult:
     def verdict(self) -> str:
         """The status column: a rejection says what was measured against what was allowed."""
         if self.status == "rejected":
+            if self.default_session_problem:
+                return f"REJECTED: {self.measured}"
             return f"REJECTED: {self.measured}, gate {self.gate}"
         return self.status
 

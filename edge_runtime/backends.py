@@ -1,28 +1,35 @@
-"""Interpreters, imported lazily, with a clean fallback chain.
+"""Interpreters, imported lazily, with a clean fallback chain, on the accelerator asked for.
 
 TFLite: ``ai_edge_litert`` (maintained), then ``tflite_runtime`` (last release 2.14, numpy < 2,
-still what 32-bit Pi OS has), then TensorFlow's own interpreter when that is what is installed.
-ONNX: ``onnxruntime``.
+still what 32-bit Pi OS has), then TensorFlow's own interpreter when that is what is installed;
+on the CPU (XNNPACK), an Edge TPU, or any external delegate. ONNX: ``onnxruntime`` on its CPU,
+CUDA, TensorRT or OpenVINO provider, or ``openvino`` itself. Which accelerator is chosen, and why,
+lives in :mod:`.accelerators`; each backend reports what actually ran in :attr:`Backend.engine`.
 """
 
 from __future__ import annotations
 
+import functools
 import importlib
 import importlib.util
-import os
+import logging
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from . import accelerators as accel
+from .accelerators import MAX_THREADS, DelegateSpec
 from .errors import BackendUnavailableError, EdgeError, ModelFileError
 
-# More interpreter threads than 4 per core only contend; 100000 crashed TFLite and hung ONNX Runtime.
-MAX_THREADS = 4 * (os.cpu_count() or 1)
+log = logging.getLogger("edge_classify.runtime")
+
 
 TFLITE_BACKENDS = ("litert", "tflite_runtime", "tensorflow")
-ONNX_BACKENDS = ("onnxruntime",)
+ONNX_BACKENDS = ("onnxruntime", "openvino")
 BACKENDS = ("auto",) + TFLITE_BACKENDS + ONNX_BACKENDS
+_SHOWN = {"litert": "LiteRT", "tflite_runtime": "tflite_runtime", "tensorflow": "TensorFlow Lite"}
 _TFLITE_MODULES = {
     "litert": ("ai_edge_litert.interpreter", "ai_edge_litert"),
     "tflite_runtime": ("tflite_runtime.interpreter", "tflite_runtime"),
@@ -47,6 +54,8 @@ class Backend:
 
     name: str
     version: str
+    engine: str = ""  # what ran it, read back from the engine: "onnxruntime 1.32 CPUExecutionProvider, 2 threads"
+    accelerator: str = "cpu"  # the accelerator that ran it: cpu, tensorrt, cuda, openvino, edgetpu or delegate
     input: TensorInfo
     output: TensorInfo
     unknown: TensorInfo | None = None
@@ -64,15 +73,25 @@ class Backend:
 
 
 class TFLiteBackend(Backend):
-    def __init__(self, data: bytes, threads: int | None, module_name: str, package: str, name: str) -> None:
+    def __init__(self, data: bytes, threads: int | None, module_name: str, package: str, name: str,
+                 delegate: DelegateSpec | None = None, accelerator: str = "cpu") -> None:
         module = importlib.import_module(module_name)
         self.name = name
         self.version = _version(package)
+        delegates = [_load_delegate(module, delegate, accelerator)] if delegate is not None else None
         try:
-            self._interpreter = module.Interpreter(model_content=data, num_threads=threads)
+            self._interpreter = module.Interpreter(model_content=data, num_threads=threads,
+                                                   experimental_delegates=delegates)
             self._interpreter.allocate_tensors()
         except (ValueError, RuntimeError) as exc:
             raise ModelFileError(f"{name} cannot load this TFLite model ({' '.join(str(exc).split())[:160]})") from None
+        self.accelerator = accelerator if delegate is not None else "cpu"
+        if delegate is None:  # XNNPACK is the interpreter's own CPU delegate for float and int8 graphs
+            self.engine = f"{_SHOWN[name]} {self.version} XNNPACK, {_threads(threads)}"
+        elif accelerator == "edgetpu":
+            self.engine = f"{_SHOWN[name]} {self.version} Edge TPU ({delegate.options.get('device', 'first found')})"
+        else:
+            self.engine = f"{_SHOWN[name]} {self.version} delegate {Path(delegate.path).name}"
         inputs = self._interpreter.get_input_details()
         outputs = self._interpreter.get_output_details()
         scores, unknown = _pick_outputs(len(inputs), [_tflite_info(o) for o in outputs])
@@ -95,7 +114,8 @@ class TFLiteBackend(Backend):
 
 
 class OnnxBackend(Backend):
-    def __init__(self, data: bytes, threads: int | None) -> None:
+    def __init__(self, data: bytes, threads: int | None, accelerator: str = "cpu", device: str | None = None,
+                 model_sha: str = "") -> None:
         try:
             ort = importlib.import_module("onnxruntime")
         except ImportError:
@@ -114,11 +134,31 @@ class OnnxBackend(Backend):
         if threads:
             options.intra_op_num_threads = threads
             options.inter_op_num_threads = 1
+        accel.require_providers(accelerator, list(ort.get_available_providers()))
+        chain = accel.onnx_provider_chain(accelerator, model_sha=model_sha or accel.file_hash(data),
+                                          int8=_is_qdq(data), device=device, trt_version=_trt_version(),
+                                          gpu_name=_gpu_name())
+        if accelerator == "tensorrt":
+            folder = chain[0][1]["trt_engine_cache_path"]
+            Path(folder).mkdir(parents=True, exist_ok=True)
+            if not any(Path(folder).glob("*.engine")):
+                log.warning("building the TensorRT engine for this file (the first time only; it can take minutes "
+                            "on a Jetson); cached in %s", folder)
         try:
-            self._session = ort.InferenceSession(data, sess_options=options, providers=["CPUExecutionProvider"])
+            self._session = ort.InferenceSession(data, sess_options=options, providers=chain)
         except Exception as exc:  # ORT raises its own exception types for every load failure
             why = " ".join(str(exc).split())[:160]
             raise ModelFileError(f"onnxruntime cannot load this ONNX model ({why})") from None
+        used = list(self._session.get_providers())
+        accel.check_ran_on(accelerator, chain, used)
+        self.accelerator = accelerator
+        precision = ""
+        if used[0] == accel.TRT:
+            trt_options = chain[0][1]
+            precision = " int8" if trt_options["trt_int8_enable"] == "True" else \
+                (" fp16" if trt_options["trt_fp16_enable"] == "True" else " fp32")
+        placement = f", {_threads(threads)}" if used[0] == accel.CPU_EP else ""
+        self.engine = f"onnxruntime {self.version} {used[0]}{precision}{placement}"
         inputs, outputs = self._session.get_inputs(), self._session.get_outputs()
         infos = [TensorInfo(tuple(_dim(d) for d in o.shape), _onnx_dtype(o.type)) for o in outputs]
         scores, unknown = _pick_outputs(len(inputs), infos)
@@ -148,42 +188,257 @@ def _pick_outputs(inputs: int, outputs: list[TensorInfo]) -> tuple[int, int | No
                          "its class scores and at most one out-of-class score (one value per image)")
 
 
+class OpenVinoBackend(Backend):
+    """An ONNX file in OpenVINO's own runtime (CPU, an Intel GPU or NPU), int8 QDQ graphs included."""
+
+    def __init__(self, data: bytes, threads: int | None, device: str | None = None) -> None:
+        try:
+            ov = importlib.import_module("openvino")
+        except ImportError:
+            raise BackendUnavailableError(f"OpenVINO is not installed; {accel.INSTALL['openvino']}") from None
+        self.name = "openvino"
+        self.version = str(ov.__version__).split("-")[0]
+        core = ov.Core()
+        target = (device or "CPU").upper()
+        known = list(core.available_devices)
+        if target.split(":")[0] not in ("AUTO", "MULTI", "HETERO") and target.split(".")[0] not in \
+                {d.split(".")[0] for d in known}:
+            raise BackendUnavailableError(f"--device {target}: OpenVINO has no such device here (it has "
+                                          f"{', '.join(known) or 'none'})")
+        config: dict[str, Any] = {"PERFORMANCE_HINT": "LATENCY"}
+        if target == "CPU":
+            # The file's own precision: OpenVINO would compute a float32 file in bfloat16 on CPUs with
+            # AVX-512 BF16 or AMX, and answer differently from the file everywhere else.
+            config["INFERENCE_PRECISION_HINT"] = "f32"
+            if threads:
+                config["INFERENCE_NUM_THREADS"] = threads
+        else:  # GPU and NPU compile for seconds; their blobs are kept
+            config["CACHE_DIR"] = str(accel.cache_root() / "openvino")
+        try:
+            compiled = core.compile_model(core.read_model(data), target, config)
+        except RuntimeError as exc:
+            why = " ".join(str(exc).split())[:160]
+            raise ModelFileError(f"openvino cannot load this ONNX model ({why})") from None
+        self.accelerator = "openvino" if target != "CPU" else "cpu"
+        devices = ",".join(compiled.get_property("EXECUTION_DEVICES"))
+        precision = _openvino_precision(compiled)
+        placement = f", {_threads(threads)}" if threads and target == "CPU" else ""
+        self.engine = f"OpenVINO {self.version} {devices}{' ' + precision if precision else ''}{placement}"
+        self._request = compiled.create_infer_request()
+        outputs = list(compiled.outputs)
+        infos = [TensorInfo(tuple(_dim(d) for d in o.get_partial_shape().to_shape()) if o.get_partial_shape()
+                            .is_static else (-1,), np.dtype(o.get_element_type().to_dtype()).name) for o in outputs]
+        inputs = list(compiled.inputs)
+        scores, unknown = _pick_outputs(len(inputs), infos)
+        self._ports = [outputs[scores]] + ([outputs[unknown]] if unknown is not None else [])
+        port = inputs[0]
+        shape = tuple(_dim(d) for d in port.get_partial_shape().to_shape()) if port.get_partial_shape().is_static \
+            else (-1, -1, -1, -1)
+        self.input = TensorInfo(shape, np.dtype(port.get_element_type().to_dtype()).name)
+        self.output = infos[scores]
+        self.unknown = infos[unknown] if unknown is not None else None
+
+    def run_all(self, tensor: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        results = self._request.infer({0: tensor})
+        # Copies: the request's output buffers are overwritten by the next frame.
+        scores = np.array(results[self._ports[0]], copy=True)
+        return scores, (np.array(results[self._ports[1]], copy=True) if len(self._ports) > 1 else None)
+
+    def close(self) -> None:
+        self._request = None
+
+
+def _threads(count: int | None) -> str:
+    return "default threads" if not count else f"{count} thread{'s' if count != 1 else ''}"
+
+
+def _openvino_precision(compiled: Any) -> str:
+    """The precision OpenVINO really runs the convolutions and matrix products in, read from the
+    compiled graph: "int8" only when it runs them so (it computes a QDQ graph with uint8 weights in
+    float32, for one), "int8 on 12 of 52 layers" when partly, else the float precision it uses."""
+    counts = {"int8": 0, "other": 0}
+    try:
+        for op in compiled.get_runtime_model().get_ordered_ops():
+            info = op.get_rt_info()
+            if "layerType" in info and info["layerType"].astype(str) in ("Convolution", "FullyConnected", "MatMul"):
+                quantized = info["runtimePrecision"].astype(str) in ("u8", "i8")
+                counts["int8" if quantized else "other"] += 1
+        if counts["int8"] and counts["other"]:
+            return f"int8 on {counts['int8']} of {counts['int8'] + counts['other']} layers"
+        if counts["int8"]:
+            return "int8"
+        return str(compiled.get_property("INFERENCE_PRECISION_HINT")).replace("<Type: '", "").rstrip("'>")
+    except (RuntimeError, KeyError, AttributeError):  # AUTO and some devices report neither
+        return ""
+
+
 def available(name: str) -> bool:
     """Whether a backend can be imported here (without importing it when it cannot)."""
-    package = "onnxruntime" if name == "onnxruntime" else _TFLITE_MODULES[name][1]
+    package = name if name in ONNX_BACKENDS else _TFLITE_MODULES[name][1]
     return importlib.util.find_spec(package) is not None
 
 
-def open_backend(kind: str, data: bytes, backend: str = "auto", threads: int | None = None) -> Backend:
-    """Load model bytes of ``kind`` ("tflite"/"onnx") in the requested or first available backend.
+def open_backend(kind: str, data: bytes, backend: str = "auto", threads: int | None = None, *,
+                 accelerator: str = "auto", device: str | None = None, delegate: str | None = None) -> Backend:
+    """Load model bytes of ``kind`` ("tflite"/"onnx") in the requested or first available backend,
+    on the requested accelerator (see :mod:`.accelerators` for what ``auto`` chooses).
 
     Raises:
-        BackendUnavailableError: nothing that can run this model type is installed, or the
-            requested backend does not run this type.
+        BackendUnavailableError: nothing that can run this model type is installed, the requested
+            backend does not run this type, or the requested accelerator is not usable here (the
+            message says what to install).
     """
     if backend not in BACKENDS:
         raise BackendUnavailableError(f"unknown backend {backend!r}; choose from {', '.join(BACKENDS)}")
+    if accelerator not in accel.ACCELERATORS:
+        raise BackendUnavailableError(f"unknown accelerator {accelerator!r}; choose from "
+                                      f"{', '.join(accel.ACCELERATORS)}")
     if threads is not None and not 1 <= threads <= MAX_THREADS:
         raise EdgeError(f"threads must be 1..{MAX_THREADS} (4 per core here), got {threads}")
     if kind == "onnx":
-        if backend not in ("auto", "onnxruntime"):
-            raise BackendUnavailableError(f"backend {backend} runs .tflite files; use onnxruntime (or auto) for .onnx")
-        return OnnxBackend(data, threads)
-    if backend == "onnxruntime":
-        raise BackendUnavailableError("onnxruntime runs .onnx files; use litert, tflite_runtime or auto for .tflite")
+        return _open_onnx(data, backend, threads, accelerator, device, delegate)
+    return _open_tflite(data, backend, threads, accelerator, device, delegate)
+
+
+def _open_onnx(data: bytes, backend: str, threads: int | None, accelerator: str, device: str | None,
+               delegate: str | None) -> Backend:
+    if backend in TFLITE_BACKENDS:
+        raise BackendUnavailableError(f"backend {backend} runs .tflite files; use onnxruntime, openvino or auto for "
+                                      ".onnx")
+    if delegate:
+        raise BackendUnavailableError("--delegate is a LiteRT delegate for .tflite files; for .onnx choose "
+                                      "--accelerator cuda, tensorrt or openvino")
+    if accelerator == "edgetpu":
+        raise BackendUnavailableError("--accelerator edgetpu runs .tflite files compiled for the Edge TPU; for "
+                                      ".onnx choose cpu, cuda, tensorrt or openvino")
+    sha = accel.file_hash(data)
+    if accelerator == "auto":
+        backend, accelerator, threads = _auto_onnx(sha, backend, threads)
+    if backend == "openvino" or accelerator == "openvino":
+        if available("openvino"):
+            return OpenVinoBackend(data, threads, device if accelerator == "openvino" else "CPU")
+        if backend != "openvino" and accel.OV_EP in (accel.onnx_providers() or []):
+            return OnnxBackend(data, threads, "openvino", device, sha)
+        raise BackendUnavailableError(f"--{'backend' if backend == 'openvino' else 'accelerator'} openvino: OpenVINO "
+                                      f"is not installed; {accel.INSTALL['openvino']}")
+    return OnnxBackend(data, threads, accelerator, device, sha)
+
+
+def _auto_onnx(sha: str, backend: str, threads: int | None) -> tuple[str, str, int | None]:
+    """What ``auto`` runs an ONNX file on: tune's record for it on this device, else an NVIDIA GPU
+    through TensorRT or CUDA when ONNX Runtime has the provider, else the CPU."""
+    from .tune import lookup
+
+    record = lookup(sha)
+    if record is not None and backend in ("auto", record["backend"]) and \
+            (record["backend"] != "openvino" or available("openvino")):
+        return record["backend"], record["accelerator"], threads or record.get("threads")
+    if backend == "openvino":
+        return backend, "cpu", threads
+    providers = accel.onnx_providers() or []
+    if (accel.TRT in providers or accel.CUDA in providers) and accel.nvidia_gpus():
+        return "onnxruntime", "tensorrt" if accel.TRT in providers else "cuda", threads
+    _say_hints("onnx")
+    return "onnxruntime", "cpu", threads
+
+
+def _open_tflite(data: bytes, backend: str, threads: int | None, accelerator: str, device: str | None,
+                 delegate: str | None) -> Backend:
+    if backend in ONNX_BACKENDS:
+        raise BackendUnavailableError(f"{backend} runs .onnx files; use litert, tflite_runtime or auto for .tflite")
+    if accelerator in accel.ONNX_ACCELERATORS:
+        raise BackendUnavailableError(f"--accelerator {accelerator} runs .onnx files; use the model's .onnx file "
+                                      "(`python -m convert` writes both)")
+    compiled = accel.is_edgetpu_file(data)
+    spec = accel.parse_delegate(delegate) if delegate else None
+    if accelerator == "auto" and threads is None and spec is None:
+        from .tune import lookup
+
+        record = lookup(accel.file_hash(data))  # tune's thread count for this file on this device
+        threads = record.get("threads") if record else None
+    chosen = "delegate" if spec else "cpu"
+    if accelerator == "edgetpu" or (accelerator == "auto" and spec is None and compiled and accel.coral_devices()
+                                    and accel.find_libedgetpu()):
+        spec, chosen = accel.DelegateSpec(accel.EDGETPU_LIBRARY, {"device": device} if device else {}), "edgetpu"
+    elif accelerator == "auto" and spec is None:
+        _say_hints("tflite")
+    if compiled and not (spec and "edgetpu" in Path(spec.path).name):
+        raise BackendUnavailableError(
+            "this file was compiled for the Edge TPU (it holds edgetpu-custom-op) and runs only on one: plug in a "
+            f"Coral, {accel.INSTALL['edgetpu']}, and pass --accelerator edgetpu; or run the model_int8.tflite it was "
+            "compiled from")
     candidates = TFLITE_BACKENDS if backend == "auto" else (backend,)
     for name in candidates:
         if not available(name):
             continue
         module_name, package = _TFLITE_MODULES[name]
         try:
-            return TFLiteBackend(data, threads, module_name, package, name)
+            return TFLiteBackend(data, threads, module_name, package, name, spec, chosen)
         except (ImportError, AttributeError):  # e.g. tflite_runtime built for numpy 1 under numpy 2
             continue
     raise BackendUnavailableError(
         "no TFLite interpreter is installed; `pip install ai-edge-litert` (64-bit) or `pip install tflite-runtime` "
         "(32-bit Pi OS)" if backend == "auto" else f"TFLite backend {backend} is not installed or cannot load here"
     )
+
+
+@functools.lru_cache(maxsize=None)
+def _say_hints(kind: str) -> None:
+    """Once a process and file type: an accelerator that is here but unusable, and what to install."""
+    for line in accel.hardware().hints(kind):
+        log.warning("%s", line)
+
+
+def _load_delegate(module: Any, spec: DelegateSpec, accelerator: str) -> Any:
+    """LiteRT's ``load_delegate``, its failures in one line (a missing library, one that is not a delegate)."""
+    import ctypes
+
+    load = getattr(module, "load_delegate", None)
+    if load is None:
+        raise BackendUnavailableError("this TFLite interpreter cannot load delegates; `pip install ai-edge-litert`")
+    flag = "--accelerator edgetpu" if accelerator == "edgetpu" else "--delegate"
+    hint = accel.INSTALL["edgetpu"] if accelerator == "edgetpu" else "check the path"
+    try:
+        library = ctypes.CDLL(spec.path)
+    except OSError as exc:
+        raise BackendUnavailableError(f"{flag}: {spec.path} could not be loaded ({' '.join(str(exc).split())[:160]}); "
+                                      f"{hint}") from None
+    # Checked before LiteRT sees it: its loader fails on such a library with a traceback at exit.
+    missing = [name for name in ("tflite_plugin_create_delegate", "tflite_plugin_destroy_delegate")
+               if not hasattr(library, name)]
+    if missing:
+        raise BackendUnavailableError(f"{flag}: {spec.path} is not a LiteRT external delegate (it has no "
+                                      f"{missing[0]}); pass the delegate library itself")
+    try:
+        return load(spec.path, spec.options)
+    except (ValueError, OSError, RuntimeError) as exc:
+        why = " ".join(str(exc).split())[:160]
+        if accelerator == "edgetpu":
+            raise BackendUnavailableError(f"--accelerator edgetpu: {spec.path} could not be loaded ({why}); "
+                                          f"{accel.INSTALL['edgetpu']}") from None
+        raise BackendUnavailableError(f"--delegate {spec.path}: LiteRT could not load it as a delegate ({why}); "
+                                      "check the path and that the library is a LiteRT delegate built for this "
+                                      "machine") from None
+
+
+def _is_qdq(data: bytes) -> bool:
+    """Whether an ONNX graph is quantized with QuantizeLinear/DequantizeLinear pairs (TensorRT's INT8)."""
+    return b"QuantizeLinear" in data
+
+
+def _trt_version() -> str:
+    try:
+        from importlib.metadata import version
+
+        return version("tensorrt")
+    except Exception:  # no TensorRT wheel: Jetson's comes with JetPack, outside pip
+        path = accel.ctypes.util.find_library("nvinfer")
+        return path.rsplit(".so.", 1)[-1] if path and ".so." in path else ""
+
+
+def _gpu_name() -> str:
+    gpus = accel.nvidia_gpus()
+    return gpus[0] if gpus else ""
 
 
 def _version(package: str) -> str:

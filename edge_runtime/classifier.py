@@ -81,6 +81,7 @@ class Classifier:
 
     @classmethod
     def open(cls, path: str | Path, backend: str = "auto", threads: int | None = None, *,
+             accelerator: str = "auto", device: str | None = None, delegate: str | None = None,
              labels: Sequence[str] | None = None, input_spec: InputSpec | None = None,
              output_kind: str = "probabilities") -> "Classifier":
         """Load a model file produced by ``python -m convert``.
@@ -88,8 +89,12 @@ class Classifier:
         Args:
             path: a ``.tflite`` or ``.onnx`` file.
             backend: ``auto`` (by file type and what is installed), ``litert``, ``tflite_runtime``,
-                ``tensorflow`` or ``onnxruntime``.
-            threads: interpreter threads (None: the interpreter's default).
+                ``tensorflow``, ``onnxruntime`` or ``openvino``.
+            threads: interpreter threads (None: the interpreter's default, or what ``tune`` measured).
+            accelerator: ``auto``, ``cpu``, ``tensorrt``, ``cuda``, ``openvino`` or ``edgetpu``; see
+                :mod:`edge_runtime.accelerators`. An explicit one that is not usable here raises.
+            device: which device of the accelerator (a GPU index, ``GPU`` for OpenVINO, ``usb``).
+            delegate: a LiteRT external delegate, ``PATH[:key=value,...]``.
             labels, input_spec, output_kind: the contract for a file without embedded metadata
                 (``output_kind`` "logits" makes the runtime apply softmax); ignored when the file
                 carries its own.
@@ -98,11 +103,14 @@ class Classifier:
             ModelFileError: missing, corrupt, truncated or mislabelled file.
             MetadataError: no or malformed metadata (and no contract passed), or metadata that
                 contradicts the model's tensors.
-            BackendUnavailableError: nothing installed can run this file type.
+            BackendUnavailableError: nothing installed can run this file type, or the accelerator
+                asked for is not usable here (the message says what to install).
         """
         path = Path(path)
+        engine = {"backend": backend, "threads": threads, "accelerator": accelerator, "device": device,
+                  "delegate": delegate}
         try:
-            return cls._open(path, backend, threads, labels, input_spec, output_kind)
+            return cls._open(path, engine, labels, input_spec, output_kind)
         except ModelFileError as exc:  # MetadataError included: name the file in every message
             message = str(exc)
             if str(path) not in message:
@@ -110,7 +118,7 @@ class Classifier:
             raise
 
     @classmethod
-    def _open(cls, path: Path, backend: str, threads: int | None, labels: Sequence[str] | None,
+    def _open(cls, path: Path, engine_options: dict, labels: Sequence[str] | None,
               input_spec: InputSpec | None, output_kind: str = "probabilities") -> "Classifier":
         kind, data = load_bytes(path)
         try:
@@ -124,7 +132,7 @@ class Classifier:
         if metadata.is_extractor:
             raise MetadataError(f"{path}: is a feature extractor, not a classifier; teach a classifier from it with "
                                 f"`edge-classify teach --extractor {path} --examples DIR --output FILE`")
-        engine = open_backend(kind, data, backend, threads)
+        engine = open_backend(kind, data, **engine_options)
         try:
             metadata = _reconcile(metadata, engine, path)
         except MetadataError:
@@ -209,9 +217,14 @@ class Classifier:
 
     # -- housekeeping ------------------------------------------------------------------------
 
+    @property
+    def engine(self) -> str:
+        """What runs this model, read back from the engine: "OpenVINO 2026.4 CPU f32, 2 threads"."""
+        return self.backend.engine or f"{self.backend.name} {self.backend.version}"
+
     def describe(self) -> str:
         spec = self.input_spec
-        return (f"{self.metadata.model} ({self.metadata.format}) on {self.backend.name} {self.backend.version}: "
+        return (f"{self.metadata.model} ({self.metadata.format}) on {self.engine}: "
                 f"input {spec.height}x{spec.width}x{spec.channels} {spec.color_order} {spec.dtype}, "
                 f"{len(self.labels)} classes")
 

@@ -4,6 +4,7 @@
     python -m edge_runtime doctor
     python -m edge_runtime inspect FILE
     python -m edge_runtime teach --examples DIR --output FILE   (see edge_runtime/teach)
+    python -m edge_runtime tune --model FILE                    (see edge_runtime/tune.py)
 
 Exit codes: 0 when the source ended, ``--max-frames`` was reached or q/Esc was pressed; 2 for a
 predictable mistake (one ``error:`` line); 130 after Ctrl-C and 143 after SIGTERM, once the
@@ -29,7 +30,7 @@ from edge_common.cli import (
 )
 from edge_common.files import atomic_write_text, dump_json
 
-from .backends import BACKENDS, MAX_THREADS
+from .accelerators import EngineOptions
 
 
 @dataclass
@@ -38,8 +39,6 @@ class RunOptions:
 
     model: str = option(help="a .tflite or .onnx file made by `python -m convert`", required=True)
     source: str = option("0", "what to read frames from (default: camera 0)")
-    backend: str = option("auto", "interpreter (default: by file type)", choices=BACKENDS)
-    threads: int | None = option(help="interpreter threads (default: the interpreter's)", bounds=(1, MAX_THREADS))
     loop: bool = option(False, "repeat image sources and video files until stopped")
     summary_json: str | None = option(help="also write the end-of-run summary here as JSON")
     verbose: bool = option(False, "debug logging")
@@ -56,13 +55,15 @@ def build_parser() -> ArgumentParser:
         description="Classify frames from a camera, video, images or stream with a converted .tflite/.onnx model. "
                     "Other commands: `python -m edge_runtime doctor` (what this device has), "
                     "`python -m edge_runtime inspect FILE` (a model's embedded metadata), "
-                    "`python -m edge_runtime teach ...` (teach a classifier your own things).",
+                    "`python -m edge_runtime teach ...` (teach a classifier your own things), "
+                    "`python -m edge_runtime tune --model FILE` (the fastest engine for a file on this device).",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="sources: 0 (camera index) | picamera2 | video.mp4 | image.jpg | folder/ | 'glob/*.jpg' | "
                "rtsp://host/stream | 'nvarguscamerasrc ! ... ! appsink' (GStreamer)\n"
                "exit codes: 0 done, 2 bad input or a failed source/output, 130 Ctrl-C, 143 SIGTERM",
     )
     add_options(parser, RunOptions, skip=("verbose",))
+    add_options(parser, EngineOptions)
     add_options(parser, CaptureOptions)
     view = parser.add_mutually_exclusive_group()
     view.add_argument("--headless", dest="headless", action="store_true", default=None,
@@ -88,6 +89,10 @@ def main(argv: list[str] | None = None) -> int:
         from .teach.command import main as teach_main
 
         return teach_main(argv[1:])
+    if argv and argv[0] == "tune":
+        from .tune import main as tune_main
+
+        return tune_main(argv[1:])
     args = build_parser().parse_args(argv)
     setup_logging(args.verbose)
     return run_reporting_errors(lambda: _classify(args), "outputs written so far were closed and kept")
@@ -103,17 +108,19 @@ def _classify(args: argparse.Namespace) -> int:
     from .sources import CaptureOptions, open_source
 
     options = config_from_args(RunOptions, args)
+    engine = config_from_args(EngineOptions, args)
     config = config_from_args(LiveConfig, args, headless=args.headless)
     capture = config_from_args(CaptureOptions, args)
     serve = config_from_args(ServeOptions, args)
     event_options = config_from_args(EventOptions, args)
-    for checked in (options, capture, serve, event_options):
+    for checked in (options, engine, capture, serve, event_options):
         check_ranges(checked)
+    engine.check()
     config.validate()
     check_events(event_options)
     check_distinct([("--model", options.model), ("--source", options.source)],
                    {"--output": config.output, "--jsonl": config.jsonl, "--summary-json": options.summary_json})
-    classifier = Classifier.open(options.model, backend=options.backend, threads=options.threads)
+    classifier = Classifier.open(options.model, **engine.kwargs())
     print(classifier.describe(), file=sys.stderr)
     source = open_source(options.source, capture, loop=options.loop)
     if options.loop and not (getattr(source, "paths", None) or getattr(source, "loop", False)):
@@ -124,7 +131,7 @@ def _classify(args: argparse.Namespace) -> int:
     view = events = None
     try:
         if serve.serve:
-            view = LiveView(serve, classifier.metadata.model, source.name)
+            view = LiveView(serve, classifier.metadata.model, source.name, classifier.engine)
             print(f"live view: {view.url}", file=sys.stderr, flush=True)
         if event_options.webhook or event_options.mqtt or view:
             events = Events(event_options, source.name, classifier.metadata.model,

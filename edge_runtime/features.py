@@ -36,8 +36,10 @@ class FeatureExtractor:
 
     @classmethod
     def open(cls, path: str | Path, backend: str = "auto", threads: int | None = None, *,
-             input_spec: InputSpec | None = None) -> "FeatureExtractor":
-        """Load an extractor file (``input_spec``: the contract of a file not yet carrying one).
+             input_spec: InputSpec | None = None, accelerator: str = "auto", device: str | None = None,
+             delegate: str | None = None) -> "FeatureExtractor":
+        """Load an extractor file (``input_spec``: the contract of a file not yet carrying one;
+        ``accelerator``, ``device``, ``delegate``: as for :meth:`Classifier.open`).
 
         Raises:
             ModelFileError: missing, corrupt or not an extractor (a classifier, say).
@@ -45,11 +47,13 @@ class FeatureExtractor:
         """
         path = Path(path)
         kind, data = load_bytes(path)
-        return cls.from_bytes(kind, data, path, backend, threads, input_spec=input_spec)
+        return cls.from_bytes(kind, data, path, backend, threads, input_spec=input_spec, accelerator=accelerator,
+                              device=device, delegate=delegate)
 
     @classmethod
     def from_bytes(cls, kind: str, data: bytes, path: Path, backend: str = "auto", threads: int | None = None, *,
-                   input_spec: InputSpec | None = None) -> "FeatureExtractor":
+                   input_spec: InputSpec | None = None, accelerator: str = "auto", device: str | None = None,
+                   delegate: str | None = None) -> "FeatureExtractor":
         """An extractor from a file's bytes (``path`` names it in messages)."""
         try:
             metadata = read_metadata(kind, data, path)
@@ -61,7 +65,7 @@ class FeatureExtractor:
         if not metadata.is_extractor:
             raise ModelFileError(f"{path}: is a classifier ({metadata.model}), not a feature extractor; pass "
                                  "features_int8.tflite or features_float32.onnx from `python -m convert.features`")
-        engine = open_backend(kind, data, backend, threads)
+        engine = open_backend(kind, data, backend, threads, accelerator=accelerator, device=device, delegate=delegate)
         if engine.unknown is not None or len(engine.output.shape) != 2:
             engine.close()
             raise ModelFileError(f"{path}: a feature extractor has one output of shape (1, features), this one has "
@@ -77,7 +81,7 @@ class FeatureExtractor:
 
     @property
     def backend_name(self) -> str:
-        return f"{self.backend.name} {self.backend.version}"
+        return self.backend.engine or f"{self.backend.name} {self.backend.version}"
 
     @property
     def extractor_id(self) -> str:

@@ -25,6 +25,10 @@ DEFAULT_MAX_PIXELS = 50_000_000  # 50 MP: any camera photo; a decoded 50 MP imag
 # An uncompressed 16-bit RGBA TIFF of 50 MP is 400 MB; nothing a camera makes is larger.
 MAX_FILE_BYTES = 512 * 1024 * 1024
 FORMATS = "JPEG, PNG, BMP, GIF, WebP, TIFF, PNM or Sun raster"
+# Formats OpenCV can decode whose size is not read here (Radiance HDR, OpenEXR, JPEG 2000, BigTIFF,
+# PAM, AVIF): refused rather than decoded blind.
+_UNSIZED = (b"#?RADIANCE", b"#?RGBE", b"\x76\x2f\x31\x01", b"\x00\x00\x00\x0cjP  ", b"\xff\x4f\xff\x51",
+            b"II+\x00", b"MM\x00+", b"P7", b"\x00\x00\x00\x1cftypavif", b"\x00\x00\x00\x20ftypavif")
 
 
 def images_in(folder: Path) -> list[Path]:
@@ -93,8 +97,10 @@ def check_pixels(data: bytes, max_pixels: int) -> tuple[str, str]:
     except (struct.error, IndexError, ValueError):
         size = None
     if size is None:
-        return (f"not an image whose size can be read first ({FORMATS}); convert it to PNG or JPEG",
-                "unknown size")
+        if bytes(data[:16]).startswith(_UNSIZED):
+            return (f"an image format whose size is not read before decoding (only {FORMATS}); convert it to PNG "
+                    "or JPEG", "unknown size")
+        return f"not an image file ({FORMATS})", "not an image"
     width, height = size
     if width * height > max_pixels:
         return (f"{width}x{height} is {width * height / 1e6:.0f} MP, over --max-pixels {max_pixels / 1e6:g} MP",

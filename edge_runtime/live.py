@@ -106,6 +106,7 @@ def run(classifier: Classifier, source: FrameSource, config: LiveConfig, *,
     """
     loop = _Loop(classifier, source, config, reopen, stop or threading.Event(), on_frame)
     loop.view, loop.events = view, events
+    loop.stats.engine = classifier.engine
     stats = loop.run()
     if stats.non_finite and not stats.frames:
         raise NonFiniteScoresError(f"{classifier.path or classifier.metadata.model}: every frame's scores were NaN or "

@@ -3,10 +3,10 @@
 Routes (every other path is 404, every other method 501):
 
 - ``/``: a page with the annotated stream, the answer, top-k bars, the unknown state, FPS, stage
-  times, the model and the source;
+  times, the model, the engine that runs it and the source;
 - ``/stream.mjpg``: the annotated frames as multipart MJPEG;
 - ``/state.json``: the latest prediction and stats (``label``, ``score``, ``top``, ``unknown``,
-  ``unknown_score``, ``frame``, ``fps``, ``ms``, ``model``, ``source``);
+  ``unknown_score``, ``frame``, ``fps``, ``ms``, ``model``, ``engine``, ``source``);
 - ``/events``: server-sent events: ``state`` (the latest state, at most 5 a second) and ``label``
   (each debounced label change, the same JSON as the webhook and MQTT events).
 
@@ -80,18 +80,19 @@ def parse_bind(text: str) -> tuple[str, int]:
 class LiveView:
     """The newest annotated frame and state, served to browsers while the loop runs."""
 
-    def __init__(self, options: ServeOptions, model: str, source: str) -> None:
+    def __init__(self, options: ServeOptions, model: str, source: str, engine: str = "") -> None:
         assert options.serve is not None
         host, port = parse_bind(options.serve)
         self.token = options.serve_token or (None if host in LOOPBACK else secrets.token_urlsafe(18))
         self.fps, self.max_clients = options.serve_fps, options.serve_clients
-        self.model, self.source = model, source
+        self.model, self.source, self.engine = model, source, engine
         self._cond = threading.Condition()
         self._frame: np.ndarray | None = None
         self._frame_seq = 0
         self._jpeg: bytes | None = None
         self._jpeg_seq = 0
-        self._state: dict[str, Any] = {"model": model, "source": source, "frame": None, "label": None}
+        self._state: dict[str, Any] = {"model": model, "engine": engine, "source": source, "frame": None,
+                                       "label": None}
         self._state_seq = 0
         self._changes: deque[tuple[int, dict[str, Any]]] = deque(maxlen=32)
         self._change_seq = 0
@@ -129,7 +130,7 @@ class LiveView:
         """The newest annotated frame and its state (cheap: no copy, no encoding here)."""
         with self._cond:
             self._frame, self._frame_seq = frame, self._frame_seq + 1
-            self._state = {**state, "model": self.model, "source": self.source}
+            self._state = {**state, "model": self.model, "engine": self.engine, "source": self.source}
             self._state_seq += 1
             self._cond.notify_all()
 
@@ -299,8 +300,9 @@ def _handler_for(view: LiveView) -> type[BaseHTTPRequestHandler]:
 
         def _page(self) -> None:
             # The latest state rides in the page, so it shows the answer at once, not at the first event.
-            fields = {"MODEL": _html(view.model), "SOURCE": _html(view.source), "STATE": _script_json(view.state())}
-            body = re.sub(r"\{\{(MODEL|SOURCE|STATE)\}\}", lambda m: fields[m.group(1)], PAGE).encode()
+            fields = {"MODEL": _html(view.model), "SOURCE": _html(view.source), "ENGINE": _html(view.engine),
+                      "STATE": _script_json(view.state())}
+            body = re.sub(r"\{\{(MODEL|SOURCE|ENGINE|STATE)\}\}", lambda m: fields[m.group(1)], PAGE).encode()
             self._head(200, "text/html; charset=utf-8", len(body))
             self.wfile.write(body)
 
@@ -398,6 +400,7 @@ td{padding:2px 8px 2px 0}
 </style></head><body>
 <div id="view"><img id="stream" alt="live view"></div>
 <div id="side"><h1>{{MODEL}}</h1><div class="muted">source: {{SOURCE}}</div>
+<div class="muted" id="engine">engine: {{ENGINE}}</div>
 <div id="answer">waiting for frames</div><div id="unknown" class="muted"></div><div id="bars"></div>
 <table id="stats"></table><div id="changes" class="muted"></div></div>
 <script>

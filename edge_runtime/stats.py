@@ -58,13 +58,15 @@ class LiveStats:
     error: str | None = None
     signal: int | None = None  # the signal (SIGINT, SIGTERM) that ended the run, if one did
     events: dict[str, dict[str, int]] = field(default_factory=dict)  # per sink: sent, dropped, failed
+    engine: str = ""  # what ran the model, as the engine reported it
 
     @property
     def fps(self) -> float:
         return self.frames / self.wall_s if self.wall_s > 0 else 0.0
 
     def to_dict(self) -> dict[str, Any]:
-        return {"frames": self.frames, "fps": self.fps, "wall_s": self.wall_s, "corrupt": self.corrupt,
+        return {"engine": self.engine, "frames": self.frames, "fps": self.fps, "wall_s": self.wall_s,
+                "corrupt": self.corrupt,
                 "skipped": self.skipped,
                 "rejected": self.rejected, "non_finite": self.non_finite, "dropped": self.dropped,
                 "reconnects": self.reconnects,
@@ -79,6 +81,8 @@ class LiveStats:
                  f"corrupt {self.corrupt}, skipped {self.skipped}, rejected {self.rejected}, "
                  f"{f'non-finite {self.non_finite}, ' if self.non_finite else ''}dropped {self.dropped}, "
                  f"reconnects {self.reconnects} of {self.reconnect_attempts} tried, unknown {self.unknown}"]
+        if self.engine:
+            lines.append(f"  engine     {self.engine}")
         for name, stats in self.stages.items():
             s = stats.summary()
             lines.append(f"  {name:10s} mean {s['mean_ms']:7.3f} ms  p50 {s['p50_ms']:7.3f}  p95 "

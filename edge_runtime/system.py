@@ -13,12 +13,15 @@ import sys
 from importlib import metadata as importlib_metadata
 from typing import Any
 
+from . import accelerators
+
 _PACKAGES = {
     "numpy": "numpy",
     "opencv": "opencv-python-headless",
     "ai_edge_litert": "ai-edge-litert",
     "tflite_runtime": "tflite-runtime",
     "onnxruntime": "onnxruntime",
+    "openvino": "openvino",
     "tensorflow": "tensorflow-cpu",
     "keras": "keras",
     "tf2onnx": "tf2onnx",
@@ -103,17 +106,11 @@ def display() -> str | None:
     return os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")
 
 
-def onnx_providers() -> list[str] | None:
-    """ONNX Runtime's execution providers in its order of preference (CUDA/TensorRT on a Jetson
-    build, CPU everywhere), or None when ONNX Runtime is not installed."""
-    if importlib.util.find_spec("onnxruntime") is None:
-        return None
-    try:
-        import onnxruntime
+def _accelerators() -> dict[str, Any]:
+    from dataclasses import asdict
 
-        return list(onnxruntime.get_available_providers())
-    except Exception:  # a broken install must not stop a report
-        return []
+    found = accelerators.hardware()
+    return {**asdict(found), "hints": found.hints()}
 
 
 def environment() -> dict[str, Any]:
@@ -124,6 +121,7 @@ def environment() -> dict[str, Any]:
         "platform": platform.platform(),
         "python": sys.version.split()[0],
         "versions": versions(),
-        "onnxruntime_providers": onnx_providers(),
+        "onnxruntime_providers": accelerators.onnx_providers(),
+        "accelerators": _accelerators(),
         "picamera2": importlib.util.find_spec("picamera2") is not None,
     }

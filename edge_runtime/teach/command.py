@@ -23,7 +23,7 @@ import numpy as np
 
 from edge_common.cli import ArgumentParser, add_options, check_ranges, config_from_args, option, run_reporting_errors
 
-from ..backends import MAX_THREADS
+from ..accelerators import EngineOptions
 from .head import HEADS
 from .taught import RECOMMENDED_SHOTS
 
@@ -58,7 +58,6 @@ class TeachOptions:
     head: str = option("logistic", "the head trained in numpy", choices=HEADS)
     flip: bool = option(True, "also learn each photo mirrored left to right")
     overwrite: bool = option(False, "replace --output when it exists")
-    threads: int | None = option(help="interpreter threads", bounds=(1, MAX_THREADS))
     quiet: bool = option(False, "no progress lines")
 
 
@@ -67,15 +66,17 @@ def build_parser() -> ArgumentParser:
                             formatter_class=argparse.RawDescriptionHelpFormatter,
                             epilog="exit codes: 0 written, 2 bad input (nothing written), 130 Ctrl-C, 143 SIGTERM")
     add_options(parser, TeachOptions)
+    add_options(parser, EngineOptions)
     return parser
 
 
 def main(argv: list[str]) -> int:
     args = build_parser().parse_args(argv)
-    return run_reporting_errors(lambda: _teach(config_from_args(TeachOptions, args)), "nothing was written")
+    return run_reporting_errors(lambda: _teach(config_from_args(TeachOptions, args),
+                                               config_from_args(EngineOptions, args)), "nothing was written")
 
 
-def _teach(options: TeachOptions) -> int:
+def _teach(options: TeachOptions, engine: EngineOptions | None = None) -> int:
     from edge_common.errors import printable
     from edge_common.files import atomic_write_bytes
 
@@ -83,21 +84,24 @@ def _teach(options: TeachOptions) -> int:
     from . import examples as examples_mod
     from .taught import open_extractor, open_taught, teach
 
+    engine = engine or EngineOptions()
     check_ranges(options)
+    check_ranges(engine)
+    engine.check()
     output = Path(options.output).expanduser()
     extractor_path = None if options.add else _extractor_path(options.extractor)
     _check_paths(options, output, extractor_path)
     started = time.perf_counter()
     if options.add:
-        base = open_taught(options.add, options.threads)
+        base = open_taught(options.add, **engine.kwargs())
         if options.extractor:
-            other = open_extractor(options.extractor, options.threads)
+            other = open_extractor(options.extractor, **engine.kwargs())
             if other.extractor.extractor_id != base.extractor.extractor_id:
                 raise EdgeError(f"--add {options.add} was taught on extractor {base.extractor.extractor_id}, not "
                                 f"{other.extractor.extractor_id} ({options.extractor}); leave out --extractor")
     else:
         assert extractor_path is not None  # resolved above whenever there is no --add
-        base = open_extractor(extractor_path, options.threads)
+        base = open_extractor(extractor_path, **engine.kwargs())
     kind = base.extractor.kind
     if output.suffix.lower() != f".{kind}":
         raise EdgeError(f"--output {output}: a .{kind} extractor makes .{kind} files; name it {output.stem}.{kind}")
@@ -111,7 +115,7 @@ def _teach(options: TeachOptions) -> int:
         new = examples_mod.Examples.empty(base.extractor.dim)
     data, metadata, head = teach(base, new, remove=options.remove, replace_classes=options.replace,
                                  method=options.head, name=output.stem)
-    _prove(data, base, head, output)
+    _prove(data, base, head, output, engine)
     atomic_write_bytes(output, data)
     shots = metadata.extra["taught"]["shots"]
     few = [name for name in metadata.labels if shots.get(name, 0) < RECOMMENDED_SHOTS]
@@ -184,7 +188,7 @@ def _extractor_path(given: str | None) -> str:
                     f"{Path(DEFAULT_EXTRACTOR).parent}/, or `python -m convert.features`)")
 
 
-def _prove(data: bytes, base: "Base", head: "Head", output: Path) -> None:
+def _prove(data: bytes, base: "Base", head: "Head", output: Path, engine: EngineOptions) -> None:
     """Run the written bytes in the real interpreter on a few examples: the file must give the head's
     own probabilities and out-of-class scores for the extractor's features (else nothing is written)."""
     import os
@@ -201,7 +205,7 @@ def _prove(data: bytes, base: "Base", head: "Head", output: Path) -> None:
     os.close(handle)
     try:
         Path(name).write_bytes(data)
-        with Classifier.open(name) as classifier:
+        with Classifier.open(name, **engine.kwargs()) as classifier:
             for image in probes:
                 features = base.extractor.features_of_image(image)
                 probabilities, score = classifier.infer_all(to_input_tensor(image[None], classifier.input_spec))

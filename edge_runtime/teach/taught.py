@@ -103,12 +103,16 @@ class Base:
     source: str  # the file it came from
 
 
-def open_extractor(path: str | Path, threads: int | None = None) -> Base:
-    extractor = FeatureExtractor.open(path, threads=threads)
+def open_extractor(path: str | Path, backend: str = "auto", threads: int | None = None, accelerator: str = "auto",
+                   device: str | None = None, delegate: str | None = None) -> Base:
+    """An extractor file as the base of a new taught file (the engine options as :meth:`Classifier.open`'s)."""
+    extractor = FeatureExtractor.open(path, backend, threads, accelerator=accelerator, device=device,
+                                      delegate=delegate)
     return Base(extractor, extractor.data, Examples.empty(extractor.dim), str(path))
 
 
-def open_taught(path: str | Path, threads: int | None = None) -> Base:
+def open_taught(path: str | Path, backend: str = "auto", threads: int | None = None, accelerator: str = "auto",
+                device: str | None = None, delegate: str | None = None) -> Base:
     """A taught file's extractor (restored from its graph) and its classes (from its prototypes).
 
     Raises:
@@ -146,7 +150,8 @@ def open_taught(path: str | Path, threads: int | None = None) -> Base:
         check_class_names(metadata.labels, str(path))
     except EdgeError as exc:
         raise ModelFileError(f"{exc}; teach it again from the photos") from None
-    extractor = FeatureExtractor.from_bytes(kind, graph, path, threads=threads)
+    extractor = FeatureExtractor.from_bytes(kind, graph, path, backend, threads, accelerator=accelerator,
+                                            device=device, delegate=delegate)
     shots: dict = info["shots"] if isinstance(info.get("shots"), dict) else {}
     taught = Examples(prototypes, owners, origins, list(metadata.labels),
                       {name: int(shots.get(name, 0)) for name in metadata.labels})

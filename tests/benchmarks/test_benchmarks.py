@@ -99,6 +99,14 @@ def test_quick_mode_end_to_end_writes_every_report(tiny_runs, tmp_path):
         assert "error" not in row, row
         assert 0.0 <= row["accuracy"] <= 1.0 and row["latency_ms_p50"] > 0
         assert row["latency_ms_p50"] <= row["latency_ms_p95"] <= row["latency_ms_p99"]
+    # Every row says what ran it; ONNX files run on ONNX Runtime and on OpenVINO, each its own row.
+    for row in rows:
+        if row["format"] != "keras":
+            assert row["engine"].startswith(("LiteRT", "onnxruntime", "OpenVINO")), row
+    for fmt in ("onnx_float32", "onnx_int8"):
+        engines = {r["engine"].split()[0] for r in rows if r["model"] == "edge_cnn" and r["format"] == fmt}
+        assert engines == {"onnxruntime", "OpenVINO"}, engines
+    assert "| OpenVINO " in (tmp_path / "benchmark.md").read_text()
     threads = {r["threads"] for r in rows if r["format"] != "keras"}
     assert threads == {1, 2} or threads == {1}
     float_row = next(r for r in rows
@@ -139,13 +147,15 @@ def test_device_mode_runs_without_tensorflow_importable(tiny_runs, tmp_path):
     report = json.loads((tmp_path / "reports" / "benchmark.json").read_text())
     assert report["mode"] == "device"
     assert {r["format"] for r in report["rows"]} == {"tflite_float32", "tflite_float16", "tflite_dynamic",
-                                                     "tflite_int8",
-                                                     "onnx_float32", "onnx_int8"}
+                                                     "tflite_int8", "onnx_float32", "onnx_int8"}
     assert any("TensorFlow is not installed" in s for s in report["skipped"])
     assert all(r["accuracy"] is not None for r in report["rows"])
     # Rows in the formats table's order, as in full mode; the progress bar ends at its total.
-    assert [r["format"] for r in report["rows"]] == ["tflite_float32", "tflite_float16", "tflite_dynamic",
-                                                     "tflite_int8", "onnx_float32", "onnx_int8"]
+    # (each ONNX file twice: on ONNX Runtime, then on OpenVINO).
+    assert [(r["format"], r["engine"].split()[0]) for r in report["rows"]] == [
+        ("tflite_float32", "LiteRT"), ("tflite_float16", "LiteRT"), ("tflite_dynamic", "LiteRT"),
+        ("tflite_int8", "LiteRT"), ("onnx_float32", "onnxruntime"), ("onnx_float32", "OpenVINO"),
+        ("onnx_int8", "onnxruntime"), ("onnx_int8", "OpenVINO")]
     bars = [line for line in result.stderr.splitlines() if line.startswith("[")]
     done, total = bars[-1].split("] ", 1)[1].split()[0].split("/")
-    assert done == total == "6" and bars[-1].startswith("[" + "#" * 24 + "]")
+    assert done == total == "8" and bars[-1].startswith("[" + "#" * 24 + "]")

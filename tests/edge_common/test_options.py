@@ -68,10 +68,13 @@ def test_registry_conversion_defaults_name_real_options_and_formats():
     for spec in models.REGISTRY.values():
         assert set(spec.convert) <= options, spec.name
         assert set(spec.formats or ()) <= {fmt.name for fmt in formats.DEPLOYABLE}, spec.name
-    resolved = ConvertConfig(model="clothes_lite0").for_model("clothes_lite0")
-    assert resolved.formats == models.get("clothes_lite0").formats and resolved.onnx.reduce_range is False
-    assert ConvertConfig(model="x", onnx_reduce_range=True).for_model("clothes_lite0").onnx.reduce_range is True
-    assert ConvertConfig(model="mlp128").for_model("mlp128").onnx.reduce_range is True  # no override: the default
+    resolved = ConvertConfig(model="imagenet_lite0").for_model("imagenet_lite0")
+    assert resolved.formats == models.get("imagenet_lite0").formats and resolved.onnx.reduce_range is False
+    assert resolved.onnx.weight_type == "uint8" and resolved.unlabelled_agreement_min == 0.8
+    given = ConvertConfig(model="x", onnx_reduce_range=True, onnx_weights="int8").for_model("imagenet_lite0")
+    assert given.onnx.reduce_range is True and given.onnx.weight_type == "int8"  # what is given wins
+    default = ConvertConfig(model="clothes_lite0").for_model("clothes_lite0").onnx  # no override: the default
+    assert default.reduce_range is True and default.weight_type == "int8"
 
 
 def test_bounds_live_in_the_field_are_shown_in_help_and_checked_in_one_place():
