@@ -12,8 +12,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .backends import Backend, open_backend
+from .backends import Backend
 from .contract import InputSpec, ModelMetadata, OutputSpec, Quantization
+from .engines import open_backend
 from .errors import MetadataError, ModelFileError
 from .metadata import load_bytes, read_metadata
 from .preprocess import dequantize, to_input_tensor, to_model_image

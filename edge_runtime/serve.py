@@ -43,6 +43,7 @@ import numpy as np
 from edge_common.cli import option
 
 from .errors import EdgeError
+from .serve_page import PAGE
 
 log = logging.getLogger("edge_classify.runtime")
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
@@ -384,53 +385,3 @@ def _script_json(value: Any) -> str:
     """JSON to place inside a <script>: no "<", ">" or "&" that could end the script early (labels come
     from the model file)."""
     return json.dumps(value).replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
-
-
-PAGE = """<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width,initial-scale=1">
-<title>edge-classify: {{MODEL}}</title>
-<style>
-body{font-family:system-ui,sans-serif;margin:0;background:#111;color:#eee;display:flex;flex-wrap:wrap;gap:16px;padding:16px}
-#view{flex:1 1 480px;max-width:960px} #view img{width:100%;background:#222;border-radius:6px}
-#side{flex:0 1 320px} h1{font-size:1.1rem;margin:0 0 8px} .muted{color:#999;font-size:.85rem}
-#answer{font-size:2rem;font-weight:600;margin:8px 0} #answer.unknown{color:#f6a}
-.bar{display:flex;align-items:center;gap:8px;margin:4px 0} .bar span{width:110px;overflow:hidden;text-overflow:ellipsis}
-.bar div{height:12px;background:#4a9;border-radius:3px} table{font-size:.85rem;border-collapse:collapse}
-td{padding:2px 8px 2px 0}
-</style></head><body>
-<div id="view"><img id="stream" alt="live view"></div>
-<div id="side"><h1>{{MODEL}}</h1><div class="muted">source: {{SOURCE}}</div>
-<div class="muted" id="engine">engine: {{ENGINE}}</div>
-<div id="answer">waiting for frames</div><div id="unknown" class="muted"></div><div id="bars"></div>
-<table id="stats"></table><div id="changes" class="muted"></div></div>
-<script>
-const esc = (t) => String(t).replace(/[&<>"]/g, (c) => ({"&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;"}[c]));
-const token = new URLSearchParams(location.search).get("token");
-const q = token ? "?token=" + encodeURIComponent(token) : "";
-const img = document.getElementById("stream");
-img.src = "stream.mjpg" + q;
-img.addEventListener("load", () => { document.body.dataset.streamLoaded = img.naturalWidth; });
-function show(s) {
-  const answer = document.getElementById("answer");
-  answer.textContent = s.unknown ? "none of these" : s.label;  // textContent: never parsed as HTML
-  answer.className = s.unknown ? "unknown" : "";
-  document.body.dataset.label = s.label;
-  document.getElementById("unknown").textContent = s.unknown_score == null ? "" :
-      "out-of-class score " + s.unknown_score.toFixed(3) + (s.unknown ? " (none of these)" : "");
-  document.getElementById("bars").innerHTML = s.top.map(([name, p]) => `<div class="bar"><span>${esc(name)}</span>`
-      + `<div style="width:${Math.round(180 * p)}px"></div>${(100 * p).toFixed(1)}%</div>`).join("");
-  const rows = [["frame", s.frame], ["FPS", s.fps == null ? "-" : s.fps.toFixed(1)]]
-      .concat(Object.entries(s.ms || {}).map(([k, v]) => [k + " ms", v.toFixed(2)]));
-  document.getElementById("stats").innerHTML = rows.map(([k, v]) => `<tr><td>${k}</td><td>${v}</td></tr>`).join("");
-}
-const initial = {{STATE}};
-if (initial.frame != null) show(initial);
-const events = new EventSource("events" + q);
-events.addEventListener("state", (message) => show(JSON.parse(message.data)));
-events.addEventListener("label", (message) => {
-  const e = JSON.parse(message.data);
-  document.getElementById("changes").textContent =
-      "last change: " + (e.previous || "-") + " -> " + e.label + " at " + e.time;
-});
-</script></body></html>
-"""

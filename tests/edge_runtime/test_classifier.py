@@ -136,7 +136,7 @@ def test_int8_onnx_is_exact_on_x86_without_vnni_too():
     runtime asks ONNX Runtime for exact products (on ARM and VNNI CPUs the answer is exact anyway)."""
     from onnx import TensorProto, helper, numpy_helper
 
-    from edge_runtime.backends import open_backend
+    from edge_runtime.engines import open_backend
 
     weights = np.full((64, 8), 127, np.int8)
     weights[:, 1::2] = -128

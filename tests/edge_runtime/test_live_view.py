@@ -171,6 +171,7 @@ def test_a_token_guards_every_route_and_viewers_are_bounded(model, video, ledger
         assert _wait(lambda: running.view.clients == 1)
         with ledger.case("live view: more viewers than --serve-clients (503)"):
             assert _get(running.url("/stream.mjpg?token=s3cret"))[0] == 503
+        assert _wait(lambda: running.view.state()["frame"] is not None, 30)  # the loop has published
         before = running.view.state()["frame"]
         with ledger.case("live view: a stalled viewer never slows inference"):
             assert _wait(lambda: running.view.state()["frame"] > before + 50, 30)
