@@ -28,7 +28,6 @@ from edge_common.cli import (
     run_reporting_errors,
     setup_logging,
 )
-from edge_common.files import atomic_write_text, dump_json
 
 from .accelerators import EngineOptions
 
@@ -40,7 +39,6 @@ class RunOptions:
     model: str = option(help="a .tflite or .onnx file made by `python -m convert`", required=True)
     source: str = option("0", "what to read frames from (default: camera 0)")
     loop: bool = option(False, "repeat image sources and video files until stopped")
-    summary_json: str | None = option(help="also write the end-of-run summary here as JSON")
     verbose: bool = option(False, "debug logging")
 
 
@@ -100,11 +98,10 @@ def main(argv: list[str] | None = None) -> int:
 
 def _classify(args: argparse.Namespace) -> int:
     from .classifier import Classifier
-    from .events import EventOptions, Events
+    from .events import EventOptions
     from .events import check_options as check_events
     from .live import LiveConfig, run
-    from .outputs import check_distinct
-    from .serve import LiveView, ServeOptions
+    from .serve import ServeOptions
     from .sources import CaptureOptions, open_source
 
     options = config_from_args(RunOptions, args)
@@ -118,36 +115,17 @@ def _classify(args: argparse.Namespace) -> int:
     engine.check()
     config.validate()
     check_events(event_options)
-    check_distinct([("--model", options.model), ("--source", options.source)],
-                   {"--output": config.output, "--jsonl": config.jsonl, "--summary-json": options.summary_json})
     classifier = Classifier.open(options.model, **engine.kwargs())
     print(classifier.describe(), file=sys.stderr)
     source = open_source(options.source, capture, loop=options.loop)
-    if options.loop and not (getattr(source, "paths", None) or getattr(source, "loop", False)):
+    if options.loop and not (source.paths or source.loop):
         from .errors import EdgeError
 
         source.close()
         raise EdgeError(f"--loop repeats image sources and video files; {source.name} is live and runs until stopped")
-    view = events = None
-    try:
-        if serve.serve:
-            view = LiveView(serve, classifier.metadata.model, source.name, classifier.engine)
-            print(f"live view: {view.url}", file=sys.stderr, flush=True)
-        if event_options.webhook or event_options.mqtt or view:
-            events = Events(event_options, source.name, classifier.metadata.model,
-                            extra=[view.add_change] if view else None)
-        stats = run(classifier, source, config, reopen=lambda: open_source(options.source, capture), view=view,
-                    events=events)
-    finally:
-        if events is not None:
-            events.close()
-        if view is not None:
-            view.close()
-    if events is not None:
-        stats.events = events.summary()
+    stats = run(classifier, source, config, reopen=lambda: open_source(options.source, capture), serve=serve,
+                event_options=event_options)
     print(stats.summary(), file=sys.stderr)
-    if options.summary_json:
-        atomic_write_text(options.summary_json, dump_json(stats.to_dict()))
     return 128 + stats.signal if stats.signal else 0
 
 

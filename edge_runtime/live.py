@@ -21,14 +21,15 @@ import numpy as np
 
 from edge_common.cli import check_ranges, option
 from edge_common.errors import printable
+from edge_common.files import atomic_write_text, dump_json
 
 from . import overlay
 from .classifier import Classifier, frame_answer
 from .errors import EdgeError, FrameError, NonFiniteScoresError, OutputError, SourceError
-from .events import Events
+from .events import EventOptions, Events
 from .outputs import STDOUT, VIDEO_SUFFIXES, ImageSink, JsonlSink, VideoSink, check_distinct
 from .readers import FrameEvent, LatestReader, OrderedReader
-from .serve import LiveView
+from .serve import LiveView, ServeOptions
 from .sources import FrameSource
 from .stats import STAGES, LiveStats, Smoother, StatusLine
 
@@ -59,6 +60,7 @@ class LiveConfig:
     reconnect_timeout: float = option(30.0, "seconds a lost camera/stream may take to come back before giving up",
                                       bounds=(0, 86400), open_low=True)
     quiet: bool = option(False, "no status line for streams (the summary is still printed)")
+    summary_json: str | None = option(help="also write the end-of-run summary here as JSON")
     window_name: str = "edge-classify"
 
     def validate(self) -> None:
@@ -85,7 +87,8 @@ def gui_available() -> tuple[bool, str]:
 def run(classifier: Classifier, source: FrameSource, config: LiveConfig, *,
         reopen: Callable[[], FrameSource] | None = None, stop: threading.Event | None = None,
         on_frame: Callable[[int, Sequence[tuple[str, float]]], None] | None = None,
-        view: LiveView | None = None, events: Events | None = None) -> LiveStats:
+        view: LiveView | None = None, events: Events | None = None,
+        serve: ServeOptions | None = None, event_options: EventOptions | None = None) -> LiveStats:
     """Run the loop until the source ends, ``max_frames``, q/Esc, Ctrl-C/SIGTERM, or ``stop`` is set.
 
     Args:
@@ -95,8 +98,10 @@ def run(classifier: Classifier, source: FrameSource, config: LiveConfig, *,
         stop: set it from another thread to end the loop cleanly.
         on_frame: called after each frame with its index and its top-k ``(label, score)`` pairs
             (integrators' hook).
-        view: the live view (``--serve``) to publish each annotated frame and its state to.
-        events: the label-change events (``--webhook``, ``--mqtt``) to feed each frame's answer.
+        view, events: a live view and label-change events the caller made and closes itself.
+        serve, event_options: or the options to make them from (``--serve``, ``--webhook``,
+            ``--mqtt``): the loop then opens them, says the view's URL, and closes them at the end,
+            the events' counts going into the returned statistics.
 
     Returns:
         The run's statistics; outputs are closed and renamed into place.
@@ -104,10 +109,25 @@ def run(classifier: Classifier, source: FrameSource, config: LiveConfig, *,
     Raises:
         SourceError: the source failed for good (its error and the run's summary in one line).
     """
-    loop = _Loop(classifier, source, config, reopen, stop or threading.Event(), on_frame)
-    loop.view, loop.events = view, events
-    loop.stats.engine = classifier.engine
-    stats = loop.run()
+    made_view = made_events = None
+    try:
+        if view is None and serve is not None and serve.serve:
+            view = made_view = LiveView(serve, classifier.metadata.model, source.name, classifier.engine)
+            print(f"live view: {view.url}", file=sys.stderr, flush=True)
+        if events is None and event_options is not None and (event_options.webhook or event_options.mqtt or view):
+            events = made_events = Events(event_options, source.name, classifier.metadata.model,
+                                          extra=[view.add_change] if view else None)
+        loop = _Loop(classifier, source, config, reopen, stop or threading.Event(), on_frame, view, events)
+        stats = loop.run()
+    finally:
+        if made_events is not None:
+            made_events.close()
+        if made_view is not None:
+            made_view.close()
+    if made_events is not None:
+        stats.events = made_events.summary()
+    if config.summary_json:
+        atomic_write_text(config.summary_json, dump_json(stats.to_dict()))
     if stats.non_finite and not stats.frames:
         raise NonFiniteScoresError(f"{classifier.path or classifier.metadata.model}: every frame's scores were NaN or "
                                    f"infinity; the model file is broken; " + stats.summary().splitlines()[0])
@@ -123,26 +143,29 @@ class _Loop:
 
     def __init__(self, classifier: Classifier, source: FrameSource, config: LiveConfig,
                  reopen: Callable[[], FrameSource] | None, stop: threading.Event,
-                 on_frame: Callable[[int, Sequence[tuple[str, float]]], None] | None) -> None:
+                 on_frame: Callable[[int, Sequence[tuple[str, float]]], None] | None,
+                 view: LiveView | None = None, events: Events | None = None) -> None:
         self.classifier, self.source, self.config, self.stop, self.on_frame = classifier, source, config, stop, on_frame
-        self.stats = LiveStats()
-        self.view: LiveView | None = None
-        self.events: Events | None = None
+        self.stats = LiveStats(engine=classifier.engine)
+        self.view, self.events = view, events
         self.show = self._window_wanted()
-        images: list[Any] = list(getattr(source, "paths", None) or [])
-        inputs = [("--model", classifier.path)] + [("--source", path) for path in images or
-                                                    [getattr(source, "path", None)]]
-        check_distinct(inputs, {"--output": config.output, "--jsonl": config.jsonl})
+        images: list[Any] = list(source.paths)
+        inputs = [("--model", classifier.path)] + [("--source", path) for path in images or [source.path]]
+        if images:  # the folder, glob or file the images were named by, too: an output must not replace it
+            inputs.append(("--source", source.name))
+        # The one check that no output is an input or another output (the CLI leaves it to the loop).
+        check_distinct(inputs, {"--output": config.output, "--jsonl": config.jsonl,
+                                "--summary-json": config.summary_json})
         rotate_s = config.rotate_minutes * 60 if config.rotate_minutes else None
         self.video: VideoSink | ImageSink | None = None
         if config.output and images and not config.output.lower().endswith(VIDEO_SUFFIXES):
             self.video = ImageSink(config.output, images)
         elif config.output:
-            self.video = VideoSink(config.output, config.output_fps or getattr(source, "nominal_fps", None) or 30.0,
+            self.video = VideoSink(config.output, config.output_fps or source.nominal_fps or 30.0,
                                    rotate_s)
         self.records = JsonlSink(config.jsonl, rotate_s) if config.jsonl else None
         # Smoothing averages frames that follow one another; unrelated images are classified one by one.
-        continuous = getattr(source, "continuous", True)
+        continuous = source.continuous
         if config.smooth > 1 and not continuous:
             log.warning("--smooth %d ignored: %s holds separate images, each classified on its own", config.smooth,
                         source.name)
@@ -226,10 +249,11 @@ class _Loop:
             return
         top = classifier.top(probabilities, config.top_k)
         unknown = classifier.is_unknown(unknown_score)
+        answer = frame_answer(top, unknown, config.threshold)  # once: the overlay, outputs and events share it
         self.stats.unknown += unknown
         fps = self._fps(t2)
         if config.overlay and (self.show or self.video or self.view):
-            frame = overlay.draw(frame, top, fps, threshold=config.threshold, bars=config.bars, unknown=unknown)
+            frame = overlay.draw(frame, top, fps, answer=answer, bars=config.bars)
         t3 = time.perf_counter()
         if isinstance(self.video, ImageSink):
             self.video.write(frame, event.file or str(event.index))
@@ -241,7 +265,6 @@ class _Loop:
         stages = dict(zip(STAGES, (capture_ms, (t1 - t0) * 1e3, (t2 - t1) * 1e3, (t3 - t2) * 1e3, (t4 - t3) * 1e3)))
         for name, value in stages.items():
             self.stats.stages[name].add(value)
-        answer = frame_answer(top, unknown, config.threshold)
         if self.records or self.view:
             record = self._record(event, answer, top, stages, unknown, unknown_score)
             if self.records:

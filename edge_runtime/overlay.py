@@ -23,27 +23,30 @@ def displayable(frame: np.ndarray) -> np.ndarray:
     return frame if frame.flags.writeable and frame.flags.c_contiguous else np.ascontiguousarray(frame).copy()
 
 
-def draw(frame: np.ndarray, top: tuple[tuple[str, float], ...], fps: float | None, *, threshold: float = 0.0,
-         bars: bool = False, unknown: bool = False) -> np.ndarray:
+def draw(frame: np.ndarray, top: tuple[tuple[str, float], ...], fps: float | None, *, answer: str | None = None,
+         bars: bool = False) -> np.ndarray:
     """Annotate a frame and return it (in place when it already is writable 8-bit BGR).
 
-    Below ``threshold`` the label reads "uncertain" (with the best guess in brackets); a frame the
-    model's out-of-class score calls ``unknown`` reads "none of these" (with the best guess).
+    ``answer`` is the frame's answer as :func:`edge_runtime.classifier.frame_answer` worked it out
+    (the caller's, computed once; default: the best label): ``unknown`` reads "none of these" and
+    ``uncertain`` reads "uncertain", each with the best guess in brackets.
     """
     import cv2
+
+    from .classifier import UNCERTAIN, UNKNOWN
 
     frame = displayable(frame)
     height, width = frame.shape[:2]
     scale = max(0.4, min(width, height) / 640.0)
     thickness = max(1, int(round(2 * scale)))
     label, score = top[0]
-    confident = score >= threshold and not unknown
-    if unknown:
+    answer = answer or label
+    if answer == UNKNOWN:
         text, colour = f"none of these ({label}? {100 * score:.0f}%)", (200, 200, 200)
-    elif confident:
-        text, colour = f"{label} {100 * score:.0f}%", (40, 220, 40)
-    else:
+    elif answer == UNCERTAIN:
         text, colour = f"uncertain ({label} {100 * score:.0f}%)", (0, 200, 255)
+    else:
+        text, colour = f"{label} {100 * score:.0f}%", (40, 220, 40)
     _text(frame, text, (int(10 * scale), int(32 * scale)), 0.9 * scale, colour, thickness)
     if fps is not None:
         _text(frame, f"{fps:.1f} FPS", (int(10 * scale), int(62 * scale)), 0.6 * scale, (255, 255, 255), thickness)

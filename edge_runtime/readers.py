@@ -72,11 +72,11 @@ class OrderedReader:
                                  f"{' '.join(str(exc).split())[:160]})"
                     break
                 if not ok:
-                    self.error = self.error or getattr(self.source, "error", None)
+                    self.error = self.error or self.source.error
                     break
                 read_ms = (time.perf_counter() - started) * 1e3
                 tensor, prepare_ms = _prepared(self._prepare, frame)
-                event = FrameEvent(index, frame, read_ms, time.time(), getattr(self.source, "current", None),
+                event = FrameEvent(index, frame, read_ms, time.time(), self.source.current,
                                    tensor, prepare_ms)
                 index += 1
                 while not self._stop.is_set():

@@ -28,16 +28,42 @@ _URL = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*://")
 
 
 class FrameSource(Protocol):
-    """What the live loop reads from."""
+    """What the live loop reads from: every attribute every source has, so no caller probes."""
 
-    name: str
+    name: str  # what every output calls it (a URL's password never in it)
     is_live: bool  # read newest-frame-first, reconnecting when it stops (cameras, live streams)
     continuous: bool  # frames follow one another in time (cameras, streams, videos), so smoothing means something
+    paths: list[Path]  # image sources: their files, in order (else empty)
+    path: str | None  # a video file: its path, for the outputs' checks (else None)
+    nominal_fps: float | None  # the rate the source reports (videos, cameras), if any
+    loop: bool  # played again from the start at its end (--loop)
+    error: str | None  # why it ended early, once it has
+    current: str | None  # image sources: the file the last read returned
 
     def read(self) -> tuple[bool, np.ndarray | None]:
         """``(True, frame)``; ``(True, None)`` for a corrupt frame; ``(False, None)`` at the end or on failure."""
 
     def close(self) -> None: ...
+
+
+class BaseSource:
+    """The defaults of :class:`FrameSource`'s attributes, for sources (an integrator's too) to build on."""
+
+    name = "source"
+    is_live = False
+    continuous = True
+    paths: list[Path] = []  # never mutated: image sources set their own list
+    path: str | None = None
+    nominal_fps: float | None = None
+    loop = False
+    error: str | None = None
+    current: str | None = None
+
+    def read(self) -> tuple[bool, np.ndarray | None]:  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def close(self) -> None:
+        pass
 
 
 @dataclass
@@ -52,7 +78,7 @@ class CaptureOptions:
     timeout_ms: int = 5000  # open/read timeout for network streams, so a stalled stream cannot hang a read
 
 
-class OpenCVSource:
+class OpenCVSource(BaseSource):
     """Camera index, video file, URL or GStreamer pipeline through ``cv2.VideoCapture``."""
 
     def __init__(self, target: int | str, kind: str, options: CaptureOptions, loop: bool = False) -> None:
@@ -115,7 +141,7 @@ class OpenCVSource:
         self._cap.release()
 
 
-class ImageSource:
+class ImageSource(BaseSource):
     """Still images: one file, a folder, or a glob, in sorted order (optionally looping).
 
     With ``loop``, a whole pass that decodes no image ends the source with an error instead of
@@ -129,16 +155,16 @@ class ImageSource:
                  max_pixels: int = DEFAULT_MAX_PIXELS) -> None:
         if not paths:
             raise SourceError(f"{name}: no images found in it or its subfolders ({', '.join(IMAGE_SUFFIXES)})")
-        self.name, self.paths, self._loop, self._index = name, paths, loop, 0
+        self.name, self.paths, self.loop, self._index = name, paths, loop, 0
         self.max_pixels = max_pixels
-        self.current: str | None = None  # the file the last read returned (JSONL records name it)
+        self.current = None  # the file the last read returned (JSONL records name it)
         self.skipped = 0
-        self.error: str | None = None  # why the source ended early
+        self.error = None  # why the source ended early
         self._decoded_this_pass = 0
 
     def read(self) -> tuple[bool, np.ndarray | None]:
         if self._index >= len(self.paths):
-            if not self._loop:
+            if not self.loop:
                 return False, None
             if not self._decoded_this_pass:
                 self.error = f"{self.name}: none of its {len(self.paths)} images could be read; --loop stopped"
@@ -159,7 +185,7 @@ class ImageSource:
         pass
 
 
-class Picamera2Source:
+class Picamera2Source(BaseSource):
     """The Raspberry Pi camera through libcamera's Picamera2 (OpenCV's V4L2 path cannot see it)."""
 
     is_live = True

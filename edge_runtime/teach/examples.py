@@ -94,10 +94,10 @@ def from_source(source: str, classes: Sequence[str], extractor: FeatureExtractor
     if len(set(classes)) != len(classes):
         raise EdgeError("--class names must differ")
     capture = open_source(source)
-    if getattr(capture, "paths", None):
+    if capture.paths:
         capture.close()
         raise EdgeError(f"--source {source}: is a set of images; teach from photos with --examples DIR/<class>/")
-    video_fps = getattr(capture, "nominal_fps", None) if not capture.is_live else None
+    video_fps = capture.nominal_fps if not capture.is_live else None
     clock = _Clock(video_fps)
     examples = Examples.empty(extractor.dim)
     try:

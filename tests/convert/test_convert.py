@@ -103,11 +103,8 @@ def test_metadata_reads_back_without_tensorflow(tiny_runs):
 
 
 def test_up_to_date_conversion_is_skipped_and_force_redoes_it(tiny_runs):
-    from edge_runtime.system import cpu_info
-
-    weights = "--onnx-reduce-range" if not cpu_info()["int8_dot_product"] else "--no-onnx-reduce-range"  # as made
     result = run_cli("-m", "convert", "edge_cnn", "--runs-dir", str(tiny_runs), "--eval-limit", "300",
-                     "--calibration-samples", "100", "--opencv-check", "100", "--no-gates", weights)
+                     "--calibration-samples", "100", "--opencv-check", "100", "--no-gates")  # as the fixture made them
     assert result.returncode == 0, result.stderr
     assert "up to date" in result.stderr and "tflite_int8" in result.stdout
 

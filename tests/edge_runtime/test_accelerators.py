@@ -273,8 +273,7 @@ def test_the_default_session_gate_rejects_a_file_quantized_the_old_way(tiny_runs
     assert not (runs / "edge_cnn/deploy/model_int8.onnx").exists() or \
         (runs / "edge_cnn/deploy/model_int8.onnx.rejected").exists()
     report = convert(ConvertConfig(model="edge_cnn", runs_dir=str(runs), formats=("onnx_int8",), eval_limit=200,
-                                   calibration_samples=50, opencv_check=0, force=True, onnx_reduce_range=False,
-                                   onnx_weights="uint8"))
+                                   calibration_samples=50, opencv_check=0, force=True))  # 7-bit, the default
     assert report.results[0].status == "ok" and report.results[0].default_session_problem is None
 
 

@@ -13,7 +13,7 @@ import pytest
 from edge_runtime import Classifier
 from edge_runtime.errors import SourceError
 from edge_runtime.live import STAGES, LiveConfig, run
-from edge_runtime.sources import open_source
+from edge_runtime.sources import BaseSource, open_source
 from tests.helpers import run_cli
 
 pytestmark = pytest.mark.dataset
@@ -122,7 +122,7 @@ def test_cli_errors_are_one_line_with_exit_code_2(tiny_runs, tmp_path):
     assert bad_threshold.returncode == 2 and "--threshold" in bad_threshold.stderr
 
 
-class FlakySource:
+class FlakySource(BaseSource):
     """A live source that delivers, then fails for a while (a camera unplugged), then delivers again."""
 
     is_live = True

@@ -22,7 +22,7 @@ from edge_runtime.errors import EdgeError, InferenceError, OutputError, SourceEr
 from edge_runtime.images import image_size
 from edge_runtime.live import LiveConfig, run
 from edge_runtime.outputs import check_distinct, remove_stale_partials
-from edge_runtime.sources import open_source
+from edge_runtime.sources import BaseSource, open_source
 from tests.edge_runtime.test_live import read_video, write_video
 from tests.helpers import ROOT, run_cli
 
@@ -267,7 +267,7 @@ def test_stale_partial_files_of_a_killed_run_are_removed(tmp_path):
 
 
 def test_reconnects_count_only_those_that_brought_frames_back(tiny_runs):
-    class DeadCamera:
+    class DeadCamera(BaseSource):
         is_live, continuous, name = True, True, "dead camera"
 
         def read(self):

@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 
 from edge_runtime import Classifier
+from edge_runtime.sources import BaseSource
 from tests.helpers import ROOT, run_cli
 
 pytestmark = pytest.mark.dataset
@@ -130,7 +131,7 @@ def test_benchmark_killed_mid_way_resumes_and_never_leaves_half_reports(tiny_run
         assert {r["model"] for r in report["rows"]} == {"edge_cnn", "camera_cnn"}
 
 
-class StallingSource:
+class StallingSource(BaseSource):
     """Delivers, stalls, raises, returns errors, disappears, and comes back."""
 
     is_live = True
@@ -275,11 +276,11 @@ import json, sys, time
 import numpy as np
 from edge_runtime import Classifier
 from edge_runtime.live import LiveConfig, run
-from edge_runtime.sources import open_source
+from edge_runtime.sources import BaseSource, open_source
 
 model, video, frames, out = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
 
-class Looping:
+class Looping(BaseSource):
     is_live = False
     name = "looping video"
     def __init__(self):

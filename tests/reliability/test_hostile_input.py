@@ -16,6 +16,7 @@ from edge_common.errors import DatasetError
 from edge_runtime.contract import METADATA_KEY, ModelMetadata
 from edge_runtime.errors import FrameError
 from edge_runtime.metadata import embed_tflite_entries, read_tflite_entries, strip_tflite_entry
+from edge_runtime.sources import BaseSource
 from tests.helpers import ROOT, run_cli
 
 pytestmark = pytest.mark.dataset
@@ -161,7 +162,7 @@ FRAMES = {
 FRAMES["read-only"].flags.writeable = False
 
 
-class ListSource:
+class ListSource(BaseSource):
     is_live = False
     name = "hostile frames"
 
