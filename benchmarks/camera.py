@@ -33,6 +33,7 @@ from edge_common.cli import (
     setup_logging,
 )
 from edge_common.errors import EdgeError
+from edge_runtime import formats
 
 DEFAULT_MODEL = "clothes_lite0"
 DEFAULT_FORMATS = ("tflite_int8", "tflite_float32")
@@ -176,7 +177,7 @@ def main(argv: list[str] | None = None) -> int:
         config = config_from_args(CameraConfig, args, files=tuple(args.files))
         config.validate()
         run = RunFolder.for_model(DEFAULT_MODEL, config.runs_dir)
-        files = [Path(f) for f in config.files] or [run.deploy_dir / f"model_{fmt.split('_', 1)[1]}.tflite"
+        files = [Path(f) for f in config.files] or [run.deploy_dir / formats.get(fmt).file_name
                                                     for fmt in DEFAULT_FORMATS]
         for path in files:
             if not path.is_file():

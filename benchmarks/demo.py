@@ -26,6 +26,7 @@ from edge_common.cli import (
     setup_logging,
 )
 from edge_common.files import atomic_write_bytes
+from edge_runtime import formats
 
 DEFAULT_MODEL = "clothes_lite0"  # the real-photo camera model
 
@@ -78,12 +79,12 @@ def _demo(args: DemoConfig) -> int:
     from edge_runtime.classifier import Classifier
     from edge_runtime.live import LiveConfig, run
     from edge_runtime.sources import open_source
-    from train import evalsets, models, paths
+    from train import evalsets, models, paths, runfolder
 
     from .pipeline import make_frames_video, make_scene_video
 
     reports = Path(args.reports_dir) if args.reports_dir else paths.default_reports_dir()
-    default = paths.default_runs_dir() / DEFAULT_MODEL / "deploy" / "model_int8.tflite"
+    default = paths.default_runs_dir() / DEFAULT_MODEL / runfolder.DEPLOY_DIR / formats.get("tflite_int8").file_name
     model = Path(args.model) if args.model else default
 
     reports.mkdir(parents=True, exist_ok=True)

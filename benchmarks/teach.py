@@ -36,14 +36,13 @@ from edge_common.cli import (
 from edge_common.errors import EdgeError
 from edge_runtime.accelerators import MAX_THREADS
 
-DEFAULT_EXTRACTOR = "runs/imagenet_lite0/features/features_int8.tflite"
-
 
 @dataclass(frozen=True)
 class TeachBenchConfig:
     """Options of ``python -m benchmarks.teach``."""
 
-    extractor: str = option(DEFAULT_EXTRACTOR, "the feature extractor file", metavar="FILE")
+    extractor: str | None = option(help="the feature extractor file (default: the shipped one in the runs folder)",
+                                   metavar="FILE")
     shots: tuple[int, ...] = option((1, 5, 10, 20, 0), "shots a class to measure (0: every training photo)",
                                     bounds=(0, None))
     draws: int = option(5, "seeded draws of the photos for each number of shots", bounds=(1, 100))
@@ -171,12 +170,16 @@ def main(argv: list[str] | None = None) -> int:
     setup_logging()
 
     def work() -> int:
+        from dataclasses import replace
+
         from edge_common.files import atomic_write_text, dump_json
+        from edge_runtime.features import default_extractor
         from edge_runtime.system import cpu_info
         from train import paths
 
         config = config_from_args(TeachBenchConfig, args)
         check_ranges(config)
+        config = replace(config, extractor=config.extractor or str(default_extractor()))
         root = paths.resolve_folder("data/clothing-small")
         report = measure(config, root)
         cpu = cpu_info()

@@ -86,8 +86,8 @@ def compare_unknown(result: FileResult, scores: np.ndarray | None, job: Job) -> 
     keras_scores = job.check.keras_unknown
     if job.unknown is None or scores is None or keras_scores is None:
         return
-    threshold = job.unknown.threshold
-    result.unknown_agreement = float(np.mean((scores > threshold) == (keras_scores > threshold)))
+    verdict = job.unknown.is_unknown
+    result.unknown_agreement = float(np.mean(verdict(scores) == verdict(keras_scores)))
     result.max_abs_unknown_diff = float(np.max(np.abs(scores - keras_scores))) if len(scores) else 0.0
 
 

@@ -52,8 +52,9 @@ class _Subject:
     run: RunFolder | None = None
     registry: str | None = None  # the registry entry it was trained as (its conversion options)
 
-    def unknown_threshold(self, model: Any) -> float | None:
-        """The out-of-class threshold training calibrated (None: the model has no such output).
+    def unknown_spec(self, model: Any) -> UnknownSpec | None:
+        """The out-of-class output's contract as training calibrated it, its ``keep`` included (None:
+        the model has no such output).
 
         Raises:
             ModelFileError: the model has the output but nothing says its threshold.
@@ -64,7 +65,9 @@ class _Subject:
         if not recorded or not isinstance(recorded.get("threshold"), (int, float)):
             raise ModelFileError(f"{self.model_file}: the model has an out-of-class output but no calibrated "
                                  "threshold; convert it from its run folder (metrics.json holds the threshold)")
-        return float(recorded["threshold"])
+        keep = recorded.get("keep")
+        return UnknownSpec(threshold=float(recorded["threshold"]),
+                           **({"keep": float(keep)} if isinstance(keep, (int, float)) else {}))
 
 
 def convert(config: ConvertConfig) -> ConvertReport:
@@ -72,7 +75,7 @@ def convert(config: ConvertConfig) -> ConvertReport:
     config.validate()
     subject = _subject(config)
     keras_sha = sha256_bytes(subject.model_file.read_bytes())
-    previous = read_json(subject.deploy_dir / "convert_report.json")
+    previous = read_json(subject.deploy_dir / runfolder.CONVERT_REPORT_FILE)
     config = config.for_model(subject.registry or subject.name)
     if not config.force and reports.up_to_date(previous, keras_sha, config, subject.deploy_dir):
         log.info("%s: deploy files are up to date with %s (sha256 %s); skipping (--force redoes them)",
@@ -89,8 +92,7 @@ def convert(config: ConvertConfig) -> ConvertReport:
     log.info("%s: loading test and calibration images", subject.name)
     calibration = _calibration(subject, config, input_spec)
     check = _reference(subject, config, input_spec, labels, model, calibration)
-    threshold = subject.unknown_threshold(model)
-    unknown = UnknownSpec(threshold=threshold) if threshold is not None else None
+    unknown = subject.unknown_spec(model)
     with tempfile.TemporaryDirectory(prefix="edge-convert-") as tmp:
         job = checks.Job(subject.name, config, labels, input_spec, check, keras_sha,
                          calibration_source(subject, config), subject.deploy_dir, Path(tmp), unknown)

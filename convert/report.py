@@ -83,7 +83,7 @@ class ConvertReport:
 def write_reports(report: ConvertReport, config: ConvertConfig, labels: tuple[str, ...], input_spec: InputSpec,
                    keras_sha: str, model_path: Path) -> None:
     deploy_dir = report.deploy_dir
-    atomic_write_text(deploy_dir / runfolder.LABELS_FILE, "\n".join(labels) + "\n")
+    runfolder.write_labels(deploy_dir, labels)
     body = {
         "model": report.model,
         "created_by": created_by(),
@@ -94,7 +94,7 @@ def write_reports(report: ConvertReport, config: ConvertConfig, labels: tuple[st
         "settings": config.settings(),
         "results": [asdict(r) for r in report.results],
     }
-    atomic_write_text(deploy_dir / "convert_report.json", dump_json(body))
+    atomic_write_text(deploy_dir / runfolder.CONVERT_REPORT_FILE, dump_json(body))
     deploy = {
         "model": report.model,
         "labels": list(labels),
@@ -106,7 +106,7 @@ def write_reports(report: ConvertReport, config: ConvertConfig, labels: tuple[st
                   for r in report.results if r.status != "skipped"},
         "keras_sha256": keras_sha,
     }
-    atomic_write_text(deploy_dir / "deploy.json", dump_json(deploy))
+    atomic_write_text(deploy_dir / runfolder.DEPLOY_INFO_FILE, dump_json(deploy))
 
 
 def up_to_date(previous: dict[str, Any] | None, keras_sha: str, config: ConvertConfig, deploy_dir: Path) -> bool:

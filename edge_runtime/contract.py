@@ -13,6 +13,7 @@ import math
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Mapping
 
+from . import unknown
 from .errors import MetadataError
 
 SCHEMA = "edge-classify/1"
@@ -104,8 +105,8 @@ class InputSpec:
             raise MetadataError(f"metadata field input is malformed ({exc})") from None
 
 
-#: Out-of-class scores a file may carry, and the range each takes (see train/unknown.py).
-UNKNOWN_SCORES = {"prototype_cosine": (0.0, 2.0)}
+#: Out-of-class scores a file may carry, and the range each takes (owned by edge_runtime.unknown).
+UNKNOWN_SCORES = unknown.SCORES
 
 
 @dataclass(frozen=True)
@@ -114,13 +115,14 @@ class UnknownSpec:
     shows none of the classes ("unknown")."""
 
     threshold: float
-    score: str = "prototype_cosine"
-    keep: float = 0.95  # the share of held-out in-class images the threshold was calibrated to accept
+    score: str = unknown.SCORE
+    keep: float = unknown.KEEP  # the share of held-out in-class images the threshold was calibrated to accept
     dtype: str = "float32"
     quantization: Quantization | None = None
 
-    def is_unknown(self, score: float) -> bool:
-        return score > self.threshold
+    def is_unknown(self, score: Any) -> Any:
+        """Whether a score (or an array of them) means none of the classes."""
+        return unknown.is_unknown(score, self.threshold)
 
     def to_dict(self) -> dict[str, Any]:
         return {"score": self.score, "threshold": self.threshold, "keep": self.keep, "dtype": self.dtype,
@@ -141,7 +143,7 @@ class UnknownSpec:
         if not low <= threshold <= high:
             raise MetadataError(f"metadata field output.unknown.threshold {threshold} is outside the {score} range "
                                 f"{low}..{high}; re-export the model with `python -m convert`")
-        keep = _num(obj.get("keep", 0.95), "output.unknown.keep")
+        keep = _num(obj.get("keep", unknown.KEEP), "output.unknown.keep")
         dtype = str(obj.get("dtype", "float32"))
         if dtype not in TENSOR_DTYPES:
             raise MetadataError(f"metadata field output.unknown.dtype is {dtype!r}")

@@ -19,6 +19,17 @@ from .errors import MetadataError, ModelFileError
 from .metadata import load_bytes, read_metadata
 from .preprocess import dequantize, to_input_tensor, to_model_image
 
+# The shipped extractor, inside the runs folder (`python -m convert.features` writes it there).
+DEFAULT_EXTRACTOR = Path("imagenet_lite0") / "features" / "features_int8.tflite"
+
+
+def default_extractor() -> Path:
+    """Where the shipped extractor is: in ``$EDGE_RUNS_DIR``, else the checkout's ``runs/`` (the
+    rule the runs folder follows everywhere; never the current folder)."""
+    from edge_common.paths import default_runs_dir
+
+    return default_runs_dir() / DEFAULT_EXTRACTOR
+
 
 class FeatureExtractor:
     """A loaded extractor. Use :meth:`open`; ``features*`` return float32 vectors, dequantized."""

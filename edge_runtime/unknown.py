@@ -13,7 +13,15 @@ from __future__ import annotations
 import numpy as np
 
 SCORE = "prototype_cosine"  # the contract's name for this score
+SCORE_RANGE = (0.0, 2.0)  # 1 - cosine: identical to a prototype .. opposite
+SCORES = {SCORE: SCORE_RANGE}  # every out-of-class score a file may carry, and its range
 KEEP = 0.95  # the share of held-out in-class images a threshold is calibrated to accept
+PROTOTYPES_PER_CLASS = 64  # at most this many prototypes a class (spherical k-means beyond)
+
+
+def is_unknown(score: float | np.ndarray, threshold: float) -> bool | np.ndarray:
+    """Whether a score (or an array of them) means none of the classes: above the threshold."""
+    return score > threshold
 
 
 def unit(x: np.ndarray) -> np.ndarray:

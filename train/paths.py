@@ -2,24 +2,12 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
-ENV_VAR = "EDGE_RUNS_DIR"
+# The runs folder's rule is shared with the runtime (the shipped feature extractor lives there).
+from edge_common.paths import ENV_VAR, default_runs_dir, project_root  # noqa: E402
 
-
-def project_root() -> Path | None:
-    """The source checkout this package runs from, if it is one."""
-    root = Path(__file__).resolve().parent.parent
-    return root if (root / "pyproject.toml").is_file() else None
-
-
-def default_runs_dir() -> Path:
-    """``$EDGE_RUNS_DIR``, else ``runs/`` in the checkout, else ``./runs``."""
-    if os.environ.get(ENV_VAR):
-        return Path(os.environ[ENV_VAR]).expanduser()
-    root = project_root()
-    return (root / "runs") if root else Path.cwd() / "runs"
+__all__ = ["ENV_VAR", "default_runs_dir", "project_root", "default_reports_dir", "resolve_folder"]
 
 
 def default_reports_dir() -> Path:

@@ -42,6 +42,8 @@ HISTORY_FILE = "history.csv"
 PLOTS_DIR = "plots"
 CHECKPOINT_DIR = "checkpoint"
 DEPLOY_DIR = "deploy"
+CONVERT_REPORT_FILE = "convert_report.json"  # in deploy/: what conversion measured, file by file
+DEPLOY_INFO_FILE = "deploy.json"  # in deploy/: the contract and the files, for whoever copies the folder
 
 
 @dataclass(frozen=True)
@@ -138,7 +140,7 @@ def write_run(path: Path, model: Any, labels: tuple[str, ...] | list[str], confi
         OutputError: the folder cannot be written.
     """
     path.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(path / LABELS_FILE, "\n".join(labels) + "\n")
+    write_labels(path, labels)
     atomic_write_text(path / CONFIG_FILE, dump_json(config))
     atomic_write_text(path / METRICS_FILE, dump_json(metrics))
     atomic_save(path / MODEL_FILE, model.save)
@@ -152,6 +154,11 @@ def weights_digest(model: Any) -> str:
     for weight in model.get_weights():
         digest.update(np.ascontiguousarray(weight, dtype=np.float32).tobytes())
     return digest.hexdigest()
+
+
+def write_labels(folder: Path, labels: tuple[str, ...] | list[str]) -> None:
+    """``labels.txt`` in ``folder`` (a run's, or its deploy folder's): one class per line, the one writer."""
+    atomic_write_text(folder / LABELS_FILE, "\n".join(labels) + "\n")
 
 
 def read_labels(path: Path) -> tuple[str, ...]:

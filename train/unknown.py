@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from edge_runtime.contract import InputSpec
-from edge_runtime.unknown import KEEP, SCORE, calibrate, scores, spherical_kmeans
+from edge_runtime.unknown import KEEP, PROTOTYPES_PER_CLASS, SCORE, SCORE_RANGE, calibrate, scores, spherical_kmeans
 
 if TYPE_CHECKING:
     import keras
@@ -43,8 +43,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("edge_classify.train")
 
-SCORE_RANGE = (0.0, 2.0)
-PROTOTYPES_PER_CLASS = 64
 # The stages whose pooled, unit-length outputs are joined into the features; the first must exist,
 # the others are used where the backbone has them (every EfficientNet-Lite does).
 FEATURES_LAYERS = ("pool", "block15_project_bn", "block14_add")

@@ -16,6 +16,8 @@ from typing import Any
 
 from edge_common.errors import EdgeError
 from edge_common.files import atomic_write_text, dump_json
+from edge_runtime import formats
+from edge_runtime.features import default_extractor
 
 from .guest import ROOT, _pip_env, _tail
 
@@ -25,7 +27,7 @@ log = logging.getLogger("edge_classify.arm")
 BENCH_FORMATS = ("tflite_float32", "tflite_int8", "onnx_int8")
 
 
-FILES = ("model_float32.tflite", "model_int8.tflite", "model_float32.onnx", "model_int8.onnx")
+FILES = tuple(formats.get(name).file_name for name in ("tflite_float32", "tflite_int8", "onnx_float32", "onnx_int8"))
 
 
 # Same top-1 on every frame, and probabilities within these (the JSONL keeps 5 decimals): float kernels
@@ -264,7 +266,7 @@ def _teach(python: list[str], env: dict[str, str], examples: Path, out: Path) ->
     out.mkdir(parents=True)
     started = time.perf_counter()
     result = subprocess.run([*python, "-m", "edge_runtime", "teach", "--quiet", "--examples", str(examples),
-                             "--extractor", str(ROOT / "runs/imagenet_lite0/features/features_int8.tflite"),
+                             "--extractor", str(default_extractor()),
                              "--output", str(out / TEACH_FILE)], capture_output=True, text=True, cwd=out,
                             env={**os.environ, **env})
     wall = round(time.perf_counter() - started, 1)

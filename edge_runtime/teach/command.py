@@ -31,7 +31,6 @@ if TYPE_CHECKING:
     from .head import Head
     from .taught import Base
 
-DEFAULT_EXTRACTOR = "runs/imagenet_lite0/features/features_int8.tflite"
 log = logging.getLogger("edge_classify.runtime")
 
 
@@ -41,8 +40,9 @@ class TeachOptions:
 
     output: str = option(help="the taught model file to write (.tflite or .onnx, as the extractor)", required=True,
                          metavar="FILE")
-    extractor: str | None = option(help=f"a feature extractor from `python -m convert.features` (default: "
-                                        f"{DEFAULT_EXTRACTOR} in a checkout)", metavar="FILE")
+    extractor: str | None = option(help="a feature extractor from `python -m convert.features` (default: "
+                                        "imagenet_lite0/features/features_int8.tflite in the runs folder: "
+                                        "$EDGE_RUNS_DIR, else the checkout's runs/)", metavar="FILE")
     examples: str | None = option(help="teach from photos: DIR/<class>/* (one folder per class)", metavar="DIR")
     source: str | None = option(help="teach from a camera or video instead: capture --shots frames of each --class",
                                 metavar="SOURCE")
@@ -177,15 +177,15 @@ def _same_file(path: Path, output: Path, resolved: Path) -> bool:
 
 def _extractor_path(given: str | None) -> str:
     from ..errors import EdgeError
+    from ..features import default_extractor
 
     if given:
         return given
-    for root in (Path.cwd(), Path(__file__).resolve().parents[2]):
-        candidate = root / DEFAULT_EXTRACTOR
-        if candidate.is_file():
-            return str(candidate)
-    raise EdgeError(f"no feature extractor: pass --extractor FILE ({Path(DEFAULT_EXTRACTOR).name} from a checkout's "
-                    f"{Path(DEFAULT_EXTRACTOR).parent}/, or `python -m convert.features`)")
+    candidate = default_extractor()
+    if candidate.is_file():
+        return str(candidate)
+    raise EdgeError(f"no feature extractor at {candidate}: pass --extractor FILE ({candidate.name} from a checkout's "
+                    f"runs/{candidate.parent.relative_to(candidate.parents[2])}/, or `python -m convert.features`)")
 
 
 def _prove(data: bytes, base: "Base", head: "Head", output: Path, engine: EngineOptions) -> None:

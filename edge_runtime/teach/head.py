@@ -20,10 +20,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..unknown import KEEP, calibrate, class_prototypes, scores, unit
+from ..unknown import KEEP, PROTOTYPES_PER_CLASS, calibrate, class_prototypes, scores, unit
 
 HEADS = ("logistic", "means")
-PROTOTYPES_PER_CLASS = 64
 MEANS_SCALE = 16.0  # cosine to a class mean times this is its logit: confident at a 0.1 cosine margin
 # L2 on the logistic weights (unit features: one scale for every extractor), weaker with more examples:
 # 1e-3 for 50 views, 8e-6 for all 3,068 clothing photos mirrored (86.2% there against 83.0% at 1e-3;

@@ -47,8 +47,8 @@ def _examples(root: Path, classes: list[str], count: int, split: str = "train") 
     return root
 
 
-def _teach(*args: object, cwd: Path | None = None) -> subprocess.CompletedProcess:
-    return run_cli("-m", "edge_runtime", "teach", "--quiet", *map(str, args), cwd=cwd, timeout=300)
+def _teach(*args: object, cwd: Path | None = None, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    return run_cli("-m", "edge_runtime", "teach", "--quiet", *map(str, args), cwd=cwd, env=env, timeout=300)
 
 
 def _one_line_error(result: subprocess.CompletedProcess, *needles: str) -> None:
@@ -73,9 +73,10 @@ def test_teach_refuses_to_overwrite_the_extractor_it_uses_given_or_default_linke
     os.link(default, work / "hard.tflite")
     outputs = ["runs/imagenet_lite0/features/features_int8.tflite", "link.tflite", "hard.tflite",
                "runs/imagenet_lite0/features/../features/features_int8.tflite"]
+    runs = {"EDGE_RUNS_DIR": str(work / "runs")}  # the default extractor is the runs folder's, never the cwd's
     for output in outputs:
         with ledger.case("new user round 3: teach --output is the extractor in use (default, link, hard link)"):
-            result = _teach("--examples", examples, "--output", output, "--overwrite", cwd=work)
+            result = _teach("--examples", examples, "--output", output, "--overwrite", cwd=work, env=runs)
             _one_line_error(result, "is the --extractor input")
             assert default.read_bytes() == before
     # The same file named explicitly is refused too, and a real output next to it is written.

@@ -26,6 +26,7 @@ import numpy as np
 from edge_common.errors import DatasetError
 from edge_runtime.contract import InputSpec
 from edge_runtime.preprocess import to_model_image
+from edge_runtime.unknown import is_unknown
 
 FRAME_SIZE = (480, 640)  # (height, width) of a VGA webcam frame
 CONDITION_SEED = 20261203  # fixed: the camera conditions every report refers to
@@ -312,7 +313,7 @@ def measure(predict: PredictFn, photos_bgr: Sequence[np.ndarray], labels: np.nda
     for name, (images, kept) in inputs.items():
         probabilities, scores = predict(images)
         predicted[name], truth[name] = np.argmax(probabilities, axis=1), kept
-        unknown[name] = (scores > threshold) if scores is not None and threshold is not None else \
+        unknown[name] = is_unknown(scores, threshold) if scores is not None and threshold is not None else \
             np.zeros(len(kept), bool)
     report = condition_report(predicted, truth, unknown)
     report["background"]["labelled"] = 1.0 - report["background"]["unknown"]
