@@ -16,6 +16,7 @@ float32 TFLite files) and writes ``reports/camera.json``; ``make benchmark`` inc
 
 from __future__ import annotations
 
+import argparse
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,15 +24,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from edge_common.cli import (
-    ArgumentParser,
-    add_options,
-    check_ranges,
-    config_from_args,
-    option,
-    run_reporting_errors,
-    setup_logging,
-)
+from edge_common.cli import ArgumentParser, add_options, check_ranges, config_from_args, option, run_command
 from edge_common.errors import EdgeError
 from edge_runtime import formats
 
@@ -166,32 +159,30 @@ def build_parser() -> ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    setup_logging()
+    return run_command(build_parser(), _work, argv, "nothing was written")
 
-    def work() -> int:
-        from edge_common.files import atomic_write_text, dump_json
-        from train import paths
-        from train.runfolder import RunFolder
 
-        config = config_from_args(CameraConfig, args, files=tuple(args.files))
-        config.validate()
-        run = RunFolder.for_model(DEFAULT_MODEL, config.runs_dir)
-        files = [Path(f) for f in config.files] or [run.deploy_dir / formats.get(fmt).file_name
-                                                    for fmt in DEFAULT_FORMATS]
-        for path in files:
-            if not path.is_file():
-                raise EdgeError(f"{path}: no such file; run `make convert` or pass deployable files")
-        report = measure(run, files, limit=config.limit, backgrounds=config.backgrounds, others=config.others)
-        reports = Path(config.reports_dir).expanduser() if config.reports_dir else paths.default_reports_dir()
-        reports.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(reports / "camera.json", dump_json(report))
-        print(f"{report['model']}: {report['photos']} held-out photos on {report['backgrounds']}")
-        print("\n".join(summary_lines(report)))
-        print(f"wrote {reports / 'camera.json'}")
-        return 0
+def _work(args: argparse.Namespace) -> int:
+    from edge_common.files import atomic_write_text, dump_json
+    from train import paths
+    from train.runfolder import RunFolder
 
-    return run_reporting_errors(work, "nothing was written")
+    config = config_from_args(CameraConfig, args, files=tuple(args.files))
+    config.validate()
+    run = RunFolder.for_model(DEFAULT_MODEL, config.runs_dir)
+    files = [Path(f) for f in config.files] or [run.deploy_dir / formats.get(fmt).file_name
+                                                for fmt in DEFAULT_FORMATS]
+    for path in files:
+        if not path.is_file():
+            raise EdgeError(f"{path}: no such file; run `make convert` or pass deployable files")
+    report = measure(run, files, limit=config.limit, backgrounds=config.backgrounds, others=config.others)
+    reports = Path(config.reports_dir).expanduser() if config.reports_dir else paths.default_reports_dir()
+    reports.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(reports / "camera.json", dump_json(report))
+    print(f"{report['model']}: {report['photos']} held-out photos on {report['backgrounds']}")
+    print("\n".join(summary_lines(report)))
+    print(f"wrote {reports / 'camera.json'}")
+    return 0
 
 
 if __name__ == "__main__":

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from edge_common.cli import ArgumentParser, add_options, config_from_args, run_reporting_errors, setup_logging
+import argparse
+
+from edge_common.cli import ArgumentParser, add_options, config_from_args, run_command
 
 from .config import BenchConfig
 
@@ -19,13 +21,11 @@ def build_parser() -> ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    setup_logging()
+    return run_command(build_parser(), _work, argv, "measured models are saved; run the same command to resume")
+
+
+def _work(args: argparse.Namespace) -> int:
     from .report import markdown
     from .runner import run
-
-    def work() -> int:
-        print(markdown(run(config_from_args(BenchConfig, args))))
-        return 0
-
-    return run_reporting_errors(work, "measured models are saved; run the same command to resume")
+    print(markdown(run(config_from_args(BenchConfig, args))))
+    return 0

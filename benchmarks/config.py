@@ -12,6 +12,7 @@ from typing import Any
 
 from edge_common.cli import check_ranges, option
 from edge_runtime import formats as formats_mod
+from edge_runtime.accelerators import MAX_THREADS
 
 
 def default_threads() -> tuple[int, ...]:
@@ -30,7 +31,7 @@ class BenchConfig:
     formats: tuple[str, ...] = option(ALL_FORMATS, "default: all: " + ", ".join(ALL_FORMATS),
                                       choices=ALL_FORMATS, metavar="FORMAT")
     threads: tuple[int, ...] = option(help="thread counts to sweep (default: 1 and all cores)",
-                                      default_factory=default_threads, bounds=(1, 1024))
+                                      default_factory=default_threads, bounds=(1, MAX_THREADS))
     quick: bool = option(False, "500 test images, short timings, tiny video (what the test suite runs)")
     deploy_dir: str | None = option(help="device mode: measure the converted files in this folder (or its "
                                          "subfolders) with the base install only; Keras rows are skipped")

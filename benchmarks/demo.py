@@ -19,7 +19,6 @@ import numpy as np
 from edge_common.cli import (
     ArgumentParser,
     add_options,
-    check_ranges,
     config_from_args,
     option,
     run_reporting_errors,
@@ -67,13 +66,13 @@ def build_parser() -> ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = config_from_args(DemoConfig, build_parser().parse_args(argv))
+    parsed = build_parser().parse_args(argv)
     setup_logging()
-    return run_reporting_errors(lambda: _demo(args), "files written so far were closed and kept")
+    return run_reporting_errors(lambda: _demo(config_from_args(DemoConfig, parsed)),
+                                "files written so far were closed and kept")
 
 
 def _demo(args: DemoConfig) -> int:
-    check_ranges(args)
     import cv2
 
     from edge_runtime.classifier import Classifier

@@ -11,6 +11,7 @@ the pairs in ``PAIRS``.
 
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 from dataclasses import dataclass
@@ -19,16 +20,9 @@ from typing import Any
 
 import numpy as np
 
-from edge_common.cli import (
-    ArgumentParser,
-    add_options,
-    check_ranges,
-    config_from_args,
-    option,
-    run_reporting_errors,
-    setup_logging,
-)
+from edge_common.cli import ArgumentParser, add_options, check_ranges, config_from_args, option, run_command
 from edge_common.errors import EdgeError
+from edge_runtime.accelerators import MAX_THREADS
 
 # The benchmark's paired comparisons: (model, model it must beat, formats), at 1 thread. edge_cnn is
 # built to beat the tutorials' CNN on accuracy and on batch-1 latency in float32 and int8.
@@ -51,7 +45,7 @@ class PairedConfig:
     engines: tuple[str, ...] = option(("auto",), "run each file on each of these engines that runs its type (auto: "
                                       "the runtime's choice; litert for .tflite; onnxruntime, openvino for .onnx)",
                                       choices=ENGINES, metavar="ENGINE")
-    threads: int = option(1, "interpreter threads per file", bounds=(1, 1024))
+    threads: int = option(1, "interpreter threads per file", bounds=(1, MAX_THREADS))
     rounds: int = option(20, "alternating rounds; each pair is judged in every round", bounds=(1, 1000))
     block_seconds: float = option(0.5, "timed seconds per file in each round", bounds=(0.01, 60))
     json: bool = option(False, "print the result as one JSON line instead of a table")
@@ -133,28 +127,26 @@ def build_parser() -> ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    setup_logging()
+    return run_command(build_parser(), _work, argv, "nothing was written")
 
-    def work() -> int:
-        config = config_from_args(PairedConfig, args, files=tuple(args.files))
-        config.validate()
-        result = compare(list(config.files), config.threads, config.rounds, config.block_seconds,
-                         engines=config.engines)
-        if config.json:
-            print(json.dumps(result))
-            return 0
-        print(f"batch-1 p50 per round, {config.rounds} alternating rounds of {config.block_seconds:g} s, "
-              f"{config.threads} thread(s):")
-        for entry in result["files"]:
-            shown = entry["file"] if " on " in entry["file"] else f"{entry['file']} ({entry['engine']})"
-            print(f"  {shown}: median {entry['p50_us_median']:.1f} us "
-                  f"(rounds {entry['p50_us_min']:.1f}-{entry['p50_us_max']:.1f})")
-        for pair in result["pairs"]:
-            print(verdict(pair, config.rounds))
+
+def _work(args: argparse.Namespace) -> int:
+    config = config_from_args(PairedConfig, args, files=tuple(args.files))
+    config.validate()
+    result = compare(list(config.files), config.threads, config.rounds, config.block_seconds,
+                     engines=config.engines)
+    if config.json:
+        print(json.dumps(result))
         return 0
-
-    return run_reporting_errors(work, "nothing was written")
+    print(f"batch-1 p50 per round, {config.rounds} alternating rounds of {config.block_seconds:g} s, "
+          f"{config.threads} thread(s):")
+    for entry in result["files"]:
+        shown = entry["file"] if " on " in entry["file"] else f"{entry['file']} ({entry['engine']})"
+        print(f"  {shown}: median {entry['p50_us_median']:.1f} us "
+              f"(rounds {entry['p50_us_min']:.1f}-{entry['p50_us_max']:.1f})")
+    for pair in result["pairs"]:
+        print(verdict(pair, config.rounds))
+    return 0
 
 
 if __name__ == "__main__":

@@ -13,6 +13,7 @@ a class) from a folder, timed end to end. Writes ``reports/teach.json`` and ``re
 
 from __future__ import annotations
 
+import argparse
 import os
 import subprocess
 import sys
@@ -24,15 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from edge_common.cli import (
-    ArgumentParser,
-    add_options,
-    check_ranges,
-    config_from_args,
-    option,
-    run_reporting_errors,
-    setup_logging,
-)
+from edge_common.cli import ArgumentParser, add_options, config_from_args, option, run_command
 from edge_common.errors import EdgeError
 from edge_runtime.accelerators import MAX_THREADS
 
@@ -166,36 +159,33 @@ def build_parser() -> ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    setup_logging()
+    return run_command(build_parser(), _work, argv, "nothing was written")
 
-    def work() -> int:
-        from dataclasses import replace
 
-        from edge_common.files import atomic_write_text, dump_json
-        from edge_runtime.features import default_extractor
-        from edge_runtime.system import cpu_info
-        from train import paths
+def _work(args: argparse.Namespace) -> int:
+    from dataclasses import replace
 
-        config = config_from_args(TeachBenchConfig, args)
-        check_ranges(config)
-        config = replace(config, extractor=config.extractor or str(default_extractor()))
-        root = paths.resolve_folder("data/clothing-small")
-        report = measure(config, root)
-        cpu = cpu_info()
-        flags = ", ".join(name for name, on in cpu["flags"].items() if on) or "no SIMD flags"
-        machine = f"{cpu['model']}, {cpu['cores']} cores ({flags})"
-        report["machine"] = {"description": machine, **cpu}
-        reports = Path(config.reports_dir).expanduser() if config.reports_dir else paths.default_reports_dir()
-        reports.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(reports / "teach.json", dump_json(report))
-        text = markdown(report, machine)
-        atomic_write_text(reports / "teach.md", text)
-        print(text, end="")
-        print(f"wrote {reports / 'teach.json'} and teach.md")
-        return 0
+    from edge_common.files import atomic_write_text, dump_json
+    from edge_runtime.features import default_extractor
+    from edge_runtime.system import cpu_info
+    from train import paths
 
-    return run_reporting_errors(work, "nothing was written")
+    config = config_from_args(TeachBenchConfig, args)
+    config = replace(config, extractor=config.extractor or str(default_extractor()))
+    root = paths.resolve_folder("data/clothing-small")
+    report = measure(config, root)
+    cpu = cpu_info()
+    flags = ", ".join(name for name, on in cpu["flags"].items() if on) or "no SIMD flags"
+    machine = f"{cpu['model']}, {cpu['cores']} cores ({flags})"
+    report["machine"] = {"description": machine, **cpu}
+    reports = Path(config.reports_dir).expanduser() if config.reports_dir else paths.default_reports_dir()
+    reports.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(reports / "teach.json", dump_json(report))
+    text = markdown(report, machine)
+    atomic_write_text(reports / "teach.md", text)
+    print(text, end="")
+    print(f"wrote {reports / 'teach.json'} and teach.md")
+    return 0
 
 
 if __name__ == "__main__":

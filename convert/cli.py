@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import argparse
 import sys
 
-from edge_common.cli import ArgumentParser, add_options, config_from_args, run_reporting_errors, setup_logging
+from edge_common.cli import ArgumentParser, add_options, config_from_args, run_command
 from train.models import SHIPPED
 
 from .config import ConvertConfig
@@ -25,27 +26,25 @@ def build_parser() -> ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    setup_logging(args.verbose)
+    return run_command(build_parser(), _work, argv, "finished files are in place, unfinished ones were discarded")
+
+
+def _work(args: argparse.Namespace) -> int:
     from train.tfenv import quiet_tensorflow
 
     quiet_tensorflow()
     from .converter import convert
     from .report import format_table
-
-    def work() -> int:
-        status = 0
-        for name in args.models or SHIPPED:
-            report = convert(config_from_args(ConvertConfig, args, model=name))
-            print(format_table(report), flush=True)
-            if not report.ok:
-                failed = ", ".join(f"{r.format} ({r.measured}" + ("" if r.default_session_problem else
-                                                                  f"; needs {r.gate}") + ")"
-                                   for r in report.results if r.status == "rejected")
-                print(f"error: {report.model}: {failed} failed the parity gate; kept as *.rejected in "
-                      f"{report.deploy_dir} (--max-accuracy-drop allows a larger drop; --no-gates keeps every "
-                      "file)", file=sys.stderr)
-                status = 1
-        return status
-
-    return run_reporting_errors(work, "finished files are in place, unfinished ones were discarded")
+    status = 0
+    for name in args.models or SHIPPED:
+        report = convert(config_from_args(ConvertConfig, args, model=name))
+        print(format_table(report), flush=True)
+        if not report.ok:
+            failed = ", ".join(f"{r.format} ({r.measured}" + ("" if r.default_session_problem else
+                                                              f"; needs {r.gate}") + ")"
+                               for r in report.results if r.status == "rejected")
+            print(f"error: {report.model}: {failed} failed the parity gate; kept as *.rejected in "
+                  f"{report.deploy_dir} (--max-accuracy-drop allows a larger drop; --no-gates keeps every "
+                  "file)", file=sys.stderr)
+            status = 1
+    return status

@@ -15,6 +15,7 @@ weights), against 0.982 for TFLite's int8.
 
 from __future__ import annotations
 
+import argparse
 import logging
 import sys
 import tempfile
@@ -25,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from edge_common.cli import ArgumentParser, add_options, config_from_args, option, run_reporting_errors, setup_logging
+from edge_common.cli import ArgumentParser, add_options, config_from_args, option, run_command
 from edge_common.files import atomic_write_bytes, atomic_write_text, dump_json, sha256_bytes
 from edge_runtime.contract import METADATA_KEY, InputSpec, ModelMetadata, OutputSpec
 
@@ -163,20 +164,18 @@ def build_parser() -> ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    setup_logging(args.verbose)
+    return run_command(build_parser(), _work, argv, "finished files are in place, unfinished ones were discarded")
+
+
+def _work(args: argparse.Namespace) -> int:
     from train.tfenv import quiet_tensorflow
 
     quiet_tensorflow()
-
-    def work() -> int:
-        report = build(config_from_args(FeaturesConfig, args))
-        for fmt, result in report["files"].items():
-            print(f"{fmt:12s} {result['status']:8s} mean cosine {result['mean_cosine']:.5f}, worst "
-                  f"{result['worst_cosine']:.5f}, {result['size_bytes']:,} bytes: {result['file']}")
-        return 0 if report["ok"] else 1
-
-    return run_reporting_errors(work, "finished files are in place, unfinished ones were discarded")
+    report = build(config_from_args(FeaturesConfig, args))
+    for fmt, result in report["files"].items():
+        print(f"{fmt:12s} {result['status']:8s} mean cosine {result['mean_cosine']:.5f}, worst "
+              f"{result['worst_cosine']:.5f}, {result['size_bytes']:,} bytes: {result['file']}")
+    return 0 if report["ok"] else 1
 
 
 if __name__ == "__main__":

@@ -30,6 +30,10 @@ class OptionMeta:
     resume: bool = False  # training: the option changes what a checkpoint means
     base: Any = None  # training: the value when neither the command line nor the registry sets one
     both: bool = False  # booleans: --name and --no-name
+    # Booleans whose default None means "decide by the machine": the flag that sets False (``--window``
+    # against ``--headless``), with its help; the two are mutually exclusive.
+    off: str | None = None
+    off_help: str = ""
     metavar: str | None = None
     cli: bool = True  # False: a config field with no command-line option
     # Bounds of a number, checked by :func:`check_ranges` and shown in --help: (low, high), either
@@ -130,7 +134,11 @@ def add_options(parser: argparse.ArgumentParser, cls: type, *, skip: tuple[str, 
         kind, many = _value_type(hints[field.name])
         flag = meta.flag or "--" + field.name.replace("_", "-")
         if kind is bool:
-            if meta.both:
+            if meta.off:
+                pair = target.add_mutually_exclusive_group()
+                pair.add_argument(flag, dest=field.name, action="store_true", default=default, help=meta.help)
+                pair.add_argument(meta.off, dest=field.name, action="store_false", help=meta.off_help)
+            elif meta.both:
                 target.add_argument(flag, dest=field.name, action=argparse.BooleanOptionalAction, default=default,
                                     help=meta.help)
             elif default:
@@ -155,7 +163,12 @@ def add_options(parser: argparse.ArgumentParser, cls: type, *, skip: tuple[str, 
 
 
 def config_from_args(cls: type, args: argparse.Namespace, **fixed: Any) -> Any:
-    """The dataclass ``cls`` built from parsed arguments (and ``fixed`` values for the rest)."""
+    """The dataclass ``cls`` built from parsed arguments (and ``fixed`` values for the rest), every
+    field checked against its bounds (one line naming the flag and its range, exit 2).
+
+    Raises:
+        EdgeError: a number outside its option's bounds.
+    """
     hints = typing.get_type_hints(cls)
     values: dict[str, Any] = {}
     for field, _meta in option_fields(cls):
@@ -167,7 +180,9 @@ def config_from_args(cls: type, args: argparse.Namespace, **fixed: Any) -> Any:
                 continue  # not given: the field's own default
             value = tuple(value)
         values[field.name] = value
-    return cls(**values, **fixed)
+    config = cls(**values, **fixed)
+    check_ranges(config)  # the one place every command's ranges are checked
+    return config
 
 
 def check_ranges(config: Any, error: type[EdgeError] = EdgeError) -> None:
@@ -207,6 +222,16 @@ def run_reporting_errors(work: Callable[[], int], interrupted: str) -> int:
         return 130
     except BrokenPipeError:
         return quiet_broken_pipe()
+
+
+def run_command(parser: argparse.ArgumentParser, work: Callable[[argparse.Namespace], int], argv: list[str] | None,
+                interrupted: str = "nothing was written") -> int:
+    """Every command's ``main``: parse ``argv``, set up logging (``--verbose`` where the command has
+    it), then run ``work(args)`` with predictable mistakes reported as one line (see
+    :func:`run_reporting_errors`; ``interrupted`` says what Ctrl-C keeps)."""
+    args = parser.parse_args(argv)
+    setup_logging(bool(vars(args).get("verbose", False)))
+    return run_reporting_errors(lambda: work(args), interrupted)
 
 
 def quiet_broken_pipe() -> int:

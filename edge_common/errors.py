@@ -1,7 +1,26 @@
 """The error family of the toolkit: every predictable mistake is an :class:`EdgeError`.
 
-Each command prints its message as one ``error:`` line with the error's exit code, so a message
-must say what went wrong *and* what to do next.
+Each command prints its message as one ``error:`` line with the error's exit code (2), so a message
+must say what went wrong *and* what to do next. The whole family::
+
+    EdgeError                      edge_common.errors: any predictable mistake
+    ├── OutputError                edge_common.errors: an output cannot be written (read-only, full disk)
+    ├── DatasetError               edge_common.errors: a dataset file or folder is missing or corrupt
+    ├── ModelFileError             edge_runtime.errors: a model file missing, corrupt, of the wrong type
+    │   └── MetadataError          edge_runtime.errors: its embedded contract missing or malformed
+    ├── BackendUnavailableError    edge_runtime.errors: no interpreter or accelerator that can run it here
+    ├── FrameError                 edge_runtime.errors: a frame that cannot become a model input
+    ├── InferenceError             edge_runtime.errors: the interpreter failed, or a closed classifier
+    │   └── NonFiniteScoresError   edge_runtime.errors: the model answered NaN or infinity
+    ├── SourceError                edge_runtime.errors: a camera, file or stream cannot be read
+    ├── ConfigError                train.config: training options that cannot work together
+    ├── UnknownModelError          train.models: a model name not in the registry
+    ├── BackboneError              train.backbones: an ImageNet backbone that cannot be built
+    └── WeightsFileError           train.backbones.torch_weights: a weights file that cannot be read safely
+
+Files that are not regular files or too large to read are ``OSError``s
+(:class:`edge_common.files.NotRegularFile`, :class:`edge_common.files.FileTooLarge`) that each
+reader turns into its own :class:`EdgeError`.
 """
 
 from __future__ import annotations

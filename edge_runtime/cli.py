@@ -22,11 +22,9 @@ from dataclasses import dataclass
 from edge_common.cli import (
     ArgumentParser,
     add_options,
-    check_ranges,
     config_from_args,
     option,
-    run_reporting_errors,
-    setup_logging,
+    run_command,
 )
 
 from .accelerators import EngineOptions
@@ -63,11 +61,6 @@ def build_parser() -> ArgumentParser:
     add_options(parser, RunOptions, skip=("verbose",))
     add_options(parser, EngineOptions)
     add_options(parser, CaptureOptions)
-    view = parser.add_mutually_exclusive_group()
-    view.add_argument("--headless", dest="headless", action="store_true", default=None,
-                      help="never open a window (default: headless when there is no display)")
-    view.add_argument("--window", dest="headless", action="store_false",
-                      help="insist on a window (needs the gui extra)")
     add_options(parser, LiveConfig)
     add_options(parser, ServeOptions)
     add_options(parser, EventOptions)
@@ -91,9 +84,7 @@ def main(argv: list[str] | None = None) -> int:
         from .tune import main as tune_main
 
         return tune_main(argv[1:])
-    args = build_parser().parse_args(argv)
-    setup_logging(args.verbose)
-    return run_reporting_errors(lambda: _classify(args), "outputs written so far were closed and kept")
+    return run_command(build_parser(), _classify, argv, "outputs written so far were closed and kept")
 
 
 def _classify(args: argparse.Namespace) -> int:
@@ -106,12 +97,10 @@ def _classify(args: argparse.Namespace) -> int:
 
     options = config_from_args(RunOptions, args)
     engine = config_from_args(EngineOptions, args)
-    config = config_from_args(LiveConfig, args, headless=args.headless)
+    config = config_from_args(LiveConfig, args)
     capture = config_from_args(CaptureOptions, args)
     serve = config_from_args(ServeOptions, args)
     event_options = config_from_args(EventOptions, args)
-    for checked in (options, engine, capture, serve, event_options):
-        check_ranges(checked)
     engine.check()
     config.validate()
     check_events(event_options)
@@ -129,27 +118,34 @@ def _classify(args: argparse.Namespace) -> int:
     return 128 + stats.signal if stats.signal else 0
 
 
+@dataclass
+class InspectOptions:
+    """The options of ``python -m edge_runtime inspect`` beside the file."""
+
+    json: bool = option(False, "print the raw metadata JSON")
+
+
 def build_inspect_parser() -> ArgumentParser:
     parser = ArgumentParser(prog="python -m edge_runtime inspect",
                             description="Print a model file's embedded metadata (labels, input contract, accuracy).")
     parser.add_argument("model", help="a .tflite or .onnx file")
-    parser.add_argument("--json", action="store_true", help="print the raw metadata JSON")
+    add_options(parser, InspectOptions)
     return parser
 
 
 def inspect_main(argv: list[str]) -> int:
-    args = build_inspect_parser().parse_args(argv)
-    return run_reporting_errors(lambda: _inspect(args), "nothing was written")
+    return run_command(build_inspect_parser(),
+                       lambda args: _inspect(args.model, config_from_args(InspectOptions, args)), argv)
 
 
-def _inspect(args: argparse.Namespace) -> int:
+def _inspect(model: str, options: InspectOptions) -> int:
     from edge_common.errors import printable
 
     from .metadata import load_bytes, read_metadata
 
-    kind, data = load_bytes(args.model)
-    metadata = read_metadata(kind, data, args.model)
-    if args.json:
+    kind, data = load_bytes(model)
+    metadata = read_metadata(kind, data, model)
+    if options.json:
         print(json.dumps(metadata.to_dict(), indent=2))  # JSON escapes control characters itself
         return 0
     spec = metadata.input

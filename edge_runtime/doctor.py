@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from edge_common.cli import ArgumentParser, add_options, check_ranges, config_from_args, option, run_reporting_errors
+from edge_common.cli import ArgumentParser, add_options, config_from_args, option, run_command
 
 from . import accelerators as accel
 from . import system
@@ -34,14 +34,12 @@ def build_parser() -> ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    return run_reporting_errors(lambda: _report(config_from_args(DoctorOptions, args),
-                                                config_from_args(EngineOptions, args)), "nothing was written")
+    return run_command(build_parser(), lambda args: _report(config_from_args(DoctorOptions, args),
+                                                            config_from_args(EngineOptions, args)), argv)
 
 
 def _report(options: DoctorOptions | None = None, engine: EngineOptions | None = None) -> int:
     options, engine = options or DoctorOptions(), engine or EngineOptions()
-    check_ranges(engine)
     engine.check()
     env = system.environment()
     cpu = env["cpu"]

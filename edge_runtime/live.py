@@ -39,10 +39,10 @@ __all__ = ["LiveConfig", "LiveStats", "STAGES", "Smoother", "gui_available", "ru
 
 @dataclass
 class LiveConfig:
-    """Options of the live loop; each field but ``headless`` and ``window_name`` is a flag of
-    ``python -m edge_runtime``."""
+    """Options of the live loop; each field but ``window_name`` is a flag of ``python -m edge_runtime``."""
 
-    headless: bool | None = None  # None: headless when there is no display or no GUI support (--headless/--window)
+    headless: bool | None = option(help="never open a window (default: headless when there is no display)",
+                                   off="--window", off_help="insist on a window (needs the gui extra)")
     output: str | None = option(help="write the annotated video here (.mp4, .avi or .mkv); for image sources, "
                                      "annotated images (a file for one image, a folder for many)")
     output_fps: float | None = option(help="frame rate of --output (default: the source's, else 30)", bounds=(0, 1000),

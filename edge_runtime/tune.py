@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from edge_common.cli import ArgumentParser, add_options, check_ranges, config_from_args, option, run_reporting_errors
+from edge_common.cli import ArgumentParser, add_options, config_from_args, option, run_command
 
 from . import accelerators as accel
 
@@ -61,8 +61,8 @@ def build_parser() -> ArgumentParser:
 
 
 def main(argv: list[str]) -> int:
-    args = build_parser().parse_args(argv)
-    return run_reporting_errors(lambda: _tune(config_from_args(TuneOptions, args)), "nothing was recorded")
+    return run_command(build_parser(), lambda args: _tune(config_from_args(TuneOptions, args)), argv,
+                       "nothing was recorded")
 
 
 # -- the record ----------------------------------------------------------------------------------
@@ -194,7 +194,6 @@ def _tune(options: TuneOptions) -> int:
     from .errors import EdgeError
     from .metadata import load_bytes
 
-    check_ranges(options)
     kind, data = load_bytes(options.model)
     sha = accel.file_hash(data)
     frames = check_frames(options.images, options.count)

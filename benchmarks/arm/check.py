@@ -12,15 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from edge_common.cli import (
-    ArgumentParser,
-    add_options,
-    check_ranges,
-    config_from_args,
-    option,
-    run_reporting_errors,
-    setup_logging,
-)
+from edge_common.cli import ArgumentParser, add_options, config_from_args, option, run_command
 from edge_common.errors import EdgeError
 from edge_common.files import atomic_write_text, dump_json
 
@@ -98,7 +90,7 @@ class _Steps:
 
 def run(config: ArmConfig) -> dict[str, Any]:
     """Build or reuse the guest, run everything on x86 and in the guest, compare, write reports/arm.json."""
-    check_ranges(config)
+
     cpus = config.cpu_list()
     cache = Path(config.cache_dir).expanduser() if config.cache_dir else ROOT / ".cache" / "arm"
     reports = Path(config.reports_dir).expanduser() if config.reports_dir else ROOT / "reports"
@@ -195,32 +187,30 @@ def build_parser() -> ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    setup_logging()
+    return run_command(build_parser(), _work, argv, "the cached guest is kept; run the same command again")
+
+
+def _work(args: argparse.Namespace) -> int:
     if args.run_jobs:  # the driver, on either side
         return run_jobs(Path(args.run_jobs))
-
-    def work() -> int:
-        report = run(config_from_args(ArmConfig, args))
-        for entry in report["files"]:
-            print(f"{entry['cpu']:11s} {entry['file']:42s} {entry['source']:6s} frames {entry['frames']:3d}  "
-                  f"top-1 {entry['top1_agreement']:.3f}  max|dp| {entry['max_prob_diff']:.6f}  "
-                  f"{'DIFFERS' if not entry['ok'] else 'ok, see findings' if entry['mismatches'] else 'ok'}")
-        for finding in report["findings"]:
-            print(f"finding: {finding}")
-        taught = report["teach"]
-        print(f"teach in the guest: {'ok' if taught['ok'] else 'DIFFERS'}: {taught['same_answer']} of "
-              f"{taught['photos']} photos answered the same; {taught['examples']} examples taught in "
-              f"{taught['guest_s']} s (emulation) against {taught['x86_s']} s on x86")
-        bench = report.get("benchmark")
-        if bench:
-            print(f"benchmark --deploy-dir in the guest: {'ok' if bench['ok'] else 'FAILED: ' + bench.get('error', '')}"
-                  f" ({bench['wall_s']} s; emulation times)")
-        print(f"{'ok' if report['ok'] else 'DIFFERENCES FOUND'}: {report['machine']} Python {report['python']}; "
-              f"{report['steps_s']['total']} s; wrote reports/arm.json")
-        return 0 if report["ok"] else 1
-
-    return run_reporting_errors(work, "the cached guest is kept; run the same command again")
+    report = run(config_from_args(ArmConfig, args))
+    for entry in report["files"]:
+        print(f"{entry['cpu']:11s} {entry['file']:42s} {entry['source']:6s} frames {entry['frames']:3d}  "
+              f"top-1 {entry['top1_agreement']:.3f}  max|dp| {entry['max_prob_diff']:.6f}  "
+              f"{'DIFFERS' if not entry['ok'] else 'ok, see findings' if entry['mismatches'] else 'ok'}")
+    for finding in report["findings"]:
+        print(f"finding: {finding}")
+    taught = report["teach"]
+    print(f"teach in the guest: {'ok' if taught['ok'] else 'DIFFERS'}: {taught['same_answer']} of "
+          f"{taught['photos']} photos answered the same; {taught['examples']} examples taught in "
+          f"{taught['guest_s']} s (emulation) against {taught['x86_s']} s on x86")
+    bench = report.get("benchmark")
+    if bench:
+        print(f"benchmark --deploy-dir in the guest: {'ok' if bench['ok'] else 'FAILED: ' + bench.get('error', '')}"
+              f" ({bench['wall_s']} s; emulation times)")
+    print(f"{'ok' if report['ok'] else 'DIFFERENCES FOUND'}: {report['machine']} Python {report['python']}; "
+          f"{report['steps_s']['total']} s; wrote reports/arm.json")
+    return 0 if report["ok"] else 1
 
 
 if __name__ == "__main__":

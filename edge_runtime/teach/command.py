@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from edge_common.cli import ArgumentParser, add_options, check_ranges, config_from_args, option, run_reporting_errors
+from edge_common.cli import ArgumentParser, add_options, config_from_args, option, run_command
 
 from ..accelerators import EngineOptions
 from .head import HEADS
@@ -71,9 +71,8 @@ def build_parser() -> ArgumentParser:
 
 
 def main(argv: list[str]) -> int:
-    args = build_parser().parse_args(argv)
-    return run_reporting_errors(lambda: _teach(config_from_args(TeachOptions, args),
-                                               config_from_args(EngineOptions, args)), "nothing was written")
+    return run_command(build_parser(), lambda args: _teach(config_from_args(TeachOptions, args),
+                                                           config_from_args(EngineOptions, args)), argv)
 
 
 def _teach(options: TeachOptions, engine: EngineOptions | None = None) -> int:
@@ -85,8 +84,6 @@ def _teach(options: TeachOptions, engine: EngineOptions | None = None) -> int:
     from .taught import open_extractor, open_taught, teach
 
     engine = engine or EngineOptions()
-    check_ranges(options)
-    check_ranges(engine)
     engine.check()
     output = Path(options.output).expanduser()
     extractor_path = None if options.add else _extractor_path(options.extractor)
