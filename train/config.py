@@ -125,9 +125,19 @@ class TrainConfig:
     test_limit: int | None = option(help="evaluate on the first N test images only (quick tests)", group=_SCALE,
                                     bounds=(1, None))
 
+    @property
+    def spec(self) -> models.ModelSpec:
+        """The registry entry this run trains (the one lookup every part of training asks)."""
+        return models.get(self.model)
+
+    @property
+    def dataset_kind(self) -> kinds.DatasetKind:
+        """What this run trains on: its ``--folder`` when it has one, else its registry entry's dataset."""
+        return kinds.of_run(self.spec.dataset, self.folder)
+
     def resolved(self) -> "TrainConfig":
         """Fill every ``None`` recipe field from the registry (else its base value) and validate."""
-        spec = models.get(self.model)
+        spec = self.spec
         known = {field.name for field in fields(self)}
         unknown = sorted(set(spec.recipe) - known)
         if unknown:  # a registry typo must not silently train with the base value
@@ -170,16 +180,16 @@ class TrainConfig:
                 raise ConfigError(f"{flag} {value!r} is not one of {', '.join(meta.choices)}"
                                   f"{suggest(str(value), meta.choices)}")
         if self.distill:
-            need(self.folder is None and kinds.get(models.get(self.model).dataset).distillable,
+            need(self.folder is None and kinds.get(self.spec.dataset).distillable,
                  "--distill needs camera scenes: the teacher reads the clean Fashion-MNIST garment behind each scene; "
                  "use --distill 0")
             need(bool(self.teacher), "--distill needs a --teacher (a model name, run folder or .keras file)")
         need(self.low_res_epochs is None or self.epochs is None or 0 <= self.low_res_epochs < self.epochs,
              f"--low-res-epochs must be below --epochs ({self.epochs}) so the last epochs run at full size")
         if self.low_res_epochs:
-            need(models.get(self.model).any_size, f"{self.model} has a fixed input size; --low-res-epochs needs a "
+            need(self.spec.any_size, f"{self.model} has a fixed input size; --low-res-epochs needs a "
                                                   "fully convolutional model such as camera_cnn")
-        spec = models.get(self.model)
+        spec = self.spec
         if self.backbone and kinds.get(spec.dataset).trained:
             need(self.folder is not None, f"--backbone {self.backbone} trains on a folder dataset; pass --folder ROOT "
                                           "(ROOT/<class>/*.jpg, or ROOT/train/ and ROOT/test/)")
@@ -196,7 +206,7 @@ class TrainConfig:
 
     def run_name(self) -> str:
         """The run folder's name: a folder run gets its own, so it never replaces the registry model's run."""
-        spec = models.get(self.model)
+        spec = self.spec
         if self.name:
             return self.name
         if self.folder and self.folder != spec.recipe.get("folder"):

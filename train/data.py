@@ -18,8 +18,8 @@ import numpy as np
 from edge_common.errors import DatasetError
 from edge_runtime.contract import InputSpec
 
-from . import augment, models, paths
-from .datasets import camera_augment, camera_scenes, fashion_mnist, folder, kinds
+from . import augment, paths
+from .datasets import camera_augment, camera_scenes, fashion_mnist, folder
 from .scene_sets import EpochScenes, half_size
 
 if TYPE_CHECKING:
@@ -98,7 +98,7 @@ def load(config: "TrainConfig", input_spec: InputSpec, *, batch_size: int, teach
         teacher: camera scenes: train towards ``(1 - distill) * label + distill *`` the teacher's
             probabilities on the clean garment behind each scene (see distill.py).
     """
-    kind = kinds.of_run(models.get(config.model).dataset, config.folder)
+    kind = config.dataset_kind
     loaders = {"fashion_mnist": lambda: _fashion_data(config, input_spec, batch_size),
                "camera_scenes": lambda: _scene_data(config, input_spec, batch_size, teacher),
                "folder": lambda: _folder_data(config, input_spec, batch_size)}

@@ -10,11 +10,11 @@ import numpy as np
 
 from edge_runtime.contract import InputSpec
 
-from . import architectures, augment, models, runfolder, unknown
+from . import architectures, augment, runfolder, unknown
 from . import data as data_mod
 from .checkpoints import State
 from .config import TrainConfig
-from .datasets import camera_frames, camera_scenes, kinds
+from .datasets import camera_frames, camera_scenes
 
 log = logging.getLogger("edge_classify.train")
 
@@ -112,7 +112,7 @@ def evaluate(model: Any, data: data_mod.TrainData, config: TrainConfig, state: S
     x_test, y_test = data.test
     probabilities, scores = predict_all(model, x_test)
     predicted = np.argmax(probabilities, axis=1)
-    kind = kinds.of_run(models.get(config.model).dataset, config.folder)
+    kind = config.dataset_kind
     metrics: dict[str, Any] = {"model": config.model, "dataset": kind.name, "test_set": data.test_name}
     metrics.update(classification_metrics(y_test, predicted, data.class_names))
     val_predicted = np.argmax(predict_probabilities(model, data.val[0]), axis=1)

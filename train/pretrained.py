@@ -14,7 +14,7 @@ from typing import Any
 
 from edge_common.files import sha256_file
 
-from . import architectures, backbones, models, runfolder
+from . import architectures, backbones, runfolder
 from .config import TrainConfig
 
 log = logging.getLogger("edge_classify.train")
@@ -30,7 +30,7 @@ def write_run(config: TrainConfig) -> Path:
     """Port the backbone's ImageNet classifier into ``runs/<MODEL>/`` and return the folder."""
     from .backbones.efficientnet_lite import build, load_imagenet_weights
 
-    spec = models.get(config.model)
+    spec = config.spec
     backbone = backbones.get(config.backbone)
     run_dir = runfolder.run_dir_for(config.run_name(), config.output_dir)
     started = time.perf_counter()

@@ -74,7 +74,7 @@ def run(config: TrainConfig) -> RunResult:
     finished = _finished_run(config)
     if finished is not None:
         return finished
-    if not kinds.get(models.get(config.model).dataset).trained:  # published weights: ported, not trained
+    if not kinds.get(config.spec.dataset).trained:  # published weights: ported, not trained
         from . import pretrained
 
         run_dir = pretrained.write_run(config)
@@ -143,7 +143,7 @@ def _same_path(then: Any, now: Any) -> bool:
 
 def _prepare(config: TrainConfig) -> _Session:
     """Check the output, resolve the teacher, set up the strategy, load the data and the checkpoint state."""
-    spec = models.get(config.model)
+    spec = config.spec
     input_spec = _input_spec(spec, config)
     run_dir = run_dir_of(config)
     out_root = run_dir.parent

@@ -2,7 +2,8 @@
 
 Every option is a field of a config dataclass and every command builds its parser from those
 fields, so the reference is their ``--help`` texts, one section per command; a test fails when the
-committed file is stale. Regenerate with ``python -m edge_common.reference``.
+committed file is stale. Regenerate with ``python scripts/reference.py``. It knows every command, so
+it lives with the tooling, not in the installed ground (``edge_common`` imports none of the packages).
 """
 
 from __future__ import annotations
@@ -11,6 +12,10 @@ import importlib
 import os
 import sys
 from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:  # run as a script from anywhere: the checkout's packages
+    sys.path.insert(0, str(ROOT))
 
 # (command as typed, module, parser builder)
 COMMANDS = (
@@ -38,7 +43,7 @@ def render() -> str:
     sys.argv[0], os.environ["COLUMNS"] = "reference.py", WIDTH  # usage lines name the module, not a launcher
     try:
         sections = ["# Command reference", "",
-                    "Generated from the commands' parsers (`python -m edge_common.reference`); every option is a "
+                    "Generated from the commands' parsers (`python scripts/reference.py`); every option is a "
                     "field of its command's config dataclass, with its range in brackets.", ""]
         for command, module, builder in COMMANDS:
             parser = getattr(importlib.import_module(module), builder)()
@@ -53,9 +58,9 @@ def render() -> str:
 
 
 def main() -> int:
-    from .files import atomic_write_text
+    from edge_common.files import atomic_write_text
 
-    target = Path(__file__).resolve().parent.parent / "docs" / "commands.md"
+    target = ROOT / "docs" / "commands.md"
     atomic_write_text(target, render())
     print(f"wrote {target}")
     return 0
