@@ -26,9 +26,10 @@ lock: setup
 		--constraint requirements/lock-constraints.txt --python-version 3.11 --python-platform x86_64-manylinux_2_28 \
 		-o requirements/lock-x86_64.txt
 
-# Lint (pyflakes, pycodestyle, import order, bugbear) and types (edge_runtime, edge_common); see pyproject.toml.
+# Lint (pyflakes, pycodestyle, import order, bugbear), formatting, and types of every package; see pyproject.toml.
 check: setup
 	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
 	$(PY) -m mypy
 
 test-fast: setup

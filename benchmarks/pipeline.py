@@ -50,7 +50,7 @@ def make_frames_video(path: Path, frames: list[np.ndarray], labels: np.ndarray, 
     import cv2
 
     tmp = temp_path_beside(path.with_suffix(".mp4"))
-    writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter_fourcc(*"mp4v"), fps, FRAME_SIZE)
+    writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter.fourcc(*"mp4v"), fps, FRAME_SIZE)
     if not writer.isOpened():
         tmp.unlink(missing_ok=True)
         raise RuntimeError(f"OpenCV cannot write {path}")
@@ -202,7 +202,7 @@ def keras_predict_loop(keras_model: Any, video: Path, spec: InputSpec, frames: i
     import cv2
 
     cap = cv2.VideoCapture(str(video))
-    times = []
+    times: list[float] = []
     try:
         ok, frame = cap.read()
         if ok:  # the first predict builds the graph; the tutorials pay it once too, so it is left out

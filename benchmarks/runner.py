@@ -109,7 +109,7 @@ def _measure_target(target: ModelTarget, config: BenchConfig, keras_ok: bool, tm
     images_path, labels_path, test_name = _save_test_set(target, config, tmp, skipped)
     reference_path = None
     rows = []
-    if keras_ok and target.keras_file is not None and images_path is not None:
+    if keras_ok and target.keras_file is not None and images_path is not None and labels_path is not None:
         reference_path = tmp / f"{target.name}-keras-top1.npy"
         progress.step(f"{target.name} keras (model.predict)")
         keras_row = _keras_row(target, images_path, labels_path, reference_path, config)
@@ -205,6 +205,7 @@ def _save_test_set(target: ModelTarget, config: BenchConfig, tmp: Path,
 
 
 def _keras_row(target: ModelTarget, images: Path, labels: Path, reference: Path, config: BenchConfig) -> dict[str, Any]:
+    assert target.keras_file is not None  # the caller measures Keras only where the run has its model
     command = [sys.executable, "-m", "benchmarks.keras_worker", str(target.keras_file), "--images", str(images),
                "--labels", str(labels), "--predictions", str(reference), "--calls", "5" if config.quick else "30"]
     measured = run_json(command, timeout=900)

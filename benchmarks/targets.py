@@ -120,6 +120,8 @@ def export_variant(run: Any, size: int, folder: Path, source_sha: str) -> None:
 
 def device_targets(config: BenchConfig) -> list[ModelTarget]:
     """Deploy folders copied to a device: one folder, or a folder of them."""
+    if not config.deploy_dir:
+        raise EdgeError("device mode needs --deploy-dir DIR")
     root = Path(config.deploy_dir).expanduser()
     if not root.is_dir():
         raise EdgeError(f"--deploy-dir {root} is not a folder; copy runs/<MODEL>/deploy/ to the device and pass it")

@@ -71,6 +71,13 @@ def _features(extractor: Any, paths: list[Path], mirror: bool) -> np.ndarray:
     return np.stack(rows)
 
 
+def extractor_file(config: TeachBenchConfig) -> str:
+    """The extractor measured: the one given, else the shipped one in the runs folder."""
+    from edge_runtime.features import default_extractor
+
+    return config.extractor or str(default_extractor())
+
+
 def measure(config: TeachBenchConfig, root: Path) -> dict[str, Any]:
     from edge_runtime.features import FeatureExtractor
     from edge_runtime.teach.head import HEADS, fit
@@ -78,7 +85,7 @@ def measure(config: TeachBenchConfig, root: Path) -> dict[str, Any]:
     train_paths, train_y, classes = _photos(root, "train", config.limit)
     test_paths, test_y, _ = _photos(root, "test", config.limit)
     started = time.perf_counter()
-    with FeatureExtractor.open(config.extractor, threads=config.threads) as extractor:
+    with FeatureExtractor.open(extractor_file(config), threads=config.threads) as extractor:
         plain = _features(extractor, train_paths, False)
         mirrored = _features(extractor, train_paths, True)
         test = _features(extractor, test_paths, False)
@@ -122,8 +129,8 @@ def _timed_teach(config: TeachBenchConfig, paths: list[Path], labels: np.ndarray
             for path in [p for p, y in zip(paths, labels) if y == k][:config.teach_photos]:
                 os.symlink(path.resolve(), folder / name / path.name)
                 count += 1
-        output = Path(tmp) / f"taught{Path(config.extractor).suffix}"  # the extractor's kind
-        command = [sys.executable, "-m", "edge_runtime", "teach", "--quiet", "--extractor", config.extractor,
+        output = Path(tmp) / f"taught{Path(extractor_file(config)).suffix}"  # the extractor's kind
+        command = [sys.executable, "-m", "edge_runtime", "teach", "--quiet", "--extractor", extractor_file(config),
                    "--examples", str(folder), "--output", str(output), "--threads", str(config.threads)]
         started = time.perf_counter()
         result = subprocess.run(command, capture_output=True, text=True, timeout=900)
@@ -163,15 +170,11 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _work(args: argparse.Namespace) -> int:
-    from dataclasses import replace
-
     from edge_common.files import atomic_write_text, dump_json
-    from edge_runtime.features import default_extractor
     from edge_runtime.system import cpu_info
     from train import paths
 
     config = config_from_args(TeachBenchConfig, args)
-    config = replace(config, extractor=config.extractor or str(default_extractor()))
     root = paths.resolve_folder("data/clothing-small")
     report = measure(config, root)
     cpu = cpu_info()

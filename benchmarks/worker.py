@@ -38,7 +38,7 @@ def batch1_seconds(classifier: Any, tensor: np.ndarray, seconds: float, min_runs
                    max_runs: int = 200_000) -> np.ndarray:
     """Batch-1 latency of the interpreter call as an application sees it (set input, invoke, read):
     one time per call, for at least ``seconds`` and ``min_runs`` calls."""
-    timings = []
+    timings: list[float] = []
     deadline = time.perf_counter() + seconds
     while (len(timings) < min_runs or time.perf_counter() < deadline) and len(timings) < max_runs:
         t0 = time.perf_counter()

@@ -96,7 +96,7 @@ def compare(fmt: formats_mod.Format, probs: np.ndarray, check: Check, backend: s
     result = FileResult(format=fmt.name, file=fmt.file_name, status="ok", backend=backend,
                         agreement=float(np.mean(predicted == np.argmax(check.keras_probs, axis=1))),
                         max_abs_prob_diff=float(np.max(np.abs(probs - check.keras_probs))) if len(probs) else 0.0)
-    if check.labels is not None:
+    if check.labels is not None and check.keras_accuracy is not None:
         result.accuracy = float(np.mean(predicted == check.labels))
         result.accuracy_drop = check.keras_accuracy - result.accuracy
         keras_right = np.argmax(check.keras_probs, axis=1) == check.labels

@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 import tempfile
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -66,8 +66,8 @@ class _Subject:
             raise ModelFileError(f"{self.model_file}: the model has an out-of-class output but no calibrated "
                                  "threshold; convert it from its run folder (metrics.json holds the threshold)")
         keep = recorded.get("keep")
-        return UnknownSpec(threshold=float(recorded["threshold"]),
-                           **({"keep": float(keep)} if isinstance(keep, (int, float)) else {}))
+        spec = UnknownSpec(threshold=float(recorded["threshold"]))
+        return replace(spec, keep=float(keep)) if isinstance(keep, (int, float)) else spec
 
 
 def convert(config: ConvertConfig) -> ConvertReport:
@@ -77,7 +77,8 @@ def convert(config: ConvertConfig) -> ConvertReport:
     keras_sha = sha256_bytes(subject.model_file.read_bytes())
     previous = read_json(subject.deploy_dir / runfolder.CONVERT_REPORT_FILE)
     config = config.for_model(subject.registry or subject.name)
-    if not config.force and reports.up_to_date(previous, keras_sha, config, subject.deploy_dir):
+    if not config.force and previous is not None and reports.up_to_date(previous, keras_sha, config,
+                                                                         subject.deploy_dir):
         log.info("%s: deploy files are up to date with %s (sha256 %s); skipping (--force redoes them)",
                  subject.name, subject.model_file.name, keras_sha[:12])
         return reports.report_from_json(previous, subject.deploy_dir, skipped=True)
@@ -228,7 +229,7 @@ def _convert_formats(job: checks.Job, model: Any, calibration: np.ndarray | None
     """Export, verify and put in place every format of the job, or say why one is skipped."""
     results: list[FileResult] = []
     context = exporters.ExportContext(model, job.input_spec, job.workdir, calibration, job.config.onnx)
-    for name in job.config.formats:
+    for name in job.config.formats or ():
         fmt = formats_mod.get(name)
         why_not = _cannot_build(fmt, job.check, calibration)
         if why_not:
@@ -304,7 +305,7 @@ def _metadata(fmt: formats_mod.Format, result: FileResult, job: checks.Job, tens
     """What travels inside the file: labels, the input contract, and what conversion measured."""
     check, config = job.check, job.config
     accuracy = {"agreement": round(result.agreement, 6), "test_images": float(len(check.images))}
-    if result.accuracy is not None:
+    if result.accuracy is not None and check.keras_accuracy is not None:
         accuracy.update(accuracy=round(result.accuracy, 6), keras_accuracy=round(check.keras_accuracy, 6))
     return ModelMetadata(
         model=job.name, format=fmt.name, labels=job.labels, input=tensor_spec, output=output_spec, accuracy=accuracy,

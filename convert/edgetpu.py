@@ -49,10 +49,10 @@ def check(data: bytes) -> dict[str, Any]:
     the first operation from which the rest runs on the CPU."""
     ops, edges = operators(data)
     unsupported = sorted({op for op in ops if op not in SUPPORTED})
-    first = next((index for index, op in enumerate(ops) if op not in SUPPORTED), None)
+    first = next((index for index, op in enumerate(ops) if op not in SUPPORTED), len(ops))
     full_int8 = all(kind in ("INT8", "UINT8") for kind in edges)
     return {"full_int8": full_int8, "operators": len(ops), "unsupported": unsupported,
-            "on_tpu": len(ops) if first is None else first,
+            "on_tpu": first,
             "compatible": full_int8 and not unsupported,
             "summary": ("every operation is on the Edge TPU's list" if not unsupported else
                         f"{first} of {len(ops)} operations map to the Edge TPU; from {ops[first]} on (unsupported: "

@@ -92,7 +92,8 @@ def build(config: FeaturesConfig) -> dict[str, Any]:
             probe.write_bytes(raw)
             features, tensor_spec, output_spec, backend = _run(probe, spec, check)
             cosine = _cosine(features, reference)
-            result = {"file": file_name(fmt), "mean_cosine": float(cosine.mean()), "worst_cosine": float(cosine.min()),
+            result: dict[str, Any] = {"file": file_name(fmt), "mean_cosine": float(cosine.mean()),
+                                      "worst_cosine": float(cosine.min()),
                       "p01_cosine": float(np.quantile(cosine, 0.01)), "backend": backend}
             passed = result["mean_cosine"] >= MIN_COSINE and result["worst_cosine"] >= MIN_WORST_COSINE
             metadata = ModelMetadata(

@@ -115,7 +115,7 @@ def up_to_date(previous: dict[str, Any] | None, keras_sha: str, config: ConvertC
     if not config.accept_existing and previous.get("settings") != json.loads(json.dumps(config.settings())):
         return False
     by_format = {r["format"]: r for r in previous.get("results", [])}
-    for name in config.formats:
+    for name in config.formats or ():
         entry = by_format.get(name)
         if not entry or entry.get("status") not in ("ok", "skipped"):
             return False

@@ -15,9 +15,9 @@ def shift_flip(images: np.ndarray, rng: np.random.Generator, max_shift: int = 2)
     """Random horizontal flip and a translation of up to ``max_shift`` pixels (zero fill)."""
     n, h, w, _ = images.shape
     padded = np.pad(images, ((0, 0), (max_shift, max_shift), (max_shift, max_shift), (0, 0)))
-    dy = rng.integers(0, 2 * max_shift + 1, n)
-    dx = rng.integers(0, 2 * max_shift + 1, n)
-    flip = rng.random(n) < 0.5
+    dy = np.asarray(rng.integers(0, 2 * max_shift + 1, n))
+    dx = np.asarray(rng.integers(0, 2 * max_shift + 1, n))
+    flip = np.asarray(rng.random(n) < 0.5)
     out = np.empty_like(images)
     for i in range(n):
         crop = padded[i, dy[i]:dy[i] + h, dx[i]:dx[i] + w]
@@ -44,9 +44,9 @@ def framing(images: np.ndarray, rng: np.random.Generator, max_shift: float = 5.0
     scales = np.where(framed, rng.uniform(1.0 - zoom, 1.0 + zoom, n), 1.0)
     reach = np.where(framed, max_shift, 1.0)[:, None]
     shifts = rng.uniform(-1.0, 1.0, (n, 2)) * reach
-    flips = rng.random(n) < 0.5
+    flips = np.asarray(rng.random(n) < 0.5)
     for i in range(n):
-        matrix = cv2.getRotationMatrix2D((w / 2.0, h / 2.0), angles[i], scales[i])
+        matrix = np.asarray(cv2.getRotationMatrix2D((w / 2.0, h / 2.0), angles[i], scales[i]), np.float64)
         matrix[:, 2] += shifts[i]
         image = images[i][:, ::-1] if flips[i] else images[i]
         out[i] = cv2.warpAffine(np.ascontiguousarray(image), matrix, (w, h), flags=cv2.INTER_LINEAR,
@@ -92,7 +92,7 @@ def rotate_shift(images: np.ndarray, angle_deg: float, shift_xy: tuple[float, fl
 
     border = cv2.BORDER_REPLICATE if replicate_border else cv2.BORDER_CONSTANT
     n, h, w, c = images.shape
-    matrix = cv2.getRotationMatrix2D((w / 2.0, h / 2.0), angle_deg, 1.0)
+    matrix = np.asarray(cv2.getRotationMatrix2D((w / 2.0, h / 2.0), angle_deg, 1.0), np.float64)
     matrix[:, 2] += shift_xy
     out = np.empty_like(images)
     for i in range(n):

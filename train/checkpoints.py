@@ -16,7 +16,7 @@ from typing import Any
 
 from edge_common.files import atomic_save, atomic_write_text
 
-from .config import RESUME_KEYS, ConfigError, TrainConfig
+from .config import RESUME_KEYS, ConfigError, ResolvedTrainConfig
 
 log = logging.getLogger("edge_classify.train")
 
@@ -40,7 +40,7 @@ class State:
     config: dict[str, Any] = field(default_factory=dict)
 
 
-def load_state(ckpt_dir: Path, config: TrainConfig) -> State:
+def load_state(ckpt_dir: Path, config: ResolvedTrainConfig) -> State:
     path = ckpt_dir / "state.json"
     if not path.exists():
         return State()

@@ -12,7 +12,7 @@ import logging
 import re
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from edge_common.cli import check_ranges, option, option_fields, resume_keys
 from edge_common.errors import EdgeError, suggest
@@ -135,7 +135,7 @@ class TrainConfig:
         """What this run trains on: its ``--folder`` when it has one, else its registry entry's dataset."""
         return kinds.of_run(self.spec.dataset, self.folder)
 
-    def resolved(self) -> "TrainConfig":
+    def resolved(self) -> "ResolvedTrainConfig":
         """Fill every ``None`` recipe field from the registry (else its base value) and validate."""
         spec = self.spec
         known = {field.name for field in fields(self)}
@@ -165,7 +165,7 @@ class TrainConfig:
                 values["augment"] = "tutorial"
         config = TrainConfig(**values)
         config.validate()
-        return config
+        return cast("ResolvedTrainConfig", config)
 
     def validate(self) -> None:
         def need(ok: bool, message: str) -> None:
@@ -222,3 +222,36 @@ class TrainConfig:
 
 
 RESUME_KEYS = resume_keys(TrainConfig)
+
+
+if TYPE_CHECKING:
+    class ResolvedTrainConfig(TrainConfig):
+        """A :class:`TrainConfig` after :meth:`TrainConfig.resolved`: every recipe field is set (the
+        registry's value, else its base). The same class at run time; the narrower types are for
+        the type checker, so code after ``resolved()`` needs no ``None`` checks."""
+
+        epochs: int
+        batch_size: int
+        learning_rate: float
+        schedule: str
+        warmup_epochs: float
+        optimizer: str
+        weight_decay: float
+        augment: str
+        max_shift: int
+        max_rotation: float
+        framing_share: float
+        low_res_epochs: int
+        scene_reuse: int
+        label_smoothing: float
+        distill: float
+        patience: int
+        val_fraction: float
+        head_epochs: int
+        fine_tune_rate: float
+        fine_tune_from: int
+        dropout: float
+        fit: str
+        crop: float
+else:
+    ResolvedTrainConfig = TrainConfig

@@ -23,7 +23,7 @@ from .datasets import camera_augment, camera_scenes, fashion_mnist, folder
 from .scene_sets import EpochScenes, half_size
 
 if TYPE_CHECKING:
-    from .config import TrainConfig
+    from .config import ResolvedTrainConfig
 
 log = logging.getLogger("edge_classify.train")
 # (epoch, batch index) -> (images, labels): class indices (B,), or soft targets (B, classes) when distilling
@@ -88,7 +88,8 @@ def half_image(images: np.ndarray) -> np.ndarray:
     return np.round(blocks.mean(axis=(2, 4), dtype=np.float32)).astype(np.uint8)
 
 
-def load(config: "TrainConfig", input_spec: InputSpec, *, batch_size: int, teacher: Path | None = None) -> TrainData:
+def load(config: "ResolvedTrainConfig", input_spec: InputSpec, *, batch_size: int,
+         teacher: Path | None = None) -> TrainData:
     """Load and split the data a run trains on: its folder dataset, else its model's registry dataset.
 
     Args:
@@ -107,7 +108,7 @@ def load(config: "TrainConfig", input_spec: InputSpec, *, batch_size: int, teach
     return loaders[kind.name]()
 
 
-def _fashion_split(config: "TrainConfig") -> tuple[Any, Any, np.ndarray, np.ndarray]:
+def _fashion_split(config: "ResolvedTrainConfig") -> tuple[Any, Any, np.ndarray, np.ndarray]:
     """Fashion-MNIST train and test, and the stratified train/validation indices (limited for quick runs)."""
     train, test = fashion_mnist.load(config.data_dir)
     train_idx, val_idx = fashion_mnist.stratified_split(train.labels, config.val_fraction, config.seed)
@@ -117,7 +118,7 @@ def _fashion_split(config: "TrainConfig") -> tuple[Any, Any, np.ndarray, np.ndar
     return train, test, train_idx, val_idx
 
 
-def _fashion_data(config: "TrainConfig", spec: InputSpec, batch_size: int) -> TrainData:
+def _fashion_data(config: "ResolvedTrainConfig", spec: InputSpec, batch_size: int) -> TrainData:
     train, test, train_idx, val_idx = _fashion_split(config)
     x_train = fashion_mnist.to_model_input(train.images[train_idx], spec)
     y_train = train.labels[train_idx].astype(np.int64)
@@ -133,7 +134,7 @@ def _fashion_data(config: "TrainConfig", spec: InputSpec, batch_size: int) -> Tr
     )
 
 
-def _scene_data(config: "TrainConfig", spec: InputSpec, batch_size: int, teacher: Path | None) -> TrainData:
+def _scene_data(config: "ResolvedTrainConfig", spec: InputSpec, batch_size: int, teacher: Path | None) -> TrainData:
     train, test, train_idx, val_idx = _fashion_split(config)
     seed = config.seed
     renderer = camera_scenes.SceneRenderer()
@@ -169,10 +170,16 @@ def _scene_data(config: "TrainConfig", spec: InputSpec, batch_size: int, teacher
     )
 
 
-def _folder_data(config: "TrainConfig", spec: InputSpec, batch_size: int) -> TrainData:
+def _folder_root(config: "ResolvedTrainConfig") -> Path:
+    if not config.folder:
+        raise DatasetError(f"{config.model} trains on a folder dataset; pass --folder ROOT")
+    return paths.resolve_folder(config.folder)
+
+
+def _folder_data(config: "ResolvedTrainConfig", spec: InputSpec, batch_size: int) -> TrainData:
     if config.augment in ("photo", "camera"):
         return _photo_data(config, spec, batch_size)
-    root, seed, val_fraction = str(paths.resolve_folder(config.folder)), config.seed, config.val_fraction
+    root, seed, val_fraction = str(_folder_root(config)), config.seed, config.val_fraction
     splits = folder.has_splits(root)
     train_set = folder.open_folder(root, "train" if splits else None)
     names = _enough_classes(root, train_set.class_names)
@@ -204,13 +211,13 @@ def _folder_data(config: "TrainConfig", spec: InputSpec, batch_size: int) -> Tra
     )
 
 
-def _photo_data(config: "TrainConfig", spec: InputSpec, batch_size: int) -> TrainData:
+def _photo_data(config: "ResolvedTrainConfig", spec: InputSpec, batch_size: int) -> TrainData:
     """Real photos for transfer learning: every training batch is cropped from the whole photos.
 
     Validation and test photos go through the runtime's preprocessing (the model file's fit), so
     their numbers are what a device will see.
     """
-    root = paths.resolve_folder(config.folder)
+    root = _folder_root(config)
     splits = folder.has_splits(root)
     train_set = folder.open_folder(root, "train" if splits else None)
     names = _enough_classes(str(root), train_set.class_names)

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from . import data as data_mod
-from .config import ConfigError, TrainConfig
+from .config import ConfigError, ResolvedTrainConfig
 
 log = logging.getLogger("edge_classify.train")
 
@@ -41,7 +41,7 @@ def make_strategy(name: str) -> tuple[Any, int, int]:
     return tf.distribute.MultiWorkerMirroredStrategy(), index, len(workers)
 
 
-def build_optimizer(config: TrainConfig, steps: int, replicas: int) -> Any:
+def build_optimizer(config: ResolvedTrainConfig, steps: int, replicas: int) -> Any:
     import keras
 
     # Linear scaling rule: the global batch grows with the replicas, so does the rate.

@@ -54,10 +54,16 @@ def test_set(dataset: str, spec: InputSpec, *, folder_root: str | None = None,
 def held_out_photos(folder_root: str | None, class_names: Sequence[str] | None = None, *,
                     seed: int = 0) -> folder.FolderDataset:
     """The files a folder-trained run is tested on: its ``test/`` split, else the share training held out."""
-    root = paths.resolve_folder(folder_root)
+    root = paths.resolve_folder(_folder_of(folder_root))
     if folder.has_splits(root) and (root / "test").is_dir():
         return folder.open_folder(root, "test", class_names=class_names)
     return folder.held_out_split(root, seed, class_names, split="train" if folder.has_splits(root) else None)[1]
+
+
+def _folder_of(folder_root: str | None) -> str:
+    if folder_root is None:
+        raise DatasetError("a folder run without its folder recorded (config.json's folder); pass --folder")
+    return folder_root
 
 
 def folder_test_set(root: str | Path, spec: InputSpec, class_names: Sequence[str] | None = None, *,
@@ -78,7 +84,7 @@ def calibration_set(dataset: str, spec: InputSpec, count: int, *, seed: int = 0,
         root = paths.resolve_folder(PHOTOS)
         return folder_calibration_set(root / "train", spec, count, seed=seed)
     if dataset == "folder":
-        root = paths.resolve_folder(folder_root)
+        root = paths.resolve_folder(_folder_of(folder_root))
         if folder.has_splits(root) and (root / "test").is_dir():
             return folder_calibration_set(root, spec, count, seed=seed, split="train")
         # No test split: calibrate on the files training kept, never on the held-out test files.

@@ -13,7 +13,7 @@ from edge_runtime.contract import InputSpec
 from . import architectures, augment, runfolder, unknown
 from . import data as data_mod
 from .checkpoints import State
-from .config import TrainConfig
+from .config import ResolvedTrainConfig
 from .datasets import camera_frames, camera_scenes
 
 log = logging.getLogger("edge_classify.train")
@@ -107,7 +107,7 @@ def camera_metrics(model: Any, data: data_mod.TrainData, input_spec: InputSpec, 
     return out
 
 
-def evaluate(model: Any, data: data_mod.TrainData, config: TrainConfig, state: State,
+def evaluate(model: Any, data: data_mod.TrainData, config: ResolvedTrainConfig, state: State,
               input_spec: InputSpec, head: unknown.UnknownHead | None = None) -> dict[str, Any]:
     x_test, y_test = data.test
     probabilities, scores = predict_all(model, x_test)

@@ -64,7 +64,7 @@ class ModelSpec:
         if any_size and not self.any_size:
             raise ValueError(f"{self.name} needs its fixed {spec.height}x{spec.width} input")
         model = self.builder(spec, num_classes, width, any_size)
-        model.name = self.name  # type: ignore[misc]
+        model.name = self.name
         return model
 
 
@@ -170,7 +170,7 @@ def build_model(spec: ModelSpec, num_classes: int, *, width: float = 1.0, input_
     shape = input_spec or spec.input
     model = efficientnet_lite.classifier(backbones.get(backbone), shape.height, shape.width, num_classes,
                                          dropout=dropout, imagenet=imagenet)
-    model.name = spec.name  # type: ignore[misc]
+    model.name = spec.name
     return model
 
 

@@ -12,10 +12,11 @@ import time
 from pathlib import Path
 from typing import Any
 
+from edge_common.errors import EdgeError
 from edge_common.files import sha256_file
 
 from . import architectures, backbones, runfolder
-from .config import TrainConfig
+from .config import ResolvedTrainConfig
 
 log = logging.getLogger("edge_classify.train")
 IMAGENET_CLASSES = Path(backbones.__file__).parent / "imagenet_classes.txt"
@@ -26,11 +27,13 @@ def imagenet_labels() -> tuple[str, ...]:
     return tuple(IMAGENET_CLASSES.read_text().splitlines())
 
 
-def write_run(config: TrainConfig) -> Path:
+def write_run(config: ResolvedTrainConfig) -> Path:
     """Port the backbone's ImageNet classifier into ``runs/<MODEL>/`` and return the folder."""
     from .backbones.efficientnet_lite import build, load_imagenet_weights
 
     spec = config.spec
+    if not config.backbone:
+        raise EdgeError(f"{config.model} ports a published backbone; its registry entry names none")
     backbone = backbones.get(config.backbone)
     run_dir = runfolder.run_dir_for(config.run_name(), config.output_dir)
     started = time.perf_counter()

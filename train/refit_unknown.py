@@ -32,7 +32,8 @@ def refit(target: str, runs_dir: str | None = None) -> dict[str, Any]:
     given = Path(target).expanduser()
     run = RunFolder.open(given) if target not in models.REGISTRY and given.is_dir() else \
         RunFolder.for_model(target, runs_dir)
-    config = TrainConfig(**{k: v for k, v in run.config.items() if k in TrainConfig.__dataclass_fields__})
+    # The run's own resolved config (config.json): resolving it again changes nothing, and types it.
+    config = TrainConfig(**{k: v for k, v in run.config.items() if k in TrainConfig.__dataclass_fields__}).resolved()
     if not config.backbone:
         raise EdgeError(f"{run.path}: was not trained with --backbone; only backbone runs have an out-of-class head")
     model = keras.saving.load_model(run.model_file, safe_mode=True, compile=False)

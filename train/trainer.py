@@ -26,7 +26,7 @@ from edge_runtime.contract import InputSpec
 
 from . import architectures, checkpoints, distill, distribution, evaluation, models, paths, runfolder, unknown
 from . import data as data_mod
-from .config import ConfigError, TrainConfig
+from .config import ConfigError, ResolvedTrainConfig, TrainConfig
 from .datasets import camera_scenes, kinds
 
 log = logging.getLogger("edge_classify.train")
@@ -44,7 +44,7 @@ class RunResult:
 class _Session:
     """One run in progress: what it trains, on what, and where it writes."""
 
-    config: TrainConfig
+    config: ResolvedTrainConfig
     spec: models.ModelSpec
     input_spec: InputSpec
     write_dir: Path
@@ -70,16 +70,16 @@ def run(config: TrainConfig) -> RunResult:
     Raises:
         EdgeError subclasses for bad options, missing data or unwritable output.
     """
-    config = config.resolved()
-    finished = _finished_run(config)
+    resolved = config.resolved()
+    finished = _finished_run(resolved)
     if finished is not None:
         return finished
-    if not kinds.get(config.spec.dataset).trained:  # published weights: ported, not trained
+    if not kinds.get(resolved.spec.dataset).trained:  # published weights: ported, not trained
         from . import pretrained
 
-        run_dir = pretrained.write_run(config)
+        run_dir = pretrained.write_run(resolved)
         return RunResult(run_dir=run_dir, metrics=runfolder.read_metrics(run_dir))
-    session = _prepare(config)
+    session = _prepare(resolved)
     resumed_from = session.state.epoch
     _build_model(session)
     _train_epochs(session)
@@ -87,12 +87,12 @@ def run(config: TrainConfig) -> RunResult:
     return RunResult(run_dir=session.write_dir, metrics=metrics, resumed_from=resumed_from)
 
 
-def run_dir_of(config: TrainConfig) -> Path:
+def run_dir_of(config: ResolvedTrainConfig) -> Path:
     """Where this run's folder is: the output folder (default runs/) / the run's name."""
     return runfolder.run_dir_for(config.run_name(), config.output_dir)
 
 
-def _finished_run(config: TrainConfig) -> RunResult | None:
+def _finished_run(config: ResolvedTrainConfig) -> RunResult | None:
     """A finished run is left as it is unless --fresh: retraining would replace a model (a shipped one,
     perhaps) that took minutes to hours to train."""
     run_dir = run_dir_of(config)
@@ -108,7 +108,7 @@ def _finished_run(config: TrainConfig) -> RunResult | None:
     return RunResult(run_dir=run_dir, metrics=metrics, finished_before=True)
 
 
-def _same_run_or_refuse(config: TrainConfig, run_dir: Path) -> None:
+def _same_run_or_refuse(config: ResolvedTrainConfig, run_dir: Path) -> None:
     """A finished run is only reused by the same run: the same dataset path and the same classes.
 
     Raises:
@@ -141,7 +141,7 @@ def _same_path(then: Any, now: Any) -> bool:
     return paths.resolve_folder(str(then)).resolve() == paths.resolve_folder(str(now)).resolve()
 
 
-def _prepare(config: TrainConfig) -> _Session:
+def _prepare(config: ResolvedTrainConfig) -> _Session:
     """Check the output, resolve the teacher, set up the strategy, load the data and the checkpoint state."""
     spec = config.spec
     input_spec = _input_spec(spec, config)
@@ -149,7 +149,7 @@ def _prepare(config: TrainConfig) -> _Session:
     out_root = run_dir.parent
     _check_output(run_dir)
     # validate() has made sure a distilling run names a teacher; resolve it before any heavy work.
-    teacher = distill.resolve_teacher(config.teacher, out_root) if config.distill else None
+    teacher = distill.resolve_teacher(config.teacher, out_root) if config.distill and config.teacher else None
 
     strategy, worker_index, num_workers = distribution.make_strategy(config.strategy)
     write_dir = run_dir if worker_index == 0 else run_dir / f".worker-{worker_index}"
@@ -197,7 +197,7 @@ def _build_model(session: _Session) -> None:
     _log_start(session.name, model, macs, data, config, session.global_batch, session.strategy.num_replicas_in_sync)
 
 
-def _compile(model: Any, optimizer: Any, config: TrainConfig) -> None:
+def _compile(model: Any, optimizer: Any, config: ResolvedTrainConfig) -> None:
     import keras
 
     model.compile(optimizer=optimizer,
@@ -268,7 +268,7 @@ def _fit_one_epoch(session: _Session, epoch: int, verbose: int) -> dict[str, flo
     return {key: float(values[-1]) for key, values in result.history.items()}
 
 
-def _record_epoch(state: checkpoints.State, row: dict[str, float], seconds: float, config: TrainConfig) -> bool:
+def _record_epoch(state: checkpoints.State, row: dict[str, float], seconds: float, config: ResolvedTrainConfig) -> bool:
     """Add one epoch to the state; True when it is the best so far. Early stopping counts here."""
     epoch = state.epoch
     state.history.append({k: row.get(k, float("nan")) for k in checkpoints.HISTORY_FIELDS})
@@ -290,6 +290,8 @@ def _finish(session: _Session) -> dict[str, Any]:
 
     config, state, data = session.config, session.state, session.data
     # Outside any distribution strategy, with the registry's fixed input size.
+    if state.best is None:
+        raise EdgeError(f"{session.name}: no epoch finished, so there is no model to save; train again")
     best = keras.saving.load_model(session.ckpt_dir / state.best, safe_mode=True, compile=False)
     final = models.build_model(session.spec, len(data.class_names), width=config.width,
                                input_spec=session.input_spec, backbone=config.backbone, dropout=config.dropout)
@@ -317,7 +319,7 @@ def _finish(session: _Session) -> dict[str, Any]:
     return metrics
 
 
-def _input_spec(spec: models.ModelSpec, config: TrainConfig) -> InputSpec:
+def _input_spec(spec: models.ModelSpec, config: ResolvedTrainConfig) -> InputSpec:
     """The registry's input contract with the run's size and fit, if it sets them."""
     changes: dict[str, Any] = {}
     if config.input_size is not None:
@@ -356,7 +358,8 @@ def _display_path(path: Path) -> str:
     return str(resolved.relative_to(root)) if root and resolved.is_relative_to(root) else str(resolved)
 
 
-def _write_run(run_dir: Path, model: Any, data: data_mod.TrainData, config: TrainConfig, metrics: dict[str, Any],
+def _write_run(run_dir: Path, model: Any, data: data_mod.TrainData, config: ResolvedTrainConfig,
+               metrics: dict[str, Any],
                state: checkpoints.State) -> None:
     probabilities = metrics.pop("_probabilities")
     if config.plots:
@@ -366,7 +369,8 @@ def _write_run(run_dir: Path, model: Any, data: data_mod.TrainData, config: Trai
     runfolder.write_run(run_dir, model, data.class_names, config.to_dict(), metrics)
 
 
-def _log_start(name: str, model: Any, macs: int, data: data_mod.TrainData, config: TrainConfig, global_batch: int,
+def _log_start(name: str, model: Any, macs: int, data: data_mod.TrainData, config: ResolvedTrainConfig,
+               global_batch: int,
                replicas: int) -> None:
     log.info("%s: %s params, %s MACs/image; %d training images/epoch, %d validation, test: %s; "
              "batch %d (%d replica(s)), lr %.2g, %s, %d epochs%s", name, f"{model.count_params():,}",

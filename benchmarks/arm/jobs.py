@@ -36,7 +36,7 @@ TOLERANCE = {"float32": 1e-4, "int8": 1 / 256 + 1e-5}
 
 
 def _deploy_files(runs: Path, names: list[str]) -> list[Path]:
-    files = []
+    files: list[Path] = []
     for name in names:
         deploy = runs / name / "deploy"
         missing = [file for file in FILES if not (deploy / file).is_file()]

@@ -146,7 +146,7 @@ def ported_weights(spec: BackboneSpec, weights: Path | None = None) -> dict[str,
     arrays = {f"{layer}/{i}": value for layer, values in ported.items() for i, value in enumerate(values)}
     try:
         with atomic_write(cache) as handle:
-            np.savez(handle, **arrays)
+            np.savez(handle, **arrays)  # type: ignore[arg-type]  # numpy's stub types **kwds as allow_pickle
     except EdgeError:  # a read-only cache folder costs a re-port next time, nothing more
         pass
     return ported

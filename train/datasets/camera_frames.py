@@ -124,7 +124,7 @@ def motion_blur(frame: np.ndarray, length: int = 9, angle: float = 0.0) -> np.nd
     kernel[length // 2, :] = 1.0 / length
     if angle:
         rotation = cv2.getRotationMatrix2D(((length - 1) / 2, (length - 1) / 2), angle, 1.0)
-        kernel = cv2.warpAffine(kernel, rotation, (length, length))
+        kernel = np.asarray(cv2.warpAffine(kernel, rotation, (length, length)), np.float32)
         kernel /= max(float(kernel.sum()), 1e-6)
     return cv2.filter2D(frame, -1, kernel, borderType=cv2.BORDER_REPLICATE)
 
@@ -138,7 +138,8 @@ def jpeg(frame: np.ndarray, quality: int) -> np.ndarray:
     import cv2
 
     ok, encoded = cv2.imencode(".jpg", frame, [cv2.IMWRITE_JPEG_QUALITY, int(quality)])
-    return cv2.imdecode(encoded, cv2.IMREAD_COLOR) if ok else frame
+    decoded = cv2.imdecode(encoded, cv2.IMREAD_COLOR) if ok else None
+    return np.asarray(decoded) if decoded is not None else frame
 
 
 def gains(frame: np.ndarray, per_channel: np.ndarray) -> np.ndarray:
@@ -309,12 +310,14 @@ def measure(predict: PredictFn, photos_bgr: Sequence[np.ndarray], labels: np.nda
     when its score is above ``threshold``.
     """
     inputs = condition_inputs(photos_bgr, labels, spec, backgrounds=backgrounds, seed=seed)
-    predicted, truth, unknown = {}, {}, {}
+    predicted: dict[str, np.ndarray] = {}
+    truth: dict[str, np.ndarray] = {}
+    unknown: dict[str, np.ndarray] = {}
     for name, (images, kept) in inputs.items():
         probabilities, scores = predict(images)
         predicted[name], truth[name] = np.argmax(probabilities, axis=1), kept
-        unknown[name] = is_unknown(scores, threshold) if scores is not None and threshold is not None else \
-            np.zeros(len(kept), bool)
+        unknown[name] = np.asarray(is_unknown(scores, threshold)) if scores is not None and threshold is not None \
+            else np.zeros(len(kept), bool)
     report = condition_report(predicted, truth, unknown)
     report["background"]["labelled"] = 1.0 - report["background"]["unknown"]
     return report

@@ -85,7 +85,7 @@ def _render(garment: np.ndarray, rng: np.random.Generator, config: SceneConfig, 
     tilt = rng.uniform(-config.max_tilt_deg, config.max_tilt_deg)
     cx = rng.uniform(width / 2 - 0.08 * size, size - width / 2 + 0.08 * size) if width < size else size / 2
     cy = rng.uniform(height / 2 - 0.08 * size, size - height / 2 + 0.08 * size) if height < size else size / 2
-    matrix = cv2.getRotationMatrix2D((14.0, 14.0), tilt, 1.0)
+    matrix = np.asarray(cv2.getRotationMatrix2D((14.0, 14.0), tilt, 1.0), np.float64)
     matrix[0] *= width / 28.0
     matrix[1] *= height / 28.0
     matrix[:, 2] += (cx - 14.0 * width / 28.0, cy - 14.0 * height / 28.0)
@@ -160,7 +160,7 @@ def render_batch(garments: np.ndarray, indices: np.ndarray, *, seed: int, split:
         record: dict[str, Any] | None = {} if conditions is not None else None
         frame = renderer.render(garments[index], scene_rng(seed, split, epoch, int(index)), record)
         out[row] = to_model_image(frame, spec)
-        if conditions is not None:
+        if conditions is not None and record is not None:
             conditions.append(record)
     return out
 
@@ -269,7 +269,7 @@ def _background(rng: np.random.Generator, size: int, *, dark: bool) -> tuple[np.
     elif kind == 2:  # fabric/wood-like texture: upsampled noise
         cells = int(rng.integers(3, 17))
         texture = rng.uniform(low, high, (cells, cells, 3)).astype(np.float32)
-        background = cv2.resize(texture, (size, size), interpolation=cv2.INTER_LINEAR)
+        background = np.asarray(cv2.resize(texture, (size, size), interpolation=cv2.INTER_LINEAR), np.float32)
     else:  # clutter: shapes and lines of other objects in the room
         background = np.ascontiguousarray(np.broadcast_to(colour, (size, size, 3)), dtype=np.float32)
         for _ in range(int(rng.integers(3, 12))):

@@ -82,6 +82,7 @@ def load_split(split: str, data_dir: str | Path | None = None) -> Split:
     folder = locate(data_dir)
     image_path = _file(folder, _FILES[(split, "images")])
     label_path = _file(folder, _FILES[(split, "labels")])
+    assert image_path is not None and label_path is not None  # locate() found all four files there
     images = read_idx(image_path, ndim=3, item_shape=IMAGE_SHAPE)
     labels = read_idx(label_path, ndim=1)
     check_pair(images, labels, image_path, label_path)

@@ -130,7 +130,8 @@ class FolderDataset:
         """The image through the runtime's preprocessing for ``spec``; with None, the decoded BGR frame."""
         image, why, kind = read_image(path)
         if image is None:
-            return self._skip(path, why, kind)
+            self._skip(path, why, kind)
+            return None
         return image if spec is None else to_model_image(image, spec)
 
     def _skip(self, path: Path, why: str, kind: str) -> None:

@@ -16,7 +16,7 @@ import numpy as np
 from edge_common.errors import DatasetError
 
 # IDX type codes (third magic byte) -> numpy dtype, big-endian as the format defines.
-_DTYPES = {0x08: np.dtype("u1"), 0x09: np.dtype("i1"), 0x0B: np.dtype(">i2"),
+_DTYPES: dict[int, np.dtype] = {0x08: np.dtype("u1"), 0x09: np.dtype("i1"), 0x0B: np.dtype(">i2"),
            0x0C: np.dtype(">i4"), 0x0D: np.dtype(">f4"), 0x0E: np.dtype(">f8")}
 _MAX_ITEMS = 10_000_000
 
