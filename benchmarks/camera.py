@@ -36,12 +36,16 @@ DEFAULT_FORMATS = ("tflite_int8", "tflite_float32")
 class CameraConfig:
     """Options of ``python -m benchmarks.camera``."""
 
-    files: tuple[str, ...] = option((), "deployable files to measure (default: clothes_lite0's int8 and float32 "
-                                        "TFLite files)", cli=False)
-    backgrounds: str | None = option(help="a folder of your own photos (rooms, desks) to place the garments on "
-                                          "(default: procedural scenes)", metavar="DIR")
-    others: str | None = option(help="a folder of photos of other things (no garment): the share given a label "
-                                     "is reported", metavar="DIR")
+    files: tuple[str, ...] = option(
+        (), "deployable files to measure (default: clothes_lite0's int8 and float32 TFLite files)", cli=False
+    )
+    backgrounds: str | None = option(
+        help="a folder of your own photos (rooms, desks) to place the garments on (default: procedural scenes)",
+        metavar="DIR",
+    )
+    others: str | None = option(
+        help="a folder of photos of other things (no garment): the share given a label is reported", metavar="DIR"
+    )
     limit: int | None = option(help="use the first N held-out photos only (quick runs)", bounds=(1, None))
     runs_dir: str | None = option(help="run folders (default: runs/ in the checkout, or $EDGE_RUNS_DIR)")
     reports_dir: str | None = option(help="where camera.json goes (default: reports/ in the checkout)")
@@ -50,8 +54,9 @@ class CameraConfig:
         check_ranges(self)
 
 
-def frames_for(run: Any, *, limit: int | None = None, backgrounds: str | None = None
-               ) -> tuple[dict[str, tuple[np.ndarray, np.ndarray]], np.ndarray, str]:
+def frames_for(
+    run: Any, *, limit: int | None = None, backgrounds: str | None = None
+) -> tuple[dict[str, tuple[np.ndarray, np.ndarray]], np.ndarray, str]:
     """Model inputs per condition for a folder-trained run's held-out photos, the plain photos' inputs,
     and what the backgrounds were."""
     from edge_runtime.preprocess import to_model_image
@@ -91,8 +96,9 @@ def classify(path: Path, images: np.ndarray) -> tuple[np.ndarray, np.ndarray, An
         return predicted, unknown, classifier.metadata
 
 
-def measure_file(path: Path, inputs: dict[str, tuple[np.ndarray, np.ndarray]], plain: np.ndarray,
-                 others: np.ndarray | None = None) -> dict[str, Any]:
+def measure_file(
+    path: Path, inputs: dict[str, tuple[np.ndarray, np.ndarray]], plain: np.ndarray, others: np.ndarray | None = None
+) -> dict[str, Any]:
     """One file's camera report (see the module docstring)."""
     from train.datasets import camera_frames
 
@@ -103,8 +109,11 @@ def measure_file(path: Path, inputs: dict[str, tuple[np.ndarray, np.ndarray]], p
         truth[name] = labels
     conditions = camera_frames.condition_report(predicted, truth, unknown)
     conditions["background"]["labelled"] = 1.0 - conditions["background"]["unknown"]
-    result: dict[str, Any] = {"file": str(path), "conditions": conditions,
-                              "has_unknown_output": metadata is not None and metadata.output.unknown is not None}
+    result: dict[str, Any] = {
+        "file": str(path),
+        "conditions": conditions,
+        "has_unknown_output": metadata is not None and metadata.output.unknown is not None,
+    }
     result["in_class_accepted"] = float(1.0 - np.mean(classify(path, plain)[1]))
     if others is not None:
         result["others_accepted"] = float(1.0 - np.mean(classify(path, others)[1]))
@@ -112,14 +121,24 @@ def measure_file(path: Path, inputs: dict[str, tuple[np.ndarray, np.ndarray]], p
     return result
 
 
-def measure(run: Any, files: Sequence[Path], *, limit: int | None = None, backgrounds: str | None = None,
-            others: str | None = None) -> dict[str, Any]:
+def measure(
+    run: Any,
+    files: Sequence[Path],
+    *,
+    limit: int | None = None,
+    backgrounds: str | None = None,
+    others: str | None = None,
+) -> dict[str, Any]:
     """The camera report of ``files`` (deployable files of ``run``)."""
     inputs, plain, source = frames_for(run, limit=limit, backgrounds=backgrounds)
     other_images = others_inputs(others, run.input_spec) if others else None
-    return {"model": run.model, "backgrounds": source, "photos": int(len(plain)),
-            **({"others_folder": others} if others else {}),
-            "files": {_key(path, files): measure_file(path, inputs, plain, other_images) for path in files}}
+    return {
+        "model": run.model,
+        "backgrounds": source,
+        "photos": int(len(plain)),
+        **({"others_folder": others} if others else {}),
+        "files": {_key(path, files): measure_file(path, inputs, plain, other_images) for path in files},
+    }
 
 
 def _key(path: Path, files: Sequence[Path]) -> str:
@@ -145,15 +164,21 @@ def summary_lines(report: dict[str, Any]) -> list[str]:
         if has_others:
             line += f" {100 * row.get('others_accepted', float('nan')):5.1f}%"
         lines.append(line)
-    lines.append("conditions: top-1 accuracy; empty: frames without a garment given a label; in-cls: held-out "
-                 "photos accepted; others: photos of other things given a label")
+    lines.append(
+        "conditions: top-1 accuracy; empty: frames without a garment given a label; in-cls: held-out "
+        "photos accepted; others: photos of other things given a label"
+    )
     return lines
 
 
 def build_parser() -> ArgumentParser:
     parser = ArgumentParser(prog="python -m benchmarks.camera", description=__doc__.split("\n\n")[0])
-    parser.add_argument("files", nargs="*", metavar="FILE", help="deployable files to measure (default: "
-                        "clothes_lite0's int8 and float32 TFLite files)")
+    parser.add_argument(
+        "files",
+        nargs="*",
+        metavar="FILE",
+        help="deployable files to measure (default: clothes_lite0's int8 and float32 TFLite files)",
+    )
     add_options(parser, CameraConfig)
     return parser
 
@@ -170,8 +195,7 @@ def _work(args: argparse.Namespace) -> int:
     config = config_from_args(CameraConfig, args, files=tuple(args.files))
     config.validate()
     run = RunFolder.for_model(DEFAULT_MODEL, config.runs_dir)
-    files = [Path(f) for f in config.files] or [run.deploy_dir / formats.get(fmt).file_name
-                                                for fmt in DEFAULT_FORMATS]
+    files = [Path(f) for f in config.files] or [run.deploy_dir / formats.get(fmt).file_name for fmt in DEFAULT_FORMATS]
     for path in files:
         if not path.is_file():
             raise EdgeError(f"{path}: no such file; run `make convert` or pass deployable files")

@@ -13,9 +13,10 @@ def build_parser() -> ArgumentParser:
     parser = ArgumentParser(
         prog="python -m benchmarks",
         description="Measure every model x format x thread count: size, accuracy, agreement with Keras, batch-1 "
-                    "latency (p50/p95/p99), throughput, load time and peak memory (each file in a fresh process), "
-                    "and the camera pipeline end to end against the capture ceiling and the tutorials' model.predict "
-                    "loop. Writes reports/benchmark.{json,csv,md} and reports/pareto.png.")
+        "latency (p50/p95/p99), throughput, load time and peak memory (each file in a fresh process), "
+        "and the camera pipeline end to end against the capture ceiling and the tutorials' model.predict "
+        "loop. Writes reports/benchmark.{json,csv,md} and reports/pareto.png.",
+    )
     add_options(parser, BenchConfig)
     return parser
 
@@ -27,5 +28,6 @@ def main(argv: list[str] | None = None) -> int:
 def _work(args: argparse.Namespace) -> int:
     from .report import markdown
     from .runner import run
+
     print(markdown(run(config_from_args(BenchConfig, args))))
     return 0

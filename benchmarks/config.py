@@ -26,22 +26,28 @@ ALL_FORMATS = tuple(fmt.name for fmt in formats_mod.FORMATS)
 class BenchConfig:
     """One benchmark run; every field is a ``python -m benchmarks`` option."""
 
-    models: tuple[str, ...] = option((), "models to measure (default: every registry model; device mode: every "
-                                         "deploy folder)", metavar="MODEL")
-    formats: tuple[str, ...] = option(ALL_FORMATS, "default: all: " + ", ".join(ALL_FORMATS),
-                                      choices=ALL_FORMATS, metavar="FORMAT")
-    threads: tuple[int, ...] = option(help="thread counts to sweep (default: 1 and all cores)",
-                                      default_factory=default_threads, bounds=(1, MAX_THREADS))
+    models: tuple[str, ...] = option(
+        (), "models to measure (default: every registry model; device mode: every deploy folder)", metavar="MODEL"
+    )
+    formats: tuple[str, ...] = option(
+        ALL_FORMATS, "default: all: " + ", ".join(ALL_FORMATS), choices=ALL_FORMATS, metavar="FORMAT"
+    )
+    threads: tuple[int, ...] = option(
+        help="thread counts to sweep (default: 1 and all cores)",
+        default_factory=default_threads,
+        bounds=(1, MAX_THREADS),
+    )
     quick: bool = option(False, "500 test images, short timings, tiny video (what the test suite runs)")
-    deploy_dir: str | None = option(help="device mode: measure the converted files in this folder (or its "
-                                         "subfolders) with the base install only; Keras rows are skipped")
+    deploy_dir: str | None = option(
+        help="device mode: measure the converted files in this folder (or its "
+        "subfolders) with the base install only; Keras rows are skipped"
+    )
     runs_dir: str | None = option(help="run folders (default: runs/ in the checkout, or $EDGE_RUNS_DIR)")
     reports_dir: str | None = option(help="where reports go (default: reports/ in the checkout)")
     data_dir: str | None = option(help="Fashion-MNIST folder (default: search; see README)")
     e2e: bool = option(True, "skip the end-to-end camera pipeline")
     fresh: bool = option(False, "ignore results saved by an interrupted run")
-    train_missing: bool = option(True, "skip models that are not trained instead of training them",
-                                 flag="--no-train")
+    train_missing: bool = option(True, "skip models that are not trained instead of training them", flag="--no-train")
 
     def validate(self) -> None:
         check_ranges(self)

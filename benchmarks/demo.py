@@ -16,14 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edge_common.cli import (
-    ArgumentParser,
-    add_options,
-    config_from_args,
-    option,
-    run_reporting_errors,
-    setup_logging,
-)
+from edge_common.cli import ArgumentParser, add_options, config_from_args, option, run_reporting_errors, setup_logging
 from edge_common.files import atomic_write_bytes
 from edge_runtime import formats
 
@@ -45,7 +38,7 @@ def contact_sheet(video: Path, columns: int = 4, rows: int = 3, width: int = 320
             frame = np.zeros((240, 320, 3), np.uint8)
         tiles.append(cv2.resize(frame, (width, width * frame.shape[0] // frame.shape[1])))
     cap.release()
-    grid = [np.hstack(tiles[r * columns:(r + 1) * columns]) for r in range(rows)]
+    grid = [np.hstack(tiles[r * columns : (r + 1) * columns]) for r in range(rows)]
     return np.vstack(grid)
 
 
@@ -68,8 +61,9 @@ def build_parser() -> ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parsed = build_parser().parse_args(argv)
     setup_logging()
-    return run_reporting_errors(lambda: _demo(config_from_args(DemoConfig, parsed)),
-                                "files written so far were closed and kept")
+    return run_reporting_errors(
+        lambda: _demo(config_from_args(DemoConfig, parsed)), "files written so far were closed and kept"
+    )
 
 
 def _demo(args: DemoConfig) -> int:
@@ -100,9 +94,13 @@ def _demo(args: DemoConfig) -> int:
         photos, labels = held_out.load_photos("BGR", max_side=480)
         frames, frame_labels = camera_frames.video_frames(photos, labels)
         make_frames_video(video, frames, frame_labels, hold=args.hold)
-    stats = run(classifier, open_source(str(video)),
-                LiveConfig(headless=True, output=str(reports / "demo.mp4"), jsonl=str(reports / "demo.jsonl"),
-                           bars=True, smooth=3))
+    stats = run(
+        classifier,
+        open_source(str(video)),
+        LiveConfig(
+            headless=True, output=str(reports / "demo.mp4"), jsonl=str(reports / "demo.jsonl"), bars=True, smooth=3
+        ),
+    )
     ok, png = cv2.imencode(".png", contact_sheet(reports / "demo.mp4"))
     atomic_write_bytes(reports / "demo_contact_sheet.png", png.tobytes())
     print(stats.summary())

@@ -27,8 +27,9 @@ def e2e_camera(targets: list[ModelTarget]) -> ModelTarget | None:
     return next((t for name in E2E_MODELS for t in targets if t.name == name), None)
 
 
-def end_to_end(targets: list[ModelTarget], config: BenchConfig, keras_ok: bool, tmp: Path, progress: Progress,
-                skipped: list[str]) -> dict[str, Any]:
+def end_to_end(
+    targets: list[ModelTarget], config: BenchConfig, keras_ok: bool, tmp: Path, progress: Progress, skipped: list[str]
+) -> dict[str, Any]:
     camera = e2e_camera(targets)
     if camera is None:
         skipped.append(f"end-to-end camera pipeline (none of {', '.join(E2E_MODELS)} is in this run)")
@@ -39,8 +40,12 @@ def end_to_end(targets: list[ModelTarget], config: BenchConfig, keras_ok: bool, 
         if camera.dataset is not None and not _real_photos(camera.dataset):
             from train import evalsets
 
-            scenes = evalsets.test_set("camera_scenes", replace(camera.input_spec, height=128, width=128),
-                                       data_dir=config.data_dir, limit=40 if config.quick else 150)
+            scenes = evalsets.test_set(
+                "camera_scenes",
+                replace(camera.input_spec, height=128, width=128),
+                data_dir=config.data_dir,
+                limit=40 if config.quick else 150,
+            )
             frame_labels = pipeline.make_scene_video(video, scenes.images, scenes.labels, hold=hold)
             source = f"{len(scenes.labels)} fixed camera test scenes"
         else:
@@ -48,39 +53,64 @@ def end_to_end(targets: list[ModelTarget], config: BenchConfig, keras_ok: bool, 
     except DatasetError as exc:
         skipped.append(f"end-to-end camera pipeline ({exc})")
         return {}
-    out: dict[str, Any] = {"model": camera.name,
-                           "video": {"frames": int(len(frame_labels)), "size": list(pipeline.FRAME_SIZE),
-                                     "source": source},
-                           "runtime": {}}
+    out: dict[str, Any] = {
+        "model": camera.name,
+        "video": {"frames": int(len(frame_labels)), "size": list(pipeline.FRAME_SIZE), "source": source},
+        "runtime": {},
+    }
     progress.step("camera pipeline: capture ceiling")
     out["capture_ceiling"] = pipeline.capture_ceiling(video, camera.input_spec)
     progress.step("camera pipeline: live loop")
     for name in ("tflite_float32", "tflite_int8", "onnx_float32"):
         if name in camera.files:
-            out["runtime"][name] = pipeline.live_loop(camera.files[name], video, frame_labels, threads=1,
-                                                      labels=camera.labels)
+            out["runtime"][name] = pipeline.live_loop(
+                camera.files[name], video, frame_labels, threads=1, labels=camera.labels
+            )
     if "tflite_int8" in camera.files:  # the live view's cost: the same run with one viewer of its stream
         watched = pipeline.live_loop(camera.files["tflite_int8"], video, None, threads=1, viewer=True)
         alone = out["runtime"]["tflite_int8"]
         if "fps" in watched and alone.get("fps"):
-            out["live_view"] = {"file": "tflite_int8", "fps_no_viewer": alone["fps"], "fps_one_viewer": watched["fps"],
-                                "fps_cost": 1 - watched["fps"] / alone["fps"],
-                                "overhead_no_viewer": alone["runtime_overhead_fraction"],
-                                "overhead_one_viewer": watched["runtime_overhead_fraction"],
-                                "jpegs_received": watched.get("viewer_jpegs", 0)}
+            out["live_view"] = {
+                "file": "tflite_int8",
+                "fps_no_viewer": alone["fps"],
+                "fps_one_viewer": watched["fps"],
+                "fps_cost": 1 - watched["fps"] / alone["fps"],
+                "overhead_no_viewer": alone["runtime_overhead_fraction"],
+                "overhead_one_viewer": watched["runtime_overhead_fraction"],
+                "jpegs_received": watched.get("viewer_jpegs", 0),
+            }
     progress.step("camera pipeline: model.predict per frame")
     if keras_ok and camera.keras_file is not None:
-        measured = run_json([sys.executable, "-m", "benchmarks.keras_worker", str(camera.keras_file),
-                              "--images", str(tmp / f"{camera.name}-images.npy"),
-                              "--labels", str(tmp / f"{camera.name}-labels.npy"),
-                              "--predictions", str(tmp / "e2e-keras.npy"), "--calls", "1", "--video", str(video),
-                              "--video-frames", "10" if config.quick else "60",
-                              "--input-spec", json.dumps(camera.input_spec.to_dict())], timeout=900)
+        measured = run_json(
+            [
+                sys.executable,
+                "-m",
+                "benchmarks.keras_worker",
+                str(camera.keras_file),
+                "--images",
+                str(tmp / f"{camera.name}-images.npy"),
+                "--labels",
+                str(tmp / f"{camera.name}-labels.npy"),
+                "--predictions",
+                str(tmp / "e2e-keras.npy"),
+                "--calls",
+                "1",
+                "--video",
+                str(video),
+                "--video-frames",
+                "10" if config.quick else "60",
+                "--input-spec",
+                json.dumps(camera.input_spec.to_dict()),
+            ],
+            timeout=900,
+        )
         if "video" in measured:
             out["keras_predict"] = measured["video"]
             out["speedup_vs_keras_predict"] = {
                 name: measured["video"]["frame_ms"] / (run["stage_ms"]["preprocess"] + run["stage_ms"]["inference"])
-                for name, run in out["runtime"].items() if "stage_ms" in run}
+                for name, run in out["runtime"].items()
+                if "stage_ms" in run
+            }
     for run in out["runtime"].values():
         if "fps" in run and out["capture_ceiling"]["fps"]:
             run["fraction_of_capture_ceiling"] = run["fps"] / out["capture_ceiling"]["fps"]
@@ -91,8 +121,9 @@ def end_to_end(targets: list[ModelTarget], config: BenchConfig, keras_ok: bool, 
 CAMERA_FORMATS = ("tflite_int8", "tflite_float32")
 
 
-def camera_conditions(target: ModelTarget | None, config: BenchConfig, progress: Progress,
-                       skipped: list[str]) -> dict[str, Any]:
+def camera_conditions(
+    target: ModelTarget | None, config: BenchConfig, progress: Progress, skipped: list[str]
+) -> dict[str, Any]:
     """The camera model's files under every camera condition, with "none of these" (benchmarks.camera)."""
     from . import camera
 
@@ -125,7 +156,8 @@ def camera_video(target: ModelTarget, video: Path, count: int, hold: int) -> tup
     frames, frame_labels = camera_frames.video_frames(photos, labels)
     return pipeline.make_frames_video(video, frames, frame_labels, hold=hold), (
         f"{len(photos)} held-out photos under the {len(camera_frames.GARMENT_CONDITIONS)} camera conditions in turn, "
-        f"and {int(np.sum(frame_labels < 0))} empty scenes")
+        f"and {int(np.sum(frame_labels < 0))} empty scenes"
+    )
 
 
 def held_out_photos(target: ModelTarget, count: int) -> tuple[list[Path], np.ndarray]:

@@ -54,11 +54,19 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.perf_counter()
     model.predict(batch, batch_size=len(batch), verbose=0)
     throughput = len(batch) / (time.perf_counter() - t0)
-    result = {"accuracy": float(np.mean(predicted == labels)), "images": int(len(labels)), "agreement": 1.0,
-              "load_ms": load_ms, "peak_rss_mb": rss, "latency_ms_p50": float(np.percentile(ms, 50)),
-              "latency_ms_p95": float(np.percentile(ms, 95)), "latency_ms_p99": float(np.percentile(ms, 99)),
-              "latency_runs": len(ms), "throughput_ips": throughput, "backend":
-                  f"keras {keras.__version__} model.predict"}
+    result = {
+        "accuracy": float(np.mean(predicted == labels)),
+        "images": int(len(labels)),
+        "agreement": 1.0,
+        "load_ms": load_ms,
+        "peak_rss_mb": rss,
+        "latency_ms_p50": float(np.percentile(ms, 50)),
+        "latency_ms_p95": float(np.percentile(ms, 95)),
+        "latency_ms_p99": float(np.percentile(ms, 99)),
+        "latency_runs": len(ms),
+        "throughput_ips": throughput,
+        "backend": f"keras {keras.__version__} model.predict",
+    }
     if args.video and args.input_spec:
         from benchmarks.pipeline import keras_predict_loop
         from edge_runtime.contract import InputSpec

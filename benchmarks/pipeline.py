@@ -30,8 +30,9 @@ from edge_runtime.preprocess import to_model_image
 FRAME_SIZE = (640, 480)
 
 
-def make_scene_video(path: Path, scenes_rgb: np.ndarray, labels: np.ndarray, *, hold: int = 6,
-                     fps: float = 30.0) -> np.ndarray:
+def make_scene_video(
+    path: Path, scenes_rgb: np.ndarray, labels: np.ndarray, *, hold: int = 6, fps: float = 30.0
+) -> np.ndarray:
     """Write the scenes as a 640x480 mp4 (each shown for ``hold`` frames); return per-frame labels.
 
     The 128x128 scenes are stretched to 4:3 like a real 640x480 camera frame, so the runtime's
@@ -39,13 +40,16 @@ def make_scene_video(path: Path, scenes_rgb: np.ndarray, labels: np.ndarray, *, 
     """
     import cv2
 
-    frames = [cv2.resize(cv2.cvtColor(scene, cv2.COLOR_RGB2BGR), FRAME_SIZE, interpolation=cv2.INTER_LINEAR)
-              for scene in scenes_rgb]
+    frames = [
+        cv2.resize(cv2.cvtColor(scene, cv2.COLOR_RGB2BGR), FRAME_SIZE, interpolation=cv2.INTER_LINEAR)
+        for scene in scenes_rgb
+    ]
     return make_frames_video(path, frames, labels, hold=hold, fps=fps)
 
 
-def make_frames_video(path: Path, frames: list[np.ndarray], labels: np.ndarray, *, hold: int = 6,
-                      fps: float = 30.0) -> np.ndarray:
+def make_frames_video(
+    path: Path, frames: list[np.ndarray], labels: np.ndarray, *, hold: int = 6, fps: float = 30.0
+) -> np.ndarray:
     """Write 640x480 BGR frames as an mp4 (each shown for ``hold`` frames); return per-frame labels."""
     import cv2
 
@@ -64,8 +68,9 @@ def make_frames_video(path: Path, frames: list[np.ndarray], labels: np.ndarray, 
     return np.repeat(np.asarray(labels, dtype=np.int64), hold)
 
 
-def make_photo_video(path: Path, photos: list[Path], labels: np.ndarray, *, hold: int = 6,
-                     fps: float = 30.0) -> np.ndarray:
+def make_photo_video(
+    path: Path, photos: list[Path], labels: np.ndarray, *, hold: int = 6, fps: float = 30.0
+) -> np.ndarray:
     """Write real photos as a 640x480 mp4, each whole and centred on mid-grey as a camera pointed at
     it would frame it (each shown for ``hold`` frames); return per-frame labels.
 
@@ -83,7 +88,7 @@ def make_photo_video(path: Path, photos: list[Path], labels: np.ndarray, *, hold
         image = cv2.resize(image, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_LINEAR)
         frame = np.full((FRAME_SIZE[1], FRAME_SIZE[0], 3), 127, np.uint8)
         top, left = (FRAME_SIZE[1] - image.shape[0]) // 2, (FRAME_SIZE[0] - image.shape[1]) // 2
-        frame[top:top + image.shape[0], left:left + image.shape[1]] = image
+        frame[top : top + image.shape[0], left : left + image.shape[1]] = image
         frames.append(frame)
         shown.append(label)
     return make_frames_video(path, frames, np.asarray(shown, dtype=np.int64), hold=hold, fps=fps)
@@ -108,12 +113,24 @@ def capture_ceiling(video: Path, spec: InputSpec) -> dict[str, float]:
     finally:
         cap.release()
     total = decode_s + resize_s
-    return {"frames": frames, "fps": frames / total if total else 0.0,
-            "decode_ms": 1e3 * decode_s / max(1, frames), "resize_ms": 1e3 * resize_s / max(1, frames)}
+    return {
+        "frames": frames,
+        "fps": frames / total if total else 0.0,
+        "decode_ms": 1e3 * decode_s / max(1, frames),
+        "resize_ms": 1e3 * resize_s / max(1, frames),
+    }
 
 
-def live_loop(model_file: Path, video: Path, frame_labels: np.ndarray | None, *, threads: int = 1,
-              labels: tuple[str, ...] | None = None, timeout: float = 600, viewer: bool = False) -> dict[str, Any]:
+def live_loop(
+    model_file: Path,
+    video: Path,
+    frame_labels: np.ndarray | None,
+    *,
+    threads: int = 1,
+    labels: tuple[str, ...] | None = None,
+    timeout: float = 600,
+    viewer: bool = False,
+) -> dict[str, Any]:
     """Run ``python -m edge_runtime`` headless on the video in a fresh process; its summary plus accuracy.
 
     With ``viewer``, the live view is served (``--serve``) and one client reads its MJPEG stream for
@@ -121,8 +138,21 @@ def live_loop(model_file: Path, video: Path, frame_labels: np.ndarray | None, *,
     """
     with tempfile.TemporaryDirectory(prefix="edge-e2e-") as tmp:
         summary_path, jsonl_path = Path(tmp, "summary.json"), Path(tmp, "frames.jsonl")
-        command = [sys.executable, "-m", "edge_runtime", "--model", str(model_file), "--source", str(video),
-                   "--headless", "--threads", str(threads), "--summary-json", str(summary_path), "--quiet"]
+        command = [
+            sys.executable,
+            "-m",
+            "edge_runtime",
+            "--model",
+            str(model_file),
+            "--source",
+            str(video),
+            "--headless",
+            "--threads",
+            str(threads),
+            "--summary-json",
+            str(summary_path),
+            "--quiet",
+        ]
         if frame_labels is not None:
             command += ["--jsonl", str(jsonl_path)]
         watched: dict[str, int] = {}
@@ -142,7 +172,9 @@ def live_loop(model_file: Path, video: Path, frame_labels: np.ndarray | None, *,
         summary = json.loads(summary_path.read_text())
         stages = summary["stages"]
         out: dict[str, Any] = {
-            "fps": summary["fps"], "frames": summary["frames"], "threads": threads,
+            "fps": summary["fps"],
+            "frames": summary["frames"],
+            "threads": threads,
             "stage_ms": {name: stats["mean_ms"] for name, stats in stages.items()},
         }
         busy = sum(stats["mean_ms"] for name, stats in stages.items() if name != "capture")
@@ -151,8 +183,9 @@ def live_loop(model_file: Path, video: Path, frame_labels: np.ndarray | None, *,
         if viewer:
             out["viewer_jpegs"] = watched.get("jpegs", 0)
         if frame_labels is not None and labels is not None and jsonl_path.exists():
-            out.update(frame_scores([json.loads(line) for line in jsonl_path.read_text().splitlines()],
-                                    frame_labels, labels))
+            out.update(
+                frame_scores([json.loads(line) for line in jsonl_path.read_text().splitlines()], frame_labels, labels)
+            )
         return out
 
 
@@ -188,9 +221,10 @@ def frame_scores(records: list[dict[str, Any]], frame_labels: np.ndarray, labels
     truth = frame_labels[: len(records)]
     garment = [(r, labels[t]) for r, t in zip(records, truth) if t >= 0]
     empty = [r for r, t in zip(records, truth) if t < 0]
-    out: dict[str, Any] = {"frame_accuracy": float(np.mean([r["label"] == t for r, t in garment])) if garment else 0.0,
-                           "frame_top1_accuracy": float(np.mean([r["top"][0][0] == t for r, t in garment]))
-                           if garment else 0.0}
+    out: dict[str, Any] = {
+        "frame_accuracy": float(np.mean([r["label"] == t for r, t in garment])) if garment else 0.0,
+        "frame_top1_accuracy": float(np.mean([r["top"][0][0] == t for r, t in garment])) if garment else 0.0,
+    }
     if empty:
         out["empty_frames"] = len(empty)
         out["empty_labelled"] = float(np.mean([not r.get("unknown", False) for r in empty]))

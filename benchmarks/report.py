@@ -10,8 +10,23 @@ from typing import Any, Sequence
 
 from edge_common.files import atomic_write_bytes, atomic_write_text, dump_json
 
-ROW_FIELDS = ("model", "format", "threads", "size_bytes", "accuracy", "agreement", "latency_ms_p50", "latency_ms_p95",
-              "latency_ms_p99", "throughput_ips", "load_ms", "peak_rss_mb", "backend", "engine", "images")
+ROW_FIELDS = (
+    "model",
+    "format",
+    "threads",
+    "size_bytes",
+    "accuracy",
+    "agreement",
+    "latency_ms_p50",
+    "latency_ms_p95",
+    "latency_ms_p99",
+    "throughput_ips",
+    "load_ms",
+    "peak_rss_mb",
+    "backend",
+    "engine",
+    "images",
+)
 ACCURACY_TOLERANCE = 0.005  # "keeps accuracy": within 0.5 points of float
 
 
@@ -22,7 +37,8 @@ def pareto_front(points: Sequence[tuple[float, float]]) -> list[bool]:
     for i, (lat_i, acc_i) in enumerate(points):
         dominated = any(
             lat_j <= lat_i and acc_j >= acc_i and (lat_j < lat_i or acc_j > acc_i)
-            for j, (lat_j, acc_j) in enumerate(points) if j != i
+            for j, (lat_j, acc_j) in enumerate(points)
+            if j != i
         )
         flags.append(not dominated)
     return flags
@@ -46,27 +62,39 @@ def verdicts(rows: list[dict[str, Any]], int8_note: str, int8_fast: bool = False
     which a model where it did not must not repeat)."""
     out = {}
     for model in dict.fromkeys(r["model"] for r in rows):
-        candidates = [r for r in rows if r["model"] == model and r["format"] != "keras" and r.get("threads") == 1
-                      and r.get("latency_ms_p50") is not None and r.get("accuracy") is not None]
+        candidates = [
+            r
+            for r in rows
+            if r["model"] == model
+            and r["format"] != "keras"
+            and r.get("threads") == 1
+            and r.get("latency_ms_p50") is not None
+            and r.get("accuracy") is not None
+        ]
         if not candidates:
             continue
-        float_rows = [r for r in candidates if r["format"] == "tflite_float32"] or \
-            [r for r in candidates if r["format"].endswith("float32")]
+        float_rows = [r for r in candidates if r["format"] == "tflite_float32"] or [
+            r for r in candidates if r["format"].endswith("float32")
+        ]
         reference = float_rows[0]["accuracy"] if float_rows else max(r["accuracy"] for r in candidates)
         keeping = [r for r in candidates if r["accuracy"] >= reference - ACCURACY_TOLERANCE]
         best = min(keeping, key=lambda r: r["latency_ms_p50"])
-        text = (f"use {best['format']} on {best.get('engine') or best.get('backend')} ({_kb(best['size_bytes'])}, "
-                f"{best['latency_ms_p50'] * 1e3:.0f} us p50 at 1 thread, "
-                f"accuracy {100 * best['accuracy']:.2f}% vs float32 {100 * reference:.2f}%)")
+        text = (
+            f"use {best['format']} on {best.get('engine') or best.get('backend')} ({_kb(best['size_bytes'])}, "
+            f"{best['latency_ms_p50'] * 1e3:.0f} us p50 at 1 thread, "
+            f"accuracy {100 * best['accuracy']:.2f}% vs float32 {100 * reference:.2f}%)"
+        )
         by_format = {r["format"]: r for r in candidates if r["format"].startswith("tflite")}
         fp, q8 = by_format.get("tflite_float32"), by_format.get("tflite_int8")
         if fp and q8:
             ratio = q8["latency_ms_p50"] / fp["latency_ms_p50"]
             if ratio > 0.98 and int8_fast:
                 # The CPU's int8 instructions did not make this model faster: say so, not why int8 could win.
-                text += (f"; int8 TFLite is {_slower(ratio)}, although this CPU has int8 dot-product "
-                         "instructions: in a model this small, int8's fixed work (quantizing the input, "
-                         "dequantizing the output) outweighs its faster arithmetic")
+                text += (
+                    f"; int8 TFLite is {_slower(ratio)}, although this CPU has int8 dot-product "
+                    "instructions: in a model this small, int8's fixed work (quantizing the input, "
+                    "dequantizing the output) outweighs its faster arithmetic"
+                )
             elif ratio > 0.98:
                 text += f"; int8 TFLite is {_slower(ratio)}: {int8_note}"
             else:
@@ -79,22 +107,43 @@ def markdown(report: dict[str, Any]) -> str:
     env = report["environment"]
     cpu = env["cpu"]
     flags = ", ".join(k for k, v in cpu["flags"].items() if v) or "none"
-    lines = [f"# Benchmark ({report['mode']} mode)", "",
-             f"{cpu['model']} ({cpu['machine']}, {cpu['cores']} cores; {flags}), {env['os']}, Python {env['python']}; "
-             + ", ".join(f"{k} {v}" for k, v in env["versions"].items() if v), "",
-             f"Latency: batch 1 through edge_runtime after warm-up, median (p50) with p95/p99 over >= "
-             f"{report['settings']['min_runs']} runs and {report['settings']['min_seconds']} s, each file in its own "
-             "process. Accuracy: top-1 on " + report["settings"]["test_sets"] + ". Agreement: same top-1 as Keras.", "",
-             "| model | format | engine | thr | size | accuracy | agree | p50 ms | p95 ms | p99 ms | img/s | load ms "
-             "| RSS MB | pareto |",
-             "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|:-:|"]
+    lines = [
+        f"# Benchmark ({report['mode']} mode)",
+        "",
+        f"{cpu['model']} ({cpu['machine']}, {cpu['cores']} cores; {flags}), {env['os']}, Python {env['python']}; "
+        + ", ".join(f"{k} {v}" for k, v in env["versions"].items() if v),
+        "",
+        f"Latency: batch 1 through edge_runtime after warm-up, median (p50) with p95/p99 over >= "
+        f"{report['settings']['min_runs']} runs and {report['settings']['min_seconds']} s, each file in its own "
+        "process. Accuracy: top-1 on " + report["settings"]["test_sets"] + ". Agreement: same top-1 as Keras.",
+        "",
+        "| model | format | engine | thr | size | accuracy | agree | p50 ms | p95 ms | p99 ms | img/s | load ms "
+        "| RSS MB | pareto |",
+        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|:-:|",
+    ]
     for row in report["rows"]:
-        lines.append("| " + " | ".join([
-            row["model"], row["format"], _engine_short(row), "-" if row.get("threads") is None else str(row["threads"]),
-            _kb(row.get("size_bytes")),
-            _pct(row.get("accuracy")), _num(row.get("agreement"), 4), _num(row.get("latency_ms_p50"), 3),
-            _num(row.get("latency_ms_p95"), 3), _num(row.get("latency_ms_p99"), 3), _num(row.get("throughput_ips"), 0),
-            _num(row.get("load_ms"), 0), _num(row.get("peak_rss_mb"), 0), "*" if row.get("pareto") else ""]) + " |")
+        lines.append(
+            "| "
+            + " | ".join(
+                [
+                    row["model"],
+                    row["format"],
+                    _engine_short(row),
+                    "-" if row.get("threads") is None else str(row["threads"]),
+                    _kb(row.get("size_bytes")),
+                    _pct(row.get("accuracy")),
+                    _num(row.get("agreement"), 4),
+                    _num(row.get("latency_ms_p50"), 3),
+                    _num(row.get("latency_ms_p95"), 3),
+                    _num(row.get("latency_ms_p99"), 3),
+                    _num(row.get("throughput_ips"), 0),
+                    _num(row.get("load_ms"), 0),
+                    _num(row.get("peak_rss_mb"), 0),
+                    "*" if row.get("pareto") else "",
+                ]
+            )
+            + " |"
+        )
     lines += ["", "## Which file should I put on my device?", ""]
     lines += [f"- **{model}**: {text}" for model, text in report["verdicts"].items()]
     lines += ["", f"int8 on this CPU: {report['int8_note']}"]
@@ -103,12 +152,16 @@ def markdown(report: dict[str, Any]) -> str:
         lines += ["", "## Paired latency (both files in one process, alternating rounds, 1 thread)", ""]
         for entry in paired:
             if "verdict" not in entry:
-                lines.append(f"- {entry['model']} against {entry['baseline']}, {entry['format']}: failed: "
-                             f"{entry.get('error', 'no result')}")
+                lines.append(
+                    f"- {entry['model']} against {entry['baseline']}, {entry['format']}: failed: "
+                    f"{entry.get('error', 'no result')}"
+                )
                 continue
             a, b = entry["files"]
-            lines.append(f"- {entry['verdict']} ({a['p50_us_median']:.1f} against {b['p50_us_median']:.1f} us, "
-                         f"median of the rounds' p50)")
+            lines.append(
+                f"- {entry['verdict']} ({a['p50_us_median']:.1f} against {b['p50_us_median']:.1f} us, "
+                f"median of the rounds' p50)"
+            )
     e2e = report.get("end_to_end") or {}
     if e2e:
         lines += ["", f"## End to end: {e2e.get('model', 'camera_cnn')} on a 640x480 video (headless live loop)", ""]
@@ -117,8 +170,10 @@ def markdown(report: dict[str, Any]) -> str:
             lines.append(f"- video: {video['frames']} frames of {video['source']}")
         ceiling = e2e.get("capture_ceiling", {})
         if ceiling:
-            lines.append(f"- capture ceiling (decode + resize only): {ceiling['fps']:.0f} FPS "
-                         f"(decode {ceiling['decode_ms']:.2f} ms, resize {ceiling['resize_ms']:.3f} ms per frame)")
+            lines.append(
+                f"- capture ceiling (decode + resize only): {ceiling['fps']:.0f} FPS "
+                f"(decode {ceiling['decode_ms']:.2f} ms, resize {ceiling['resize_ms']:.3f} ms per frame)"
+            )
         for name, run in e2e.get("runtime", {}).items():
             if "error" in run:
                 lines.append(f"- {name}: failed: {run['error']}")
@@ -128,22 +183,28 @@ def markdown(report: dict[str, Any]) -> str:
             acc = f", frame accuracy {100 * run['frame_accuracy']:.1f}%" if "frame_accuracy" in run else ""
             if "empty_labelled" in run:
                 acc += f", empty frames given a label {100 * run['empty_labelled']:.1f}%"
-            lines.append(f"- {name}: {run['fps']:.0f} FPS{frac}{acc}; ms per frame: {stages}; runtime overhead "
-                         f"(all but inference, of the main loop's own work) "
-                         f"{100 * run['runtime_overhead_fraction']:.0f}%")
+            lines.append(
+                f"- {name}: {run['fps']:.0f} FPS{frac}{acc}; ms per frame: {stages}; runtime overhead "
+                f"(all but inference, of the main loop's own work) "
+                f"{100 * run['runtime_overhead_fraction']:.0f}%"
+            )
         keras = e2e.get("keras_predict")
         if keras:
-            lines.append(f"- tutorials' loop (Keras model.predict per frame): {keras['fps']:.1f} FPS "
-                         f"({keras['frame_ms']:.1f} ms per frame)")
+            lines.append(
+                f"- tutorials' loop (Keras model.predict per frame): {keras['fps']:.1f} FPS "
+                f"({keras['frame_ms']:.1f} ms per frame)"
+            )
         for name, ratio in e2e.get("speedup_vs_keras_predict", {}).items():
             lines.append(f"- {name} per-frame work is {ratio:.0f}x faster than model.predict on the same frames")
         view = e2e.get("live_view")
         if view:
-            lines.append(f"- live view (--serve), {view['file']}: {view['fps_no_viewer']:.0f} FPS with no viewer, "
-                         f"{view['fps_one_viewer']:.0f} with one reading the stream ({100 * view['fps_cost']:+.0f}% "
-                         f"cost; {view['jpegs_received']} JPEGs received); runtime overhead "
-                         f"{100 * view['overhead_no_viewer']:.0f}% and {100 * view['overhead_one_viewer']:.0f}% (two "
-                         "separate runs: the machine's drift is in the difference)")
+            lines.append(
+                f"- live view (--serve), {view['file']}: {view['fps_no_viewer']:.0f} FPS with no viewer, "
+                f"{view['fps_one_viewer']:.0f} with one reading the stream ({100 * view['fps_cost']:+.0f}% "
+                f"cost; {view['jpegs_received']} JPEGs received); runtime overhead "
+                f"{100 * view['overhead_no_viewer']:.0f}% and {100 * view['overhead_one_viewer']:.0f}% (two "
+                "separate runs: the machine's drift is in the difference)"
+            )
     lines += camera_markdown(report.get("camera_conditions") or {})
     if report.get("skipped"):
         lines += ["", "Skipped: " + "; ".join(report["skipped"])]
@@ -176,8 +237,15 @@ def camera_markdown(camera: dict[str, Any]) -> list[str]:
         return []
     from .camera import summary_lines
 
-    return ["", f"## {camera['model']} in front of a camera: {camera['photos']} held-out photos in 640x480 frames on "
-            f"{camera['backgrounds']}", "", "```", *summary_lines(camera), "```"]
+    return [
+        "",
+        f"## {camera['model']} in front of a camera: {camera['photos']} held-out photos in 640x480 frames on "
+        f"{camera['backgrounds']}",
+        "",
+        "```",
+        *summary_lines(camera),
+        "```",
+    ]
 
 
 def camera_plot(path: Path, camera: dict[str, Any]) -> bool:
@@ -196,12 +264,13 @@ def camera_plot(path: Path, camera: dict[str, Any]) -> bool:
     fig, ax = plt.subplots(figsize=(9, 4))
     width = 0.8 / len(files)
     for i, (file, row) in enumerate(files.items()):
-        values = [100 * (row["conditions"][n]["labelled"] if n == "background" else row["conditions"][n]["accuracy"])
-                  for n in names]
+        values = [
+            100 * (row["conditions"][n]["labelled"] if n == "background" else row["conditions"][n]["accuracy"])
+            for n in names
+        ]
         ax.bar([k + i * width for k in range(len(names))], values, width, label=file)
     ax.set_xticks([k + width * (len(files) - 1) / 2 for k in range(len(names))])
-    ax.set_xticklabels([n.replace("_", " ") if n != "background" else "empty:\nlabelled" for n in names],
-                       fontsize=8)
+    ax.set_xticklabels([n.replace("_", " ") if n != "background" else "empty:\nlabelled" for n in names], fontsize=8)
     ax.set_ylabel("% of frames")
     ax.set_ylim(0, 100)
     ax.grid(axis="y", alpha=0.3)
@@ -240,9 +309,16 @@ def pareto_plot(path: Path, rows: list[dict[str, Any]]) -> bool:
         for row in members:
             precision = row["format"].split("_")[-1]
             onnx = row["format"].startswith("onnx")
-            ax.scatter(row["latency_ms_p50"] * 1e3, 100 * row["accuracy"], marker=markers.get(precision, "o"), s=48,
-                       zorder=3, color="white" if onnx else colours[row["model"]], edgecolors=colours[row["model"]],
-                       linewidths=1.5)
+            ax.scatter(
+                row["latency_ms_p50"] * 1e3,
+                100 * row["accuracy"],
+                marker=markers.get(precision, "o"),
+                s=48,
+                zorder=3,
+                color="white" if onnx else colours[row["model"]],
+                edgecolors=colours[row["model"]],
+                linewidths=1.5,
+            )
         xs = [r["latency_ms_p50"] * 1e3 for r in members]
         ys = [100 * r["accuracy"] for r in members]
         x_low, x_high = _log_limits(min(xs), max(xs))
@@ -261,11 +337,25 @@ def pareto_plot(path: Path, rows: list[dict[str, Any]]) -> bool:
             _label(ax, model, best["latency_ms_p50"] * 1e3, 100 * best["accuracy"], limits, 8, colours[model])
         front = sorted((r for r in members if r.get("pareto")), key=lambda r: r["latency_ms_p50"])
         if front:
-            ax.step([r["latency_ms_p50"] * 1e3 for r in front], [100 * r["accuracy"] for r in front], where="post",
-                    color="black", linewidth=0.8, zorder=2)
+            ax.step(
+                [r["latency_ms_p50"] * 1e3 for r in front],
+                [100 * r["accuracy"] for r in front],
+                where="post",
+                color="black",
+                linewidth=0.8,
+                zorder=2,
+            )
             for row in front:
-                _label(ax, row["format"], row["latency_ms_p50"] * 1e3, 100 * row["accuracy"], limits, 6, "black",
-                       below=True)
+                _label(
+                    ax,
+                    row["format"],
+                    row["latency_ms_p50"] * 1e3,
+                    100 * row["accuracy"],
+                    limits,
+                    6,
+                    "black",
+                    below=True,
+                )
         ax.xaxis.set_major_locator(FixedLocator(_one_two_five(x_low, x_high)))
         ax.xaxis.set_major_formatter(FuncFormatter(lambda value, _: _microseconds(value)))
         ax.xaxis.set_minor_formatter(NullFormatter())
@@ -276,9 +366,11 @@ def pareto_plot(path: Path, rows: list[dict[str, Any]]) -> bool:
         ax.grid(alpha=0.3, which="both")
 
     handles = [Line2D([], [], marker=m, linestyle="", color="grey", label=p) for p, m in markers.items()]
-    handles += [Line2D([], [], marker="o", linestyle="", color="grey", label="TFLite (filled)"),
-                Line2D([], [], marker="o", linestyle="", markerfacecolor="white", color="grey", label="ONNX (hollow)"),
-                Line2D([], [], color="black", linewidth=0.8, label="Pareto front")]
+    handles += [
+        Line2D([], [], marker="o", linestyle="", color="grey", label="TFLite (filled)"),
+        Line2D([], [], marker="o", linestyle="", markerfacecolor="white", color="grey", label="ONNX (hollow)"),
+        Line2D([], [], color="black", linewidth=0.8, label="Pareto front"),
+    ]
     fig.legend(handles=handles, loc="lower center", ncol=len(handles), fontsize=8, frameon=False)
     fig.suptitle("Accuracy against latency: which file is worth its milliseconds")
     fig.tight_layout(rect=(0, 0.06, 1, 1))
@@ -289,15 +381,30 @@ def pareto_plot(path: Path, rows: list[dict[str, Any]]) -> bool:
     return True
 
 
-def _label(ax: Any, text: str, x: float, y: float, limits: tuple[float, float, float], size: int, colour: Any,
-           below: bool = False) -> None:
+def _label(
+    ax: Any,
+    text: str,
+    x: float,
+    y: float,
+    limits: tuple[float, float, float],
+    size: int,
+    colour: Any,
+    below: bool = False,
+) -> None:
     """A point's name, pointing inwards so it stays inside the axes wherever the point is."""
     x_low, x_high, near_top = limits
     right = math.log(x / x_low) > 0.6 * math.log(x_high / x_low)
     top = y > near_top  # a name above a point at the top would leave the axes: it goes below, formats lower still
     dy = (-20 if top else -10) if below else (-10 if top else 6)
-    ax.annotate(text, (x, y), fontsize=size, color=colour, textcoords="offset points",
-                xytext=(-6 if right else 6, dy), ha="right" if right else "left")
+    ax.annotate(
+        text,
+        (x, y),
+        fontsize=size,
+        color=colour,
+        textcoords="offset points",
+        xytext=(-6 if right else 6, dy),
+        ha="right" if right else "left",
+    )
 
 
 def _log_limits(low: float, high: float) -> tuple[float, float]:
@@ -312,7 +419,7 @@ def _one_two_five(low: float, high: float) -> list[float]:
     ticks = []
     for exponent in range(math.floor(math.log10(low)) - 1, math.ceil(math.log10(high)) + 1):
         for mantissa in (1, 2, 5):
-            value = mantissa * 10.0 ** exponent
+            value = mantissa * 10.0**exponent
             if low <= value <= high:
                 ticks.append(value)
     return ticks

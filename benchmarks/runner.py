@@ -48,8 +48,11 @@ def run(config: BenchConfig) -> dict[str, Any]:
     partial = {} if config.fresh else _load_partial(partial_path, config, env)
     keras_ok = config.mode != "device" and "keras" in config.formats and _has_tensorflow()
     if "keras" in config.formats and not keras_ok:
-        skipped.append("Keras rows and the model.predict baseline (TensorFlow is not installed here)"
-                       if config.mode == "device" or not _has_tensorflow() else "Keras rows")
+        skipped.append(
+            "Keras rows and the model.predict baseline (TensorFlow is not installed here)"
+            if config.mode == "device" or not _has_tensorflow()
+            else "Keras rows"
+        )
 
     steps = sum(_file_steps(t, config) + (1 if keras_ok and t.keras_file else 0) for t in targets)
     pairs = _pairs(targets)
@@ -82,9 +85,13 @@ def run(config: BenchConfig) -> dict[str, Any]:
         "mode": config.mode,
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "environment": env,
-        "settings": {"threads": list(config.threads), "min_seconds": config.min_seconds, "min_runs": config.min_runs,
-                     "eval_limit": config.eval_limit,
-                     "test_sets": "; ".join(f"{k}: {v}" for k, v in test_sets.items()) or "none"},
+        "settings": {
+            "threads": list(config.threads),
+            "min_seconds": config.min_seconds,
+            "min_runs": config.min_runs,
+            "eval_limit": config.eval_limit,
+            "test_sets": "; ".join(f"{k}: {v}" for k, v in test_sets.items()) or "none",
+        },
         "rows": rows,
         "paired": compared,
         "end_to_end": end_to_end,
@@ -104,8 +111,10 @@ def run(config: BenchConfig) -> dict[str, Any]:
 
 # --- measuring ---------------------------------------------------------------------------------
 
-def _measure_target(target: ModelTarget, config: BenchConfig, keras_ok: bool, tmp: Path, progress: Progress,
-                    skipped: list[str]) -> tuple[list[dict[str, Any]], str]:
+
+def _measure_target(
+    target: ModelTarget, config: BenchConfig, keras_ok: bool, tmp: Path, progress: Progress, skipped: list[str]
+) -> tuple[list[dict[str, Any]], str]:
     images_path, labels_path, test_name = _save_test_set(target, config, tmp, skipped)
     reference_path = None
     rows = []
@@ -120,9 +129,22 @@ def _measure_target(target: ModelTarget, config: BenchConfig, keras_ok: bool, tm
         accuracy_row: dict[str, Any] | None = None
         for threads in config.threads:
             progress.step(f"{target.name} {name} {backend} threads={threads}")
-            command = [sys.executable, "-m", "benchmarks.worker", str(path), "--threads", str(threads),
-                       "--backend", backend, "--min-seconds", str(config.min_seconds), "--min-runs",
-                       str(config.min_runs), "--batch", "8" if config.quick else "32"]
+            command = [
+                sys.executable,
+                "-m",
+                "benchmarks.worker",
+                str(path),
+                "--threads",
+                str(threads),
+                "--backend",
+                backend,
+                "--min-seconds",
+                str(config.min_seconds),
+                "--min-runs",
+                str(config.min_runs),
+                "--batch",
+                "8" if config.quick else "32",
+            ]
             # Accuracy does not depend on the thread count: it is measured once per file.
             if images_path is not None and accuracy_row is None:
                 command += ["--images", str(images_path), "--labels", str(labels_path)]
@@ -132,10 +154,21 @@ def _measure_target(target: ModelTarget, config: BenchConfig, keras_ok: bool, tm
             if accuracy_row is None and "accuracy" in measured:
                 accuracy_row = measured
             elif accuracy_row is not None:
-                measured.update({key: accuracy_row[key] for key in ("accuracy", "agreement", "images")
-                                 if key in accuracy_row}, accuracy_measured_at_threads=accuracy_row["threads"])
-            rows.append({"model": target.name, "format": name, "threads": threads, "size_bytes": path.stat().st_size,
-                         "file": str(path), "sha256": sha256_file(path), **measured})
+                measured.update(
+                    {key: accuracy_row[key] for key in ("accuracy", "agreement", "images") if key in accuracy_row},
+                    accuracy_measured_at_threads=accuracy_row["threads"],
+                )
+            rows.append(
+                {
+                    "model": target.name,
+                    "format": name,
+                    "threads": threads,
+                    "size_bytes": path.stat().st_size,
+                    "file": str(path),
+                    "sha256": sha256_file(path),
+                    **measured,
+                }
+            )
     return rows, test_name
 
 
@@ -146,8 +179,11 @@ def _file_engines(target: ModelTarget) -> list[tuple[str, Path, str]]:
 
     out = []
     for name, path in target.files.items():
-        engines = ["onnxruntime"] + (["openvino"] if available("openvino") else []) \
-            if Path(path).suffix == ".onnx" else ["auto"]
+        engines = (
+            ["onnxruntime"] + (["openvino"] if available("openvino") else [])
+            if Path(path).suffix == ".onnx"
+            else ["auto"]
+        )
         out += [(name, path, backend) for backend in engines]
     return out
 
@@ -161,9 +197,13 @@ def _pairs(targets: list[ModelTarget]) -> list[tuple[ModelTarget, ModelTarget, s
     from .paired import PAIRS
 
     by_name = {target.name: target for target in targets}
-    return [(by_name[model], by_name[baseline], fmt) for model, baseline, fmt_list in PAIRS
-            if model in by_name and baseline in by_name for fmt in fmt_list
-            if fmt in by_name[model].files and fmt in by_name[baseline].files]
+    return [
+        (by_name[model], by_name[baseline], fmt)
+        for model, baseline, fmt_list in PAIRS
+        if model in by_name and baseline in by_name
+        for fmt in fmt_list
+        if fmt in by_name[model].files and fmt in by_name[baseline].files
+    ]
 
 
 def _paired(pair: tuple[ModelTarget, ModelTarget, str], config: BenchConfig, progress: Progress) -> dict[str, Any]:
@@ -174,16 +214,31 @@ def _paired(pair: tuple[ModelTarget, ModelTarget, str], config: BenchConfig, pro
     model, baseline, fmt = pair
     progress.step(f"paired: {model.name} against {baseline.name}, {fmt}")
     rounds, block = (6, 0.2) if config.quick else (20, 0.5)
-    measured = run_json([sys.executable, "-m", "benchmarks.paired", str(model.files[fmt]), str(baseline.files[fmt]),
-                          "--threads", "1", "--rounds", str(rounds), "--block-seconds", str(block), "--json"])
+    measured = run_json(
+        [
+            sys.executable,
+            "-m",
+            "benchmarks.paired",
+            str(model.files[fmt]),
+            str(baseline.files[fmt]),
+            "--threads",
+            "1",
+            "--rounds",
+            str(rounds),
+            "--block-seconds",
+            str(block),
+            "--json",
+        ]
+    )
     entry = {"model": model.name, "baseline": baseline.name, "format": fmt, **measured}
     if "pairs" in measured:
         entry["verdict"] = verdict(measured["pairs"][0], rounds, f"{model.name} {fmt}", f"{baseline.name} {fmt}")
     return entry
 
 
-def _save_test_set(target: ModelTarget, config: BenchConfig, tmp: Path,
-                   skipped: list[str]) -> tuple[Path | None, Path | None, str]:
+def _save_test_set(
+    target: ModelTarget, config: BenchConfig, tmp: Path, skipped: list[str]
+) -> tuple[Path | None, Path | None, str]:
     from train import evalsets
 
     if target.dataset is None:
@@ -193,8 +248,9 @@ def _save_test_set(target: ModelTarget, config: BenchConfig, tmp: Path,
         if target.run is not None:
             test = target.run.test_set(data_dir=config.data_dir, limit=config.eval_limit)
         else:  # device mode: the registry model's standard test set
-            test = evalsets.test_set(target.dataset, target.input_spec, data_dir=config.data_dir,
-                                     limit=config.eval_limit)
+            test = evalsets.test_set(
+                target.dataset, target.input_spec, data_dir=config.data_dir, limit=config.eval_limit
+            )
     except DatasetError as exc:
         skipped.append(f"{target.name} accuracy ({exc})")
         return None, None, "none"
@@ -206,11 +262,29 @@ def _save_test_set(target: ModelTarget, config: BenchConfig, tmp: Path,
 
 def _keras_row(target: ModelTarget, images: Path, labels: Path, reference: Path, config: BenchConfig) -> dict[str, Any]:
     assert target.keras_file is not None  # the caller measures Keras only where the run has its model
-    command = [sys.executable, "-m", "benchmarks.keras_worker", str(target.keras_file), "--images", str(images),
-               "--labels", str(labels), "--predictions", str(reference), "--calls", "5" if config.quick else "30"]
+    command = [
+        sys.executable,
+        "-m",
+        "benchmarks.keras_worker",
+        str(target.keras_file),
+        "--images",
+        str(images),
+        "--labels",
+        str(labels),
+        "--predictions",
+        str(reference),
+        "--calls",
+        "5" if config.quick else "30",
+    ]
     measured = run_json(command, timeout=900)
-    return {"model": target.name, "format": "keras", "threads": None, "size_bytes": target.keras_file.stat().st_size,
-            "file": str(target.keras_file), **measured}
+    return {
+        "model": target.name,
+        "format": "keras",
+        "threads": None,
+        "size_bytes": target.keras_file.stat().st_size,
+        "file": str(target.keras_file),
+        **measured,
+    }
 
 
 # The camera model the end-to-end pipeline runs: the real-photo model when it is measured, else the
@@ -235,8 +309,17 @@ def _int8_ratios(rows: list[dict[str, Any]]) -> dict[str, float]:
     ratios = {}
     for row in rows:
         if row["format"] == "tflite_int8" and row.get("threads") == 1 and row.get("latency_ms_p50"):
-            base = next((r for r in rows if r["model"] == row["model"] and r["format"] == "tflite_float32"
-                         and r.get("threads") == 1 and r.get("latency_ms_p50")), None)
+            base = next(
+                (
+                    r
+                    for r in rows
+                    if r["model"] == row["model"]
+                    and r["format"] == "tflite_float32"
+                    and r.get("threads") == 1
+                    and r.get("latency_ms_p50")
+                ),
+                None,
+            )
             if base:
                 ratios[row["model"]] = row["latency_ms_p50"] / base["latency_ms_p50"]
     return ratios
@@ -274,5 +357,3 @@ def _save_partial(path: Path, models: dict[str, Any], config: BenchConfig, env: 
 def _fingerprint(config: BenchConfig, env: dict[str, Any]) -> str:
     settings = {k: v for k, v in asdict(config).items() if k not in ("fresh", "models", "reports_dir")}
     return hashlib.sha256(json.dumps([settings, env["cpu"], env["versions"]], sort_keys=True).encode()).hexdigest()[:16]
-
-

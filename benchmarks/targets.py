@@ -57,19 +57,28 @@ def run_targets(config: BenchConfig, skipped: list[str]) -> list[ModelTarget]:
         # Quick runs accept deploy files that are current for this model.keras whatever settings made
         # them, so a quick benchmark never replaces fully verified files with quickly checked ones.
         shipped = models.get(name).formats or deployable  # a model is measured in the formats it ships
-        report_ = convert(ConvertConfig(model=name, runs_dir=config.runs_dir,
-                                        formats=tuple(f for f in deployable if f in shipped),
-                                        data_dir=config.data_dir, eval_limit=config.eval_limit,
-                                        opencv_check=0 if config.quick else 500, gates=not config.quick,
-                                        accept_existing=config.quick))
+        report_ = convert(
+            ConvertConfig(
+                model=name,
+                runs_dir=config.runs_dir,
+                formats=tuple(f for f in deployable if f in shipped),
+                data_dir=config.data_dir,
+                eval_limit=config.eval_limit,
+                opencv_check=0 if config.quick else 500,
+                gates=not config.quick,
+                accept_existing=config.quick,
+            )
+        )
         run = RunFolder.open(run_dir)
         target = ModelTarget(name, report_.deploy_dir, run.input_spec, run.labels, run.dataset, run.model_file, run)
         for result in report_.results:
             if result.status == "ok" and result.format in deployable:
                 target.files[result.format] = report_.deploy_dir / result.file
             elif result.status != "ok":
-                skipped.append(f"{name}/{result.format} "
-                               f"({'failed its conversion gate' if result.status == 'rejected' else result.gate})")
+                skipped.append(
+                    f"{name}/{result.format} "
+                    f"({'failed its conversion gate' if result.status == 'rejected' else result.gate})"
+                )
         targets.append(target)
         for size in () if config.quick else models.get(name).bench_sizes:
             targets.append(size_variant(run, size, config))
@@ -92,11 +101,19 @@ def size_variant(run: Any, size: int, config: BenchConfig) -> ModelTarget:
     recorded = runfolder.read_metrics(folder)
     if recorded.get("source_keras_sha256") != source_sha or not (folder / runfolder.MODEL_FILE).is_file():
         export_variant(run, size, folder, source_sha)
-    report_ = convert(ConvertConfig(model=str(folder), formats=VARIANT_FORMATS, data_dir=config.data_dir,
-                                    opencv_check=0, gates=True))
+    report_ = convert(
+        ConvertConfig(model=str(folder), formats=VARIANT_FORMATS, data_dir=config.data_dir, opencv_check=0, gates=True)
+    )
     variant = RunFolder.open(folder)
-    target = ModelTarget(variant.model, report_.deploy_dir, variant.input_spec, variant.labels, variant.dataset,
-                         variant.model_file, variant)
+    target = ModelTarget(
+        variant.model,
+        report_.deploy_dir,
+        variant.input_spec,
+        variant.labels,
+        variant.dataset,
+        variant.model_file,
+        variant,
+    )
     target.files = {r.format: report_.deploy_dir / r.file for r in report_.results if r.status == "ok"}
     return target
 
@@ -109,13 +126,28 @@ def export_variant(run: Any, size: int, folder: Path, source_sha: str) -> None:
     trained = keras.saving.load_model(run.model_file, safe_mode=True, compile=False)
     spec = replace(run.input_spec, height=size, width=size)
     registry = models.get(run.model)
-    variant = models.build_model(registry, len(run.labels), input_spec=spec, backbone=run.config.get("backbone"),
-                                 dropout=run.config.get("dropout") or 0.0)
+    variant = models.build_model(
+        registry,
+        len(run.labels),
+        input_spec=spec,
+        backbone=run.config.get("backbone"),
+        dropout=run.config.get("dropout") or 0.0,
+    )
     for layer in variant.layers:
         layer.set_weights(trained.get_layer(layer.name).get_weights())
-    runfolder.write_run(folder, variant, run.labels, {**run.config, "model": f"{run.model}_{size}", "input_size": size},
-                        {"model": f"{run.model}_{size}", "dataset": run.dataset, "input": spec.to_dict(),
-                         "source_keras_sha256": source_sha, "note": f"{run.model}'s weights at {size}x{size}"})
+    runfolder.write_run(
+        folder,
+        variant,
+        run.labels,
+        {**run.config, "model": f"{run.model}_{size}", "input_size": size},
+        {
+            "model": f"{run.model}_{size}",
+            "dataset": run.dataset,
+            "input": spec.to_dict(),
+            "source_keras_sha256": source_sha,
+            "note": f"{run.model}'s weights at {size}x{size}",
+        },
+    )
 
 
 def device_targets(config: BenchConfig) -> list[ModelTarget]:

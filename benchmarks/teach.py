@@ -34,15 +34,19 @@ from edge_runtime.accelerators import MAX_THREADS
 class TeachBenchConfig:
     """Options of ``python -m benchmarks.teach``."""
 
-    extractor: str | None = option(help="the feature extractor file (default: the shipped one in the runs folder)",
-                                   metavar="FILE")
-    shots: tuple[int, ...] = option((1, 5, 10, 20, 0), "shots a class to measure (0: every training photo)",
-                                    bounds=(0, None))
+    extractor: str | None = option(
+        help="the feature extractor file (default: the shipped one in the runs folder)", metavar="FILE"
+    )
+    shots: tuple[int, ...] = option(
+        (1, 5, 10, 20, 0), "shots a class to measure (0: every training photo)", bounds=(0, None)
+    )
     draws: int = option(5, "seeded draws of the photos for each number of shots", bounds=(1, 100))
-    others: str | None = option(help="a folder of photos of other things: the share accepted is reported",
-                                metavar="DIR")
-    limit: int | None = option(help="use the first N training and held-out photos a class (quick runs)",
-                               bounds=(1, None))
+    others: str | None = option(
+        help="a folder of photos of other things: the share accepted is reported", metavar="DIR"
+    )
+    limit: int | None = option(
+        help="use the first N training and held-out photos a class (quick runs)", bounds=(1, None)
+    )
     teach_photos: int = option(20, "photos a class for the timed teach run (10 classes)", bounds=(1, 1000))
     threads: int = option(2, "interpreter threads", bounds=(1, MAX_THREADS))
     reports_dir: str | None = option(help="where teach.json and teach.md go (default: reports/ in the checkout)")
@@ -89,8 +93,11 @@ def measure(config: TeachBenchConfig, root: Path) -> dict[str, Any]:
         plain = _features(extractor, train_paths, False)
         mirrored = _features(extractor, train_paths, True)
         test = _features(extractor, test_paths, False)
-        others = _features(extractor, sorted(p for p in Path(config.others).rglob("*") if p.is_file()), False) \
-            if config.others else None
+        others = (
+            _features(extractor, sorted(p for p in Path(config.others).rglob("*") if p.is_file()), False)
+            if config.others
+            else None
+        )
         source = f"{extractor.metadata.model} ({extractor.metadata.format}, {extractor.backend_name})"
     feature_seconds = time.perf_counter() - started
     rows: dict[str, Any] = {}
@@ -99,24 +106,43 @@ def measure(config: TeachBenchConfig, root: Path) -> dict[str, Any]:
             runs = []
             for draw in range(config.draws if shots else 1):
                 rng = np.random.default_rng(draw)
-                chosen = np.concatenate([rng.permutation(np.flatnonzero(train_y == k))[:shots or None]
-                                         for k in range(len(classes))])
+                chosen = np.concatenate(
+                    [rng.permutation(np.flatnonzero(train_y == k))[: shots or None] for k in range(len(classes))]
+                )
                 features = np.concatenate([plain[chosen], mirrored[chosen]])
-                head = fit(features, np.concatenate([train_y[chosen]] * 2), len(classes), method=method,
-                           groups=np.concatenate([chosen, chosen]))
-                run = {"accuracy": float(np.mean(np.argmax(head.probabilities(test), 1) == test_y)),
-                       "in_class_accepted": float(np.mean(head.unknown_scores(test) <= head.threshold))}
+                head = fit(
+                    features,
+                    np.concatenate([train_y[chosen]] * 2),
+                    len(classes),
+                    method=method,
+                    groups=np.concatenate([chosen, chosen]),
+                )
+                run = {
+                    "accuracy": float(np.mean(np.argmax(head.probabilities(test), 1) == test_y)),
+                    "in_class_accepted": float(np.mean(head.unknown_scores(test) <= head.threshold)),
+                }
                 if others is not None:
                     run["others_accepted"] = float(np.mean(head.unknown_scores(others) <= head.threshold))
                 runs.append(run)
             rows[f"{shots or 'all'}/{method}"] = {
-                "shots": shots or "all", "head": method, "draws": len(runs),
-                **{key: {"mean": float(np.mean([r[key] for r in runs])), "std": float(np.std([r[key] for r in runs]))}
-                   for key in runs[0]}}
-    return {"extractor": source, "classes": len(classes), "train_photos": len(train_paths),
-            "test_photos": len(test_paths), "others": None if others is None else len(others),
-            "feature_seconds": round(feature_seconds, 1), "results": rows,
-            "teach_run": _timed_teach(config, train_paths, train_y, classes)}
+                "shots": shots or "all",
+                "head": method,
+                "draws": len(runs),
+                **{
+                    key: {"mean": float(np.mean([r[key] for r in runs])), "std": float(np.std([r[key] for r in runs]))}
+                    for key in runs[0]
+                },
+            }
+    return {
+        "extractor": source,
+        "classes": len(classes),
+        "train_photos": len(train_paths),
+        "test_photos": len(test_paths),
+        "others": None if others is None else len(others),
+        "feature_seconds": round(feature_seconds, 1),
+        "results": rows,
+        "teach_run": _timed_teach(config, train_paths, train_y, classes),
+    }
 
 
 def _timed_teach(config: TeachBenchConfig, paths: list[Path], labels: np.ndarray, classes: list[str]) -> dict:
@@ -126,36 +152,59 @@ def _timed_teach(config: TeachBenchConfig, paths: list[Path], labels: np.ndarray
         count = 0
         for k, name in enumerate(classes):
             (folder / name).mkdir(parents=True)
-            for path in [p for p, y in zip(paths, labels) if y == k][:config.teach_photos]:
+            for path in [p for p, y in zip(paths, labels) if y == k][: config.teach_photos]:
                 os.symlink(path.resolve(), folder / name / path.name)
                 count += 1
         output = Path(tmp) / f"taught{Path(extractor_file(config)).suffix}"  # the extractor's kind
-        command = [sys.executable, "-m", "edge_runtime", "teach", "--quiet", "--extractor", extractor_file(config),
-                   "--examples", str(folder), "--output", str(output), "--threads", str(config.threads)]
+        command = [
+            sys.executable,
+            "-m",
+            "edge_runtime",
+            "teach",
+            "--quiet",
+            "--extractor",
+            extractor_file(config),
+            "--examples",
+            str(folder),
+            "--output",
+            str(output),
+            "--threads",
+            str(config.threads),
+        ]
         started = time.perf_counter()
         result = subprocess.run(command, capture_output=True, text=True, timeout=900)
         seconds = time.perf_counter() - started
         if result.returncode != 0:
             raise EdgeError(f"the timed teach run failed: {(result.stderr.strip().splitlines() or ['?'])[-1]}")
-        return {"photos": count, "seconds": round(seconds, 2), "threads": config.threads,
-                "said": result.stdout.strip()}
+        return {"photos": count, "seconds": round(seconds, 2), "threads": config.threads, "said": result.stdout.strip()}
 
 
 def markdown(report: dict[str, Any], machine: str) -> str:
-    lines = [f"# Teaching on the device ({report['classes']} classes, {report['test_photos']} held-out photos)", "",
-             f"Extractor: {report['extractor']}. Machine: {machine}.", "",
-             "| shots a class | head | accuracy | held-out accepted | others accepted |", "|---|---|---|---|---|"]
+    lines = [
+        f"# Teaching on the device ({report['classes']} classes, {report['test_photos']} held-out photos)",
+        "",
+        f"Extractor: {report['extractor']}. Machine: {machine}.",
+        "",
+        "| shots a class | head | accuracy | held-out accepted | others accepted |",
+        "|---|---|---|---|---|",
+    ]
     for row in report["results"].values():
         others = row.get("others_accepted")
         shown = f"{100 * others['mean']:.1f} ± {100 * others['std']:.1f}%" if others else "-"
-        lines.append(f"| {row['shots']} | {row['head']} | {100 * row['accuracy']['mean']:.1f} ± "
-                     f"{100 * row['accuracy']['std']:.1f}% | {100 * row['in_class_accepted']['mean']:.1f}% | "
-                     f"{shown} |")
+        lines.append(
+            f"| {row['shots']} | {row['head']} | {100 * row['accuracy']['mean']:.1f} ± "
+            f"{100 * row['accuracy']['std']:.1f}% | {100 * row['in_class_accepted']['mean']:.1f}% | "
+            f"{shown} |"
+        )
     run = report["teach_run"]
-    lines += ["", f"Mean ± standard deviation over {max(r['draws'] for r in report['results'].values())} seeded "
-              "draws; each photo is also learnt mirrored.", "",
-              f"`edge-classify teach` on {run['photos']} photos: {run['seconds']} s end to end "
-              f"({run['threads']} threads, process start included)."]
+    lines += [
+        "",
+        f"Mean ± standard deviation over {max(r['draws'] for r in report['results'].values())} seeded "
+        "draws; each photo is also learnt mirrored.",
+        "",
+        f"`edge-classify teach` on {run['photos']} photos: {run['seconds']} s end to end "
+        f"({run['threads']} threads, process start included).",
+    ]
     return "\n".join(lines) + "\n"
 
 

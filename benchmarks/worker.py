@@ -34,8 +34,9 @@ def peak_rss_mb() -> float:
     return peak / (1024 * 1024) if sys.platform == "darwin" else peak / 1024
 
 
-def batch1_seconds(classifier: Any, tensor: np.ndarray, seconds: float, min_runs: int,
-                   max_runs: int = 200_000) -> np.ndarray:
+def batch1_seconds(
+    classifier: Any, tensor: np.ndarray, seconds: float, min_runs: int, max_runs: int = 200_000
+) -> np.ndarray:
     """Batch-1 latency of the interpreter call as an application sees it (set input, invoke, read):
     one time per call, for at least ``seconds`` and ``min_runs`` calls."""
     timings: list[float] = []
@@ -47,9 +48,18 @@ def batch1_seconds(classifier: Any, tensor: np.ndarray, seconds: float, min_runs
     return np.asarray(timings)
 
 
-def measure(path: str, threads: int, images: np.ndarray | None, labels: np.ndarray | None,
-            reference: np.ndarray | None, min_seconds: float, min_runs: int, batch: int, backend: str = "auto",
-            accelerator: str = "auto") -> dict:
+def measure(
+    path: str,
+    threads: int,
+    images: np.ndarray | None,
+    labels: np.ndarray | None,
+    reference: np.ndarray | None,
+    min_seconds: float,
+    min_runs: int,
+    batch: int,
+    backend: str = "auto",
+    accelerator: str = "auto",
+) -> dict:
     from edge_runtime.classifier import Classifier
     from edge_runtime.preprocess import to_input_tensor
 
@@ -58,9 +68,15 @@ def measure(path: str, threads: int, images: np.ndarray | None, labels: np.ndarr
     probe = np.zeros(classifier.input_spec.shape[1:], np.uint8)
     classifier.infer(to_input_tensor(probe[None], classifier.input_spec))
     load_ms = (time.perf_counter() - started) * 1e3
-    result = {"load_ms": load_ms, "peak_rss_mb": peak_rss_mb(), "backend": classifier.backend.name,
-              "backend_version": classifier.backend.version, "engine": classifier.engine,
-              "accelerator": classifier.backend.accelerator, "threads": threads}
+    result = {
+        "load_ms": load_ms,
+        "peak_rss_mb": peak_rss_mb(),
+        "backend": classifier.backend.name,
+        "backend_version": classifier.backend.version,
+        "engine": classifier.engine,
+        "accelerator": classifier.backend.accelerator,
+        "threads": threads,
+    }
     spec = classifier.input_spec
     if images is not None and len(images):
         # The accuracy pass doubles as warm-up for the latency runs that follow.
@@ -78,9 +94,14 @@ def measure(path: str, threads: int, images: np.ndarray | None, labels: np.ndarr
         for _ in range(50):
             classifier.infer(sample)
     ms = batch1_seconds(classifier, sample, min_seconds, min_runs) * 1e3
-    result.update(latency_ms_p50=float(np.percentile(ms, 50)), latency_ms_p95=float(np.percentile(ms, 95)),
-                  latency_ms_p99=float(np.percentile(ms, 99)), latency_ms_mean=float(ms.mean()),
-                  latency_ms_min=float(ms.min()), latency_runs=int(len(ms)))
+    result.update(
+        latency_ms_p50=float(np.percentile(ms, 50)),
+        latency_ms_p95=float(np.percentile(ms, 95)),
+        latency_ms_p99=float(np.percentile(ms, 99)),
+        latency_ms_mean=float(ms.mean()),
+        latency_ms_min=float(ms.min()),
+        latency_runs=int(len(ms)),
+    )
     # Throughput: a batch of frames through the full predict path (preprocess included).
     frames = [probe] * batch if images is None or not len(images) else list(images[:batch])
     frames = (frames * ((batch + len(frames) - 1) // len(frames)))[:batch]
@@ -115,8 +136,18 @@ def main(argv: list[str] | None = None) -> int:
         images = np.load(args.images, mmap_mode="r") if args.images else None
         labels = np.load(args.labels) if args.labels else None
         reference = np.load(args.reference) if args.reference else None
-        result = measure(args.model, args.threads, images, labels, reference, args.min_seconds, args.min_runs,
-                         args.batch, args.backend, args.accelerator)
+        result = measure(
+            args.model,
+            args.threads,
+            images,
+            labels,
+            reference,
+            args.min_seconds,
+            args.min_runs,
+            args.batch,
+            args.backend,
+            args.accelerator,
+        )
     except EdgeError as exc:
         print(json.dumps({"error": one_line(exc)}))
         return exc.exit_code

@@ -56,9 +56,14 @@ class Check:
     output_kind: str = "probabilities"  # "logits": the model has no softmax; the runtime applies it
 
 
-def run_in_runtime(path: Path, labels: tuple[str, ...], input_spec: InputSpec, images: np.ndarray,
-                    unknown: UnknownSpec | None, output_kind: str = "probabilities",
-                    ) -> tuple[np.ndarray, np.ndarray | None, InputSpec, OutputSpec, str]:
+def run_in_runtime(
+    path: Path,
+    labels: tuple[str, ...],
+    input_spec: InputSpec,
+    images: np.ndarray,
+    unknown: UnknownSpec | None,
+    output_kind: str = "probabilities",
+) -> tuple[np.ndarray, np.ndarray | None, InputSpec, OutputSpec, str]:
     """Probabilities (and out-of-class scores) of every image through the device runtime, and the
     file's tensor contract."""
     with Classifier.open(path, labels=labels, input_spec=input_spec, output_kind=output_kind) as classifier:
@@ -72,13 +77,21 @@ def run_in_runtime(path: Path, labels: tuple[str, ...], input_spec: InputSpec, i
         if unknown is not None and extra is not None:
             unknown = replace(unknown, dtype=extra.dtype, quantization=quantization(extra))
         output_spec = OutputSpec(kind=output_kind, dtype=out.dtype, quantization=quantization(out), unknown=unknown)
-        return (probs, scores, classifier.input_spec, output_spec,
-                f"{classifier.backend.name} {classifier.backend.version}")
+        return (
+            probs,
+            scores,
+            classifier.input_spec,
+            output_spec,
+            f"{classifier.backend.name} {classifier.backend.version}",
+        )
 
 
 def quantization(tensor: Any) -> Quantization | None:
-    return Quantization(tensor.scale, tensor.zero_point) if tensor.dtype in ("int8", "uint8") and tensor.scale > 0 \
+    return (
+        Quantization(tensor.scale, tensor.zero_point)
+        if tensor.dtype in ("int8", "uint8") and tensor.scale > 0
         else None
+    )
 
 
 def compare_unknown(result: FileResult, scores: np.ndarray | None, job: Job) -> None:
@@ -93,9 +106,14 @@ def compare_unknown(result: FileResult, scores: np.ndarray | None, job: Job) -> 
 
 def compare(fmt: formats_mod.Format, probs: np.ndarray, check: Check, backend: str) -> FileResult:
     predicted = np.argmax(probs, axis=1)
-    result = FileResult(format=fmt.name, file=fmt.file_name, status="ok", backend=backend,
-                        agreement=float(np.mean(predicted == np.argmax(check.keras_probs, axis=1))),
-                        max_abs_prob_diff=float(np.max(np.abs(probs - check.keras_probs))) if len(probs) else 0.0)
+    result = FileResult(
+        format=fmt.name,
+        file=fmt.file_name,
+        status="ok",
+        backend=backend,
+        agreement=float(np.mean(predicted == np.argmax(check.keras_probs, axis=1))),
+        max_abs_prob_diff=float(np.max(np.abs(probs - check.keras_probs))) if len(probs) else 0.0,
+    )
     if check.labels is not None and check.keras_accuracy is not None:
         result.accuracy = float(np.mean(predicted == check.labels))
         result.accuracy_drop = check.keras_accuracy - result.accuracy
@@ -113,7 +131,7 @@ def mcnemar_p(lost: int, gained: int) -> float:
     total = lost + gained
     if total == 0:
         return 1.0
-    return float(sum(comb(total, k) for k in range(lost, total + 1)) / 2 ** total)
+    return float(sum(comb(total, k) for k in range(lost, total + 1)) / 2**total)
 
 
 def gate_default_session(result: FileResult, found: dict[str, Any], config: ConvertConfig, check: Check) -> None:
@@ -124,8 +142,11 @@ def gate_default_session(result: FileResult, found: dict[str, Any], config: Conv
     problems = []
     if found["saturation_risk"]:
         problems.append(found["saturation_risk"])
-    drop = None if found.get("accuracy") is None or check.keras_accuracy is None else \
-        check.keras_accuracy - found["accuracy"]
+    drop = (
+        None
+        if found.get("accuracy") is None or check.keras_accuracy is None
+        else check.keras_accuracy - found["accuracy"]
+    )
     if drop is not None and drop > config.max_accuracy_drop + 1e-12 and found["accuracy"] < (result.accuracy or 0):
         problems.append(f"a default ONNX Runtime session loses {100 * drop:.2f} points against Keras")
     if problems:
@@ -146,10 +167,13 @@ def gate(result: FileResult, fmt: formats_mod.Format, config: ConvertConfig) -> 
         # A drop fails only when it is both larger than allowed and more than chance explains: on 12
         # held-out photos one image is 8.3 points, and a file that loses one and gains none is no
         # evidence of a worse file (p = 0.5).
-        result.gate = (f"accuracy drop <= {100 * config.max_accuracy_drop:.2f} points, or not significant "
-                       f"(McNemar p >= {DROP_SIGNIFICANCE})")
-        passed = (result.accuracy_drop <= config.max_accuracy_drop + 1e-12
-                  or (result.drop_p_value is not None and result.drop_p_value >= DROP_SIGNIFICANCE))
+        result.gate = (
+            f"accuracy drop <= {100 * config.max_accuracy_drop:.2f} points, or not significant "
+            f"(McNemar p >= {DROP_SIGNIFICANCE})"
+        )
+        passed = result.accuracy_drop <= config.max_accuracy_drop + 1e-12 or (
+            result.drop_p_value is not None and result.drop_p_value >= DROP_SIGNIFICANCE
+        )
     if config.gates and not passed:
         result.status = "rejected"
 
@@ -165,8 +189,12 @@ def default_session(onnx_file: Path, images: np.ndarray, check: Check, spec: Inp
     name = session.get_inputs()[0].name
     outputs = [o.name for o in session.get_outputs()]
     scores = outputs.index("probabilities") if "probabilities" in outputs else 0
-    probs = np.stack([np.asarray(session.run(None, {name: to_input_tensor(image[None], spec)})[scores]).reshape(-1)
-                      for image in images])
+    probs = np.stack(
+        [
+            np.asarray(session.run(None, {name: to_input_tensor(image[None], spec)})[scores]).reshape(-1)
+            for image in images
+        ]
+    )
     predicted = np.argmax(probs, axis=1)
     found: dict[str, Any] = {"agreement": float(np.mean(predicted == np.argmax(check.keras_probs, axis=1)))}
     if check.labels is not None:
@@ -191,8 +219,11 @@ def saturation_risk(data: bytes) -> str | None:
 
     model = onnx.load_from_string(data)
     weights = {init.name: init for init in model.graph.initializer}
-    activations_uint8 = any(init.data_type == onnx.TensorProto.UINT8 for init in model.graph.initializer
-                            if init.name.endswith("zero_point") and init.name not in _weight_zero_points(model))
+    activations_uint8 = any(
+        init.data_type == onnx.TensorProto.UINT8
+        for init in model.graph.initializer
+        if init.name.endswith("zero_point") and init.name not in _weight_zero_points(model)
+    )
     if not activations_uint8:
         return None
     for node in model.graph.node:
@@ -203,21 +234,25 @@ def saturation_risk(data: bytes) -> str | None:
             continue
         values = numpy_helper.to_array(tensor)
         if values.size and (values.min() < -64 or values.max() > 64):
-            return (f"weights {node.input[0]} use more than 7 bits ({int(values.min())}..{int(values.max())}) "
-                    "with uint8 activations: a default ONNX Runtime session on an x86 CPU without VNNI can saturate; "
-                    "quantize with --onnx-weights uint8 or --onnx-reduce-range")
+            return (
+                f"weights {node.input[0]} use more than 7 bits ({int(values.min())}..{int(values.max())}) "
+                "with uint8 activations: a default ONNX Runtime session on an x86 CPU without VNNI can saturate; "
+                "quantize with --onnx-weights uint8 or --onnx-reduce-range"
+            )
     return None
 
 
 def _weight_zero_points(model: Any) -> set[str]:
     """The zero points that belong to weights (constant DequantizeLinear inputs), not activations."""
     constants = {init.name for init in model.graph.initializer}
-    return {node.input[2] for node in model.graph.node
-            if node.op_type == "DequantizeLinear" and node.input[0] in constants and len(node.input) > 2}
+    return {
+        node.input[2]
+        for node in model.graph.node
+        if node.op_type == "DequantizeLinear" and node.input[0] in constants and len(node.input) > 2
+    }
 
 
-def opencv_agreement(onnx_file: Path, images: np.ndarray,
-                      runtime_probs: np.ndarray) -> tuple[float | None, str | None]:
+def opencv_agreement(onnx_file: Path, images: np.ndarray, runtime_probs: np.ndarray) -> tuple[float | None, str | None]:
     """Top-1 agreement of OpenCV's DNN module with ONNX Runtime on the same file and images.
 
     OpenCV 5's new DNN engine rejects some QDQ graphs that its classic engine runs, so the
@@ -230,8 +265,11 @@ def opencv_agreement(onnx_file: Path, images: np.ndarray,
     errors = []
     for engine_name, engine in engines:
         try:
-            net = cv2.dnn.readNetFromONNX(str(onnx_file)) if engine is None else \
-                cv2.dnn.readNetFromONNX(str(onnx_file), engine)
+            net = (
+                cv2.dnn.readNetFromONNX(str(onnx_file))
+                if engine is None
+                else cv2.dnn.readNetFromONNX(str(onnx_file), engine)
+            )
             agree = 0
             for image, reference in zip(images, runtime_probs):
                 net.setInput(image[None].astype(np.float32))

@@ -63,8 +63,10 @@ class _Subject:
             return None
         recorded = self.run.unknown if self.run is not None else None
         if not recorded or not isinstance(recorded.get("threshold"), (int, float)):
-            raise ModelFileError(f"{self.model_file}: the model has an out-of-class output but no calibrated "
-                                 "threshold; convert it from its run folder (metrics.json holds the threshold)")
+            raise ModelFileError(
+                f"{self.model_file}: the model has an out-of-class output but no calibrated "
+                "threshold; convert it from its run folder (metrics.json holds the threshold)"
+            )
         keep = recorded.get("keep")
         spec = UnknownSpec(threshold=float(recorded["threshold"]))
         return replace(spec, keep=float(keep)) if isinstance(keep, (int, float)) else spec
@@ -77,10 +79,17 @@ def convert(config: ConvertConfig) -> ConvertReport:
     keras_sha = sha256_bytes(subject.model_file.read_bytes())
     previous = read_json(subject.deploy_dir / runfolder.CONVERT_REPORT_FILE)
     config = config.for_model(subject.registry or subject.name)
-    if not config.force and previous is not None and reports.up_to_date(previous, keras_sha, config,
-                                                                         subject.deploy_dir):
-        log.info("%s: deploy files are up to date with %s (sha256 %s); skipping (--force redoes them)",
-                 subject.name, subject.model_file.name, keras_sha[:12])
+    if (
+        not config.force
+        and previous is not None
+        and reports.up_to_date(previous, keras_sha, config, subject.deploy_dir)
+    ):
+        log.info(
+            "%s: deploy files are up to date with %s (sha256 %s); skipping (--force redoes them)",
+            subject.name,
+            subject.model_file.name,
+            keras_sha[:12],
+        )
         return reports.report_from_json(previous, subject.deploy_dir, skipped=True)
 
     model = _load_keras(subject.model_file)
@@ -88,15 +97,26 @@ def convert(config: ConvertConfig) -> ConvertReport:
     try:
         subject.deploy_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise OutputError(f"cannot create {subject.deploy_dir} ({exc.strerror or exc}); check permissions and free "
-                          "space") from None
+        raise OutputError(
+            f"cannot create {subject.deploy_dir} ({exc.strerror or exc}); check permissions and free space"
+        ) from None
     log.info("%s: loading test and calibration images", subject.name)
     calibration = _calibration(subject, config, input_spec)
     check = _reference(subject, config, input_spec, labels, model, calibration)
     unknown = subject.unknown_spec(model)
     with tempfile.TemporaryDirectory(prefix="edge-convert-") as tmp:
-        job = checks.Job(subject.name, config, labels, input_spec, check, keras_sha,
-                         calibration_source(subject, config), subject.deploy_dir, Path(tmp), unknown)
+        job = checks.Job(
+            subject.name,
+            config,
+            labels,
+            input_spec,
+            check,
+            keras_sha,
+            calibration_source(subject, config),
+            subject.deploy_dir,
+            Path(tmp),
+            unknown,
+        )
         results = _convert_formats(job, model, calibration)
     report = ConvertReport(subject.name, subject.deploy_dir, check.keras_accuracy, check.name, results)
     reports.write_reports(report, config, labels, input_spec, keras_sha, subject.model_file)
@@ -104,6 +124,7 @@ def convert(config: ConvertConfig) -> ConvertReport:
 
 
 # --- what is converted -------------------------------------------------------------------------
+
 
 def _subject(config: ConvertConfig) -> _Subject:
     given = Path(config.model).expanduser()
@@ -125,8 +146,9 @@ def _subject(config: ConvertConfig) -> _Subject:
     else:
         run = RunFolder.for_model(config.model, config.runs_dir)
     # The files carry the run's own name (a --name or folder run is not the registry entry it started from).
-    return _Subject(run.path.resolve().name, run.model_file, run.deploy_dir, run.labels, run.input_spec, run,
-                    registry=run.model)
+    return _Subject(
+        run.path.resolve().name, run.model_file, run.deploy_dir, run.labels, run.input_spec, run, registry=run.model
+    )
 
 
 def _contract(subject: _Subject, model: Any, config: ConvertConfig) -> tuple[tuple[str, ...], InputSpec]:
@@ -135,26 +157,38 @@ def _contract(subject: _Subject, model: Any, config: ConvertConfig) -> tuple[tup
     if subject.input_spec is None:  # a bare file: the contract is the model's own input
         if len(shape) != 3 or None in shape or shape[2] not in (1, 3):
             raise ModelFileError(f"{subject.model_file}: input shape {shape} is not HxWx1 or HxWx3 with a fixed size")
-        input_spec = InputSpec(height=shape[0], width=shape[1], channels=shape[2],
-                               color_order="GRAY" if shape[2] == 1 else (config.color_order or "RGB"))
+        input_spec = InputSpec(
+            height=shape[0],
+            width=shape[1],
+            channels=shape[2],
+            color_order="GRAY" if shape[2] == 1 else (config.color_order or "RGB"),
+        )
     else:
         input_spec = subject.input_spec
         expected = (input_spec.height, input_spec.width, input_spec.channels)
         if shape != expected:
-            raise ModelFileError(f"{subject.model_file}: model input {shape} does not match the input contract "
-                                 f"{expected} recorded for {subject.name!r}; it was not trained as that run")
+            raise ModelFileError(
+                f"{subject.model_file}: model input {shape} does not match the input contract "
+                f"{expected} recorded for {subject.name!r}; it was not trained as that run"
+            )
     shapes = model.output_shape if isinstance(model.output_shape, list) else [model.output_shape]
     if len(shapes) > 1 and not has_unknown_output(model):
-        raise ModelFileError(f"{subject.model_file}: the model has {len(shapes)} outputs {shapes}; convert takes a "
-                             "classifier with one output of shape (batch, classes)")
+        raise ModelFileError(
+            f"{subject.model_file}: the model has {len(shapes)} outputs {shapes}; convert takes a "
+            "classifier with one output of shape (batch, classes)"
+        )
     if len(shapes[0]) != 2 or shapes[0][-1] is None:
-        raise ModelFileError(f"{subject.model_file}: the output shape {shapes[0]} is not (batch, classes) (a "
-                             "per-pixel or sequence output?); convert takes image classifiers")
+        raise ModelFileError(
+            f"{subject.model_file}: the output shape {shapes[0]} is not (batch, classes) (a "
+            "per-pixel or sequence output?); convert takes image classifiers"
+        )
     classes = int(shapes[0][-1])
     labels = subject.labels or ()
     if len(labels) != classes:
-        raise ModelFileError(f"{subject.name}: {len(labels)} labels but the model outputs {classes} classes; "
-                             "the labels file does not belong to this model")
+        raise ModelFileError(
+            f"{subject.name}: {len(labels)} labels but the model outputs {classes} classes; "
+            "the labels file does not belong to this model"
+        )
     return labels, input_spec
 
 
@@ -166,8 +200,14 @@ def _calibration(subject: _Subject, config: ConvertConfig, input_spec: InputSpec
     return None
 
 
-def _reference(subject: _Subject, config: ConvertConfig, input_spec: InputSpec, labels: tuple[str, ...],
-               model: Any, calibration: np.ndarray | None) -> checks.Check:
+def _reference(
+    subject: _Subject,
+    config: ConvertConfig,
+    input_spec: InputSpec,
+    labels: tuple[str, ...],
+    model: Any,
+    calibration: np.ndarray | None,
+) -> checks.Check:
     """Test images (labelled when there is a test set) and Keras' predictions on them."""
     if config.test:
         test = evalsets.folder_test_set(config.test, input_spec, labels, limit=config.eval_limit)
@@ -187,12 +227,17 @@ def _reference(subject: _Subject, config: ConvertConfig, input_spec: InputSpec, 
     keras_probs, keras_unknown = split_outputs(model.predict(images.astype(np.float32), batch_size=64, verbose=0))
     output_kind = "probabilities" if _is_distribution(keras_probs) else "logits"
     if output_kind == "logits":
-        log.warning("%s: the model's outputs are not probabilities (they range %.3g..%.3g and do not sum to 1): "
-                    "recorded as logits, so the runtime applies softmax", subject.name, keras_probs.min(),
-                    keras_probs.max())
+        log.warning(
+            "%s: the model's outputs are not probabilities (they range %.3g..%.3g and do not sum to 1): "
+            "recorded as logits, so the runtime applies softmax",
+            subject.name,
+            keras_probs.min(),
+            keras_probs.max(),
+        )
         keras_probs = _softmax(keras_probs)
-    check = checks.Check(images, truth, name, keras_probs, keras_unknown, real="random-pixel" not in name,
-                   output_kind=output_kind)
+    check = checks.Check(
+        images, truth, name, keras_probs, keras_unknown, real="random-pixel" not in name, output_kind=output_kind
+    )
     if calibration is not None:
         _warn_if_calibrated_on_test(subject.name, calibration, images)
     if truth is not None:
@@ -218,12 +263,17 @@ def _warn_if_calibrated_on_test(name: str, calibration: np.ndarray, test: np.nda
     seen = {hashlib.sha1(image.tobytes()).digest() for image in test}
     shared = sum(hashlib.sha1(image.tobytes()).digest() in seen for image in calibration)
     if shared:
-        log.warning("%s: %d of the %d calibration images are also test images; the int8 accuracy is then measured "
-                    "on what it was calibrated on (pass --calibration with other images)", name, shared,
-                    len(calibration))
+        log.warning(
+            "%s: %d of the %d calibration images are also test images; the int8 accuracy is then measured "
+            "on what it was calibrated on (pass --calibration with other images)",
+            name,
+            shared,
+            len(calibration),
+        )
 
 
 # --- converting each format --------------------------------------------------------------------
+
 
 def _convert_formats(job: checks.Job, model: Any, calibration: np.ndarray | None) -> list[FileResult]:
     """Export, verify and put in place every format of the job, or say why one is skipped."""
@@ -248,13 +298,25 @@ def _convert_formats(job: checks.Job, model: Any, calibration: np.ndarray | None
         result.seconds = round(time.perf_counter() - started, 2)
         results.append(result)
         accuracy = "-" if result.accuracy is None else f"{result.accuracy:.4f}"
-        log.info("%s: %-15s %-8s accuracy %s agreement %.4f (%.1fs)", job.name, fmt.name, result.status,
-                 accuracy, result.agreement, result.seconds)
+        log.info(
+            "%s: %-15s %-8s accuracy %s agreement %.4f (%.1fs)",
+            job.name,
+            fmt.name,
+            result.status,
+            accuracy,
+            result.agreement,
+            result.seconds,
+        )
         if result.default_session_agreement is not None:
             plain = "-" if result.default_session_accuracy is None else f"{result.default_session_accuracy:.4f}"
-            log.info("%s: %-15s in a default ONNX Runtime session: accuracy %s agreement %.4f%s", job.name, fmt.name,
-                     plain, result.default_session_agreement,
-                     f"; {result.default_session_problem}" if result.default_session_problem else "")
+            log.info(
+                "%s: %-15s in a default ONNX Runtime session: accuracy %s agreement %.4f%s",
+                job.name,
+                fmt.name,
+                plain,
+                result.default_session_agreement,
+                f"; {result.default_session_problem}" if result.default_session_problem else "",
+            )
     return results
 
 
@@ -279,9 +341,9 @@ def _verify(fmt: formats_mod.Format, raw: bytes, job: checks.Job) -> tuple[FileR
     """Run the new file in the real runtime, gate it and embed its metadata."""
     probe = job.workdir / fmt.file_name
     probe.write_bytes(raw)
-    probs, scores, tensor_spec, output_spec, backend = checks.run_in_runtime(probe, job.labels, job.input_spec,
-                                                                        job.check.images, job.unknown,
-                                                                        job.check.output_kind)
+    probs, scores, tensor_spec, output_spec, backend = checks.run_in_runtime(
+        probe, job.labels, job.input_spec, job.check.images, job.unknown, job.check.output_kind
+    )
     result = checks.compare(fmt, probs, job.check, backend)
     checks.compare_unknown(result, scores, job)
     checks.gate(result, fmt, job.config)
@@ -290,29 +352,43 @@ def _verify(fmt: formats_mod.Format, raw: bytes, job: checks.Job) -> tuple[FileR
     limit = job.config.opencv_check
     if fmt.kind == "onnx" and fmt.quantized:
         probe.write_bytes(final_bytes)
-        checks.gate_default_session(result, checks.default_session(probe, job.check.images, job.check, tensor_spec),
-                                    job.config, job.check)
+        checks.gate_default_session(
+            result, checks.default_session(probe, job.check.images, job.check, tensor_spec), job.config, job.check
+        )
     if fmt.kind == "onnx" and limit:
         probe.write_bytes(final_bytes)
         result.opencv_dnn_agreement, result.opencv_dnn_note = checks.opencv_agreement(
-            probe, job.check.images[:limit], probs[:limit])
+            probe, job.check.images[:limit], probs[:limit]
+        )
     result.size_bytes, result.sha256 = len(final_bytes), sha256_bytes(final_bytes)
     return result, final_bytes
 
 
-def _metadata(fmt: formats_mod.Format, result: FileResult, job: checks.Job, tensor_spec: InputSpec,
-              output_spec: OutputSpec) -> ModelMetadata:
+def _metadata(
+    fmt: formats_mod.Format, result: FileResult, job: checks.Job, tensor_spec: InputSpec, output_spec: OutputSpec
+) -> ModelMetadata:
     """What travels inside the file: labels, the input contract, and what conversion measured."""
     check, config = job.check, job.config
     accuracy = {"agreement": round(result.agreement, 6), "test_images": float(len(check.images))}
     if result.accuracy is not None and check.keras_accuracy is not None:
         accuracy.update(accuracy=round(result.accuracy, 6), keras_accuracy=round(check.keras_accuracy, 6))
     return ModelMetadata(
-        model=job.name, format=fmt.name, labels=job.labels, input=tensor_spec, output=output_spec, accuracy=accuracy,
-        extra={"created_by": created_by(), "precision": fmt.precision, "description": fmt.description,
-               "test_set": check.name, "keras_sha256": job.keras_sha, "calibration_images": config.calibration_samples,
-               "calibration_source": job.calibration_source,
-               **({"onnx_quantization": asdict(config.onnx)} if fmt.kind == "onnx" and fmt.quantized else {})},
+        model=job.name,
+        format=fmt.name,
+        labels=job.labels,
+        input=tensor_spec,
+        output=output_spec,
+        accuracy=accuracy,
+        extra={
+            "created_by": created_by(),
+            "precision": fmt.precision,
+            "description": fmt.description,
+            "test_set": check.name,
+            "keras_sha256": job.keras_sha,
+            "calibration_images": config.calibration_samples,
+            "calibration_source": job.calibration_source,
+            **({"onnx_quantization": asdict(config.onnx)} if fmt.kind == "onnx" and fmt.quantized else {}),
+        },
     )
 
 
@@ -338,7 +414,7 @@ def _load_keras(path: Path) -> Any:
     try:
         return keras.saving.load_model(path, safe_mode=True, compile=False)
     except Exception as exc:  # Keras raises many types (zip, h5, JSON, ValueError) for bad files
-        raise ModelFileError(f"{path}: not a loadable Keras model ({' '.join(str(exc).split())[:150]}); "
-                             "retrain it with `python -m train`") from None
-
-
+        raise ModelFileError(
+            f"{path}: not a loadable Keras model ({' '.join(str(exc).split())[:150]}); "
+            "retrain it with `python -m train`"
+        ) from None

@@ -118,18 +118,28 @@ def onnx_int8_bytes(float_model: Any, calibration: np.ndarray, settings: OnnxQua
             return None if image is None else {input_name: image[None].astype(np.float32)}
 
     types = {"uint8": QuantType.QUInt8, "int8": QuantType.QInt8}
-    methods = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
-               "percentile": CalibrationMethod.Percentile}
+    methods = {
+        "minmax": CalibrationMethod.MinMax,
+        "entropy": CalibrationMethod.Entropy,
+        "percentile": CalibrationMethod.Percentile,
+    }
     with tempfile.TemporaryDirectory(prefix="edge-onnx-") as tmp:
         raw, prepared, quantized = Path(tmp, "float.onnx"), Path(tmp, "prepared.onnx"), Path(tmp, "int8.onnx")
         onnx.save(float_model, str(raw))
         # Symbolic shape inference needs sympy; shapes are static (batch 1), so skip it.
         quant_pre_process(str(raw), str(prepared), skip_symbolic_shape=True)
         with _quiet_root_logger():
-            quantize_static(str(prepared), str(quantized), Reader(), quant_format=QuantFormat.QDQ,
-                            per_channel=settings.per_channel, reduce_range=settings.reduce_range,
-                            activation_type=types[settings.activation_type], weight_type=types[settings.weight_type],
-                            calibrate_method=methods[settings.calibration_method])
+            quantize_static(
+                str(prepared),
+                str(quantized),
+                Reader(),
+                quant_format=QuantFormat.QDQ,
+                per_channel=settings.per_channel,
+                reduce_range=settings.reduce_range,
+                activation_type=types[settings.activation_type],
+                weight_type=types[settings.weight_type],
+                calibrate_method=methods[settings.calibration_method],
+            )
         return quantized.read_bytes()
 
 
@@ -233,8 +243,9 @@ def exporter(format_name: str) -> Callable[[ExportContext], bytes]:
     try:
         return EXPORTERS[format_name]
     except KeyError:
-        raise ValueError(f"no exporter for format {format_name!r}; add it to EXPORTERS in convert/exporters.py") \
-            from None
+        raise ValueError(
+            f"no exporter for format {format_name!r}; add it to EXPORTERS in convert/exporters.py"
+        ) from None
 
 
 def embed_tflite(raw: bytes, entries: dict[str, str]) -> bytes:

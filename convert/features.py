@@ -76,10 +76,15 @@ def build(config: FeaturesConfig) -> dict[str, Any]:
     check = evalsets.photo_check_set(spec)
     reference = np.asarray(model.predict(check.astype(np.float32), batch_size=32, verbose=0))
     keras_sha = sha256_bytes(run.model_file.read_bytes())
-    report: dict[str, Any] = {"model": NAME, "source": f"{SOURCE_MODEL} ({FEATURES_LAYER} layer)",
-                              "keras_sha256": keras_sha, "features": int(reference.shape[1]),
-                              "check": f"{len(check)} held-out real photos ({evalsets.PHOTOS}/test)",
-                              "gate": f"mean cosine >= {MIN_COSINE}, worst >= {MIN_WORST_COSINE}", "files": {}}
+    report: dict[str, Any] = {
+        "model": NAME,
+        "source": f"{SOURCE_MODEL} ({FEATURES_LAYER} layer)",
+        "keras_sha256": keras_sha,
+        "features": int(reference.shape[1]),
+        "check": f"{len(check)} held-out real photos ({evalsets.PHOTOS}/test)",
+        "gate": f"mean cosine >= {MIN_COSINE}, worst >= {MIN_WORST_COSINE}",
+        "files": {},
+    }
     ok = True
     with tempfile.TemporaryDirectory(prefix="edge-features-") as tmp:
         context = exporters.ExportContext(model, spec, Path(tmp), calibration, run_onnx_settings())
@@ -92,28 +97,53 @@ def build(config: FeaturesConfig) -> dict[str, Any]:
             probe.write_bytes(raw)
             features, tensor_spec, output_spec, backend = _run(probe, spec, check)
             cosine = _cosine(features, reference)
-            result: dict[str, Any] = {"file": file_name(fmt), "mean_cosine": float(cosine.mean()),
-                                      "worst_cosine": float(cosine.min()),
-                      "p01_cosine": float(np.quantile(cosine, 0.01)), "backend": backend}
+            result: dict[str, Any] = {
+                "file": file_name(fmt),
+                "mean_cosine": float(cosine.mean()),
+                "worst_cosine": float(cosine.min()),
+                "p01_cosine": float(np.quantile(cosine, 0.01)),
+                "backend": backend,
+            }
             passed = result["mean_cosine"] >= MIN_COSINE and result["worst_cosine"] >= MIN_WORST_COSINE
             metadata = ModelMetadata(
-                model=NAME, format=fmt, labels=(), input=tensor_spec, output=output_spec,
+                model=NAME,
+                format=fmt,
+                labels=(),
+                input=tensor_spec,
+                output=output_spec,
                 accuracy={"mean_cosine": round(result["mean_cosine"], 6), "test_images": float(len(check))},
-                extra={"created_by": created_by(), "precision": fmt.split("_", 1)[1],
-                       "features": int(reference.shape[1]),
-                       "extractor_id": extractor_id(keras_sha), "source": report["source"],
-                       "keras_sha256": keras_sha, "test_set": report["check"],
-                       "calibration_images": len(calibration),
-                       "calibration_source": f"{evalsets.PHOTOS}/train (real photos)"})
+                extra={
+                    "created_by": created_by(),
+                    "precision": fmt.split("_", 1)[1],
+                    "features": int(reference.shape[1]),
+                    "extractor_id": extractor_id(keras_sha),
+                    "source": report["source"],
+                    "keras_sha256": keras_sha,
+                    "test_set": report["check"],
+                    "calibration_images": len(calibration),
+                    "calibration_source": f"{evalsets.PHOTOS}/train (real photos)",
+                },
+            )
             final = exporters.embedder(fmt.split("_")[0])(raw, {METADATA_KEY: metadata.to_json()})
             target = out_dir / (file_name(fmt) if passed else file_name(fmt) + ".rejected")
             atomic_write_bytes(target, final)
-            result.update(status="ok" if passed else "rejected", size_bytes=len(final), sha256=sha256_bytes(final),
-                          seconds=round(time.perf_counter() - started, 1))
+            result.update(
+                status="ok" if passed else "rejected",
+                size_bytes=len(final),
+                sha256=sha256_bytes(final),
+                seconds=round(time.perf_counter() - started, 1),
+            )
             report["files"][fmt] = result
             ok = ok and passed
-            log.info("%s: %-12s %s mean cosine %.5f worst %.5f (%.1fs)", NAME, fmt, result["status"],
-                     result["mean_cosine"], result["worst_cosine"], result["seconds"])
+            log.info(
+                "%s: %-12s %s mean cosine %.5f worst %.5f (%.1fs)",
+                NAME,
+                fmt,
+                result["status"],
+                result["mean_cosine"],
+                result["worst_cosine"],
+                result["seconds"],
+            )
     report["ok"] = ok
     atomic_write_text(out_dir / "features_report.json", dump_json(report))
     return report
@@ -174,8 +204,10 @@ def _work(args: argparse.Namespace) -> int:
     quiet_tensorflow()
     report = build(config_from_args(FeaturesConfig, args))
     for fmt, result in report["files"].items():
-        print(f"{fmt:12s} {result['status']:8s} mean cosine {result['mean_cosine']:.5f}, worst "
-              f"{result['worst_cosine']:.5f}, {result['size_bytes']:,} bytes: {result['file']}")
+        print(
+            f"{fmt:12s} {result['status']:8s} mean cosine {result['mean_cosine']:.5f}, worst "
+            f"{result['worst_cosine']:.5f}, {result['size_bytes']:,} bytes: {result['file']}"
+        )
     return 0 if report["ok"] else 1
 
 

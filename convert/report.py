@@ -80,8 +80,14 @@ class ConvertReport:
         return all(r.status != "rejected" for r in self.results)
 
 
-def write_reports(report: ConvertReport, config: ConvertConfig, labels: tuple[str, ...], input_spec: InputSpec,
-                   keras_sha: str, model_path: Path) -> None:
+def write_reports(
+    report: ConvertReport,
+    config: ConvertConfig,
+    labels: tuple[str, ...],
+    input_spec: InputSpec,
+    keras_sha: str,
+    model_path: Path,
+) -> None:
     deploy_dir = report.deploy_dir
     runfolder.write_labels(deploy_dir, labels)
     body = {
@@ -100,10 +106,19 @@ def write_reports(report: ConvertReport, config: ConvertConfig, labels: tuple[st
         "labels": list(labels),
         "input": input_spec.to_dict(),
         "input_note": "raw 0..255 pixels, NHWC, batch 1; int8 files take int8 input (see each file's quantization)",
-        "files": {r.format: {"file": r.file, "status": r.status, "size_bytes": r.size_bytes, "sha256": r.sha256,
-                             "accuracy": r.accuracy, "agreement_with_keras": r.agreement,
-                             "description": formats_mod.get(r.format).description}
-                  for r in report.results if r.status != "skipped"},
+        "files": {
+            r.format: {
+                "file": r.file,
+                "status": r.status,
+                "size_bytes": r.size_bytes,
+                "sha256": r.sha256,
+                "accuracy": r.accuracy,
+                "agreement_with_keras": r.agreement,
+                "description": formats_mod.get(r.format).description,
+            }
+            for r in report.results
+            if r.status != "skipped"
+        },
         "keras_sha256": keras_sha,
     }
     atomic_write_text(deploy_dir / runfolder.DEPLOY_INFO_FILE, dump_json(deploy))
@@ -130,8 +145,9 @@ def up_to_date(previous: dict[str, Any] | None, keras_sha: str, config: ConvertC
 def report_from_json(data: dict[str, Any], deploy_dir: Path, skipped: bool) -> ConvertReport:
     fields = FileResult.__dataclass_fields__
     results = [FileResult(**{k: v for k, v in r.items() if k in fields}) for r in data.get("results", [])]
-    return ConvertReport(data["model"], deploy_dir, data.get("keras_accuracy"), data.get("test_set", ""), results,
-                         skipped=skipped)
+    return ConvertReport(
+        data["model"], deploy_dir, data.get("keras_accuracy"), data.get("test_set", ""), results, skipped=skipped
+    )
 
 
 def _number(value: float | None, spec: str) -> str:
@@ -140,19 +156,27 @@ def _number(value: float | None, spec: str) -> str:
 
 def format_table(report: ConvertReport) -> str:
     keras = "unknown (no labelled test images)" if report.keras_accuracy is None else f"{report.keras_accuracy:.4f}"
-    lines = [f"{report.model}: Keras accuracy {keras} on {report.test_set}"
-             + ("  (up to date, not reconverted)" if report.skipped else ""),
-             f"{'format':16s} {'file':32s} {'size KB':>8s} {'accuracy':>9s} {'drop pts':>9s} {'agree':>8s} "
-             f"{'max|dp|':>8s} {'OpenCV':>7s}  status"]
+    lines = [
+        f"{report.model}: Keras accuracy {keras} on {report.test_set}"
+        + ("  (up to date, not reconverted)" if report.skipped else ""),
+        f"{'format':16s} {'file':32s} {'size KB':>8s} {'accuracy':>9s} {'drop pts':>9s} {'agree':>8s} "
+        f"{'max|dp|':>8s} {'OpenCV':>7s}  status",
+    ]
     for r in report.results:
         if r.status == "skipped":
-            lines.append(f"{r.format:16s} {'-':32s} {'':>8s} {'':>9s} {'':>9s} {'':>8s} {'':>8s} {'':>7s}  "
-                         f"skipped ({r.gate})")
+            lines.append(
+                f"{r.format:16s} {'-':32s} {'':>8s} {'':>9s} {'':>9s} {'':>8s} {'':>8s} {'':>7s}  skipped ({r.gate})"
+            )
             continue
-        cv = "-" if r.opencv_dnn_agreement is None and not r.opencv_dnn_note else \
-            ("error" if r.opencv_dnn_agreement is None else f"{r.opencv_dnn_agreement:.3f}")
+        cv = (
+            "-"
+            if r.opencv_dnn_agreement is None and not r.opencv_dnn_note
+            else ("error" if r.opencv_dnn_agreement is None else f"{r.opencv_dnn_agreement:.3f}")
+        )
         drop = None if r.accuracy_drop is None else 100 * r.accuracy_drop
-        lines.append(f"{r.format:16s} {r.file:32s} {r.size_bytes / 1024:8.1f} {_number(r.accuracy, '9.4f'):>9s} "
-                     f"{_number(drop, '9.2f'):>9s} {r.agreement:8.4f} {r.max_abs_prob_diff:8.4f} {cv:>7s}  "
-                     f"{r.verdict}")
+        lines.append(
+            f"{r.format:16s} {r.file:32s} {r.size_bytes / 1024:8.1f} {_number(r.accuracy, '9.4f'):>9s} "
+            f"{_number(drop, '9.2f'):>9s} {r.agreement:8.4f} {r.max_abs_prob_diff:8.4f} {cv:>7s}  "
+            f"{r.verdict}"
+        )
     return "\n".join(lines)

@@ -65,8 +65,9 @@ class OptionMeta:
         return not (high is not None and (value > high or (self.open_high and value == high)))
 
 
-def option(default: Any = None, help: str = "", *, default_factory: Callable[[], Any] | None = None,
-           **meta: Any) -> Any:
+def option(
+    default: Any = None, help: str = "", *, default_factory: Callable[[], Any] | None = None, **meta: Any
+) -> Any:
     """A dataclass field that is also a command-line option (see :class:`OptionMeta`)."""
     metadata = {_META: OptionMeta(help=help, **meta)}
     if default_factory is not None:
@@ -88,8 +89,13 @@ def invoked_as(prog: str) -> str:
     (``edge-classify doctor``) names itself, so every usage and error line names the command that ran."""
     script = Path(sys.argv[0]).name if sys.argv and sys.argv[0] else ""
     words = prog.split()
-    if len(words) < 3 or words[:2] != ["python", "-m"] or not script or script.endswith(".py") or \
-            script in ("-c", "-m", "python", "python3"):
+    if (
+        len(words) < 3
+        or words[:2] != ["python", "-m"]
+        or not script
+        or script.endswith(".py")
+        or script in ("-c", "-m", "python", "python3")
+    ):
         return prog
     return " ".join([script, *words[3:]])
 
@@ -118,8 +124,9 @@ class ArgumentParser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message}; see --help\n")
 
 
-def add_options(parser: argparse.ArgumentParser, cls: type, *, skip: tuple[str, ...] = (),
-                only: tuple[str, ...] | None = None) -> None:
+def add_options(
+    parser: argparse.ArgumentParser, cls: type, *, skip: tuple[str, ...] = (), only: tuple[str, ...] | None = None
+) -> None:
     """Add one argument per option field of the dataclass ``cls`` (all but ``skip``, or ``only`` those),
     grouped by ``OptionMeta.group``."""
     hints = typing.get_type_hints(cls)
@@ -139,11 +146,16 @@ def add_options(parser: argparse.ArgumentParser, cls: type, *, skip: tuple[str, 
                 pair.add_argument(flag, dest=field.name, action="store_true", default=default, help=meta.help)
                 pair.add_argument(meta.off, dest=field.name, action="store_false", help=meta.off_help)
             elif meta.both:
-                target.add_argument(flag, dest=field.name, action=argparse.BooleanOptionalAction, default=default,
-                                    help=meta.help)
+                target.add_argument(
+                    flag, dest=field.name, action=argparse.BooleanOptionalAction, default=default, help=meta.help
+                )
             elif default:
-                target.add_argument(meta.flag or "--no-" + field.name.replace("_", "-"), dest=field.name,
-                                    action="store_false", help=meta.help)
+                target.add_argument(
+                    meta.flag or "--no-" + field.name.replace("_", "-"),
+                    dest=field.name,
+                    action="store_false",
+                    help=meta.help,
+                )
             else:
                 target.add_argument(flag, dest=field.name, action="store_true", help=meta.help)
             continue
@@ -158,8 +170,16 @@ def add_options(parser: argparse.ArgumentParser, cls: type, *, skip: tuple[str, 
         # A repeated flag adds to the list (`--class a --class b`), as `--class a b` does.
         extra: dict[str, Any] = {"nargs": "+", "action": "extend", "default": None} if many else {"default": default}
         metavar = meta.metavar or ("VALUE" if many and meta.choices else None)
-        target.add_argument(flag, dest=field.name, type=kind, help=text, choices=meta.choices,
-                            required=meta.required, metavar=metavar, **extra)
+        target.add_argument(
+            flag,
+            dest=field.name,
+            type=kind,
+            help=text,
+            choices=meta.choices,
+            required=meta.required,
+            metavar=metavar,
+            **extra,
+        )
 
 
 def config_from_args(cls: type, args: argparse.Namespace, **fixed: Any) -> Any:
@@ -196,7 +216,7 @@ def check_ranges(config: Any, error: type[EdgeError] = EdgeError) -> None:
         value = getattr(config, field.name)
         if meta.bounds is None or value is None:
             continue
-        for item in (value if isinstance(value, (tuple, list)) else (value,)):
+        for item in value if isinstance(value, (tuple, list)) else (value,):
             if not meta.within(float(item)):
                 flag = meta.flag or "--" + field.name.replace("_", "-")
                 raise error(f"{flag} must be {meta.range_text()}, got {item}")
@@ -224,8 +244,12 @@ def run_reporting_errors(work: Callable[[], int], interrupted: str) -> int:
         return quiet_broken_pipe()
 
 
-def run_command(parser: argparse.ArgumentParser, work: Callable[[argparse.Namespace], int], argv: list[str] | None,
-                interrupted: str = "nothing was written") -> int:
+def run_command(
+    parser: argparse.ArgumentParser,
+    work: Callable[[argparse.Namespace], int],
+    argv: list[str] | None,
+    interrupted: str = "nothing was written",
+) -> int:
     """Every command's ``main``: parse ``argv``, set up logging (``--verbose`` where the command has
     it), then run ``work(args)`` with predictable mistakes reported as one line (see
     :func:`run_reporting_errors`; ``interrupted`` says what Ctrl-C keeps)."""
@@ -251,8 +275,12 @@ def quiet_broken_pipe() -> int:
 
 def setup_logging(verbose: bool = False) -> None:
     """Warnings and progress lines to stderr, one line each, no tracebacks."""
-    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, format="%(levelname)s: %(message)s",
-                        stream=sys.stderr, force=True)
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(levelname)s: %(message)s",
+        stream=sys.stderr,
+        force=True,
+    )
     for handler in logging.getLogger().handlers:
         handler.addFilter(_redacting)
     for noisy in ("tensorflow", "absl", "h5py", "matplotlib", "PIL", "tf2onnx"):

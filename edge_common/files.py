@@ -38,8 +38,9 @@ def atomic_write(path: str | Path, mode: str = "wb") -> Iterator[IO]:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     except OSError as exc:
-        raise OutputError(f"cannot write to {path.parent} ({exc.strerror or exc}); "
-                          "choose a writable output folder") from None
+        raise OutputError(
+            f"cannot write to {path.parent} ({exc.strerror or exc}); choose a writable output folder"
+        ) from None
     try:
         with os.fdopen(fd, mode) as handle:
             yield handle
@@ -56,7 +57,7 @@ def atomic_write(path: str | Path, mode: str = "wb") -> Iterator[IO]:
 
 
 def _existing_kind(path: Path) -> str:
-    """"new", "file", "stream" (character device or FIFO: written through) or "other"."""
+    """ "new", "file", "stream" (character device or FIFO: written through) or "other"."""
     try:
         mode = os.stat(path).st_mode
     except OSError:
@@ -82,8 +83,11 @@ def open_write_through(path: str | Path, mode: str = "w", buffering: int = -1) -
         fd = os.open(path, os.O_WRONLY | os.O_NONBLOCK)
         os.set_blocking(fd, True)
     except OSError as exc:
-        hint = "nothing is reading the FIFO; start its reader first" if exc.errno == errno.ENXIO else \
-            (exc.strerror or str(exc))
+        hint = (
+            "nothing is reading the FIFO; start its reader first"
+            if exc.errno == errno.ENXIO
+            else (exc.strerror or str(exc))
+        )
         raise OutputError(f"cannot write {path} ({hint})") from None
     return os.fdopen(fd, mode, buffering)
 
@@ -121,8 +125,9 @@ def atomic_save(path: str | Path, save: Callable[[Path], Any]) -> None:
         os.replace(tmp, path)
     except (OSError, ValueError, RuntimeError) as exc:  # h5py/zipfile wrap ENOSPC in their own types
         _remove(tmp)
-        raise OutputError(f"cannot write {path} ({getattr(exc, 'strerror', None) or exc}); "
-                          "check free space and permissions") from None
+        raise OutputError(
+            f"cannot write {path} ({getattr(exc, 'strerror', None) or exc}); check free space and permissions"
+        ) from None
     except BaseException:
         _remove(tmp)
         raise
@@ -135,8 +140,9 @@ def temp_path_beside(path: str | Path) -> Path:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".tmp" + path.suffix, dir=path.parent)
     except OSError as exc:
-        raise OutputError(f"cannot write to {path.parent} ({exc.strerror or exc}); "
-                          "choose a writable output folder") from None
+        raise OutputError(
+            f"cannot write to {path.parent} ({exc.strerror or exc}); choose a writable output folder"
+        ) from None
     os.close(fd)
     _chmod_default(tmp)
     return Path(tmp)
@@ -196,8 +202,12 @@ def read_json(path: str | Path) -> dict[str, Any] | None:
 def dump_json(data: Any) -> str:
     """Indented JSON whose innermost lists of numbers stay on one line (confusion matrices)."""
     text = json.dumps(data, indent=2, allow_nan=False, default=_json_default)
-    return re.sub(r"\[\s*([-0-9.eE+,\s]*?)\s*\]",
-                  lambda m: "[" + ", ".join(m.group(1).split()).replace(",,", ",") + "]", text) + "\n"
+    return (
+        re.sub(
+            r"\[\s*([-0-9.eE+,\s]*?)\s*\]", lambda m: "[" + ", ".join(m.group(1).split()).replace(",,", ",") + "]", text
+        )
+        + "\n"
+    )
 
 
 def sha256_bytes(data: bytes) -> str:

@@ -19,16 +19,22 @@ def _launch(package: str, command: str) -> int:
         module = importlib.import_module(f"{package}.cli")
     except ModuleNotFoundError as exc:
         if exc.name in _HEAVY:
-            print(f"error: {command} needs the training extras ({exc.name} is missing): "
-                  "pip install -e '.[train,convert]' in the checkout, or run make setup", file=sys.stderr)
+            print(
+                f"error: {command} needs the training extras ({exc.name} is missing): "
+                "pip install -e '.[train,convert]' in the checkout, or run make setup",
+                file=sys.stderr,
+            )
             return 2
         if exc.name not in (package, f"{package}.cli"):
             raise
         module = None
     if module is None or not getattr(sys.modules[package], "EDGE_CLASSIFY_TOOLING", False):
         # Absent, or another project's module of the same generic name.
-        print(f"error: {command} is part of the edge-classify tooling, which runs from a checkout of the repository: "
-              "run make setup there and use its .venv (a device install has edge-classify only)", file=sys.stderr)
+        print(
+            f"error: {command} is part of the edge-classify tooling, which runs from a checkout of the repository: "
+            "run make setup there and use its .venv (a device install has edge-classify only)",
+            file=sys.stderr,
+        )
         return 2
     return module.main()
 

@@ -11,18 +11,30 @@ This package never imports TensorFlow, Keras or the toolkit's training packages.
 from .classifier import Classifier, Prediction
 from .contract import InputSpec, ModelMetadata, Quantization
 from .errors import (
-                     BackendUnavailableError,
-                     EdgeError,
-                     FrameError,
-                     MetadataError,
-                     ModelFileError,
-                     OutputError,
-                     SourceError,
+    BackendUnavailableError,
+    EdgeError,
+    FrameError,
+    MetadataError,
+    ModelFileError,
+    OutputError,
+    SourceError,
 )
 from .preprocess import preprocess, to_input_tensor, to_model_image
 
 __all__ = [
-    "Classifier", "Prediction", "InputSpec", "ModelMetadata", "Quantization", "EdgeError", "ModelFileError",
-    "MetadataError", "BackendUnavailableError", "FrameError", "SourceError", "OutputError", "preprocess",
-    "to_input_tensor", "to_model_image",
+    "Classifier",
+    "Prediction",
+    "InputSpec",
+    "ModelMetadata",
+    "Quantization",
+    "EdgeError",
+    "ModelFileError",
+    "MetadataError",
+    "BackendUnavailableError",
+    "FrameError",
+    "SourceError",
+    "OutputError",
+    "preprocess",
+    "to_input_tensor",
+    "to_model_image",
 ]

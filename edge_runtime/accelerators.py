@@ -39,8 +39,12 @@ from .errors import BackendUnavailableError, EdgeError
 MAX_THREADS = 4 * (os.cpu_count() or 1)
 ACCELERATORS = ("auto", "cpu", "tensorrt", "cuda", "openvino", "edgetpu")
 ONNX_ACCELERATORS = ("tensorrt", "cuda", "openvino")
-TRT, CUDA, OV_EP, CPU_EP = ("TensorrtExecutionProvider", "CUDAExecutionProvider", "OpenVINOExecutionProvider",
-                            "CPUExecutionProvider")
+TRT, CUDA, OV_EP, CPU_EP = (
+    "TensorrtExecutionProvider",
+    "CUDAExecutionProvider",
+    "OpenVINOExecutionProvider",
+    "CPUExecutionProvider",
+)
 EDGETPU_LIBRARY = "libedgetpu.so.1"
 EDGETPU_OP = b"edgetpu-custom-op"
 # Coral USB Accelerator: 1a6e:089a before its firmware is loaded, 18d1:9302 after.
@@ -48,12 +52,12 @@ CORAL_USB_IDS = {("1a6e", "089a"), ("18d1", "9302")}
 DOCS = "docs/accelerators.md"
 INSTALL = {
     "tensorrt": "install ONNX Runtime with CUDA and TensorRT: on a Jetson with JetPack 6, NVIDIA's onnxruntime-gpu "
-                f"wheel for JetPack; on a PC, `pip install onnxruntime-gpu` and TensorRT 10 (see {DOCS})",
+    f"wheel for JetPack; on a PC, `pip install onnxruntime-gpu` and TensorRT 10 (see {DOCS})",
     "cuda": "install ONNX Runtime with CUDA: on a Jetson with JetPack 6, NVIDIA's onnxruntime-gpu wheel for "
-            f"JetPack; on a PC, `pip uninstall onnxruntime && pip install onnxruntime-gpu` (see {DOCS})",
+    f"JetPack; on a PC, `pip uninstall onnxruntime && pip install onnxruntime-gpu` (see {DOCS})",
     "openvino": "install OpenVINO: `pip install 'edge-classify[openvino]'` (x86-64 and aarch64 wheels)",
     "edgetpu": f"install libedgetpu (Coral's apt repository: `sudo apt install libedgetpu1-std`) and plug in the "
-               f"Coral (see {DOCS})",
+    f"Coral (see {DOCS})",
 }
 
 
@@ -61,35 +65,52 @@ INSTALL = {
 class EngineOptions:
     """How a model is run: the flags every command that opens a model shares."""
 
-    backend: str = option("auto", "interpreter (default: by file type; openvino runs .onnx files)",
-                          choices=("auto", "litert", "tflite_runtime", "tensorflow", "onnxruntime", "openvino"))
-    threads: int | None = option(help="interpreter threads (default: the interpreter's, or what tune measured)",
-                                 bounds=(1, MAX_THREADS))
-    accelerator: str = option("auto", "what runs the model: auto (tune's record, else a GPU or Edge TPU that can "
-                              "run it, else the CPU) or one of them, never silently another", choices=ACCELERATORS)
-    device: str | None = option(help="which device: a GPU index (tensorrt, cuda), CPU|GPU|NPU|AUTO (openvino), "
-                                     "usb|pci|usb:N (edgetpu)")
-    delegate: str | None = option(help="a LiteRT external delegate library, with its options: "
-                                       "PATH[:key=value,...] (.tflite files)", metavar="PATH[:OPTIONS]")
+    backend: str = option(
+        "auto",
+        "interpreter (default: by file type; openvino runs .onnx files)",
+        choices=("auto", "litert", "tflite_runtime", "tensorflow", "onnxruntime", "openvino"),
+    )
+    threads: int | None = option(
+        help="interpreter threads (default: the interpreter's, or what tune measured)", bounds=(1, MAX_THREADS)
+    )
+    accelerator: str = option(
+        "auto",
+        "what runs the model: auto (tune's record, else a GPU or Edge TPU that can "
+        "run it, else the CPU) or one of them, never silently another",
+        choices=ACCELERATORS,
+    )
+    device: str | None = option(
+        help="which device: a GPU index (tensorrt, cuda), CPU|GPU|NPU|AUTO (openvino), usb|pci|usb:N (edgetpu)"
+    )
+    delegate: str | None = option(
+        help="a LiteRT external delegate library, with its options: PATH[:key=value,...] (.tflite files)",
+        metavar="PATH[:OPTIONS]",
+    )
 
     def check(self) -> None:
         """Refuse combinations that cannot work (one line, exit 2)."""
         if self.delegate is not None:
             parse_delegate(self.delegate)
             if self.accelerator not in ("auto", "cpu"):
-                raise EdgeError(f"--delegate runs LiteRT's external delegate; leave --accelerator at auto, not "
-                                f"{self.accelerator}")
+                raise EdgeError(
+                    f"--delegate runs LiteRT's external delegate; leave --accelerator at auto, not {self.accelerator}"
+                )
             if self.backend in ("onnxruntime", "openvino"):
-                raise EdgeError("--delegate is a LiteRT delegate: it runs .tflite files, not --backend "
-                                f"{self.backend}")
+                raise EdgeError(f"--delegate is a LiteRT delegate: it runs .tflite files, not --backend {self.backend}")
         if self.backend == "openvino" and self.accelerator not in ("auto", "cpu", "openvino"):
-            raise EdgeError(f"--backend openvino runs on OpenVINO's devices; --accelerator {self.accelerator} needs "
-                            "another backend")
+            raise EdgeError(
+                f"--backend openvino runs on OpenVINO's devices; --accelerator {self.accelerator} needs another backend"
+            )
 
     def kwargs(self) -> dict[str, Any]:
         """Keyword arguments for :meth:`Classifier.open` and :meth:`FeatureExtractor.open`."""
-        return {"backend": self.backend, "threads": self.threads, "accelerator": self.accelerator,
-                "device": self.device, "delegate": self.delegate}
+        return {
+            "backend": self.backend,
+            "threads": self.threads,
+            "accelerator": self.accelerator,
+            "device": self.device,
+            "delegate": self.delegate,
+        }
 
 
 @dataclass(frozen=True)
@@ -136,13 +157,20 @@ class Hardware:
         lines = []
         providers = self.onnx_providers or []
         if self.nvidia and kind in (None, "onnx") and CUDA not in providers and TRT not in providers:
-            lacking = "ONNX Runtime is not installed" if self.onnx_providers is None else \
-                "this ONNX Runtime has no CUDA or TensorRT provider"
-            lines.append(f"GPU present, no CUDA provider: an NVIDIA GPU is here ({self.nvidia[0]}) but {lacking}, so "
-                         f".onnx files run on the CPU; {INSTALL['cuda']}")
+            lacking = (
+                "ONNX Runtime is not installed"
+                if self.onnx_providers is None
+                else "this ONNX Runtime has no CUDA or TensorRT provider"
+            )
+            lines.append(
+                f"GPU present, no CUDA provider: an NVIDIA GPU is here ({self.nvidia[0]}) but {lacking}, so "
+                f".onnx files run on the CPU; {INSTALL['cuda']}"
+            )
         if self.coral and not self.libedgetpu and kind in (None, "tflite"):
-            lines.append(f"a Coral Edge TPU is present ({self.coral[0]}) but {EDGETPU_LIBRARY} is not installed, so "
-                         f"nothing runs on it; {INSTALL['edgetpu']}")
+            lines.append(
+                f"a Coral Edge TPU is present ({self.coral[0]}) but {EDGETPU_LIBRARY} is not installed, so "
+                f"nothing runs on it; {INSTALL['edgetpu']}"
+            )
         return lines
 
 
@@ -245,9 +273,17 @@ def tensorrt_cache_dir(root: Path, model_sha: str, trt_version: str, device: str
     return root / "tensorrt" / f"{model_sha[:16]}-trt{trt_version or 'unknown'}-{safe}"
 
 
-def onnx_provider_chain(accelerator: str, *, model_sha: str, int8: bool, device: str | None = None,
-                        fp16: bool = True, root: Path | None = None, trt_version: str = "",
-                        gpu_name: str = "") -> list[tuple[str, dict[str, str]]]:
+def onnx_provider_chain(
+    accelerator: str,
+    *,
+    model_sha: str,
+    int8: bool,
+    device: str | None = None,
+    fp16: bool = True,
+    root: Path | None = None,
+    trt_version: str = "",
+    gpu_name: str = "",
+) -> list[tuple[str, dict[str, str]]]:
     """ONNX Runtime's providers for an accelerator, in order, with the options the anchors use.
 
     TensorRT: FP16 where the GPU supports it, INT8 for QDQ int8 files, the engine and timing caches
@@ -261,10 +297,15 @@ def onnx_provider_chain(accelerator: str, *, model_sha: str, int8: bool, device:
     cuda: tuple[str, dict[str, str]] = (CUDA, {"device_id": gpu})
     if accelerator == "tensorrt":
         folder = str(tensorrt_cache_dir(root, model_sha, trt_version, gpu_name or f"gpu{gpu}"))
-        options = {"device_id": gpu, "trt_fp16_enable": "True" if fp16 else "False",
-                   "trt_int8_enable": "True" if int8 else "False",
-                   "trt_engine_cache_enable": "True", "trt_engine_cache_path": folder,
-                   "trt_timing_cache_enable": "True", "trt_timing_cache_path": folder}
+        options = {
+            "device_id": gpu,
+            "trt_fp16_enable": "True" if fp16 else "False",
+            "trt_int8_enable": "True" if int8 else "False",
+            "trt_engine_cache_enable": "True",
+            "trt_engine_cache_path": folder,
+            "trt_timing_cache_enable": "True",
+            "trt_timing_cache_path": folder,
+        }
         return [(TRT, options), cuda, cpu]
     if accelerator == "cuda":
         return [cuda, cpu]
@@ -277,8 +318,10 @@ def require_providers(accelerator: str, available: list[str]) -> None:
     """Raise with the install line when ONNX Runtime here lacks the provider ``accelerator`` needs."""
     wanted = {"tensorrt": TRT, "cuda": CUDA, "openvino": OV_EP}.get(accelerator)
     if wanted and wanted not in available:
-        raise BackendUnavailableError(f"--accelerator {accelerator}: this ONNX Runtime has no {wanted} (it has "
-                                      f"{', '.join(available) or 'none'}); {INSTALL[accelerator]}")
+        raise BackendUnavailableError(
+            f"--accelerator {accelerator}: this ONNX Runtime has no {wanted} (it has "
+            f"{', '.join(available) or 'none'}); {INSTALL[accelerator]}"
+        )
 
 
 def check_ran_on(accelerator: str, chain: list[tuple[str, dict[str, str]]], used: list[str]) -> None:
@@ -286,9 +329,11 @@ def check_ran_on(accelerator: str, chain: list[tuple[str, dict[str, str]]], used
     what the session says it uses."""
     wanted = chain[0][0]
     if wanted != CPU_EP and wanted not in used:
-        raise BackendUnavailableError(f"--accelerator {accelerator}: ONNX Runtime could not start {wanted} (the "
-                                      f"session runs on {', '.join(used) or 'nothing'}: missing CUDA, cuDNN or "
-                                      f"TensorRT libraries?); {INSTALL.get(accelerator, '')}")
+        raise BackendUnavailableError(
+            f"--accelerator {accelerator}: ONNX Runtime could not start {wanted} (the "
+            f"session runs on {', '.join(used) or 'nothing'}: missing CUDA, cuDNN or "
+            f"TensorRT libraries?); {INSTALL.get(accelerator, '')}"
+        )
 
 
 def is_edgetpu_file(data: bytes) -> bool:

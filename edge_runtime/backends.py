@@ -72,15 +72,24 @@ class Backend:
 
 
 class TFLiteBackend(Backend):
-    def __init__(self, data: bytes, threads: int | None, module_name: str, package: str, name: str,
-                 delegate: DelegateSpec | None = None, accelerator: str = "cpu") -> None:
+    def __init__(
+        self,
+        data: bytes,
+        threads: int | None,
+        module_name: str,
+        package: str,
+        name: str,
+        delegate: DelegateSpec | None = None,
+        accelerator: str = "cpu",
+    ) -> None:
         module = importlib.import_module(module_name)
         self.name = name
         self.version = _version(package)
         delegates = [_load_delegate(module, delegate, accelerator)] if delegate is not None else None
         try:
-            self._interpreter = module.Interpreter(model_content=data, num_threads=threads,
-                                                   experimental_delegates=delegates)
+            self._interpreter = module.Interpreter(
+                model_content=data, num_threads=threads, experimental_delegates=delegates
+            )
             self._interpreter.allocate_tensors()
         except (ValueError, RuntimeError) as exc:
             raise ModelFileError(f"{name} cannot load this TFLite model ({' '.join(str(exc).split())[:160]})") from None
@@ -113,13 +122,15 @@ class TFLiteBackend(Backend):
 
 
 class OnnxBackend(Backend):
-    def __init__(self, data: bytes, threads: int | None, accelerator: str = "cpu", device: str | None = None,
-                 model_sha: str = "") -> None:
+    def __init__(
+        self, data: bytes, threads: int | None, accelerator: str = "cpu", device: str | None = None, model_sha: str = ""
+    ) -> None:
         try:
             ort = importlib.import_module("onnxruntime")
         except ImportError:
-            raise BackendUnavailableError("onnxruntime is not installed; `pip install onnxruntime` (or use a "
-                                          ".tflite file)") from None
+            raise BackendUnavailableError(
+                "onnxruntime is not installed; `pip install onnxruntime` (or use a .tflite file)"
+            ) from None
         self.name = "onnxruntime"
         self.version = ort.__version__
         options = ort.SessionOptions()
@@ -134,15 +145,23 @@ class OnnxBackend(Backend):
             options.intra_op_num_threads = threads
             options.inter_op_num_threads = 1
         accel.require_providers(accelerator, list(ort.get_available_providers()))
-        chain = accel.onnx_provider_chain(accelerator, model_sha=model_sha or accel.file_hash(data),
-                                          int8=_is_qdq(data), device=device, trt_version=_trt_version(),
-                                          gpu_name=_gpu_name())
+        chain = accel.onnx_provider_chain(
+            accelerator,
+            model_sha=model_sha or accel.file_hash(data),
+            int8=_is_qdq(data),
+            device=device,
+            trt_version=_trt_version(),
+            gpu_name=_gpu_name(),
+        )
         if accelerator == "tensorrt":
             folder = chain[0][1]["trt_engine_cache_path"]
             Path(folder).mkdir(parents=True, exist_ok=True)
             if not any(Path(folder).glob("*.engine")):
-                log.warning("building the TensorRT engine for this file (the first time only; it can take minutes "
-                            "on a Jetson); cached in %s", folder)
+                log.warning(
+                    "building the TensorRT engine for this file (the first time only; it can take minutes "
+                    "on a Jetson); cached in %s",
+                    folder,
+                )
         try:
             self._session = ort.InferenceSession(data, sess_options=options, providers=chain)
         except Exception as exc:  # ORT raises its own exception types for every load failure
@@ -154,8 +173,11 @@ class OnnxBackend(Backend):
         precision = ""
         if used[0] == accel.TRT:
             trt_options = chain[0][1]
-            precision = " int8" if trt_options["trt_int8_enable"] == "True" else \
-                (" fp16" if trt_options["trt_fp16_enable"] == "True" else " fp32")
+            precision = (
+                " int8"
+                if trt_options["trt_int8_enable"] == "True"
+                else (" fp16" if trt_options["trt_fp16_enable"] == "True" else " fp32")
+            )
         placement = f", {_threads(threads)}" if used[0] == accel.CPU_EP else ""
         self.engine = f"onnxruntime {self.version} {used[0]}{precision}{placement}"
         inputs, outputs = self._session.get_inputs(), self._session.get_outputs()
@@ -183,8 +205,10 @@ def _pick_outputs(inputs: int, outputs: list[TensorInfo]) -> tuple[int, int | No
         single = [i for i, o in enumerate(outputs) if o.shape and o.shape[-1] == 1]
         if len(single) == 1:
             return 1 - single[0], single[0]
-    raise ModelFileError(f"model has {inputs} input(s) and {len(outputs)} output(s); a classifier has one input, "
-                         "its class scores and at most one out-of-class score (one value per image)")
+    raise ModelFileError(
+        f"model has {inputs} input(s) and {len(outputs)} output(s); a classifier has one input, "
+        "its class scores and at most one out-of-class score (one value per image)"
+    )
 
 
 class OpenVinoBackend(Backend):
@@ -200,10 +224,12 @@ class OpenVinoBackend(Backend):
         core = ov.Core()
         target = (device or "CPU").upper()
         known = list(core.available_devices)
-        if target.split(":")[0] not in ("AUTO", "MULTI", "HETERO") and target.split(".")[0] not in \
-                {d.split(".")[0] for d in known}:
-            raise BackendUnavailableError(f"--device {target}: OpenVINO has no such device here (it has "
-                                          f"{', '.join(known) or 'none'})")
+        if target.split(":")[0] not in ("AUTO", "MULTI", "HETERO") and target.split(".")[0] not in {
+            d.split(".")[0] for d in known
+        }:
+            raise BackendUnavailableError(
+                f"--device {target}: OpenVINO has no such device here (it has {', '.join(known) or 'none'})"
+            )
         config: dict[str, Any] = {"PERFORMANCE_HINT": "LATENCY"}
         if target == "CPU":
             # The file's own precision: OpenVINO would compute a float32 file in bfloat16 on CPUs with
@@ -225,14 +251,22 @@ class OpenVinoBackend(Backend):
         self.engine = f"OpenVINO {self.version} {devices}{' ' + precision if precision else ''}{placement}"
         self._request = compiled.create_infer_request()
         outputs = list(compiled.outputs)
-        infos = [TensorInfo(tuple(_dim(d) for d in o.get_partial_shape().to_shape()) if o.get_partial_shape()
-                            .is_static else (-1,), np.dtype(o.get_element_type().to_dtype()).name) for o in outputs]
+        infos = [
+            TensorInfo(
+                tuple(_dim(d) for d in o.get_partial_shape().to_shape()) if o.get_partial_shape().is_static else (-1,),
+                np.dtype(o.get_element_type().to_dtype()).name,
+            )
+            for o in outputs
+        ]
         inputs = list(compiled.inputs)
         scores, unknown = _pick_outputs(len(inputs), infos)
         self._ports = [outputs[scores]] + ([outputs[unknown]] if unknown is not None else [])
         port = inputs[0]
-        shape = tuple(_dim(d) for d in port.get_partial_shape().to_shape()) if port.get_partial_shape().is_static \
+        shape = (
+            tuple(_dim(d) for d in port.get_partial_shape().to_shape())
+            if port.get_partial_shape().is_static
             else (-1, -1, -1, -1)
+        )
         self.input = TensorInfo(shape, np.dtype(port.get_element_type().to_dtype()).name)
         self.output = infos[scores]
         self.unknown = infos[unknown] if unknown is not None else None
@@ -289,24 +323,33 @@ def _load_delegate(module: Any, spec: DelegateSpec, accelerator: str) -> Any:
     try:
         library = ctypes.CDLL(spec.path)
     except OSError as exc:
-        raise BackendUnavailableError(f"{flag}: {spec.path} could not be loaded ({' '.join(str(exc).split())[:160]}); "
-                                      f"{hint}") from None
+        raise BackendUnavailableError(
+            f"{flag}: {spec.path} could not be loaded ({' '.join(str(exc).split())[:160]}); {hint}"
+        ) from None
     # Checked before LiteRT sees it: its loader fails on such a library with a traceback at exit.
-    missing = [name for name in ("tflite_plugin_create_delegate", "tflite_plugin_destroy_delegate")
-               if not hasattr(library, name)]
+    missing = [
+        name
+        for name in ("tflite_plugin_create_delegate", "tflite_plugin_destroy_delegate")
+        if not hasattr(library, name)
+    ]
     if missing:
-        raise BackendUnavailableError(f"{flag}: {spec.path} is not a LiteRT external delegate (it has no "
-                                      f"{missing[0]}); pass the delegate library itself")
+        raise BackendUnavailableError(
+            f"{flag}: {spec.path} is not a LiteRT external delegate (it has no "
+            f"{missing[0]}); pass the delegate library itself"
+        )
     try:
         return load(spec.path, spec.options)
     except (ValueError, OSError, RuntimeError) as exc:
         why = " ".join(str(exc).split())[:160]
         if accelerator == "edgetpu":
-            raise BackendUnavailableError(f"--accelerator edgetpu: {spec.path} could not be loaded ({why}); "
-                                          f"{accel.INSTALL['edgetpu']}") from None
-        raise BackendUnavailableError(f"--delegate {spec.path}: LiteRT could not load it as a delegate ({why}); "
-                                      "check the path and that the library is a LiteRT delegate built for this "
-                                      "machine") from None
+            raise BackendUnavailableError(
+                f"--accelerator edgetpu: {spec.path} could not be loaded ({why}); {accel.INSTALL['edgetpu']}"
+            ) from None
+        raise BackendUnavailableError(
+            f"--delegate {spec.path}: LiteRT could not load it as a delegate ({why}); "
+            "check the path and that the library is a LiteRT delegate built for this "
+            "machine"
+        ) from None
 
 
 def _is_qdq(data: bytes) -> bool:
@@ -344,8 +387,9 @@ def _version(package: str) -> str:
 
 def _tflite_info(detail: dict[str, Any]) -> TensorInfo:
     scale, zero_point = detail.get("quantization", (0.0, 0))
-    return TensorInfo(tuple(int(d) for d in detail["shape"]), np.dtype(detail["dtype"]).name, float(scale),
-                      int(zero_point))
+    return TensorInfo(
+        tuple(int(d) for d in detail["shape"]), np.dtype(detail["dtype"]).name, float(scale), int(zero_point)
+    )
 
 
 def _dim(value: Any) -> int:

@@ -69,22 +69,36 @@ class Classifier:
         self.path = path
         self.input_spec: InputSpec = metadata.input
         self.labels: tuple[str, ...] = metadata.labels
-        self._output_quant = (Quantization(backend.output.scale, backend.output.zero_point)
-                              if backend.output.dtype in ("int8", "uint8") and backend.output.scale > 0 else None)
+        self._output_quant = (
+            Quantization(backend.output.scale, backend.output.zero_point)
+            if backend.output.dtype in ("int8", "uint8") and backend.output.scale > 0
+            else None
+        )
         self._softmax = metadata.output.kind == "logits"
         unknown = backend.unknown
-        self._unknown_quant = (Quantization(unknown.scale, unknown.zero_point)
-                               if unknown is not None and unknown.dtype in ("int8", "uint8") and unknown.scale > 0
-                               else None)
+        self._unknown_quant = (
+            Quantization(unknown.scale, unknown.zero_point)
+            if unknown is not None and unknown.dtype in ("int8", "uint8") and unknown.scale > 0
+            else None
+        )
         self.unknown_spec = metadata.output.unknown  # None: the file cannot say "none of these"
         self._lock = threading.Lock()  # the interpreter's tensors are shared state
         self._closed = False
 
     @classmethod
-    def open(cls, path: str | Path, backend: str = "auto", threads: int | None = None, *,
-             accelerator: str = "auto", device: str | None = None, delegate: str | None = None,
-             labels: Sequence[str] | None = None, input_spec: InputSpec | None = None,
-             output_kind: str = "probabilities") -> "Classifier":
+    def open(
+        cls,
+        path: str | Path,
+        backend: str = "auto",
+        threads: int | None = None,
+        *,
+        accelerator: str = "auto",
+        device: str | None = None,
+        delegate: str | None = None,
+        labels: Sequence[str] | None = None,
+        input_spec: InputSpec | None = None,
+        output_kind: str = "probabilities",
+    ) -> "Classifier":
         """Load a model file produced by ``python -m convert``.
 
         Args:
@@ -108,8 +122,13 @@ class Classifier:
                 asked for is not usable here (the message says what to install).
         """
         path = Path(path)
-        engine = {"backend": backend, "threads": threads, "accelerator": accelerator, "device": device,
-                  "delegate": delegate}
+        engine = {
+            "backend": backend,
+            "threads": threads,
+            "accelerator": accelerator,
+            "device": device,
+            "delegate": delegate,
+        }
         try:
             return cls._open(path, engine, labels, input_spec, output_kind)
         except ModelFileError as exc:  # MetadataError included: name the file in every message
@@ -119,20 +138,33 @@ class Classifier:
             raise
 
     @classmethod
-    def _open(cls, path: Path, engine_options: dict, labels: Sequence[str] | None,
-              input_spec: InputSpec | None, output_kind: str = "probabilities") -> "Classifier":
+    def _open(
+        cls,
+        path: Path,
+        engine_options: dict,
+        labels: Sequence[str] | None,
+        input_spec: InputSpec | None,
+        output_kind: str = "probabilities",
+    ) -> "Classifier":
         kind, data = load_bytes(path)
         try:
             metadata = read_metadata(kind, data, path)
         except MetadataError:
             if labels is None or input_spec is None:
                 raise
-            metadata = ModelMetadata(model=path.stem, format=kind, labels=tuple(labels), input=input_spec,
-                                     output=OutputSpec(kind=output_kind),
-                                     extra={"source": "contract passed by the caller"})
+            metadata = ModelMetadata(
+                model=path.stem,
+                format=kind,
+                labels=tuple(labels),
+                input=input_spec,
+                output=OutputSpec(kind=output_kind),
+                extra={"source": "contract passed by the caller"},
+            )
         if metadata.is_extractor:
-            raise MetadataError(f"{path}: is a feature extractor, not a classifier; teach a classifier from it with "
-                                f"`edge-classify teach --extractor {path} --examples DIR --output FILE`")
+            raise MetadataError(
+                f"{path}: is a feature extractor, not a classifier; teach a classifier from it with "
+                f"`edge-classify teach --extractor {path} --examples DIR --output FILE`"
+            )
         engine = open_backend(kind, data, **engine_options)
         try:
             metadata = _reconcile(metadata, engine, path)
@@ -166,12 +198,16 @@ class Classifier:
             except EdgeError:
                 raise
             except Exception as exc:  # the interpreters raise RuntimeError/ValueError of their own
-                raise InferenceError(f"{self.backend.name} failed on this input ({type(exc).__name__}: "
-                                     f"{' '.join(str(exc).split())[:200]})") from None
+                raise InferenceError(
+                    f"{self.backend.name} failed on this input ({type(exc).__name__}: "
+                    f"{' '.join(str(exc).split())[:200]})"
+                ) from None
         probabilities = dequantize(np.asarray(raw).reshape(-1), self._output_quant)
         if not np.all(np.isfinite(probabilities)):
-            raise NonFiniteScoresError(f"{self.path or self.metadata.model}: the model answered NaN or infinity; the "
-                                       "file is broken (teach or convert it again)")
+            raise NonFiniteScoresError(
+                f"{self.path or self.metadata.model}: the model answered NaN or infinity; the "
+                "file is broken (teach or convert it again)"
+            )
         if self._softmax:
             shifted = np.exp(probabilities - probabilities.max())
             probabilities = shifted / shifted.sum()
@@ -179,14 +215,17 @@ class Classifier:
             return probabilities, None
         unknown = float(dequantize(np.asarray(raw_unknown).reshape(-1), self._unknown_quant)[0])
         if not np.isfinite(unknown):
-            raise NonFiniteScoresError(f"{self.path or self.metadata.model}: the model's out-of-class score is NaN or "
-                                       "infinity; the file is broken (teach or convert it again)")
+            raise NonFiniteScoresError(
+                f"{self.path or self.metadata.model}: the model's out-of-class score is NaN or "
+                "infinity; the file is broken (teach or convert it again)"
+            )
         return probabilities, unknown
 
     def is_unknown(self, unknown_score: float | None) -> bool:
         """Whether a score from :meth:`infer_all` means none of the classes (False for files without one)."""
-        return unknown_score is not None and self.unknown_spec is not None and self.unknown_spec.is_unknown(
-            unknown_score)
+        return (
+            unknown_score is not None and self.unknown_spec is not None and self.unknown_spec.is_unknown(unknown_score)
+        )
 
     def predict(self, frame: np.ndarray, top_k: int = 3) -> Prediction:
         """Classify one frame (BGR/BGRA/gray uint8, any size).
@@ -199,9 +238,14 @@ class Classifier:
         prepared = time.perf_counter()
         probabilities, unknown_score = self.infer_all(tensor)
         done = time.perf_counter()
-        return Prediction(self.top(probabilities, top_k), probabilities,
-                          (prepared - started) * 1e3, (done - prepared) * 1e3,
-                          self.is_unknown(unknown_score), unknown_score)
+        return Prediction(
+            self.top(probabilities, top_k),
+            probabilities,
+            (prepared - started) * 1e3,
+            (done - prepared) * 1e3,
+            self.is_unknown(unknown_score),
+            unknown_score,
+        )
 
     def predict_batch(self, frames: Iterable[np.ndarray], top_k: int = 3) -> list[Prediction]:
         """Classify several frames; files are batch-1, so this runs them back to back."""
@@ -225,9 +269,11 @@ class Classifier:
 
     def describe(self) -> str:
         spec = self.input_spec
-        return (f"{self.metadata.model} ({self.metadata.format}) on {self.engine}: "
-                f"input {spec.height}x{spec.width}x{spec.channels} {spec.color_order} {spec.dtype}, "
-                f"{len(self.labels)} classes")
+        return (
+            f"{self.metadata.model} ({self.metadata.format}) on {self.engine}: "
+            f"input {spec.height}x{spec.width}x{spec.channels} {spec.color_order} {spec.dtype}, "
+            f"{len(self.labels)} classes"
+        )
 
     def close(self) -> None:
         with self._lock:
@@ -248,12 +294,15 @@ def _reconcile(metadata: ModelMetadata, engine: Backend, path: Path) -> ModelMet
     shape = tuple(engine.input.shape)
     expected = spec.shape
     if len(shape) != 4 or any(actual not in (want, -1) for actual, want in zip(shape, expected)):
-        raise MetadataError(f"{path}: metadata says input {list(expected)} but the model's input is {list(shape)}; "
-                            "the metadata does not belong to this model")
+        raise MetadataError(
+            f"{path}: metadata says input {list(expected)} but the model's input is {list(shape)}; "
+            "the metadata does not belong to this model"
+        )
     classes = engine.output.shape[-1] if engine.output.shape else -1
     if classes not in (-1, len(metadata.labels)):
-        raise MetadataError(f"{path}: metadata has {len(metadata.labels)} labels but the model outputs {classes} "
-                            f"classes")
+        raise MetadataError(
+            f"{path}: metadata has {len(metadata.labels)} labels but the model outputs {classes} classes"
+        )
     dtype = engine.input.dtype
     if dtype not in ("float32", "float16", "int8", "uint8"):
         raise MetadataError(f"{path}: model input dtype {dtype} is not supported")
@@ -268,7 +317,9 @@ def _reconcile(metadata: ModelMetadata, engine: Backend, path: Path) -> ModelMet
     output = replace(metadata.output, dtype=engine.output.dtype) if metadata.output else OutputSpec()
     if output.unknown is not None:
         if engine.unknown is None:
-            raise MetadataError(f"{path}: metadata declares an out-of-class output but the model has none; "
-                                "the metadata does not belong to this model")
+            raise MetadataError(
+                f"{path}: metadata declares an out-of-class output but the model has none; "
+                "the metadata does not belong to this model"
+            )
         output = replace(output, unknown=replace(output.unknown, dtype=engine.unknown.dtype))
     return replace(metadata, input=spec.with_tensor(dtype, quant), output=output)

@@ -19,13 +19,7 @@ import json
 import sys
 from dataclasses import dataclass
 
-from edge_common.cli import (
-    ArgumentParser,
-    add_options,
-    config_from_args,
-    option,
-    run_command,
-)
+from edge_common.cli import ArgumentParser, add_options, config_from_args, option, run_command
 
 from .accelerators import EngineOptions
 
@@ -49,14 +43,14 @@ def build_parser() -> ArgumentParser:
     parser = ArgumentParser(
         prog="python -m edge_runtime",
         description="Classify frames from a camera, video, images or stream with a converted .tflite/.onnx model. "
-                    "Other commands: `python -m edge_runtime doctor` (what this device has), "
-                    "`python -m edge_runtime inspect FILE` (a model's embedded metadata), "
-                    "`python -m edge_runtime teach ...` (teach a classifier your own things), "
-                    "`python -m edge_runtime tune --model FILE` (the fastest engine for a file on this device).",
+        "Other commands: `python -m edge_runtime doctor` (what this device has), "
+        "`python -m edge_runtime inspect FILE` (a model's embedded metadata), "
+        "`python -m edge_runtime teach ...` (teach a classifier your own things), "
+        "`python -m edge_runtime tune --model FILE` (the fastest engine for a file on this device).",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="sources: 0 (camera index) | picamera2 | video.mp4 | image.jpg | folder/ | 'glob/*.jpg' | "
-               "rtsp://host/stream | 'nvarguscamerasrc ! ... ! appsink' (GStreamer)\n"
-               "exit codes: 0 done, 2 bad input or a failed source/output, 130 Ctrl-C, 143 SIGTERM",
+        "rtsp://host/stream | 'nvarguscamerasrc ! ... ! appsink' (GStreamer)\n"
+        "exit codes: 0 done, 2 bad input or a failed source/output, 130 Ctrl-C, 143 SIGTERM",
     )
     add_options(parser, RunOptions, skip=("verbose",))
     add_options(parser, EngineOptions)
@@ -112,8 +106,14 @@ def _classify(args: argparse.Namespace) -> int:
 
         source.close()
         raise EdgeError(f"--loop repeats image sources and video files; {source.name} is live and runs until stopped")
-    stats = run(classifier, source, config, reopen=lambda: open_source(options.source, capture), serve=serve,
-                event_options=event_options)
+    stats = run(
+        classifier,
+        source,
+        config,
+        reopen=lambda: open_source(options.source, capture),
+        serve=serve,
+        event_options=event_options,
+    )
     print(stats.summary(), file=sys.stderr)
     return 128 + stats.signal if stats.signal else 0
 
@@ -126,16 +126,19 @@ class InspectOptions:
 
 
 def build_inspect_parser() -> ArgumentParser:
-    parser = ArgumentParser(prog="python -m edge_runtime inspect",
-                            description="Print a model file's embedded metadata (labels, input contract, accuracy).")
+    parser = ArgumentParser(
+        prog="python -m edge_runtime inspect",
+        description="Print a model file's embedded metadata (labels, input contract, accuracy).",
+    )
     parser.add_argument("model", help="a .tflite or .onnx file")
     add_options(parser, InspectOptions)
     return parser
 
 
 def inspect_main(argv: list[str]) -> int:
-    return run_command(build_inspect_parser(),
-                       lambda args: _inspect(args.model, config_from_args(InspectOptions, args)), argv)
+    return run_command(
+        build_inspect_parser(), lambda args: _inspect(args.model, config_from_args(InspectOptions, args)), argv
+    )
 
 
 def _inspect(model: str, options: InspectOptions) -> int:
@@ -149,21 +152,31 @@ def _inspect(model: str, options: InspectOptions) -> int:
         print(json.dumps(metadata.to_dict(), indent=2))  # JSON escapes control characters itself
         return 0
     spec = metadata.input
-    quant = f", quantization scale {spec.quantization.scale:g} zero point {spec.quantization.zero_point}" \
-        if spec.quantization else ""
+    quant = (
+        f", quantization scale {spec.quantization.scale:g} zero point {spec.quantization.zero_point}"
+        if spec.quantization
+        else ""
+    )
     print(f"model:   {printable(metadata.model)} ({metadata.format}, {len(data):,} bytes)")
-    print(f"input:   {spec.height}x{spec.width}x{spec.channels} {spec.color_order} {spec.layout} {spec.dtype}, "
-          f"pixels {spec.pixel_range[0]:g}..{spec.pixel_range[1]:g}, resize {spec.resize}, fit {spec.fit}"
-          f"{f' {spec.crop:g}' if spec.fit == 'crop' else ''}{quant}")
+    print(
+        f"input:   {spec.height}x{spec.width}x{spec.channels} {spec.color_order} {spec.layout} {spec.dtype}, "
+        f"pixels {spec.pixel_range[0]:g}..{spec.pixel_range[1]:g}, resize {spec.resize}, fit {spec.fit}"
+        f"{f' {spec.crop:g}' if spec.fit == 'crop' else ''}{quant}"
+    )
     print(f"output:  {metadata.output.kind} ({metadata.output.dtype})")
     unknown = metadata.output.unknown
     if metadata.is_extractor:
-        print(f"features: {metadata.extra.get('features', '?')} values per image: a feature extractor for "
-              "`edge-classify teach`, not a classifier")
+        print(
+            f"features: {metadata.extra.get('features', '?')} values per image: a feature extractor for "
+            "`edge-classify teach`, not a classifier"
+        )
     else:
-        print(f"unknown: {unknown.score} above {unknown.threshold:.4f} is none of these (calibrated to keep "
-              f"{unknown.keep:.0%} of held-out in-class photos)" if unknown else
-              "unknown: none (this file cannot say none of these)")
+        print(
+            f"unknown: {unknown.score} above {unknown.threshold:.4f} is none of these (calibrated to keep "
+            f"{unknown.keep:.0%} of held-out in-class photos)"
+            if unknown
+            else "unknown: none (this file cannot say none of these)"
+        )
         print(f"labels:  {', '.join(printable(label) for label in metadata.labels)}")
     width = max([len(key) + 2 for key in metadata.accuracy] + [9])
     for key, value in metadata.accuracy.items():

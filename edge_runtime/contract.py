@@ -125,30 +125,45 @@ class UnknownSpec:
         return unknown.is_unknown(score, self.threshold)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"score": self.score, "threshold": self.threshold, "keep": self.keep, "dtype": self.dtype,
-                "quantization": self.quantization.to_dict() if self.quantization else None}
+        return {
+            "score": self.score,
+            "threshold": self.threshold,
+            "keep": self.keep,
+            "dtype": self.dtype,
+            "quantization": self.quantization.to_dict() if self.quantization else None,
+        }
 
     @classmethod
     def from_dict(cls, data: Any) -> "UnknownSpec":
         obj = _mapping(data, "output.unknown")
         score = obj.get("score")
         if score not in UNKNOWN_SCORES:
-            raise MetadataError(f"metadata field output.unknown.score is {score!r}; expected one of "
-                                f"{', '.join(UNKNOWN_SCORES)}")
+            raise MetadataError(
+                f"metadata field output.unknown.score is {score!r}; expected one of {', '.join(UNKNOWN_SCORES)}"
+            )
         if "threshold" not in obj:
-            raise MetadataError("metadata declares an out-of-class output (output.unknown) without a threshold; "
-                                "re-export the model with `python -m convert`")
+            raise MetadataError(
+                "metadata declares an out-of-class output (output.unknown) without a threshold; "
+                "re-export the model with `python -m convert`"
+            )
         threshold = _num(obj.get("threshold"), "output.unknown.threshold")
         low, high = UNKNOWN_SCORES[score]
         if not low <= threshold <= high:
-            raise MetadataError(f"metadata field output.unknown.threshold {threshold} is outside the {score} range "
-                                f"{low}..{high}; re-export the model with `python -m convert`")
+            raise MetadataError(
+                f"metadata field output.unknown.threshold {threshold} is outside the {score} range "
+                f"{low}..{high}; re-export the model with `python -m convert`"
+            )
         keep = _num(obj.get("keep", unknown.KEEP), "output.unknown.keep")
         dtype = str(obj.get("dtype", "float32"))
         if dtype not in TENSOR_DTYPES:
             raise MetadataError(f"metadata field output.unknown.dtype is {dtype!r}")
-        return cls(threshold=threshold, score=score, keep=keep, dtype=dtype,
-                   quantization=_quant(obj.get("quantization"), "output.unknown.quantization"))
+        return cls(
+            threshold=threshold,
+            score=score,
+            keep=keep,
+            dtype=dtype,
+            quantization=_quant(obj.get("quantization"), "output.unknown.quantization"),
+        )
 
 
 #: What a file's (first) output holds: class scores after softmax, raw class scores (the runtime applies
@@ -166,8 +181,11 @@ class OutputSpec:
     unknown: UnknownSpec | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        data: dict[str, Any] = {"kind": self.kind, "dtype": self.dtype,
-                                "quantization": self.quantization.to_dict() if self.quantization else None}
+        data: dict[str, Any] = {
+            "kind": self.kind,
+            "dtype": self.dtype,
+            "quantization": self.quantization.to_dict() if self.quantization else None,
+        }
         if self.unknown is not None:
             data["unknown"] = self.unknown.to_dict()
         return data
@@ -182,8 +200,9 @@ class OutputSpec:
         if dtype not in TENSOR_DTYPES:
             raise MetadataError(f"metadata field output.dtype is {dtype!r}; expected one of {', '.join(TENSOR_DTYPES)}")
         unknown = UnknownSpec.from_dict(obj["unknown"]) if obj.get("unknown") is not None else None
-        return cls(kind=kind, dtype=dtype, quantization=_quant(obj.get("quantization"), "output.quantization"),
-                   unknown=unknown)
+        return cls(
+            kind=kind, dtype=dtype, quantization=_quant(obj.get("quantization"), "output.quantization"), unknown=unknown
+        )
 
 
 @dataclass(frozen=True)
@@ -232,11 +251,13 @@ class ModelMetadata:
         obj = _mapping(data, "metadata")
         schema = obj.get("schema")
         if not isinstance(schema, str) or not schema.startswith("edge-classify/"):
-            raise MetadataError(f"metadata schema is {schema!r}, not {SCHEMA!r}; the file was not made by `python "
-                                f"-m convert`")
+            raise MetadataError(
+                f"metadata schema is {schema!r}, not {SCHEMA!r}; the file was not made by `python -m convert`"
+            )
         if schema != SCHEMA:
-            raise MetadataError(f"metadata schema {schema!r} is newer than this runtime ({SCHEMA}); upgrade "
-                                f"edge-classify")
+            raise MetadataError(
+                f"metadata schema {schema!r} is newer than this runtime ({SCHEMA}); upgrade edge-classify"
+            )
         labels = obj.get("labels")
         if not isinstance(labels, list) or not all(isinstance(x, str) for x in labels):
             raise MetadataError("metadata field labels must be a list of strings")
@@ -280,8 +301,9 @@ def _validate_input(spec: InputSpec) -> None:
     if spec.channels not in (1, 3):
         raise MetadataError(f"metadata input.channels is {spec.channels}; only 1 (gray) and 3 (colour) are supported")
     if spec.color_order not in COLOR_ORDERS:
-        raise MetadataError(f"metadata input.color_order is {spec.color_order!r}; expected one of "
-                            f"{', '.join(COLOR_ORDERS)}")
+        raise MetadataError(
+            f"metadata input.color_order is {spec.color_order!r}; expected one of {', '.join(COLOR_ORDERS)}"
+        )
     if (spec.channels == 1) != (spec.color_order == "GRAY"):
         raise MetadataError(f"metadata input has {spec.channels} channel(s) but color_order {spec.color_order!r}")
     if spec.layout != "NHWC":

@@ -20,22 +20,25 @@ from .backends import available
 class DoctorOptions:
     """The options of ``python -m edge_runtime doctor`` beside the engine's."""
 
-    model: str | None = option(help="also open this file with the engine options and say what runs it",
-                               metavar="FILE")
+    model: str | None = option(help="also open this file with the engine options and say what runs it", metavar="FILE")
 
 
 def build_parser() -> ArgumentParser:
-    parser = ArgumentParser(prog="python -m edge_runtime doctor",
-                            description="Print Python, CPU, installed backends, accelerators, OpenCV build, cameras "
-                                        "and display.")
+    parser = ArgumentParser(
+        prog="python -m edge_runtime doctor",
+        description="Print Python, CPU, installed backends, accelerators, OpenCV build, cameras and display.",
+    )
     add_options(parser, DoctorOptions)
     add_options(parser, EngineOptions)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    return run_command(build_parser(), lambda args: _report(config_from_args(DoctorOptions, args),
-                                                            config_from_args(EngineOptions, args)), argv)
+    return run_command(
+        build_parser(),
+        lambda args: _report(config_from_args(DoctorOptions, args), config_from_args(EngineOptions, args)),
+        argv,
+    )
 
 
 def _report(options: DoctorOptions | None = None, engine: EngineOptions | None = None) -> int:
@@ -62,13 +65,17 @@ def _report(options: DoctorOptions | None = None, engine: EngineOptions | None =
         print(f"hint        {line}")
     try:
         build = system.opencv_build()
-        print(f"opencv      {build['version']}; GUI {build['gui']}; GStreamer {build['gstreamer']}; "
-              f"V4L2 {build['v4l2']}; FFmpeg {build['ffmpeg']}")
+        print(
+            f"opencv      {build['version']}; GUI {build['gui']}; GStreamer {build['gstreamer']}; "
+            f"V4L2 {build['v4l2']}; FFmpeg {build['ffmpeg']}"
+        )
     except ImportError:
         print("opencv      not installed (pip install opencv-python-headless)")
     cams = system.cameras()
-    print(f"cameras     {', '.join(cams) if cams else 'none under /dev/video*'}"
-          f"{'; Picamera2 installed (use --source picamera2)' if env['picamera2'] else ''}")
+    print(
+        f"cameras     {', '.join(cams) if cams else 'none under /dev/video*'}"
+        f"{'; Picamera2 installed (use --source picamera2)' if env['picamera2'] else ''}"
+    )
     print(f"display     {system.display() or 'none (the live loop runs headless)'}")
     if engine.accelerator != "auto" or engine.delegate:
         _check_usable(engine, found)
@@ -86,8 +93,12 @@ def accelerator_lines(found: accel.Hardware) -> list[str]:
         f"NVIDIA GPU   {', '.join(found.nvidia) or 'none found (nvidia-smi, /dev/nvidia*, a Jetson)'}",
         f"Edge TPU     {', '.join(found.coral) or 'none found (USB 1a6e:089a or 18d1:9302, /dev/apex_*)'}; "
         f"{accel.EDGETPU_LIBRARY} {'at ' + found.libedgetpu if found.libedgetpu else 'not installed'}",
-        "OpenVINO     " + ("devices " + ", ".join(found.openvino_devices) if found.openvino_devices is not None
-                             else "not installed (pip install 'edge-classify[openvino]')"),
+        "OpenVINO     "
+        + (
+            "devices " + ", ".join(found.openvino_devices)
+            if found.openvino_devices is not None
+            else "not installed (pip install 'edge-classify[openvino]')"
+        ),
     ]
 
 
@@ -99,8 +110,10 @@ def _check_usable(engine: EngineOptions, found: accel.Hardware) -> None:
     if choice in ("tensorrt", "cuda"):
         accel.require_providers(choice, found.onnx_providers or [])
         if not found.nvidia:
-            raise BackendUnavailableError(f"--accelerator {choice}: ONNX Runtime has the provider but no NVIDIA GPU "
-                                          "was found (nvidia-smi, /dev/nvidia*)")
+            raise BackendUnavailableError(
+                f"--accelerator {choice}: ONNX Runtime has the provider but no NVIDIA GPU "
+                "was found (nvidia-smi, /dev/nvidia*)"
+            )
     elif choice == "openvino" and found.openvino_devices is None and accel.OV_EP not in (found.onnx_providers or []):
         raise BackendUnavailableError(f"--accelerator openvino: OpenVINO is not installed; {accel.INSTALL['openvino']}")
     elif choice == "edgetpu" and not (found.coral and found.libedgetpu):

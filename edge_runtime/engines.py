@@ -26,8 +26,16 @@ from .errors import BackendUnavailableError, EdgeError
 log = logging.getLogger("edge_classify.runtime")
 
 
-def open_backend(kind: str, data: bytes, backend: str = "auto", threads: int | None = None, *,
-                 accelerator: str = "auto", device: str | None = None, delegate: str | None = None) -> Backend:
+def open_backend(
+    kind: str,
+    data: bytes,
+    backend: str = "auto",
+    threads: int | None = None,
+    *,
+    accelerator: str = "auto",
+    device: str | None = None,
+    delegate: str | None = None,
+) -> Backend:
     """Load model bytes of ``kind`` ("tflite"/"onnx") in the requested or first available backend,
     on the requested accelerator (see :mod:`.accelerators` for what ``auto`` chooses).
 
@@ -39,8 +47,9 @@ def open_backend(kind: str, data: bytes, backend: str = "auto", threads: int | N
     if backend not in BACKENDS:
         raise BackendUnavailableError(f"unknown backend {backend!r}; choose from {', '.join(BACKENDS)}")
     if accelerator not in accel.ACCELERATORS:
-        raise BackendUnavailableError(f"unknown accelerator {accelerator!r}; choose from "
-                                      f"{', '.join(accel.ACCELERATORS)}")
+        raise BackendUnavailableError(
+            f"unknown accelerator {accelerator!r}; choose from {', '.join(accel.ACCELERATORS)}"
+        )
     if threads is not None and not 1 <= threads <= MAX_THREADS:
         raise EdgeError(f"threads must be 1..{MAX_THREADS} (4 per core here), got {threads}")
     if kind == "onnx":
@@ -48,17 +57,23 @@ def open_backend(kind: str, data: bytes, backend: str = "auto", threads: int | N
     return _open_tflite(data, backend, threads, accelerator, device, delegate)
 
 
-def _open_onnx(data: bytes, backend: str, threads: int | None, accelerator: str, device: str | None,
-               delegate: str | None) -> Backend:
+def _open_onnx(
+    data: bytes, backend: str, threads: int | None, accelerator: str, device: str | None, delegate: str | None
+) -> Backend:
     if backend in TFLITE_BACKENDS:
-        raise BackendUnavailableError(f"backend {backend} runs .tflite files; use onnxruntime, openvino or auto for "
-                                      ".onnx")
+        raise BackendUnavailableError(
+            f"backend {backend} runs .tflite files; use onnxruntime, openvino or auto for .onnx"
+        )
     if delegate:
-        raise BackendUnavailableError("--delegate is a LiteRT delegate for .tflite files; for .onnx choose "
-                                      "--accelerator cuda, tensorrt or openvino")
+        raise BackendUnavailableError(
+            "--delegate is a LiteRT delegate for .tflite files; for .onnx choose "
+            "--accelerator cuda, tensorrt or openvino"
+        )
     if accelerator == "edgetpu":
-        raise BackendUnavailableError("--accelerator edgetpu runs .tflite files compiled for the Edge TPU; for "
-                                      ".onnx choose cpu, cuda, tensorrt or openvino")
+        raise BackendUnavailableError(
+            "--accelerator edgetpu runs .tflite files compiled for the Edge TPU; for "
+            ".onnx choose cpu, cuda, tensorrt or openvino"
+        )
     sha = accel.file_hash(data)
     if accelerator == "auto":
         backend, accelerator, threads = _auto_onnx(sha, backend, threads)
@@ -67,8 +82,10 @@ def _open_onnx(data: bytes, backend: str, threads: int | None, accelerator: str,
             return OpenVinoBackend(data, threads, device if accelerator == "openvino" else "CPU")
         if backend != "openvino" and accel.OV_EP in (accel.onnx_providers() or []):
             return OnnxBackend(data, threads, "openvino", device, sha)
-        raise BackendUnavailableError(f"--{'backend' if backend == 'openvino' else 'accelerator'} openvino: OpenVINO "
-                                      f"is not installed; {accel.INSTALL['openvino']}")
+        raise BackendUnavailableError(
+            f"--{'backend' if backend == 'openvino' else 'accelerator'} openvino: OpenVINO "
+            f"is not installed; {accel.INSTALL['openvino']}"
+        )
     return OnnxBackend(data, threads, accelerator, device, sha)
 
 
@@ -78,8 +95,11 @@ def _auto_onnx(sha: str, backend: str, threads: int | None) -> tuple[str, str, i
     from .tune import lookup
 
     record = lookup(sha)
-    if record is not None and backend in ("auto", record["backend"]) and \
-            (record["backend"] != "openvino" or available("openvino")):
+    if (
+        record is not None
+        and backend in ("auto", record["backend"])
+        and (record["backend"] != "openvino" or available("openvino"))
+    ):
         return record["backend"], record["accelerator"], threads or record.get("threads")
     if backend == "openvino":
         return backend, "cpu", threads
@@ -90,13 +110,16 @@ def _auto_onnx(sha: str, backend: str, threads: int | None) -> tuple[str, str, i
     return "onnxruntime", "cpu", threads
 
 
-def _open_tflite(data: bytes, backend: str, threads: int | None, accelerator: str, device: str | None,
-                 delegate: str | None) -> Backend:
+def _open_tflite(
+    data: bytes, backend: str, threads: int | None, accelerator: str, device: str | None, delegate: str | None
+) -> Backend:
     if backend in ONNX_BACKENDS:
         raise BackendUnavailableError(f"{backend} runs .onnx files; use litert, tflite_runtime or auto for .tflite")
     if accelerator in accel.ONNX_ACCELERATORS:
-        raise BackendUnavailableError(f"--accelerator {accelerator} runs .onnx files; use the model's .onnx file "
-                                      "(`python -m convert` writes both)")
+        raise BackendUnavailableError(
+            f"--accelerator {accelerator} runs .onnx files; use the model's .onnx file "
+            "(`python -m convert` writes both)"
+        )
     compiled = accel.is_edgetpu_file(data)
     spec = accel.parse_delegate(delegate) if delegate else None
     if accelerator == "auto" and threads is None and spec is None:
@@ -105,8 +128,9 @@ def _open_tflite(data: bytes, backend: str, threads: int | None, accelerator: st
         record = lookup(accel.file_hash(data))  # tune's thread count for this file on this device
         threads = record.get("threads") if record else None
     chosen = "delegate" if spec else "cpu"
-    if accelerator == "edgetpu" or (accelerator == "auto" and spec is None and compiled and accel.coral_devices()
-                                    and accel.find_libedgetpu()):
+    if accelerator == "edgetpu" or (
+        accelerator == "auto" and spec is None and compiled and accel.coral_devices() and accel.find_libedgetpu()
+    ):
         spec, chosen = accel.DelegateSpec(accel.EDGETPU_LIBRARY, {"device": device} if device else {}), "edgetpu"
     elif accelerator == "auto" and spec is None:
         _say_hints("tflite")
@@ -114,7 +138,8 @@ def _open_tflite(data: bytes, backend: str, threads: int | None, accelerator: st
         raise BackendUnavailableError(
             "this file was compiled for the Edge TPU (it holds edgetpu-custom-op) and runs only on one: plug in a "
             f"Coral, {accel.INSTALL['edgetpu']}, and pass --accelerator edgetpu; or run the model_int8.tflite it was "
-            "compiled from")
+            "compiled from"
+        )
     candidates = TFLITE_BACKENDS if backend == "auto" else (backend,)
     for name in candidates:
         if not available(name):
@@ -126,7 +151,9 @@ def _open_tflite(data: bytes, backend: str, threads: int | None, accelerator: st
             continue
     raise BackendUnavailableError(
         "no TFLite interpreter is installed; `pip install ai-edge-litert` (64-bit) or `pip install tflite-runtime` "
-        "(32-bit Pi OS)" if backend == "auto" else f"TFLite backend {backend} is not installed or cannot load here"
+        "(32-bit Pi OS)"
+        if backend == "auto"
+        else f"TFLite backend {backend} is not installed or cannot load here"
     )
 
 

@@ -38,5 +38,15 @@ class SourceError(EdgeError):
     """A frame source (camera, file, stream) cannot be opened or stopped for good."""
 
 
-__all__ = ["EdgeError", "OutputError", "one_line", "ModelFileError", "MetadataError", "BackendUnavailableError",
-           "FrameError", "InferenceError", "NonFiniteScoresError", "SourceError"]
+__all__ = [
+    "EdgeError",
+    "OutputError",
+    "one_line",
+    "ModelFileError",
+    "MetadataError",
+    "BackendUnavailableError",
+    "FrameError",
+    "InferenceError",
+    "NonFiniteScoresError",
+    "SourceError",
+]

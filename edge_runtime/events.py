@@ -41,13 +41,15 @@ log = logging.getLogger("edge_classify.runtime")
 class EventOptions:
     """When a label change is published, and where to (flags of ``python -m edge_runtime``)."""
 
-    event_frames: int = option(3, "publish a label change once this many consecutive frames agree",
-                               bounds=(1, 1000))
-    event_min_score: float = option(0.0, "publish a class only when its score reaches this (unknown needs none)",
-                                    bounds=(0, 1))
+    event_frames: int = option(3, "publish a label change once this many consecutive frames agree", bounds=(1, 1000))
+    event_min_score: float = option(
+        0.0, "publish a class only when its score reaches this (unknown needs none)", bounds=(0, 1)
+    )
     webhook: str | None = option(help="POST each label-change event as JSON to this http(s) URL", metavar="URL")
-    mqtt: str | None = option(help="publish each label-change event to mqtt://HOST[:PORT]/TOPIC "
-                                   "(needs the mqtt extra: paho-mqtt)", metavar="URL")
+    mqtt: str | None = option(
+        help="publish each label-change event to mqtt://HOST[:PORT]/TOPIC (needs the mqtt extra: paho-mqtt)",
+        metavar="URL",
+    )
 
 
 class Debouncer:
@@ -77,8 +79,17 @@ class Debouncer:
 def make_event(label: str, score: float, previous: str | None, frame: int, source: str, model: str) -> dict[str, Any]:
     now = time.time()
     stamp = datetime.fromtimestamp(now, timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-    return {"type": "label", "label": label, "score": round(float(score), 5), "previous": previous or None,
-            "time": stamp, "timestamp": round(now, 3), "frame": frame, "source": source, "model": model}
+    return {
+        "type": "label",
+        "label": label,
+        "score": round(float(score), 5),
+        "previous": previous or None,
+        "time": stamp,
+        "timestamp": round(now, 3),
+        "frame": frame,
+        "source": source,
+        "model": model,
+    }
 
 
 class _QueuedSink:
@@ -122,8 +133,11 @@ class _QueuedSink:
                 except Exception as exc:  # any failure of the receiver: retry, never crash the loop
                     if not self._warned:  # once: a receiver that is down would otherwise flood the log
                         self._warned = True
-                        log.warning("%s: sending failed (%s); retrying with backoff, failures are counted in the "
-                                    "summary", self.name, " ".join(str(exc).split())[:160])
+                        log.warning(
+                            "%s: sending failed (%s); retrying with backoff, failures are counted in the summary",
+                            self.name,
+                            " ".join(str(exc).split())[:160],
+                        )
                     if attempt == self.attempts or self._stop.is_set():
                         self.failed += 1
                         break
@@ -280,8 +294,13 @@ class MqttSink(_QueuedSink):
 class Events:
     """The debouncer and its sinks, fed once per frame by the live loop."""
 
-    def __init__(self, options: EventOptions, source: str, model: str,
-                 extra: list[Callable[[dict[str, Any]], None]] | None = None) -> None:
+    def __init__(
+        self,
+        options: EventOptions,
+        source: str,
+        model: str,
+        extra: list[Callable[[dict[str, Any]], None]] | None = None,
+    ) -> None:
         self.debouncer = Debouncer(options.event_frames, options.event_min_score)
         self.source, self.model = source, model
         self.sinks: list[_QueuedSink] = []
@@ -311,6 +330,12 @@ class Events:
     def summary(self) -> dict[str, Any]:
         """Per sink: events sent, dropped (queue full), failed (after every retry) and unsent (still
         queued or in flight when the run ended); the four add up to every event published."""
-        return {sink.name: {"sent": sink.sent, "dropped": sink.dropped, "failed": sink.failed,
-                            "unsent": max(0, sink.accepted - sink.sent - sink.dropped - sink.failed)}
-                for sink in self.sinks}
+        return {
+            sink.name: {
+                "sent": sink.sent,
+                "dropped": sink.dropped,
+                "failed": sink.failed,
+                "unsent": max(0, sink.accepted - sink.sent - sink.dropped - sink.failed),
+            }
+            for sink in self.sinks
+        }

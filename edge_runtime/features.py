@@ -41,15 +41,24 @@ class FeatureExtractor:
         self.kind = metadata.format.split("_", 1)[0]  # "tflite" or "onnx"
         self.data = data  # the file's bytes: a taught model is this graph plus a head
         out = backend.output
-        self._quant = Quantization(out.scale, out.zero_point) if out.dtype in ("int8", "uint8") and out.scale > 0 \
-            else None
+        self._quant = (
+            Quantization(out.scale, out.zero_point) if out.dtype in ("int8", "uint8") and out.scale > 0 else None
+        )
         self.input_spec: InputSpec = metadata.input
         self.output_spec = replace(metadata.output, dtype=out.dtype, quantization=self._quant)
 
     @classmethod
-    def open(cls, path: str | Path, backend: str = "auto", threads: int | None = None, *,
-             input_spec: InputSpec | None = None, accelerator: str = "auto", device: str | None = None,
-             delegate: str | None = None) -> "FeatureExtractor":
+    def open(
+        cls,
+        path: str | Path,
+        backend: str = "auto",
+        threads: int | None = None,
+        *,
+        input_spec: InputSpec | None = None,
+        accelerator: str = "auto",
+        device: str | None = None,
+        delegate: str | None = None,
+    ) -> "FeatureExtractor":
         """Load an extractor file (``input_spec``: the contract of a file not yet carrying one;
         ``accelerator``, ``device``, ``delegate``: as for :meth:`Classifier.open`).
 
@@ -59,29 +68,56 @@ class FeatureExtractor:
         """
         path = Path(path)
         kind, data = load_bytes(path)
-        return cls.from_bytes(kind, data, path, backend, threads, input_spec=input_spec, accelerator=accelerator,
-                              device=device, delegate=delegate)
+        return cls.from_bytes(
+            kind,
+            data,
+            path,
+            backend,
+            threads,
+            input_spec=input_spec,
+            accelerator=accelerator,
+            device=device,
+            delegate=delegate,
+        )
 
     @classmethod
-    def from_bytes(cls, kind: str, data: bytes, path: Path, backend: str = "auto", threads: int | None = None, *,
-                   input_spec: InputSpec | None = None, accelerator: str = "auto", device: str | None = None,
-                   delegate: str | None = None) -> "FeatureExtractor":
+    def from_bytes(
+        cls,
+        kind: str,
+        data: bytes,
+        path: Path,
+        backend: str = "auto",
+        threads: int | None = None,
+        *,
+        input_spec: InputSpec | None = None,
+        accelerator: str = "auto",
+        device: str | None = None,
+        delegate: str | None = None,
+    ) -> "FeatureExtractor":
         """An extractor from a file's bytes (``path`` names it in messages)."""
         try:
             metadata = read_metadata(kind, data, path)
         except MetadataError:
             if input_spec is None:
                 raise
-            metadata = ModelMetadata(model=path.stem, format=f"{kind}_unknown", labels=(), input=input_spec,
-                                     output=OutputSpec(kind="features"))
+            metadata = ModelMetadata(
+                model=path.stem,
+                format=f"{kind}_unknown",
+                labels=(),
+                input=input_spec,
+                output=OutputSpec(kind="features"),
+            )
         if not metadata.is_extractor:
-            raise ModelFileError(f"{path}: is a classifier ({metadata.model}), not a feature extractor; pass "
-                                 "features_int8.tflite or features_float32.onnx from `python -m convert.features`")
+            raise ModelFileError(
+                f"{path}: is a classifier ({metadata.model}), not a feature extractor; pass "
+                "features_int8.tflite or features_float32.onnx from `python -m convert.features`"
+            )
         engine = open_backend(kind, data, backend, threads, accelerator=accelerator, device=device, delegate=delegate)
         if engine.unknown is not None or len(engine.output.shape) != 2:
             engine.close()
-            raise ModelFileError(f"{path}: a feature extractor has one output of shape (1, features), this one has "
-                                 f"{engine.output.shape}")
+            raise ModelFileError(
+                f"{path}: a feature extractor has one output of shape (1, features), this one has {engine.output.shape}"
+            )
         dtype = engine.input.dtype
         quant = Quantization(engine.input.scale, engine.input.zero_point) if dtype in ("int8", "uint8") else None
         metadata = replace(metadata, input=metadata.input.with_tensor(dtype, quant))

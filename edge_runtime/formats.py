@@ -35,15 +35,39 @@ class Format:
 FORMATS: tuple[Format, ...] = (
     Format("keras", "model.keras", "keras", "float32", "agreement", "Keras reference model (TensorFlow needed)"),
     Format("tflite_float32", "model_float32.tflite", "tflite", "float32", "agreement", "TFLite, float32"),
-    Format("tflite_float16", "model_float16.tflite", "tflite", "float16", "agreement",
-           "TFLite, float16 weights (half the size; computed in float32 on CPUs)"),
-    Format("tflite_dynamic", "model_dynamic.tflite", "tflite", "dynamic", "accuracy",
-           "TFLite dynamic-range: int8 weights, float activations (not an int8 model)"),
-    Format("tflite_int8", "model_int8.tflite", "tflite", "int8", "accuracy",
-           "TFLite full integer: int8 weights and activations, per-channel, int8 input and output"),
+    Format(
+        "tflite_float16",
+        "model_float16.tflite",
+        "tflite",
+        "float16",
+        "agreement",
+        "TFLite, float16 weights (half the size; computed in float32 on CPUs)",
+    ),
+    Format(
+        "tflite_dynamic",
+        "model_dynamic.tflite",
+        "tflite",
+        "dynamic",
+        "accuracy",
+        "TFLite dynamic-range: int8 weights, float activations (not an int8 model)",
+    ),
+    Format(
+        "tflite_int8",
+        "model_int8.tflite",
+        "tflite",
+        "int8",
+        "accuracy",
+        "TFLite full integer: int8 weights and activations, per-channel, int8 input and output",
+    ),
     Format("onnx_float32", "model_float32.onnx", "onnx", "float32", "agreement", "ONNX opset 17, float32"),
-    Format("onnx_int8", "model_int8.onnx", "onnx", "int8", "accuracy",
-           "ONNX static QDQ int8, per-channel weights (float input and output)"),
+    Format(
+        "onnx_int8",
+        "model_int8.onnx",
+        "onnx",
+        "int8",
+        "accuracy",
+        "ONNX static QDQ int8, per-channel weights (float input and output)",
+    ),
 )
 BY_NAME = {fmt.name: fmt for fmt in FORMATS}
 DEPLOYABLE = tuple(fmt for fmt in FORMATS if fmt.deployable)
@@ -55,4 +79,3 @@ def get(name: str) -> Format:
         return BY_NAME[name]
     except KeyError:
         raise EdgeError(f"unknown format {name!r}{suggest(name, BY_NAME)}; choose from {', '.join(BY_NAME)}") from None
-

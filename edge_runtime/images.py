@@ -27,8 +27,18 @@ MAX_FILE_BYTES = 512 * 1024 * 1024
 FORMATS = "JPEG, PNG, BMP, GIF, WebP, TIFF, PNM or Sun raster"
 # Formats OpenCV can decode whose size is not read here (Radiance HDR, OpenEXR, JPEG 2000, BigTIFF,
 # PAM, AVIF): refused rather than decoded blind.
-_UNSIZED = (b"#?RADIANCE", b"#?RGBE", b"\x76\x2f\x31\x01", b"\x00\x00\x00\x0cjP  ", b"\xff\x4f\xff\x51",
-            b"II+\x00", b"MM\x00+", b"P7", b"\x00\x00\x00\x1cftypavif", b"\x00\x00\x00\x20ftypavif")
+_UNSIZED = (
+    b"#?RADIANCE",
+    b"#?RGBE",
+    b"\x76\x2f\x31\x01",
+    b"\x00\x00\x00\x0cjP  ",
+    b"\xff\x4f\xff\x51",
+    b"II+\x00",
+    b"MM\x00+",
+    b"P7",
+    b"\x00\x00\x00\x1cftypavif",
+    b"\x00\x00\x00\x20ftypavif",
+)
 
 
 def images_in(folder: Path) -> list[Path]:
@@ -98,13 +108,17 @@ def check_pixels(data: bytes, max_pixels: int) -> tuple[str, str]:
         size = None
     if size is None:
         if bytes(data[:16]).startswith(_UNSIZED):
-            return (f"an image format whose size is not read before decoding (only {FORMATS}); convert it to PNG "
-                    "or JPEG", "unknown size")
+            return (
+                f"an image format whose size is not read before decoding (only {FORMATS}); convert it to PNG or JPEG",
+                "unknown size",
+            )
         return f"not an image file ({FORMATS})", "not an image"
     width, height = size
     if width * height > max_pixels:
-        return (f"{width}x{height} is {width * height / 1e6:.0f} MP, over --max-pixels {max_pixels / 1e6:g} MP",
-                "too many pixels")
+        return (
+            f"{width}x{height} is {width * height / 1e6:.0f} MP, over --max-pixels {max_pixels / 1e6:g} MP",
+            "too many pixels",
+        )
     return "", ""
 
 
@@ -174,11 +188,11 @@ def _jpeg_size(data: bytes) -> tuple[int, int] | None:
             continue
         if marker in (0xD9, 0xDA):  # end of image, or scan data before any frame header
             return None
-        length = struct.unpack(">H", bytes(data[pos + 2:pos + 4]))[0]
+        length = struct.unpack(">H", bytes(data[pos + 2 : pos + 4]))[0]
         if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):
             if pos + 9 > end:
                 return None
-            height, width = struct.unpack(">HH", bytes(data[pos + 5:pos + 9]))
+            height, width = struct.unpack(">HH", bytes(data[pos + 5 : pos + 9]))
             return width, height
         if length < 2:
             return None
@@ -190,13 +204,13 @@ def _tiff_size(data: bytes) -> tuple[int, int] | None:
     """ImageWidth and ImageLength from a TIFF's first directory (the page OpenCV decodes)."""
     order = "<" if data[:2] == b"II" else ">"
     (offset,) = struct.unpack(order + "I", bytes(data[4:8]))
-    (count,) = struct.unpack(order + "H", bytes(data[offset:offset + 2]))
+    (count,) = struct.unpack(order + "H", bytes(data[offset : offset + 2]))
     found: dict[int, int] = {}
     for index in range(count):
         start = offset + 2 + 12 * index
-        tag, kind, _n = struct.unpack(order + "HHI", bytes(data[start:start + 8]))
+        tag, kind, _n = struct.unpack(order + "HHI", bytes(data[start : start + 8]))
         if tag in (256, 257):
-            value = bytes(data[start + 8:start + 12])
+            value = bytes(data[start + 8 : start + 12])
             found[tag] = struct.unpack(order + ("H" if kind == 3 else "I"), value[:2] if kind == 3 else value)[0]
     if 256 in found and 257 in found:
         return found[256], found[257]

@@ -41,24 +41,33 @@ __all__ = ["LiveConfig", "LiveStats", "STAGES", "Smoother", "gui_available", "ru
 class LiveConfig:
     """Options of the live loop; each field but ``window_name`` is a flag of ``python -m edge_runtime``."""
 
-    headless: bool | None = option(help="never open a window (default: headless when there is no display)",
-                                   off="--window", off_help="insist on a window (needs the gui extra)")
-    output: str | None = option(help="write the annotated video here (.mp4, .avi or .mkv); for image sources, "
-                                     "annotated images (a file for one image, a folder for many)")
-    output_fps: float | None = option(help="frame rate of --output (default: the source's, else 30)", bounds=(0, 1000),
-                                      open_low=True)
-    jsonl: str | None = option(help="write one JSON line per frame here (index, time, top-k, ms per stage); "
-                                    "'-' for standard output")
-    rotate_minutes: float | None = option(help="start a new --output/--jsonl segment this often (long-running "
-                                               "devices)", bounds=(0, None), open_low=True)
+    headless: bool | None = option(
+        help="never open a window (default: headless when there is no display)",
+        off="--window",
+        off_help="insist on a window (needs the gui extra)",
+    )
+    output: str | None = option(
+        help="write the annotated video here (.mp4, .avi or .mkv); for image sources, "
+        "annotated images (a file for one image, a folder for many)"
+    )
+    output_fps: float | None = option(
+        help="frame rate of --output (default: the source's, else 30)", bounds=(0, 1000), open_low=True
+    )
+    jsonl: str | None = option(
+        help="write one JSON line per frame here (index, time, top-k, ms per stage); '-' for standard output"
+    )
+    rotate_minutes: float | None = option(
+        help="start a new --output/--jsonl segment this often (long-running devices)", bounds=(0, None), open_low=True
+    )
     threshold: float = option(0.0, "show 'uncertain' below this score", bounds=(0, 1))
     smooth: int = option(1, "average probabilities over the last N frames", bounds=(1, 1000))
     top_k: int = option(3, "how many classes to report per frame", bounds=(1, 1000))
     bars: bool = option(False, "draw top-k probability bars")
     overlay: bool = option(True, "do not draw on frames")
     max_frames: int | None = option(help="stop after N frames", bounds=(1, None))
-    reconnect_timeout: float = option(30.0, "seconds a lost camera/stream may take to come back before giving up",
-                                      bounds=(0, 86400), open_low=True)
+    reconnect_timeout: float = option(
+        30.0, "seconds a lost camera/stream may take to come back before giving up", bounds=(0, 86400), open_low=True
+    )
     quiet: bool = option(False, "no status line for streams (the summary is still printed)")
     summary_json: str | None = option(help="also write the end-of-run summary here as JSON")
     window_name: str = "edge-classify"
@@ -77,18 +86,28 @@ def gui_available() -> tuple[bool, str]:
     info = cv2.getBuildInformation()
     gui_line = next((line for line in info.splitlines() if line.strip().startswith("GUI:")), "")
     if "NONE" in gui_line.upper() or not gui_line:
-        return False, ("OpenCV here has no GUI support (opencv-python-headless); running headless. "
-                       "For a window: pip install 'edge-classify[gui]'")
+        return False, (
+            "OpenCV here has no GUI support (opencv-python-headless); running headless. "
+            "For a window: pip install 'edge-classify[gui]'"
+        )
     if os.name != "nt" and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
         return False, "no display found (DISPLAY is not set); running headless"
     return True, ""
 
 
-def run(classifier: Classifier, source: FrameSource, config: LiveConfig, *,
-        reopen: Callable[[], FrameSource] | None = None, stop: threading.Event | None = None,
-        on_frame: Callable[[int, Sequence[tuple[str, float]]], None] | None = None,
-        view: LiveView | None = None, events: Events | None = None,
-        serve: ServeOptions | None = None, event_options: EventOptions | None = None) -> LiveStats:
+def run(
+    classifier: Classifier,
+    source: FrameSource,
+    config: LiveConfig,
+    *,
+    reopen: Callable[[], FrameSource] | None = None,
+    stop: threading.Event | None = None,
+    on_frame: Callable[[int, Sequence[tuple[str, float]]], None] | None = None,
+    view: LiveView | None = None,
+    events: Events | None = None,
+    serve: ServeOptions | None = None,
+    event_options: EventOptions | None = None,
+) -> LiveStats:
     """Run the loop until the source ends, ``max_frames``, q/Esc, Ctrl-C/SIGTERM, or ``stop`` is set.
 
     Args:
@@ -115,8 +134,9 @@ def run(classifier: Classifier, source: FrameSource, config: LiveConfig, *,
             view = made_view = LiveView(serve, classifier.metadata.model, source.name, classifier.engine)
             print(f"live view: {view.url}", file=sys.stderr, flush=True)
         if events is None and event_options is not None and (event_options.webhook or event_options.mqtt or view):
-            events = made_events = Events(event_options, source.name, classifier.metadata.model,
-                                          extra=[view.add_change] if view else None)
+            events = made_events = Events(
+                event_options, source.name, classifier.metadata.model, extra=[view.add_change] if view else None
+            )
         loop = _Loop(classifier, source, config, reopen, stop or threading.Event(), on_frame, view, events)
         stats = loop.run()
     finally:
@@ -129,8 +149,10 @@ def run(classifier: Classifier, source: FrameSource, config: LiveConfig, *,
     if config.summary_json:
         atomic_write_text(config.summary_json, dump_json(stats.to_dict()))
     if stats.non_finite and not stats.frames:
-        raise NonFiniteScoresError(f"{classifier.path or classifier.metadata.model}: every frame's scores were NaN or "
-                                   f"infinity; the model file is broken; " + stats.summary().splitlines()[0])
+        raise NonFiniteScoresError(
+            f"{classifier.path or classifier.metadata.model}: every frame's scores were NaN or "
+            f"infinity; the model file is broken; " + stats.summary().splitlines()[0]
+        )
     if stats.ended_by == "end of source" and stats.error:
         raise SourceError(stats.error + "; " + stats.summary().splitlines()[0])
     if loop.records is not None and loop.records.failed:
@@ -141,10 +163,17 @@ def run(classifier: Classifier, source: FrameSource, config: LiveConfig, *,
 class _Loop:
     """One run of the live loop: open the outputs, then process frames one by one, then close."""
 
-    def __init__(self, classifier: Classifier, source: FrameSource, config: LiveConfig,
-                 reopen: Callable[[], FrameSource] | None, stop: threading.Event,
-                 on_frame: Callable[[int, Sequence[tuple[str, float]]], None] | None,
-                 view: LiveView | None = None, events: Events | None = None) -> None:
+    def __init__(
+        self,
+        classifier: Classifier,
+        source: FrameSource,
+        config: LiveConfig,
+        reopen: Callable[[], FrameSource] | None,
+        stop: threading.Event,
+        on_frame: Callable[[int, Sequence[tuple[str, float]]], None] | None,
+        view: LiveView | None = None,
+        events: Events | None = None,
+    ) -> None:
         self.classifier, self.source, self.config, self.stop, self.on_frame = classifier, source, config, stop, on_frame
         self.stats = LiveStats(engine=classifier.engine)
         self.view, self.events = view, events
@@ -154,21 +183,22 @@ class _Loop:
         if images:  # the folder, glob or file the images were named by, too: an output must not replace it
             inputs.append(("--source", source.name))
         # The one check that no output is an input or another output (the CLI leaves it to the loop).
-        check_distinct(inputs, {"--output": config.output, "--jsonl": config.jsonl,
-                                "--summary-json": config.summary_json})
+        check_distinct(
+            inputs, {"--output": config.output, "--jsonl": config.jsonl, "--summary-json": config.summary_json}
+        )
         rotate_s = config.rotate_minutes * 60 if config.rotate_minutes else None
         self.video: VideoSink | ImageSink | None = None
         if config.output and images and not config.output.lower().endswith(VIDEO_SUFFIXES):
             self.video = ImageSink(config.output, images)
         elif config.output:
-            self.video = VideoSink(config.output, config.output_fps or source.nominal_fps or 30.0,
-                                   rotate_s)
+            self.video = VideoSink(config.output, config.output_fps or source.nominal_fps or 30.0, rotate_s)
         self.records = JsonlSink(config.jsonl, rotate_s) if config.jsonl else None
         # Smoothing averages frames that follow one another; unrelated images are classified one by one.
         continuous = source.continuous
         if config.smooth > 1 and not continuous:
-            log.warning("--smooth %d ignored: %s holds separate images, each classified on its own", config.smooth,
-                        source.name)
+            log.warning(
+                "--smooth %d ignored: %s holds separate images, each classified on its own", config.smooth, source.name
+            )
         self.smoother = Smoother(config.smooth if continuous else 1, len(classifier.labels))
         # Image sources: the answer for each image on stdout (unless stdout carries --jsonl -).
         # Streams: a status line on stderr.
@@ -176,7 +206,9 @@ class _Loop:
         self.status = StatusLine(sys.stderr) if continuous and not config.quiet else None
         self.reader: OrderedReader | LatestReader = (
             LatestReader(source, reopen, give_up_s=config.reconnect_timeout, prepare=classifier.input_tensor)
-            if source.is_live else OrderedReader(source, prepare=classifier.input_tensor))
+            if source.is_live
+            else OrderedReader(source, prepare=classifier.input_tensor)
+        )
         self.frame_ends: deque[float] = deque(maxlen=30)
 
     def run(self) -> LiveStats:
@@ -275,8 +307,11 @@ class _Loop:
             self.events.observe(answer, top[0][1], unknown, event.index)
         self.stats.frames += 1
         if self.answers:
-            guess = f" (best guess {printable(top[0][0])} {top[0][1]:.1%})" if answer in ("unknown", "uncertain") \
+            guess = (
+                f" (best guess {printable(top[0][0])} {top[0][1]:.1%})"
+                if answer in ("unknown", "uncertain")
                 else f" {top[0][1]:.1%}"
+            )
             print(f"{printable(str(event.file or event.index))}: {printable(answer)}{guess}", flush=True)
         elif self.status is not None:
             self.status.update(self.stats.frames, answer, top[0][1], fps)
@@ -290,16 +325,26 @@ class _Loop:
         return (len(ends) - 1) / (ends[-1] - ends[0]) if len(ends) > 1 and ends[-1] > ends[0] else None
 
     @staticmethod
-    def _record(event: FrameEvent, answer: str, top: Sequence[tuple[str, float]], stages: dict[str, float],
-                unknown: bool, unknown_score: float | None) -> dict[str, Any]:
+    def _record(
+        event: FrameEvent,
+        answer: str,
+        top: Sequence[tuple[str, float]],
+        stages: dict[str, float],
+        unknown: bool,
+        unknown_score: float | None,
+    ) -> dict[str, Any]:
         """What a frame's answer is, as one JSONL line and the live view's state: the frame, its file
         (image sources), the answer, its top-k and its stage times, named as in the summary (``output``
         is writing the video and showing the window; the line itself comes after)."""
         record: dict[str, Any] = {"frame": event.index, "time": round(event.timestamp, 6)}
         if event.file is not None:
             record["file"] = event.file
-        record.update(label=answer, unknown=unknown, top=[[name, round(score, 5)] for name, score in top],
-                      ms={name: round(value, 3) for name, value in stages.items()})
+        record.update(
+            label=answer,
+            unknown=unknown,
+            top=[[name, round(score, 5)] for name, score in top],
+            ms={name: round(value, 3) for name, value in stages.items()},
+        )
         if unknown_score is not None:
             record["unknown_score"] = round(unknown_score, 5)
         return record

@@ -43,8 +43,10 @@ def file_kind(path: Path) -> str:
         return "tflite"
     if suffix == ".onnx":
         return "onnx"
-    raise ModelFileError(f"{path}: unknown model type {suffix or '(no extension)'}; expected a .tflite or .onnx "
-                         f"file from `python -m convert`")
+    raise ModelFileError(
+        f"{path}: unknown model type {suffix or '(no extension)'}; expected a .tflite or .onnx "
+        f"file from `python -m convert`"
+    )
 
 
 def load_bytes(path: str | Path) -> tuple[str, bytes]:
@@ -60,23 +62,27 @@ def load_bytes(path: str | Path) -> tuple[str, bytes]:
     try:
         data = read_regular(path, _MAX_MODEL_BYTES)
     except FileNotFoundError:
-        raise ModelFileError(f"{path}: no such model file; check the path (converted files live in "
-                             f"runs/<MODEL>/deploy/)") from None
+        raise ModelFileError(
+            f"{path}: no such model file; check the path (converted files live in runs/<MODEL>/deploy/)"
+        ) from None
     except IsADirectoryError:
         raise ModelFileError(f"{path}: is a folder; pass a .tflite or .onnx file") from None
     except NotRegularFile:
         raise ModelFileError(f"{path}: is not a regular file (a FIFO, device or socket); pass a .{kind} file") from None
     except FileTooLarge:
-        raise ModelFileError(f"{path}: is larger than any model this runtime loads ({_MAX_MODEL_BYTES:,} bytes); "
-                             "pass a model file") from None
+        raise ModelFileError(
+            f"{path}: is larger than any model this runtime loads ({_MAX_MODEL_BYTES:,} bytes); pass a model file"
+        ) from None
     except OSError as exc:
         raise ModelFileError(f"{path}: cannot read ({exc.strerror or exc})") from None
     if not data:
         raise ModelFileError(f"{path}: file is empty; re-run `python -m convert` or copy the file again")
     actual = sniff_format(data)
     if actual is None:
-        raise ModelFileError(f"{path}: not a valid {kind.upper()} model (corrupt or truncated); re-run `python -m "
-                             f"convert` or copy the file again")
+        raise ModelFileError(
+            f"{path}: not a valid {kind.upper()} model (corrupt or truncated); re-run `python -m "
+            f"convert` or copy the file again"
+        )
     if actual != kind:
         raise ModelFileError(f"{path}: is a {actual.upper()} model with a .{kind} name; rename it to .{actual}")
     return kind, data
@@ -95,8 +101,10 @@ def read_metadata(kind: str, data: bytes, path: str | Path = "model") -> ModelMe
         raise type(exc)(text if text.startswith(str(path)) else f"{path}: {text}") from None
     raw = entries.get(METADATA_KEY)
     if raw is None:
-        raise MetadataError(f"{path}: has no edge-classify metadata (labels and input contract); convert it with "
-                            "`python -m convert`, or pass labels and an input spec to Classifier.open")
+        raise MetadataError(
+            f"{path}: has no edge-classify metadata (labels and input contract); convert it with "
+            "`python -m convert`, or pass labels and an input spec to Classifier.open"
+        )
     try:
         return ModelMetadata.from_json(raw)
     except MetadataError as exc:
@@ -104,6 +112,7 @@ def read_metadata(kind: str, data: bytes, path: str | Path = "model") -> ModelMe
 
 
 # --- TFLite flatbuffer -------------------------------------------------------------------------
+
 
 def read_tflite_entries(data: bytes) -> dict[str, bytes]:
     """All ``Metadata`` entries of a TFLite flatbuffer: name -> buffer bytes."""
@@ -120,8 +129,9 @@ def read_tflite_entries(data: bytes) -> dict[str, bytes]:
         if name is None:
             continue
         if index >= len(buffers):
-            raise ModelFileError(f"metadata entry {name!r} points at buffer {index} of {len(buffers)}; the file "
-                                 f"is corrupt")
+            raise ModelFileError(
+                f"metadata entry {name!r} points at buffer {index} of {len(buffers)}; the file is corrupt"
+            )
         entries[name] = buf.buffer_data(buffers[index])
     return entries
 
@@ -219,7 +229,7 @@ class _Flat:
         start, length = self._vector(pos)
         self._need(start, length)
         try:
-            return bytes(self.data[start:start + length]).decode("utf-8")
+            return bytes(self.data[start : start + length]).decode("utf-8")
         except UnicodeDecodeError:
             raise ModelFileError("a TFLite metadata name is not valid UTF-8; the file is corrupt") from None
 
@@ -240,7 +250,7 @@ class _Flat:
 
     def buffer_data(self, table: int) -> bytes:
         start, length = self.buffer_span(table)
-        return bytes(self.data[start:start + length])
+        return bytes(self.data[start : start + length])
 
 
 # --- ONNX protobuf -----------------------------------------------------------------------------
@@ -305,7 +315,7 @@ def proto_fields(data: bytes | memoryview) -> Iterator[tuple[int, int, memoryvie
         elif wire == 2:
             length, pos = _varint(view, pos)
             _check(view, pos, length)
-            value, pos = view[pos:pos + length], pos + length
+            value, pos = view[pos : pos + length], pos + length
         elif wire == 5:
             _check(view, pos, 4)
             value, pos = 0, pos + 4

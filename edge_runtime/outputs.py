@@ -53,19 +53,24 @@ def check_distinct(inputs: Iterable[tuple[str, str | Path | None]], outputs: dic
     Raises:
         OutputError: naming both flags.
     """
-    readers = {os.path.realpath(Path(path).expanduser()): flag for flag, path in inputs
-               if path and str(path) != STDOUT and Path(path).expanduser().exists()}
+    readers = {
+        os.path.realpath(Path(path).expanduser()): flag
+        for flag, path in inputs
+        if path and str(path) != STDOUT and Path(path).expanduser().exists()
+    }
     writers: dict[str, str] = {}
     for flag, path in outputs.items():
         if not path or path == STDOUT:
             continue
         real = os.path.realpath(Path(path).expanduser())
         if real in readers:
-            raise OutputError(f"{flag} {path} is what {readers[real]} reads, and would be overwritten; choose "
-                              f"another {flag} path")
+            raise OutputError(
+                f"{flag} {path} is what {readers[real]} reads, and would be overwritten; choose another {flag} path"
+            )
         if real in writers and not is_stream(path):
-            raise OutputError(f"{flag} {path} is also {writers[real]}, and one would destroy the other; give each "
-                              "output its own path")
+            raise OutputError(
+                f"{flag} {path} is also {writers[real]}, and one would destroy the other; give each output its own path"
+            )
         writers[real] = flag
 
 
@@ -85,8 +90,10 @@ class Segmented:
         self.written: list[str] = []
         if self.stream:
             if rotate_s is not None:
-                raise OutputError(f"{flag} {path} is not a regular file, so it cannot rotate; drop --rotate-minutes "
-                                  "or write to a file")
+                raise OutputError(
+                    f"{flag} {path} is not a regular file, so it cannot rotate; drop --rotate-minutes "
+                    "or write to a file"
+                )
             return
         if self.final.is_dir():
             raise OutputError(f"{flag} {path} is a folder; pass a file name")
@@ -159,13 +166,16 @@ class VideoSink(Segmented):
 
     def __init__(self, path: str, fps: float, rotate_s: float | None) -> None:
         if is_stream(path):
-            raise OutputError(f"--output {path}: a video must be a regular file (its container is rewritten at the "
-                              "end); to discard frames, leave --output out")
+            raise OutputError(
+                f"--output {path}: a video must be a regular file (its container is rewritten at the "
+                "end); to discard frames, leave --output out"
+            )
         super().__init__(path, rotate_s, "--output")
         suffix = self.final.suffix.lower()
         if suffix not in VIDEO_SUFFIXES:
-            raise OutputError(f"{self.final}: unsupported video type {suffix or '(none)'}; use "
-                              f"{', '.join(VIDEO_SUFFIXES)}")
+            raise OutputError(
+                f"{self.final}: unsupported video type {suffix or '(none)'}; use {', '.join(VIDEO_SUFFIXES)}"
+            )
         self.fps = fps
         self._writer: Any = None
         self._size: tuple[int, int] | None = None
@@ -187,8 +197,10 @@ class VideoSink(Segmented):
             self._writer = cv2.VideoWriter(str(self._temp_path), fourcc, self.fps, self._size)
             if not self._writer.isOpened():
                 self._writer = None
-                raise OutputError(f"OpenCV cannot write {self._path} (no encoder for {self._path.suffix} in this "
-                                  "OpenCV build, or the folder is not writable); try an .avi name")
+                raise OutputError(
+                    f"OpenCV cannot write {self._path} (no encoder for {self._path.suffix} in this "
+                    "OpenCV build, or the folder is not writable); try an .avi name"
+                )
             self.started = now
         if (frame.shape[1], frame.shape[0]) != self._size:
             frame = cv2.resize(frame, self._size)  # a stream that changes resolution mid-run
@@ -196,8 +208,10 @@ class VideoSink(Segmented):
             import shutil
 
             if shutil.disk_usage(self._temp_path.parent).free < self._MIN_FREE_BYTES:
-                raise OutputError(f"disk full: less than {self._MIN_FREE_BYTES // 2**20} MB free for {self._path}; "
-                                  "free space or choose another --output")
+                raise OutputError(
+                    f"disk full: less than {self._MIN_FREE_BYTES // 2**20} MB free for {self._path}; "
+                    "free space or choose another --output"
+                )
         self._writer.write(frame)
         self._frames += 1
 
@@ -258,8 +272,9 @@ class JsonlSink(Segmented):
             raise
         except OSError as exc:
             self._failed = True
-            raise OutputError(f"cannot write {self._path} ({exc.strerror or exc}); free space or choose another "
-                              "--jsonl") from None
+            raise OutputError(
+                f"cannot write {self._path} ({exc.strerror or exc}); free space or choose another --jsonl"
+            ) from None
 
     def close(self) -> None:
         if self._handle is None:
@@ -299,13 +314,13 @@ class ImageSink:
         self._write_bytes = atomic_write_bytes
         self.inputs = [Path(p) for p in inputs]
         target = Path(path).expanduser()
-        self.single = len(self.inputs) == 1 and target.suffix.lower() in IMAGE_OUTPUT_SUFFIXES and \
-            not target.is_dir()
+        self.single = len(self.inputs) == 1 and target.suffix.lower() in IMAGE_OUTPUT_SUFFIXES and not target.is_dir()
         if is_stream(path):
             raise OutputError(f"--output {path}: annotated images are written to a file or a folder")
         if not self.single and target.suffix.lower() in IMAGE_OUTPUT_SUFFIXES and not target.is_dir():
-            raise OutputError(f"--output {path} is one image's name but the source has {len(self.inputs)} images; "
-                              "pass a folder")
+            raise OutputError(
+                f"--output {path} is one image's name but the source has {len(self.inputs)} images; pass a folder"
+            )
         if not self.single and target.exists() and not target.is_dir():
             raise OutputError(f"--output {path} is a file; for several images pass a folder")
         self.target = target
@@ -315,8 +330,10 @@ class ImageSink:
         if not self.single:
             real = os.path.realpath(target)
             if any(os.path.realpath(p.parent) == real for p in self.inputs):
-                raise OutputError(f"--output {path} is the folder the images come from; annotated images would "
-                                  "replace them; choose another folder")
+                raise OutputError(
+                    f"--output {path} is the folder the images come from; annotated images would "
+                    "replace them; choose another folder"
+                )
 
     def destination(self, source: str | Path) -> Path:
         if self.single:

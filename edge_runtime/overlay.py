@@ -23,8 +23,14 @@ def displayable(frame: np.ndarray) -> np.ndarray:
     return frame if frame.flags.writeable and frame.flags.c_contiguous else np.ascontiguousarray(frame).copy()
 
 
-def draw(frame: np.ndarray, top: tuple[tuple[str, float], ...], fps: float | None, *, answer: str | None = None,
-         bars: bool = False) -> np.ndarray:
+def draw(
+    frame: np.ndarray,
+    top: tuple[tuple[str, float], ...],
+    fps: float | None,
+    *,
+    answer: str | None = None,
+    bars: bool = False,
+) -> np.ndarray:
     """Annotate a frame and return it (in place when it already is writable 8-bit BGR).
 
     ``answer`` is the frame's answer as :func:`edge_runtime.classifier.frame_answer` worked it out
@@ -57,15 +63,23 @@ def draw(frame: np.ndarray, top: tuple[tuple[str, float], ...], fps: float | Non
         for i, (name, value) in enumerate(top):
             y = int(12 * scale) + i * row_h
             cv2.rectangle(frame, (x0, y), (x0 + bar_w, y + row_h - 4), (60, 60, 60), -1)
-            cv2.rectangle(frame, (x0, y), (x0 + int(bar_w * max(0.0, min(1.0, value))), y + row_h - 4),
-                          (200, 120, 0), -1)
-            _text(frame, f"{name[:14]} {100 * value:.0f}%", (x0 + 3, y + row_h - 9), 0.45 * scale, (255, 255, 255),
-                  max(1, thickness - 1))
+            cv2.rectangle(
+                frame, (x0, y), (x0 + int(bar_w * max(0.0, min(1.0, value))), y + row_h - 4), (200, 120, 0), -1
+            )
+            _text(
+                frame,
+                f"{name[:14]} {100 * value:.0f}%",
+                (x0 + 3, y + row_h - 9),
+                0.45 * scale,
+                (255, 255, 255),
+                max(1, thickness - 1),
+            )
     return frame
 
 
-def _text(frame: np.ndarray, text: str, origin: tuple[int, int], size: float, colour: tuple[int, int, int],
-          thickness: int) -> None:
+def _text(
+    frame: np.ndarray, text: str, origin: tuple[int, int], size: float, colour: tuple[int, int, int], thickness: int
+) -> None:
     """Text on a filled dark box, readable on any scene, bright ones included."""
     import cv2
 

@@ -77,7 +77,7 @@ def _fit(image: np.ndarray, spec: InputSpec) -> np.ndarray:
         region_h = region_w / aspect
         crop_w, crop_h = max(1, round(region_w)), max(1, round(region_h))
         top, left = (h - crop_h) // 2, (w - crop_w) // 2
-        return image[top:top + crop_h, left:left + crop_w]
+        return image[top : top + crop_h, left : left + crop_w]
     import cv2
 
     if w / h > aspect:  # wider than the input: pad above and below
@@ -113,8 +113,9 @@ def preprocess(frame: np.ndarray, spec: InputSpec) -> np.ndarray:
 def quantize(values: np.ndarray, quant: Quantization | None, dtype: str) -> np.ndarray:
     """Affine-quantize real values to an integer tensor dtype."""
     if quant is None:
-        raise FrameError(f"the model's {dtype} input has no quantization parameters; re-export it with `python -m "
-                         f"convert`")
+        raise FrameError(
+            f"the model's {dtype} input has no quantization parameters; re-export it with `python -m convert`"
+        )
     low, high = _INT_RANGES[dtype]
     # uint8 pixels into an int8 tensor with scale 1 and zero point -128 (what convert writes for
     # raw-pixel models) is a pure offset; doing it in integers keeps the per-frame cost tiny.

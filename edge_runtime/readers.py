@@ -34,8 +34,9 @@ class FrameEvent:
     prepare_ms: float = 0.0
 
 
-def _prepared(prepare: Callable[[np.ndarray], np.ndarray] | None, frame: np.ndarray | None
-              ) -> tuple[np.ndarray | None, float]:
+def _prepared(
+    prepare: Callable[[np.ndarray], np.ndarray] | None, frame: np.ndarray | None
+) -> tuple[np.ndarray | None, float]:
     """The model input for ``frame``, made off the main loop; None when it cannot be (the loop then
     makes it itself and reports why)."""
     if prepare is None or frame is None:
@@ -50,8 +51,9 @@ def _prepared(prepare: Callable[[np.ndarray], np.ndarray] | None, frame: np.ndar
 class OrderedReader:
     """Reads a file source in a thread into a small queue: every frame, in order, decoding ahead."""
 
-    def __init__(self, source: FrameSource, depth: int = 4,
-                 prepare: Callable[[np.ndarray], np.ndarray] | None = None) -> None:
+    def __init__(
+        self, source: FrameSource, depth: int = 4, prepare: Callable[[np.ndarray], np.ndarray] | None = None
+    ) -> None:
         self.source = source
         self._prepare = prepare  # preprocessing, run here so it overlaps inference on another core
         self.error: str | None = None  # why reading stopped early, when it did
@@ -68,16 +70,17 @@ class OrderedReader:
                 try:
                     ok, frame = self.source.read()
                 except Exception as exc:  # never end a run silently: the loop reports it and exits non-zero
-                    self.error = f"{self.source.name}: reading failed after {index} frames ({type(exc).__name__}: " \
-                                 f"{' '.join(str(exc).split())[:160]})"
+                    self.error = (
+                        f"{self.source.name}: reading failed after {index} frames ({type(exc).__name__}: "
+                        f"{' '.join(str(exc).split())[:160]})"
+                    )
                     break
                 if not ok:
                     self.error = self.error or self.source.error
                     break
                 read_ms = (time.perf_counter() - started) * 1e3
                 tensor, prepare_ms = _prepared(self._prepare, frame)
-                event = FrameEvent(index, frame, read_ms, time.time(), self.source.current,
-                                   tensor, prepare_ms)
+                event = FrameEvent(index, frame, read_ms, time.time(), self.source.current, tensor, prepare_ms)
                 index += 1
                 while not self._stop.is_set():
                     try:
@@ -113,9 +116,15 @@ class LatestReader:
     ``give_up_s`` seconds without a frame.
     """
 
-    def __init__(self, source: FrameSource, reopen: Callable[[], FrameSource] | None = None, *,
-                 give_up_s: float = 30.0, backoff_s: tuple[float, float] = (0.25, 8.0),
-                 prepare: Callable[[np.ndarray], np.ndarray] | None = None) -> None:
+    def __init__(
+        self,
+        source: FrameSource,
+        reopen: Callable[[], FrameSource] | None = None,
+        *,
+        give_up_s: float = 30.0,
+        backoff_s: tuple[float, float] = (0.25, 8.0),
+        prepare: Callable[[np.ndarray], np.ndarray] | None = None,
+    ) -> None:
         self.source = source
         self._prepare = prepare
         self._reopen = reopen

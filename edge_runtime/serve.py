@@ -55,14 +55,17 @@ BOUNDARY = "edgeclassifyframe"
 class ServeOptions:
     """The live view's flags of ``python -m edge_runtime``."""
 
-    serve: str | None = option(help="serve the live view over HTTP on [HOST:]PORT (host default 127.0.0.1; any "
-                                    "other host needs a token)", metavar="[HOST:]PORT")
-    serve_fps: float = option(15.0, "most frames per second the live view encodes, only while someone watches",
-                              bounds=(0, 60), open_low=True)
-    serve_token: str | None = option(help="the live view's token (default: none on 127.0.0.1, a random one on "
-                                          "other hosts, printed with the URL)")
-    serve_clients: int = option(8, "most simultaneous stream and event connections (more get 503)",
-                                bounds=(1, 256))
+    serve: str | None = option(
+        help="serve the live view over HTTP on [HOST:]PORT (host default 127.0.0.1; any other host needs a token)",
+        metavar="[HOST:]PORT",
+    )
+    serve_fps: float = option(
+        15.0, "most frames per second the live view encodes, only while someone watches", bounds=(0, 60), open_low=True
+    )
+    serve_token: str | None = option(
+        help="the live view's token (default: none on 127.0.0.1, a random one on other hosts, printed with the URL)"
+    )
+    serve_clients: int = option(8, "most simultaneous stream and event connections (more get 503)", bounds=(1, 256))
 
 
 def parse_bind(text: str) -> tuple[str, int]:
@@ -92,8 +95,7 @@ class LiveView:
         self._frame_seq = 0
         self._jpeg: bytes | None = None
         self._jpeg_seq = 0
-        self._state: dict[str, Any] = {"model": model, "engine": engine, "source": source, "frame": None,
-                                       "label": None}
+        self._state: dict[str, Any] = {"model": model, "engine": engine, "source": source, "frame": None, "label": None}
         self._state_seq = 0
         self._changes: deque[tuple[int, dict[str, Any]]] = deque(maxlen=32)
         self._change_seq = 0
@@ -106,17 +108,25 @@ class LiveView:
         try:
             self._server = _Server((host, port), self)
         except socket.gaierror:
-            raise EdgeError(f"--serve {options.serve}: host {host!r} is not known here; pass an address of this "
-                            "machine (127.0.0.1, 0.0.0.0 for every interface) or its name") from None
+            raise EdgeError(
+                f"--serve {options.serve}: host {host!r} is not known here; pass an address of this "
+                "machine (127.0.0.1, 0.0.0.0 for every interface) or its name"
+            ) from None
         except OSError as exc:
-            hint = (f"{host} is not an address of this machine; pass 127.0.0.1 or 0.0.0.0"
-                    if exc.errno == errno.EADDRNOTAVAIL else "choose another port")
-            raise EdgeError(f"--serve {options.serve}: cannot listen on {host}:{port} ({exc.strerror or exc}); "
-                            f"{hint}") from None
+            hint = (
+                f"{host} is not an address of this machine; pass 127.0.0.1 or 0.0.0.0"
+                if exc.errno == errno.EADDRNOTAVAIL
+                else "choose another port"
+            )
+            raise EdgeError(
+                f"--serve {options.serve}: cannot listen on {host}:{port} ({exc.strerror or exc}); {hint}"
+            ) from None
         address = self._server.server_address
         self.host, self.port = str(address[0]), int(address[1])
-        self._threads = [threading.Thread(target=self._server.serve_forever, name="live-view", daemon=True),
-                         threading.Thread(target=self._encode, name="live-view-jpeg", daemon=True)]
+        self._threads = [
+            threading.Thread(target=self._server.serve_forever, name="live-view", daemon=True),
+            threading.Thread(target=self._encode, name="live-view-jpeg", daemon=True),
+        ]
         for thread in self._threads:
             thread.start()
 
@@ -184,8 +194,9 @@ class LiveView:
                 self._cond.wait(timeout)
             return self._jpeg_seq, self._jpeg if self._jpeg_seq > after else None
 
-    def next_update(self, state_seen: int, change_seen: int, timeout: float = 1.0
-                    ) -> tuple[int, dict[str, Any] | None, list[tuple[int, dict[str, Any]]]]:
+    def next_update(
+        self, state_seen: int, change_seen: int, timeout: float = 1.0
+    ) -> tuple[int, dict[str, Any] | None, list[tuple[int, dict[str, Any]]]]:
         with self._cond:
             if self._state_seq <= state_seen and self._change_seq <= change_seen and not self.closed:
                 self._cond.wait(timeout)
@@ -286,8 +297,12 @@ class _Handler(BaseHTTPRequestHandler):
         if not self.view.authorized(token, self.headers.get("Authorization")):
             self._plain(401, "a token is needed: open the URL printed at start-up (?token=...)")
             return
-        route = {"/": self._page, "/state.json": self._state, "/stream.mjpg": self._stream,
-                 "/events": self._events}.get(parts.path)
+        route = {
+            "/": self._page,
+            "/state.json": self._state,
+            "/stream.mjpg": self._stream,
+            "/events": self._events,
+        }.get(parts.path)
         if route is None:
             self._plain(404, "not found: /, /stream.mjpg, /state.json, /events")
             return
@@ -312,8 +327,12 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _page(self) -> None:
         # The latest state rides in the page, so it shows the answer at once, not at the first event.
-        fields = {"MODEL": _html(self.view.model), "SOURCE": _html(self.view.source), "ENGINE": _html(self.view.engine),
-                  "STATE": _script_json(self.view.state())}
+        fields = {
+            "MODEL": _html(self.view.model),
+            "SOURCE": _html(self.view.source),
+            "ENGINE": _html(self.view.engine),
+            "STATE": _script_json(self.view.state()),
+        }
         body = re.sub(r"\{\{(MODEL|SOURCE|ENGINE|STATE)\}\}", lambda m: fields[m.group(1)], PAGE).encode()
         self._head(200, "text/html; charset=utf-8", len(body))
         self.wfile.write(body)
@@ -335,8 +354,11 @@ class _Handler(BaseHTTPRequestHandler):
                 seen, jpeg = self.view.next_jpeg(seen)
                 if jpeg is None:
                     continue
-                self.wfile.write(f"--{BOUNDARY}\r\nContent-Type: image/jpeg\r\nContent-Length: {len(jpeg)}"
-                                 "\r\n\r\n".encode() + jpeg + b"\r\n")
+                self.wfile.write(
+                    f"--{BOUNDARY}\r\nContent-Type: image/jpeg\r\nContent-Length: {len(jpeg)}\r\n\r\n".encode()
+                    + jpeg
+                    + b"\r\n"
+                )
                 self.wfile.flush()
         finally:
             self.view.leave(stream=True)

@@ -73,8 +73,11 @@ class CaptureOptions:
     width: int | None = option(help="capture width for cameras and streams (e.g. 640)", bounds=(1, 16384))
     height: int | None = option(help="capture height (e.g. 480)", bounds=(1, 16384))
     fps: float | None = option(help="requested capture rate for cameras", bounds=(0, 1000), open_low=True)
-    max_pixels: int = option(DEFAULT_MAX_PIXELS, "skip image files with more pixels than this "
-                             "(a 25000x25000 PNG would need 1.9 GB to decode)", bounds=(1, 2**31))
+    max_pixels: int = option(
+        DEFAULT_MAX_PIXELS,
+        "skip image files with more pixels than this (a 25000x25000 PNG would need 1.9 GB to decode)",
+        bounds=(1, 2**31),
+    )
     timeout_ms: int = 5000  # open/read timeout for network streams, so a stalled stream cannot hang a read
 
 
@@ -103,8 +106,12 @@ class OpenCVSource(BaseSource):
 
         params: list[int] = []
         if self.kind == "stream":
-            params = [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, self._options.timeout_ms,
-                      cv2.CAP_PROP_READ_TIMEOUT_MSEC, self._options.timeout_ms]
+            params = [
+                cv2.CAP_PROP_OPEN_TIMEOUT_MSEC,
+                self._options.timeout_ms,
+                cv2.CAP_PROP_READ_TIMEOUT_MSEC,
+                self._options.timeout_ms,
+            ]
         api = {"gstreamer": cv2.CAP_GSTREAMER, "camera": _camera_api()}.get(self.kind, cv2.CAP_ANY)
         cap = cv2.VideoCapture(self._target, api, params) if params else cv2.VideoCapture(self._target, api)
         if not cap.isOpened():
@@ -151,8 +158,7 @@ class ImageSource(BaseSource):
     is_live = False
     continuous = False  # unrelated pictures: each is classified on its own
 
-    def __init__(self, paths: list[Path], name: str, loop: bool = False,
-                 max_pixels: int = DEFAULT_MAX_PIXELS) -> None:
+    def __init__(self, paths: list[Path], name: str, loop: bool = False, max_pixels: int = DEFAULT_MAX_PIXELS) -> None:
         if not paths:
             raise SourceError(f"{name}: no images found in it or its subfolders ({', '.join(IMAGE_SUFFIXES)})")
         self.name, self.paths, self.loop, self._index = name, paths, loop, 0
@@ -195,8 +201,10 @@ class Picamera2Source(BaseSource):
         try:
             from picamera2 import Picamera2
         except ImportError:
-            raise SourceError("Picamera2 is not installed; on Raspberry Pi OS: `sudo apt install python3-picamera2` "
-                              "and create the venv with --system-site-packages (see README)") from None
+            raise SourceError(
+                "Picamera2 is not installed; on Raspberry Pi OS: `sudo apt install python3-picamera2` "
+                "and create the venv with --system-site-packages (see README)"
+            ) from None
         self.name = "picamera2"
         size = (options.width or 640, options.height or 480)
         try:
@@ -205,8 +213,10 @@ class Picamera2Source(BaseSource):
             self._camera.configure(config)
             self._camera.start()
         except Exception as exc:  # libcamera raises RuntimeError/IndexError when no camera is attached
-            raise SourceError(f"Picamera2 could not start the camera ({exc}); check the ribbon cable and "
-                              "`rpicam-hello --list-cameras`") from None
+            raise SourceError(
+                f"Picamera2 could not start the camera ({exc}); check the ribbon cable and "
+                "`rpicam-hello --list-cameras`"
+            ) from None
 
     def read(self) -> tuple[bool, np.ndarray | None]:
         try:
@@ -257,8 +267,9 @@ def open_source(source: str, options: CaptureOptions | None = None, *, loop: boo
     if path.suffix.lower() in IMAGE_SUFFIXES:
         return ImageSource([path], str(path), loop, options.max_pixels)
     if not path.is_file():
-        raise SourceError(f"source {text!r} is not a regular file (a FIFO or device); pass a video file, a camera "
-                          "index or a URL")
+        raise SourceError(
+            f"source {text!r} is not a regular file (a FIFO or device); pass a video file, a camera index or a URL"
+        )
     return OpenCVSource(str(path), "video", options, loop)
 
 
@@ -295,13 +306,17 @@ def _open_hint(kind: str, target: int | str) -> str:
     if kind == "camera":
         device = f"/dev/video{target}"
         exists = os.path.exists(device)
-        return (f"camera {target} did not open (tried OpenCV V4L2 on {device}, which "
-                f"{'exists' if exists else 'does not exist'}): check the camera is connected and not used by "
-                "another program, that your user is in the 'video' group, or try another index; a Raspberry Pi "
-                "CSI camera needs --source picamera2; a Jetson CSI camera needs a GStreamer pipeline (see README)")
+        return (
+            f"camera {target} did not open (tried OpenCV V4L2 on {device}, which "
+            f"{'exists' if exists else 'does not exist'}): check the camera is connected and not used by "
+            "another program, that your user is in the 'video' group, or try another index; a Raspberry Pi "
+            "CSI camera needs --source picamera2; a Jetson CSI camera needs a GStreamer pipeline (see README)"
+        )
     if kind == "gstreamer":
-        return (f"the GStreamer pipeline did not open: OpenCV needs GStreamer support (see "
-                f"`{invoked_as('python -m edge_runtime doctor')}`) and the pipeline must end in appsink")
+        return (
+            f"the GStreamer pipeline did not open: OpenCV needs GStreamer support (see "
+            f"`{invoked_as('python -m edge_runtime doctor')}`) and the pipeline must end in appsink"
+        )
     if kind == "stream":
         return f"stream {redact(str(target))} did not open: check the URL, the network and credentials"
     return f"{redact(str(target))}: not a video OpenCV can decode (and not an image); check the file"

@@ -36,8 +36,12 @@ class StageStats:
         if not self.count:
             return {"mean_ms": 0.0, "p50_ms": 0.0, "p95_ms": 0.0, "max_ms": 0.0}
         recent = self._ring[: min(self.count, len(self._ring))]
-        return {"mean_ms": self.total / self.count, "p50_ms": float(np.percentile(recent, 50)),
-                "p95_ms": float(np.percentile(recent, 95)), "max_ms": self.maximum}
+        return {
+            "mean_ms": self.total / self.count,
+            "p50_ms": float(np.percentile(recent, 50)),
+            "p95_ms": float(np.percentile(recent, 95)),
+            "max_ms": self.maximum,
+        }
 
 
 @dataclass
@@ -65,31 +69,47 @@ class LiveStats:
         return self.frames / self.wall_s if self.wall_s > 0 else 0.0
 
     def to_dict(self) -> dict[str, Any]:
-        return {"engine": self.engine, "frames": self.frames, "fps": self.fps, "wall_s": self.wall_s,
-                "corrupt": self.corrupt,
-                "skipped": self.skipped,
-                "rejected": self.rejected, "non_finite": self.non_finite, "dropped": self.dropped,
-                "reconnects": self.reconnects,
-                "reconnect_attempts": self.reconnect_attempts,
-                "unknown": self.unknown,
-                "ended_by": self.ended_by, "signal": self.signal, "events": self.events, "outputs": self.outputs,
-                "error": self.error,
-                "stages": {name: stats.summary() for name, stats in self.stages.items()}}
+        return {
+            "engine": self.engine,
+            "frames": self.frames,
+            "fps": self.fps,
+            "wall_s": self.wall_s,
+            "corrupt": self.corrupt,
+            "skipped": self.skipped,
+            "rejected": self.rejected,
+            "non_finite": self.non_finite,
+            "dropped": self.dropped,
+            "reconnects": self.reconnects,
+            "reconnect_attempts": self.reconnect_attempts,
+            "unknown": self.unknown,
+            "ended_by": self.ended_by,
+            "signal": self.signal,
+            "events": self.events,
+            "outputs": self.outputs,
+            "error": self.error,
+            "stages": {name: stats.summary() for name, stats in self.stages.items()},
+        }
 
     def summary(self) -> str:
-        lines = [f"{self.frames} frames in {self.wall_s:.1f}s = {self.fps:.1f} FPS (ended by {self.ended_by}); "
-                 f"corrupt {self.corrupt}, skipped {self.skipped}, rejected {self.rejected}, "
-                 f"{f'non-finite {self.non_finite}, ' if self.non_finite else ''}dropped {self.dropped}, "
-                 f"reconnects {self.reconnects} of {self.reconnect_attempts} tried, unknown {self.unknown}"]
+        lines = [
+            f"{self.frames} frames in {self.wall_s:.1f}s = {self.fps:.1f} FPS (ended by {self.ended_by}); "
+            f"corrupt {self.corrupt}, skipped {self.skipped}, rejected {self.rejected}, "
+            f"{f'non-finite {self.non_finite}, ' if self.non_finite else ''}dropped {self.dropped}, "
+            f"reconnects {self.reconnects} of {self.reconnect_attempts} tried, unknown {self.unknown}"
+        ]
         if self.engine:
             lines.append(f"  engine     {self.engine}")
         for name, stats in self.stages.items():
             s = stats.summary()
-            lines.append(f"  {name:10s} mean {s['mean_ms']:7.3f} ms  p50 {s['p50_ms']:7.3f}  p95 "
-                         f"{s['p95_ms']:7.3f}  max {s['max_ms']:8.2f}")
+            lines.append(
+                f"  {name:10s} mean {s['mean_ms']:7.3f} ms  p50 {s['p50_ms']:7.3f}  p95 "
+                f"{s['p95_ms']:7.3f}  max {s['max_ms']:8.2f}"
+            )
         for sink, counts in self.events.items():
-            lines.append(f"  events   {sink}: {counts['sent']} sent, {counts['dropped']} dropped (queue full), "
-                         f"{counts['failed']} failed, {counts.get('unsent', 0)} unsent at exit")
+            lines.append(
+                f"  events   {sink}: {counts['sent']} sent, {counts['dropped']} dropped (queue full), "
+                f"{counts['failed']} failed, {counts.get('unsent', 0)} unsent at exit"
+            )
         if self.error:
             lines.append(f"  stopped: {self.error}")
         return "\n".join(lines)
@@ -106,8 +126,9 @@ class Smoother:
         self._ring = np.zeros((max(1, window), classes + 1), dtype=np.float32)
         self._count = 0
 
-    def __call__(self, probabilities: np.ndarray,
-                 unknown_score: float | None = None) -> tuple[np.ndarray, float | None]:
+    def __call__(
+        self, probabilities: np.ndarray, unknown_score: float | None = None
+    ) -> tuple[np.ndarray, float | None]:
         if len(self._ring) == 1:
             return probabilities, unknown_score
         self._ring[self._count % len(self._ring), :-1] = probabilities
@@ -150,5 +171,3 @@ class StatusLine:
                 self.stream.flush()
             except (OSError, ValueError):
                 pass
-
-

@@ -43,14 +43,19 @@ def cpu_info() -> dict[str, Any]:
                     flags = set(value.split())
     except OSError:
         pass
-    x86 = {"avx2": "avx2" in flags, "fma": "fma" in flags, "avx512f": "avx512f" in flags,
-           "avx512_vnni": "avx512_vnni" in flags, "avx_vnni": "avx_vnni" in flags}
+    x86 = {
+        "avx2": "avx2" in flags,
+        "fma": "fma" in flags,
+        "avx512f": "avx512f" in flags,
+        "avx512_vnni": "avx512_vnni" in flags,
+        "avx_vnni": "avx_vnni" in flags,
+    }
     arm = {"neon": bool(flags & {"neon", "asimd"}), "dotprod": "asimddp" in flags, "i8mm": "i8mm" in flags}
     machine = platform.machine()
     is_arm = machine.lower().startswith(("arm", "aarch64"))
     info: dict[str, Any] = {"model": model or machine, "machine": machine, "cores": os.cpu_count() or 1}
     info["flags"] = arm if is_arm else x86
-    info["int8_dot_product"] = (arm["dotprod"] if is_arm else (x86["avx512_vnni"] or x86["avx_vnni"]))
+    info["int8_dot_product"] = arm["dotprod"] if is_arm else (x86["avx512_vnni"] or x86["avx_vnni"])
     return info
 
 
@@ -59,10 +64,14 @@ def int8_note(cpu: dict[str, Any]) -> str:
     if cpu.get("int8_dot_product"):
         return "this CPU has int8 dot-product instructions (VNNI / ARM dotprod), so int8 kernels can beat float"
     if cpu.get("machine", "").lower().startswith(("arm", "aarch64")):
-        return ("this ARM CPU has no dot-product instructions (e.g. Cortex-A72 on a Pi 4), so int8 gains come mostly "
-                "from memory traffic, not arithmetic")
-    return ("this x86 CPU has AVX2 but no VNNI: int8 multiply-adds need extra widening steps, so int8 is often no "
-            "faster than float32 here; on a Pi 5 (dotprod) or a VNNI CPU the picture changes")
+        return (
+            "this ARM CPU has no dot-product instructions (e.g. Cortex-A72 on a Pi 4), so int8 gains come mostly "
+            "from memory traffic, not arithmetic"
+        )
+    return (
+        "this x86 CPU has AVX2 but no VNNI: int8 multiply-adds need extra widening steps, so int8 is often no "
+        "faster than float32 here; on a Pi 5 (dotprod) or a VNNI CPU the picture changes"
+    )
 
 
 def versions() -> dict[str, str | None]:
@@ -94,8 +103,13 @@ def opencv_build() -> dict[str, Any]:
                 return row.split(":", 1)[1].strip()
         return "?"
 
-    return {"version": cv2.__version__, "gui": line("GUI:"), "gstreamer": line("GStreamer:"),
-            "v4l2": line("v4l/v4l2:"), "ffmpeg": line("FFMPEG:")}
+    return {
+        "version": cv2.__version__,
+        "gui": line("GUI:"),
+        "gstreamer": line("GStreamer:"),
+        "v4l2": line("v4l/v4l2:"),
+        "ffmpeg": line("FFMPEG:"),
+    }
 
 
 def cameras() -> list[str]:

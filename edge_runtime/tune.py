@@ -37,8 +37,13 @@ TIE = 0.02  # best two probabilities closer than this: either answer is right, e
 # OpenVINO and ONNX Runtime: one photo of 40 apart by 0.047, OpenVINO's answer being the float file's).
 TIE_QUANTIZED = 0.05
 RECORDS = "tune.json"
-_PACKAGES = {"onnxruntime": "onnxruntime", "openvino": "openvino", "litert": "ai-edge-litert",
-             "tflite_runtime": "tflite-runtime", "tensorflow": "tensorflow-cpu"}
+_PACKAGES = {
+    "onnxruntime": "onnxruntime",
+    "openvino": "openvino",
+    "litert": "ai-edge-litert",
+    "tflite_runtime": "tflite-runtime",
+    "tensorflow": "tensorflow-cpu",
+}
 
 
 @dataclass
@@ -46,23 +51,28 @@ class TuneOptions:
     """The options of ``edge-classify tune``."""
 
     model: str = option(help="the .tflite or .onnx file to tune", required=True, metavar="FILE")
-    images: str | None = option(help="check images: a folder of photos like those the camera sees (default: 32 "
-                                     "generated scenes)", metavar="DIR")
+    images: str | None = option(
+        help="check images: a folder of photos like those the camera sees (default: 32 generated scenes)", metavar="DIR"
+    )
     count: int = option(32, "check images used", bounds=(4, 1000))
     rounds: int = option(10, "timing rounds (each candidate runs 10 frames a round, in turn)", bounds=(1, 1000))
     quiet: bool = option(False, "no table, only the chosen line")
 
 
 def build_parser() -> ArgumentParser:
-    parser = ArgumentParser(prog="edge-classify tune", description=__doc__.split("\n\n")[0],
-                            epilog="exit codes: 0 recorded, 2 bad input, 130 Ctrl-C")
+    parser = ArgumentParser(
+        prog="edge-classify tune",
+        description=__doc__.split("\n\n")[0],
+        epilog="exit codes: 0 recorded, 2 bad input, 130 Ctrl-C",
+    )
     add_options(parser, TuneOptions)
     return parser
 
 
 def main(argv: list[str]) -> int:
-    return run_command(build_parser(), lambda args: _tune(config_from_args(TuneOptions, args)), argv,
-                       "nothing was recorded")
+    return run_command(
+        build_parser(), lambda args: _tune(config_from_args(TuneOptions, args)), argv, "nothing was recorded"
+    )
 
 
 # -- the record ----------------------------------------------------------------------------------
@@ -94,8 +104,12 @@ def lookup(model_sha: str) -> dict[str, Any] | None:
         return None
     installed = versions()
     if record.get("version") != installed.get(record["backend"]):
-        log.info("tune's record for this file is for %s %s, not %s: rerun `edge-classify tune`", record["backend"],
-                 record.get("version"), installed.get(record["backend"]))
+        log.info(
+            "tune's record for this file is for %s %s, not %s: rerun `edge-classify tune`",
+            record["backend"],
+            record.get("version"),
+            installed.get(record["backend"]),
+        )
         return None
     return record
 
@@ -126,8 +140,11 @@ def candidates(kind: str, compiled_for_edgetpu: bool = False) -> list[dict[str, 
                 found += [{"backend": backend, "accelerator": "cpu", "threads": n} for n in counts]
         providers = accel.onnx_providers() or []
         if accel.nvidia_gpus():
-            found += [{"backend": "onnxruntime", "accelerator": name, "threads": None}
-                      for name, provider in (("tensorrt", accel.TRT), ("cuda", accel.CUDA)) if provider in providers]
+            found += [
+                {"backend": "onnxruntime", "accelerator": name, "threads": None}
+                for name, provider in (("tensorrt", accel.TRT), ("cuda", accel.CUDA))
+                if provider in providers
+            ]
         for device in accel.openvino_devices() or []:
             if not device.startswith("CPU"):
                 found.append({"backend": "openvino", "accelerator": "openvino", "threads": None, "device": device})
@@ -159,16 +176,23 @@ def check_frames(folder: str | None, count: int) -> list[np.ndarray]:
     frames = []
     for _ in range(count):
         y, x = np.mgrid[0:480, 0:640]
-        base = np.stack([(x * rng.uniform(0.1, 0.4) + y * rng.uniform(0.1, 0.4) + rng.uniform(0, 255)) % 256
-                         for _ in range(3)], axis=-1).astype(np.uint8)
+        base = np.stack(
+            [(x * rng.uniform(0.1, 0.4) + y * rng.uniform(0.1, 0.4) + rng.uniform(0, 255)) % 256 for _ in range(3)],
+            axis=-1,
+        ).astype(np.uint8)
         for _ in range(6):
             color = tuple(int(c) for c in rng.integers(0, 256, 3))
             center = (int(rng.integers(0, 640)), int(rng.integers(0, 480)))
             if rng.random() < 0.5:
                 cv2.circle(base, center, int(rng.integers(20, 160)), color, -1)
             else:
-                cv2.rectangle(base, center, (center[0] + int(rng.integers(30, 300)),
-                                             center[1] + int(rng.integers(30, 300))), color, -1)
+                cv2.rectangle(
+                    base,
+                    center,
+                    (center[0] + int(rng.integers(30, 300)), center[1] + int(rng.integers(30, 300))),
+                    color,
+                    -1,
+                )
         frames.append(base)
     return frames
 
@@ -178,8 +202,9 @@ def agreement(reference: np.ndarray, probabilities: np.ndarray, tie: float = TIE
     class the reference scores within ``tie`` of its top-1 (a near-tie, where either answer is right)."""
     rows = np.arange(len(reference))
     chosen = reference[rows, np.argmax(probabilities, axis=1)]
-    agreeing = (np.argmax(probabilities, axis=1) == np.argmax(reference, axis=1)) | \
-        (chosen >= reference.max(axis=1) - tie)
+    agreeing = (np.argmax(probabilities, axis=1) == np.argmax(reference, axis=1)) | (
+        chosen >= reference.max(axis=1) - tie
+    )
     return int(np.sum(agreeing)), len(reference)
 
 
@@ -206,9 +231,13 @@ def _tune(options: TuneOptions) -> int:
     for candidate in candidates(kind, accel.is_edgetpu_file(data)):
         row = dict(candidate)
         try:
-            classifier = Classifier.open(options.model, backend=candidate["backend"],
-                                         accelerator=candidate["accelerator"], threads=candidate["threads"],
-                                         device=candidate.get("device"))
+            classifier = Classifier.open(
+                options.model,
+                backend=candidate["backend"],
+                accelerator=candidate["accelerator"],
+                threads=candidate["threads"],
+                device=candidate.get("device"),
+            )
         except EdgeError as exc:
             rows.append({**row, "status": f"unusable: {exc}"})
             continue
@@ -228,25 +257,42 @@ def _tune(options: TuneOptions) -> int:
     for _row, classifier in kept:
         classifier.close()
     best = min((row for row, _ in kept), key=lambda r: r["p50_ms"])
-    record = {"sha256": sha, "file": str(Path(options.model).resolve()), "backend": _engine_package(best),
-              "accelerator": best["accelerator"], "threads": best["threads"], "device": best.get("device"),
-              "engine": best["engine"], "p50_ms": best["p50_ms"], "machine": accel.machine_id(),
-              "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "reference": reference_line,
-              "check_images": options.images or f"{len(frames)} generated scenes", "candidates": rows}
+    record = {
+        "sha256": sha,
+        "file": str(Path(options.model).resolve()),
+        "backend": _engine_package(best),
+        "accelerator": best["accelerator"],
+        "threads": best["threads"],
+        "device": best.get("device"),
+        "engine": best["engine"],
+        "p50_ms": best["p50_ms"],
+        "machine": accel.machine_id(),
+        "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "reference": reference_line,
+        "check_images": options.images or f"{len(frames)} generated scenes",
+        "candidates": rows,
+    }
     record["version"] = versions().get(record["backend"])
     where = save(record)
     if not options.quiet:
         _print_table(rows)
-    print(f"fastest: {best['engine']} ({best['p50_ms']:.2f} ms p50); recorded for --accelerator auto in {where}",
-          flush=True)
+    print(
+        f"fastest: {best['engine']} ({best['p50_ms']:.2f} ms p50); recorded for --accelerator auto in {where}",
+        flush=True,
+    )
     return 0
 
 
 def _engine_package(row: dict[str, Any]) -> str:
     if row["backend"] != "auto":
         return str(row["backend"])
-    return "litert" if row["engine"].startswith("LiteRT") else "tflite_runtime" \
-        if row["engine"].startswith("tflite_runtime") else "tensorflow"
+    return (
+        "litert"
+        if row["engine"].startswith("LiteRT")
+        else "tflite_runtime"
+        if row["engine"].startswith("tflite_runtime")
+        else "tensorflow"
+    )
 
 
 def _time(kept: list[tuple[dict[str, Any], Any]], tensor: np.ndarray, rounds: int) -> None:
@@ -280,4 +326,3 @@ def describe(record: dict[str, Any] | None) -> str:
     if record is None:
         return "no tune record"
     return f"{record['engine']} ({record['p50_ms']} ms p50, tuned {record['when']})"
-

@@ -1,4 +1,4 @@
-""""None of these": the out-of-class score every camera and taught model carries, in numpy.
+""" "None of these": the out-of-class score every camera and taught model carries, in numpy.
 
 The score is ``1 - max over prototypes of cosine(features, prototype)`` (0: identical to a
 prototype, 2: opposite), where the prototypes are unit feature vectors of each class's training
@@ -45,8 +45,9 @@ def spherical_kmeans(features: np.ndarray, count: int, *, seed: int = 0, iterati
     return centres
 
 
-def class_prototypes(features: np.ndarray, labels: np.ndarray, classes: int, groups: np.ndarray, *, per_class: int,
-                     seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def class_prototypes(
+    features: np.ndarray, labels: np.ndarray, classes: int, groups: np.ndarray, *, per_class: int, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Each class's features as at most ``per_class`` unit prototypes (all of them when there are no
     more), stacked class by class; returns the prototypes, the class of each row and its group (the
     example it came from; a k-means centre is a group of its own)."""

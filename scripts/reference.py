@@ -42,9 +42,13 @@ def render() -> str:
     saved_argv0, saved_columns = sys.argv[0], os.environ.get("COLUMNS")
     sys.argv[0], os.environ["COLUMNS"] = "reference.py", WIDTH  # usage lines name the module, not a launcher
     try:
-        sections = ["# Command reference", "",
-                    "Generated from the commands' parsers (`python scripts/reference.py`); every option is a "
-                    "field of its command's config dataclass, with its range in brackets.", ""]
+        sections = [
+            "# Command reference",
+            "",
+            "Generated from the commands' parsers (`python scripts/reference.py`); every option is a "
+            "field of its command's config dataclass, with its range in brackets.",
+            "",
+        ]
         for command, module, builder in COMMANDS:
             parser = getattr(importlib.import_module(module), builder)()
             sections += [f"## `{command}`", "", "```text", parser.format_help().rstrip(), "```", ""]

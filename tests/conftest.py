@@ -20,10 +20,17 @@ from tests.helpers import IN_CI
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
-    parser.addoption("--soak-frames", type=int, default=20_000,
-                     help="frames for the live-loop soak test (the long version: --soak-frames 200000)")
-    parser.addoption("--reliability-report", default=None,
-                     help="where the reliability ledger goes (default: reports/reliability.md in the checkout)")
+    parser.addoption(
+        "--soak-frames",
+        type=int,
+        default=20_000,
+        help="frames for the live-loop soak test (the long version: --soak-frames 200000)",
+    )
+    parser.addoption(
+        "--reliability-report",
+        default=None,
+        help="where the reliability ledger goes (default: reports/reliability.md in the checkout)",
+    )
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -67,17 +74,31 @@ def tiny_runs(tmp_path_factory: pytest.TempPathFactory, fashion_dir: Path) -> Pa
     from train.config import TrainConfig
 
     runs = tmp_path_factory.mktemp("runs")
-    trainer.run(TrainConfig(model="edge_cnn", epochs=3, width=0.25, train_limit=3000, test_limit=1000,
-                            output_dir=str(runs)))
+    trainer.run(
+        TrainConfig(model="edge_cnn", epochs=3, width=0.25, train_limit=3000, test_limit=1000, output_dir=str(runs))
+    )
     # The first epoch at half size keeps progressive resizing (an option; the shipped recipe trains
     # at full size only) under test, through to files exported at the fixed input size.
-    trainer.run(TrainConfig(model="camera_cnn", epochs=2, low_res_epochs=1, width=0.25, input_size=32,
-                            train_limit=1200, test_limit=300, output_dir=str(runs)))
+    trainer.run(
+        TrainConfig(
+            model="camera_cnn",
+            epochs=2,
+            low_res_epochs=1,
+            width=0.25,
+            input_size=32,
+            train_limit=1200,
+            test_limit=300,
+            output_dir=str(runs),
+        )
+    )
     # ONNX int8 as every model is quantized by default: 7-bit weights, right in a default ONNX Runtime
     # session on any x86 CPU, VNNI or not (train/models.py says why).
     for name in ("edge_cnn", "camera_cnn"):
-        convert(ConvertConfig(model=name, runs_dir=str(runs), eval_limit=300, calibration_samples=100,
-                              opencv_check=100, gates=False))
+        convert(
+            ConvertConfig(
+                model=name, runs_dir=str(runs), eval_limit=300, calibration_samples=100, opencv_check=100, gates=False
+            )
+        )
     return runs
 
 
@@ -101,8 +122,17 @@ def zoo(tiny_runs: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
             (out / name).symlink_to(tiny_runs / name, target_is_directory=True)
             continue
         epochs, train_limit, test_limit = TINY_OTHERS
-        trainer.run(TrainConfig(model=name, epochs=epochs, width=0.25, train_limit=train_limit, test_limit=test_limit,
-                                output_dir=str(out), plots=False))
+        trainer.run(
+            TrainConfig(
+                model=name,
+                epochs=epochs,
+                width=0.25,
+                train_limit=train_limit,
+                test_limit=test_limit,
+                output_dir=str(out),
+                plots=False,
+            )
+        )
     return out
 
 
@@ -135,8 +165,14 @@ class Ledger:
         self.notes.append(text)
 
     def markdown(self) -> str:
-        lines = ["# Reliability report", "", f"Written by the test suite on {time.strftime('%Y-%m-%d %H:%M:%S')}.", "",
-                 "| what was tried | cases | handled cleanly |", "|---|---:|---:|"]
+        lines = [
+            "# Reliability report",
+            "",
+            f"Written by the test suite on {time.strftime('%Y-%m-%d %H:%M:%S')}.",
+            "",
+            "| what was tried | cases | handled cleanly |",
+            "|---|---:|---:|",
+        ]
         for category, counts in sorted(self.rows.items()):
             lines.append(f"| {category} | {counts['tried']} | {counts['survived']} |")
         if self.notes:

@@ -11,9 +11,10 @@ import pytest
 from tests.helpers import ROOT, run_cli
 
 
-@pytest.mark.parametrize("package, words", [
-    ("train", "MODEL"), ("convert", "MODEL"), ("edge_runtime", "--source"), ("benchmarks", "--deploy-dir"),
-])
+@pytest.mark.parametrize(
+    "package, words",
+    [("train", "MODEL"), ("convert", "MODEL"), ("edge_runtime", "--source"), ("benchmarks", "--deploy-dir")],
+)
 def test_python_m_help(package, words):
     result = run_cli("-m", package, "--help", timeout=120)
     assert result.returncode == 0 and "usage:" in result.stdout and words in result.stdout
@@ -25,8 +26,9 @@ def test_installed_console_scripts(script):
     assert path.exists() or shutil.which(script), f"{script} is not installed (pip install -e .)"
     import subprocess
 
-    result = subprocess.run([str(path if path.exists() else shutil.which(script)), "--help"], capture_output=True,
-                            text=True, timeout=120)
+    result = subprocess.run(
+        [str(path if path.exists() else shutil.which(script)), "--help"], capture_output=True, text=True, timeout=120
+    )
     assert result.returncode == 0 and "usage:" in result.stdout
 
 
@@ -56,8 +58,9 @@ def test_console_script_errors_name_the_command_the_user_typed(tmp_path):
     from edge_common.cli import invoked_as
 
     script = Path(sys.executable).parent / "edge-classify"
-    result = subprocess.run([str(script), "--model", "m.tflite", "--bogus"], capture_output=True, text=True,
-                            timeout=120)
+    result = subprocess.run(
+        [str(script), "--model", "m.tflite", "--bogus"], capture_output=True, text=True, timeout=120
+    )
     assert result.returncode == 2 and result.stderr.startswith("edge-classify: error: unrecognized arguments: --bogus")
     result = subprocess.run([str(script), "inspect"], capture_output=True, text=True, timeout=120)
     assert result.returncode == 2 and result.stderr.startswith("edge-classify inspect: error:")

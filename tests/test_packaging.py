@@ -13,8 +13,12 @@ from tests.helpers import ROOT
 
 @pytest.mark.slow
 def test_wheel_holds_the_runtime_and_no_generic_top_level_modules(tmp_path):
-    build = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--quiet", "-w", str(tmp_path),
-                            str(ROOT)], capture_output=True, text=True, timeout=600)
+    build = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--quiet", "-w", str(tmp_path), str(ROOT)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert build.returncode == 0, build.stderr[-2000:]
     wheel = next(tmp_path.glob("edge_classify-*.whl"))
     names = zipfile.ZipFile(wheel).namelist()
@@ -31,9 +35,16 @@ def test_tooling_launcher_says_how_to_get_the_tooling_when_it_is_absent(tmp_path
 
     for package in ("edge_common", "edge_runtime"):
         shutil.copytree(ROOT / package, tmp_path / package)
-    code = "import sys; sys.path = [p for p in sys.path if 'work' not in p or p == sys.argv[1]]; " \
-           "from edge_common.tooling import train; raise SystemExit(train())"
-    result = subprocess.run([sys.executable, "-S", "-c", code.replace("'work' not in p", f"{str(ROOT)!r} not in p"),
-                             str(tmp_path)], capture_output=True, text=True, cwd=tmp_path, timeout=60)
+    code = (
+        "import sys; sys.path = [p for p in sys.path if 'work' not in p or p == sys.argv[1]]; "
+        "from edge_common.tooling import train; raise SystemExit(train())"
+    )
+    result = subprocess.run(
+        [sys.executable, "-S", "-c", code.replace("'work' not in p", f"{str(ROOT)!r} not in p"), str(tmp_path)],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=60,
+    )
     assert result.returncode == 2, result.stderr
     assert "runs from a checkout" in result.stderr and "Traceback" not in result.stderr

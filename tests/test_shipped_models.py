@@ -62,8 +62,9 @@ def test_imagenet_model_calls_a_tshirt_a_jersey():
         assert len(classifier.labels) == 1000 and classifier.labels[610] == "jersey"
         assert classifier.input_spec.height == 224 and classifier.input_spec.fit == "crop"
         tshirts = sorted((PHOTOS / "t-shirt").glob("*.jpg"))[:12]
-        hits = sum("jersey" in [name for name, _ in classifier.predict(cv2.imread(str(p)), top_k=5).top]
-                   for p in tshirts)
+        hits = sum(
+            "jersey" in [name for name, _ in classifier.predict(cv2.imread(str(p)), top_k=5).top] for p in tshirts
+        )
     assert hits >= 10
 
 
@@ -76,8 +77,11 @@ def test_the_shipped_cnn_holds_up_when_the_garment_is_not_centred(fashion_dir):
 
     test = fashion_mnist.load_split("test", str(fashion_dir))
     images, labels = test.images[:2000, :, :, None], test.labels[:2000]
-    cases = {"shift_5_3": (0.0, (5.0, 3.0)), "rotate_+10_shift_5_3": (10.0, (5.0, 3.0)),
-             "rotate_-10_shift_5_3": (-10.0, (5.0, 3.0))}
+    cases = {
+        "shift_5_3": (0.0, (5.0, 3.0)),
+        "rotate_+10_shift_5_3": (10.0, (5.0, 3.0)),
+        "rotate_-10_shift_5_3": (-10.0, (5.0, 3.0)),
+    }
     accuracy = {}
     for name in ("edge_cnn", "seed_cnn_tutorial"):
         with Classifier.open(RUNS / name / "deploy" / "model_int8.tflite") as classifier:

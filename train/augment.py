@@ -20,13 +20,19 @@ def shift_flip(images: np.ndarray, rng: np.random.Generator, max_shift: int = 2)
     flip = np.asarray(rng.random(n) < 0.5)
     out = np.empty_like(images)
     for i in range(n):
-        crop = padded[i, dy[i]:dy[i] + h, dx[i]:dx[i] + w]
+        crop = padded[i, dy[i] : dy[i] + h, dx[i] : dx[i] + w]
         out[i] = crop[:, ::-1] if flip[i] else crop
     return out
 
 
-def framing(images: np.ndarray, rng: np.random.Generator, max_shift: float = 5.0, max_rotation: float = 10.0,
-            zoom: float = 0.05, share: float = 1 / 3) -> np.ndarray:
+def framing(
+    images: np.ndarray,
+    rng: np.random.Generator,
+    max_shift: float = 5.0,
+    max_rotation: float = 10.0,
+    zoom: float = 0.05,
+    share: float = 1 / 3,
+) -> np.ndarray:
     """An object that is not centred: a random shift of up to ``max_shift`` pixels each way, a tilt of up
     to ``max_rotation`` degrees, a zoom of up to ``zoom`` either way and a horizontal flip, filled with
     black like Fashion-MNIST's background (and like the robustness test's warps).
@@ -49,13 +55,27 @@ def framing(images: np.ndarray, rng: np.random.Generator, max_shift: float = 5.0
         matrix = np.asarray(cv2.getRotationMatrix2D((w / 2.0, h / 2.0), angles[i], scales[i]), np.float64)
         matrix[:, 2] += shifts[i]
         image = images[i][:, ::-1] if flips[i] else images[i]
-        out[i] = cv2.warpAffine(np.ascontiguousarray(image), matrix, (w, h), flags=cv2.INTER_LINEAR,
-                                borderMode=cv2.BORDER_CONSTANT, borderValue=0).reshape(h, w, c)
+        out[i] = cv2.warpAffine(
+            np.ascontiguousarray(image),
+            matrix,
+            (w, h),
+            flags=cv2.INTER_LINEAR,
+            borderMode=cv2.BORDER_CONSTANT,
+            borderValue=0,
+        ).reshape(h, w, c)
     return out
 
 
-def tutorial_affine(images: np.ndarray, rng: np.random.Generator, *, rotation: float = 40.0, shift: float = 0.2,
-                    shear: float = 0.2, zoom: float = 0.2, flip: bool = True) -> np.ndarray:
+def tutorial_affine(
+    images: np.ndarray,
+    rng: np.random.Generator,
+    *,
+    rotation: float = 40.0,
+    shift: float = 0.2,
+    shear: float = 0.2,
+    zoom: float = 0.2,
+    flip: bool = True,
+) -> np.ndarray:
     """The tutorials' ImageDataGenerator recipe: rotation 40, shifts 0.2, shear 0.2, zoom 0.2, flip.
 
     Uncovered corners take the nearest edge pixel, as ImageDataGenerator's ``fill_mode="nearest"``
@@ -81,8 +101,9 @@ def tutorial_affine(images: np.ndarray, rng: np.random.Generator, *, rotation: f
     return out
 
 
-def rotate_shift(images: np.ndarray, angle_deg: float, shift_xy: tuple[float, float], *,
-                 replicate_border: bool = False) -> np.ndarray:
+def rotate_shift(
+    images: np.ndarray, angle_deg: float, shift_xy: tuple[float, float], *, replicate_border: bool = False
+) -> np.ndarray:
     """The tutorials' robustness test: ``getRotationMatrix2D`` + ``warpAffine`` on every image.
 
     Fashion-MNIST fills with black like the tutorials; camera scenes replicate their border so
@@ -96,14 +117,21 @@ def rotate_shift(images: np.ndarray, angle_deg: float, shift_xy: tuple[float, fl
     matrix[:, 2] += shift_xy
     out = np.empty_like(images)
     for i in range(n):
-        out[i] = cv2.warpAffine(images[i], matrix, (w, h), flags=cv2.INTER_LINEAR,
-                                borderMode=border, borderValue=0).reshape(h, w, c)
+        out[i] = cv2.warpAffine(
+            images[i], matrix, (w, h), flags=cv2.INTER_LINEAR, borderMode=border, borderValue=0
+        ).reshape(h, w, c)
     return out
 
 
-def random_resized_crop(image: np.ndarray, size: tuple[int, int], rng: np.random.Generator, *,
-                        scale: tuple[float, float] = (0.35, 1.0), ratio: tuple[float, float] = (3 / 4, 4 / 3),
-                        rotation: float = 10.0) -> np.ndarray:
+def random_resized_crop(
+    image: np.ndarray,
+    size: tuple[int, int],
+    rng: np.random.Generator,
+    *,
+    scale: tuple[float, float] = (0.35, 1.0),
+    ratio: tuple[float, float] = (3 / 4, 4 / 3),
+    rotation: float = 10.0,
+) -> np.ndarray:
     """A random region of ``image`` (area ``scale`` of it, aspect ``ratio``), tilted up to ``rotation``
     degrees, resized to ``size`` (height, width): the photo augmentation's geometry."""
     import cv2

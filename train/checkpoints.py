@@ -52,8 +52,10 @@ def load_state(ckpt_dir: Path, config: ResolvedTrainConfig) -> State:
         return State()
     if state.config != config.resume_view():
         changed = sorted(k for k in RESUME_KEYS if state.config.get(k) != getattr(config, k))
-        raise ConfigError(f"an unfinished run in {ckpt_dir.parent} used other options ({', '.join(changed)}); "
-                          "rerun with the same options to resume, or pass --fresh to start over")
+        raise ConfigError(
+            f"an unfinished run in {ckpt_dir.parent} used other options ({', '.join(changed)}); "
+            "rerun with the same options to resume, or pass --fresh to start over"
+        )
     if not all(name and (ckpt_dir / name).is_file() for name in (state.last, state.best)):
         log.warning("%s points at missing checkpoint files; starting the run over", path)
         return State()

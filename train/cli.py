@@ -12,12 +12,13 @@ def build_parser() -> ArgumentParser:
     parser = ArgumentParser(
         prog="python -m train",
         description="Train models from the registry. Each run writes runs/<MODEL>/ (model.keras, labels.txt, "
-                    "config.json, metrics.json, history.csv, plots/). A killed run resumes when started again; "
-                    "a finished one is left as it is unless --fresh.",
+        "config.json, metrics.json, history.csv, plots/). A killed run resumes when started again; "
+        "a finished one is left as it is unless --fresh.",
         epilog="models: " + "; ".join(f"{name}: {spec.description}" for name, spec in models.REGISTRY.items()),
     )
-    parser.add_argument("models", nargs="*", metavar="MODEL",
-                        help=f"registry name(s) (default: {models.DEFAULT_MODEL})")
+    parser.add_argument(
+        "models", nargs="*", metavar="MODEL", help=f"registry name(s) (default: {models.DEFAULT_MODEL})"
+    )
     parser.add_argument("--list", action="store_true", help="list the registry and exit")
     add_options(parser, TrainConfig)
     return parser
@@ -34,6 +35,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     setup_logging()
     if args.list:
+
         def listing() -> int:
             for name, spec in models.REGISTRY.items():
                 print(f"{name:18s} {spec.input.height}x{spec.input.width}x{spec.input.channels}  {spec.description}")

@@ -88,8 +88,9 @@ def half_image(images: np.ndarray) -> np.ndarray:
     return np.round(blocks.mean(axis=(2, 4), dtype=np.float32)).astype(np.uint8)
 
 
-def load(config: "ResolvedTrainConfig", input_spec: InputSpec, *, batch_size: int,
-         teacher: Path | None = None) -> TrainData:
+def load(
+    config: "ResolvedTrainConfig", input_spec: InputSpec, *, batch_size: int, teacher: Path | None = None
+) -> TrainData:
     """Load and split the data a run trains on: its folder dataset, else its model's registry dataset.
 
     Args:
@@ -100,9 +101,11 @@ def load(config: "ResolvedTrainConfig", input_spec: InputSpec, *, batch_size: in
             probabilities on the clean garment behind each scene (see distill.py).
     """
     kind = config.dataset_kind
-    loaders = {"fashion_mnist": lambda: _fashion_data(config, input_spec, batch_size),
-               "camera_scenes": lambda: _scene_data(config, input_spec, batch_size, teacher),
-               "folder": lambda: _folder_data(config, input_spec, batch_size)}
+    loaders = {
+        "fashion_mnist": lambda: _fashion_data(config, input_spec, batch_size),
+        "camera_scenes": lambda: _scene_data(config, input_spec, batch_size, teacher),
+        "folder": lambda: _folder_data(config, input_spec, batch_size),
+    }
     if kind.name not in loaders:
         raise DatasetError(f"{config.model} trains on {kind.description}, which is not trained here")
     return loaders[kind.name]()
@@ -113,7 +116,7 @@ def _fashion_split(config: "ResolvedTrainConfig") -> tuple[Any, Any, np.ndarray,
     train, test = fashion_mnist.load(config.data_dir)
     train_idx, val_idx = fashion_mnist.stratified_split(train.labels, config.val_fraction, config.seed)
     if config.train_limit:
-        train_idx = train_idx[:config.train_limit]
+        train_idx = train_idx[: config.train_limit]
         val_idx = val_idx[: max(1, config.train_limit // 5)]
     return train, test, train_idx, val_idx
 
@@ -122,14 +125,26 @@ def _fashion_data(config: "ResolvedTrainConfig", spec: InputSpec, batch_size: in
     train, test, train_idx, val_idx = _fashion_split(config)
     x_train = fashion_mnist.to_model_input(train.images[train_idx], spec)
     y_train = train.labels[train_idx].astype(np.int64)
-    x_test = fashion_mnist.to_model_input(test.images[:config.test_limit], spec)
-    y_test = test.labels[:config.test_limit].astype(np.int64)
+    x_test = fashion_mnist.to_model_input(test.images[: config.test_limit], spec)
+    y_test = test.labels[: config.test_limit].astype(np.int64)
     return TrainData(
-        class_names=fashion_mnist.CLASS_NAMES, input_spec=spec, train_count=len(x_train), batch_size=batch_size,
-        make_batch=_array_batches(x_train, y_train, batch_size, config.seed, config.augment, config.max_shift,
-                                  config.max_rotation, config.framing_share),
+        class_names=fashion_mnist.CLASS_NAMES,
+        input_spec=spec,
+        train_count=len(x_train),
+        batch_size=batch_size,
+        make_batch=_array_batches(
+            x_train,
+            y_train,
+            batch_size,
+            config.seed,
+            config.augment,
+            config.max_shift,
+            config.max_rotation,
+            config.framing_share,
+        ),
         val=(fashion_mnist.to_model_input(train.images[val_idx], spec), train.labels[val_idx].astype(np.int64)),
-        test=(x_test, y_test), samples=(x_train[:25], y_train[:25]),
+        test=(x_test, y_test),
+        samples=(x_train[:25], y_train[:25]),
         test_name=f"Fashion-MNIST test split ({len(y_test)} images)",
     )
 
@@ -145,26 +160,39 @@ def _scene_data(config: "ResolvedTrainConfig", spec: InputSpec, batch_size: int,
         from . import distill as distill_mod
 
         targets = distill_mod.soft_targets(teacher, garments, labels, config.distill, len(fashion_mnist.CLASS_NAMES))
-    scenes = EpochScenes(garments, train_idx, count, seed, spec, config.low_res_epochs, config.scene_reuse,
-                         config.epochs)
+    scenes = EpochScenes(
+        garments, train_idx, count, seed, spec, config.low_res_epochs, config.scene_reuse, config.epochs
+    )
 
     def make_batch(epoch: int, index: int) -> tuple[np.ndarray, np.ndarray]:
         chosen, images = scenes.get(epoch)
-        rows = np.sort(scenes.rows(epoch)[index * batch_size:(index + 1) * batch_size])  # sorted: memmap reads in order
+        rows = np.sort(
+            scenes.rows(epoch)[index * batch_size : (index + 1) * batch_size]
+        )  # sorted: memmap reads in order
         return np.asarray(images[rows]), targets[chosen[rows]]
 
-    val_images = camera_scenes.render_batch(garments, val_idx, seed=seed, split="val", epoch=0, spec=spec,
-                                            renderer=renderer)
+    val_images = camera_scenes.render_batch(
+        garments, val_idx, seed=seed, split="val", epoch=0, spec=spec, renderer=renderer
+    )
     test_conditions: list[dict[str, Any]] = []
-    x_test, y_test = camera_scenes.test_scenes(test.images, test.labels.astype(np.int64), spec,
-                                               count=config.test_limit, conditions=test_conditions)
+    x_test, y_test = camera_scenes.test_scenes(
+        test.images, test.labels.astype(np.int64), spec, count=config.test_limit, conditions=test_conditions
+    )
     sample_idx = scenes.choice(0)[:25]
-    samples = camera_scenes.render_batch(garments, sample_idx, seed=seed, split="train", epoch=0, spec=spec,
-                                         renderer=renderer)
+    samples = camera_scenes.render_batch(
+        garments, sample_idx, seed=seed, split="train", epoch=0, spec=spec, renderer=renderer
+    )
     return TrainData(
-        class_names=fashion_mnist.CLASS_NAMES, input_spec=spec, train_count=count, batch_size=batch_size,
-        make_batch=make_batch, val=(val_images, labels[val_idx]), test=(x_test, y_test),
-        samples=(samples, labels[sample_idx]), close=scenes.close, low_res_epochs=config.low_res_epochs,
+        class_names=fashion_mnist.CLASS_NAMES,
+        input_spec=spec,
+        train_count=count,
+        batch_size=batch_size,
+        make_batch=make_batch,
+        val=(val_images, labels[val_idx]),
+        test=(x_test, y_test),
+        samples=(samples, labels[sample_idx]),
+        close=scenes.close,
+        low_res_epochs=config.low_res_epochs,
         test_conditions=test_conditions,
         test_name=f"fixed camera test scenes ({len(y_test)} scenes from Fashion-MNIST test garments)",
     )
@@ -189,24 +217,44 @@ def _folder_data(config: "ResolvedTrainConfig", spec: InputSpec, batch_size: int
         train_set, test_set = folder.held_out_split(root, seed, names, split="train" if splits else None)
     x_test, y_test = test_set.load(spec)
     x_train, y_train = train_set.load(spec)
-    val_set = folder.open_folder(root, "val", class_names=names) if splits and (Path(root) / "val").is_dir() \
-        else None
+    val_set = folder.open_folder(root, "val", class_names=names) if splits and (Path(root) / "val").is_dir() else None
     if val_set is not None:
         x_val, y_val = val_set.load(spec)
     else:
         x_train, y_train, x_val, y_val = _carve(x_train, y_train, val_fraction, seed)
-    _log_counts(root, names, len(y_train), len(y_val), len(y_test), train_set, test_set,
-                *([val_set] if val_set is not None else []))
+    _log_counts(
+        root,
+        names,
+        len(y_train),
+        len(y_val),
+        len(y_test),
+        train_set,
+        test_set,
+        *([val_set] if val_set is not None else []),
+    )
     if config.train_limit:
-        x_train, y_train = x_train[:config.train_limit], y_train[:config.train_limit]
+        x_train, y_train = x_train[: config.train_limit], y_train[: config.train_limit]
     if config.test_limit:
-        x_test, y_test = x_test[:config.test_limit], y_test[:config.test_limit]
+        x_test, y_test = x_test[: config.test_limit], y_test[: config.test_limit]
     shown = _shown(len(y_train), seed)
     return TrainData(
-        class_names=names, input_spec=spec, train_count=len(x_train), batch_size=batch_size,
-        make_batch=_array_batches(x_train, y_train, batch_size, seed, config.augment, config.max_shift,
-                                  config.max_rotation, config.framing_share),
-        val=(x_val, y_val), test=(x_test, y_test), samples=(x_train[shown], y_train[shown]),
+        class_names=names,
+        input_spec=spec,
+        train_count=len(x_train),
+        batch_size=batch_size,
+        make_batch=_array_batches(
+            x_train,
+            y_train,
+            batch_size,
+            seed,
+            config.augment,
+            config.max_shift,
+            config.max_rotation,
+            config.framing_share,
+        ),
+        val=(x_val, y_val),
+        test=(x_test, y_test),
+        samples=(x_train[shown], y_train[shown]),
         test_name=f"folder dataset {root} ({len(y_test)} test images)",
     )
 
@@ -246,7 +294,7 @@ def _photo_data(config: "ResolvedTrainConfig", spec: InputSpec, batch_size: int)
 
     def make_batch(epoch: int, index: int) -> tuple[np.ndarray, np.ndarray]:
         order = np.random.default_rng([seed, epoch]).permutation(len(photos))
-        chosen = order[index * batch_size:(index + 1) * batch_size]
+        chosen = order[index * batch_size : (index + 1) * batch_size]
         rng = np.random.default_rng([seed, epoch, index, 1])
         if camera:  # half of each batch framed by a camera: near or far, on a background, with webcam faults
             return camera_augment.camera_batch(photos, chosen, spec, rng)[0], y_train[chosen]
@@ -254,12 +302,22 @@ def _photo_data(config: "ResolvedTrainConfig", spec: InputSpec, batch_size: int)
 
     sample_rng, shown = np.random.default_rng([seed, 25]), _shown(len(photos), seed)
     return TrainData(
-        class_names=names, input_spec=spec, train_count=len(photos), batch_size=batch_size, make_batch=make_batch,
-        val=(x_val, y_val), test=(x_test, y_test),
-        samples=(camera_augment.camera_batch(photos, shown, spec, sample_rng)[0] if camera else
-                 augment.photo_batch([photos[i] for i in shown], size, sample_rng), y_train[shown]),
+        class_names=names,
+        input_spec=spec,
+        train_count=len(photos),
+        batch_size=batch_size,
+        make_batch=make_batch,
+        val=(x_val, y_val),
+        test=(x_test, y_test),
+        samples=(
+            camera_augment.camera_batch(photos, shown, spec, sample_rng)[0]
+            if camera
+            else augment.photo_batch([photos[i] for i in shown], size, sample_rng),
+            y_train[shown],
+        ),
         test_name=f"folder dataset {config.folder} ({len(y_test)} held-out photos)",
-        val_photos=val_photos, test_photos=test_photos,
+        val_photos=val_photos,
+        test_photos=test_photos,
     )
 
 
@@ -274,11 +332,19 @@ def _sample(files: list, count: int, seed: int) -> list:
     return [files[i] for i in sorted(keep)]
 
 
-def _array_batches(images: np.ndarray, labels: np.ndarray, batch_size: int, seed: int, augmentation: str,
-                   max_shift: int = 2, max_rotation: float = 10.0, framing_share: float = 1 / 3) -> BatchFn:
+def _array_batches(
+    images: np.ndarray,
+    labels: np.ndarray,
+    batch_size: int,
+    seed: int,
+    augmentation: str,
+    max_shift: int = 2,
+    max_rotation: float = 10.0,
+    framing_share: float = 1 / 3,
+) -> BatchFn:
     def make_batch(epoch: int, index: int) -> tuple[np.ndarray, np.ndarray]:
         order = np.random.default_rng([seed, epoch]).permutation(len(images))
-        chosen = order[index * batch_size:(index + 1) * batch_size]
+        chosen = order[index * batch_size : (index + 1) * batch_size]
         batch = images[chosen]
         rng = np.random.default_rng([seed, epoch, index, 1])
         if augmentation == "shift_flip":
@@ -292,18 +358,25 @@ def _array_batches(images: np.ndarray, labels: np.ndarray, batch_size: int, seed
     return make_batch
 
 
-
-
-def _log_counts(root: str, names: tuple[str, ...], train: int, val: int, test: int,
-                *sets: folder.FolderDataset) -> None:
+def _log_counts(
+    root: str, names: tuple[str, ...], train: int, val: int, test: int, *sets: folder.FolderDataset
+) -> None:
     """What the run will use, counted after decoding: the numbers add up to the files that were read."""
     skipped: dict[str, int] = {}
     for dataset in sets:
         for kind, count in dataset.skipped.items():
             skipped[kind] = skipped.get(kind, 0) + count
     detail = "; skipped " + ", ".join(f"{count} {kind}" for kind, count in sorted(skipped.items())) if skipped else ""
-    log.info("%s: %d images in %d classes: %d train, %d validate, %d test%s", root, train + val + test, len(names),
-             train, val, test, detail)
+    log.info(
+        "%s: %d images in %d classes: %d train, %d validate, %d test%s",
+        root,
+        train + val + test,
+        len(names),
+        train,
+        val,
+        test,
+        detail,
+    )
 
 
 def _enough_classes(root: str, names: tuple[str, ...]) -> tuple[str, ...]:

@@ -46,12 +46,15 @@ def resolve_teacher(teacher: str, runs_root: Path) -> Path:
     for path in candidates:
         if path.is_file():
             return path
-    raise DatasetError(f"teacher {teacher!r} has no trained model in {candidates[0].parent}; train it first "
-                       f"(python -m train {teacher}) or pass --distill 0")
+    raise DatasetError(
+        f"teacher {teacher!r} has no trained model in {candidates[0].parent}; train it first "
+        f"(python -m train {teacher}) or pass --distill 0"
+    )
 
 
-def soft_targets(teacher_path: Path, garments: np.ndarray, labels: np.ndarray, weight: float,
-                 classes: int) -> np.ndarray:
+def soft_targets(
+    teacher_path: Path, garments: np.ndarray, labels: np.ndarray, weight: float, classes: int
+) -> np.ndarray:
     """``(1 - weight) * one_hot(labels) + weight * teacher(garments)`` as float32 (N, classes).
 
     Args:
@@ -65,12 +68,18 @@ def soft_targets(teacher_path: Path, garments: np.ndarray, labels: np.ndarray, w
     teacher = keras.saving.load_model(teacher_path, safe_mode=True, compile=False)
     shape = tuple(teacher.input_shape[1:])
     if shape != garments.shape[1:] + (1,) or teacher.output_shape[-1] != classes:
-        raise DatasetError(f"teacher {teacher_path} takes {shape} and predicts {teacher.output_shape[-1]} classes; "
-                           f"it must read {garments.shape[1]}x{garments.shape[2]}x1 garments into {classes} classes "
-                           "(a Fashion-MNIST model such as edge_cnn)")
+        raise DatasetError(
+            f"teacher {teacher_path} takes {shape} and predicts {teacher.output_shape[-1]} classes; "
+            f"it must read {garments.shape[1]}x{garments.shape[2]}x1 garments into {classes} classes "
+            "(a Fashion-MNIST model such as edge_cnn)"
+        )
     probabilities = teacher.predict(garments[..., None].astype(np.float32), batch_size=1000, verbose=0)
     agree = float(np.mean(np.argmax(probabilities, axis=1) == labels))
-    log.info("distilling from %s (weight %.2f): it labels %.1f%% of the train split's garments correctly",
-             teacher_path, weight, 100 * agree)
+    log.info(
+        "distilling from %s (weight %.2f): it labels %.1f%% of the train split's garments correctly",
+        teacher_path,
+        weight,
+        100 * agree,
+    )
     one_hot = np.eye(classes, dtype=np.float32)[labels]
     return ((1.0 - weight) * one_hot + weight * probabilities).astype(np.float32)

@@ -26,16 +26,18 @@ def make_strategy(name: str) -> tuple[Any, int, int]:
         return tf.distribute.MirroredStrategy(), 0, 1
     raw = os.environ.get("TF_CONFIG")
     if not raw:
-        raise ConfigError("--strategy multiworker needs TF_CONFIG describing the workers (see README: "
-                          "multi-worker training)")
+        raise ConfigError(
+            "--strategy multiworker needs TF_CONFIG describing the workers (see README: multi-worker training)"
+        )
     try:
         tf_config = json.loads(raw)
         workers = tf_config["cluster"]["worker"]
         index = int(tf_config["task"]["index"])
         task_type = tf_config["task"]["type"]
     except (ValueError, KeyError, TypeError):
-        raise ConfigError('TF_CONFIG is not valid: expected '
-                          '{"cluster": {"worker": [...]}, "task": {"type": "worker", "index": N}}') from None
+        raise ConfigError(
+            'TF_CONFIG is not valid: expected {"cluster": {"worker": [...]}, "task": {"type": "worker", "index": N}}'
+        ) from None
     if task_type != "worker" or not 0 <= index < len(workers):
         raise ConfigError(f"TF_CONFIG task {task_type}/{index} is not one of the {len(workers)} workers")
     return tf.distribute.MultiWorkerMirroredStrategy(), index, len(workers)
@@ -50,14 +52,18 @@ def build_optimizer(config: ResolvedTrainConfig, steps: int, replicas: int) -> A
     if config.schedule == "cosine" and config.low_res_epochs:
         from .schedules import PhasedCosine
 
-        rate: Any = PhasedCosine(peak, int(config.warmup_epochs * steps),
-                                 [config.low_res_epochs * steps, config.epochs * steps])
+        rate: Any = PhasedCosine(
+            peak, int(config.warmup_epochs * steps), [config.low_res_epochs * steps, config.epochs * steps]
+        )
     elif config.schedule == "cosine":
         total = max(1, epochs * steps)
         warmup = min(int(config.warmup_epochs * steps), total - 1)
         rate = keras.optimizers.schedules.CosineDecay(
-            initial_learning_rate=peak / 10 if warmup else peak, decay_steps=total - warmup,
-            warmup_target=peak if warmup else None, warmup_steps=warmup)
+            initial_learning_rate=peak / 10 if warmup else peak,
+            decay_steps=total - warmup,
+            warmup_target=peak if warmup else None,
+            warmup_steps=warmup,
+        )
     else:
         rate = peak
     return make_optimizer(config.optimizer, rate, config.weight_decay)
@@ -116,9 +122,16 @@ def one_hot_pair(pair: tuple[np.ndarray, np.ndarray], data: data_mod.TrainData) 
     return images.astype(np.float32), np.eye(len(data.class_names), dtype=np.float32)[labels]
 
 
-def fit_epoch_distributed(model: Any, strategy: Any, dataset: Any, steps: int, global_batch: int,
-                           label_smoothing: float, val: tuple[np.ndarray, np.ndarray], verbose: int,
-                           ) -> dict[str, float]:
+def fit_epoch_distributed(
+    model: Any,
+    strategy: Any,
+    dataset: Any,
+    steps: int,
+    global_batch: int,
+    label_smoothing: float,
+    val: tuple[np.ndarray, np.ndarray],
+    verbose: int,
+) -> dict[str, float]:
     """One epoch under ``strategy.run``: per-replica gradients, all-reduced by the optimizer."""
     import keras
     import tensorflow as tf
@@ -139,8 +152,10 @@ def fit_epoch_distributed(model: Any, strategy: Any, dataset: Any, steps: int, g
     @tf.function
     def train_step(images: Any, labels: Any) -> tuple[Any, Any]:
         loss_sum, correct = strategy.run(replica_step, args=(images, labels))
-        return (strategy.reduce(tf.distribute.ReduceOp.SUM, loss_sum, axis=None),
-                strategy.reduce(tf.distribute.ReduceOp.SUM, correct, axis=None))
+        return (
+            strategy.reduce(tf.distribute.ReduceOp.SUM, loss_sum, axis=None),
+            strategy.reduce(tf.distribute.ReduceOp.SUM, correct, axis=None),
+        )
 
     progress = keras.utils.Progbar(steps, verbose=verbose)
     total_loss = total_correct = 0.0
@@ -149,10 +164,16 @@ def fit_epoch_distributed(model: Any, strategy: Any, dataset: Any, steps: int, g
         total_loss, total_correct = total_loss + float(loss_sum), total_correct + float(correct)
         progress.update(step + 1)
     seen = max(1, steps * global_batch)
-    probabilities = np.concatenate([np.asarray(model(val[0][i:i + 256].astype(np.float32), training=False))
-                                    for i in range(0, len(val[0]), 256)])
+    probabilities = np.concatenate(
+        [np.asarray(model(val[0][i : i + 256].astype(np.float32), training=False)) for i in range(0, len(val[0]), 256)]
+    )
     one_hot = np.eye(probabilities.shape[1], dtype=np.float32)[val[1]]
-    val_loss = float(np.mean(keras.losses.categorical_crossentropy(one_hot, probabilities,
-                                                                   label_smoothing=label_smoothing)))
-    return {"loss": total_loss / seen, "accuracy": total_correct / seen, "val_loss": val_loss,
-            "val_accuracy": float(np.mean(np.argmax(probabilities, axis=1) == val[1]))}
+    val_loss = float(
+        np.mean(keras.losses.categorical_crossentropy(one_hot, probabilities, label_smoothing=label_smoothing))
+    )
+    return {
+        "loss": total_loss / seen,
+        "accuracy": total_correct / seen,
+        "val_loss": val_loss,
+        "val_accuracy": float(np.mean(np.argmax(probabilities, axis=1) == val[1])),
+    }

@@ -30,14 +30,23 @@ class EvalSet:
     name: str
 
 
-def test_set(dataset: str, spec: InputSpec, *, folder_root: str | None = None,
-             class_names: Sequence[str] | None = None, data_dir: str | None = None,
-             limit: int | None = None, seed: int = 0) -> EvalSet:
+def test_set(
+    dataset: str,
+    spec: InputSpec,
+    *,
+    folder_root: str | None = None,
+    class_names: Sequence[str] | None = None,
+    data_dir: str | None = None,
+    limit: int | None = None,
+    seed: int = 0,
+) -> EvalSet:
     """The test images of a model trained on ``dataset`` (a name in :data:`kinds.KINDS` with a labelled
     test set); for a folder without a test split, the images that training with ``seed`` held out."""
     if not kinds.get(dataset).labelled_test_set:
-        raise DatasetError(f"no labelled test images of {kinds.get(dataset).description} are in the repository "
-                           "(their licences are unknown); accuracy is measured on your own photos, see docs/data.md")
+        raise DatasetError(
+            f"no labelled test images of {kinds.get(dataset).description} are in the repository "
+            "(their licences are unknown); accuracy is measured on your own photos, see docs/data.md"
+        )
     if dataset == "folder":
         held = held_out_photos(folder_root, class_names, seed=seed)
         note = "" if held.root.name == "test" else f" held out from training, {folder.HELD_OUT:.0%}"
@@ -47,12 +56,16 @@ def test_set(dataset: str, spec: InputSpec, *, folder_root: str | None = None,
         images, labels = camera_scenes.test_scenes(test.images, test.labels.astype(np.int64), spec, count=limit)
         return EvalSet(images, labels, f"fixed camera test scenes ({len(labels)})")
     images = test.images[:limit]
-    return EvalSet(fashion_mnist.to_model_input(images, spec), test.labels[:limit].astype(np.int64),
-                   f"Fashion-MNIST test split ({len(images)})")
+    return EvalSet(
+        fashion_mnist.to_model_input(images, spec),
+        test.labels[:limit].astype(np.int64),
+        f"Fashion-MNIST test split ({len(images)})",
+    )
 
 
-def held_out_photos(folder_root: str | None, class_names: Sequence[str] | None = None, *,
-                    seed: int = 0) -> folder.FolderDataset:
+def held_out_photos(
+    folder_root: str | None, class_names: Sequence[str] | None = None, *, seed: int = 0
+) -> folder.FolderDataset:
     """The files a folder-trained run is tested on: its ``test/`` split, else the share training held out."""
     root = paths.resolve_folder(_folder_of(folder_root))
     if folder.has_splits(root) and (root / "test").is_dir():
@@ -66,8 +79,14 @@ def _folder_of(folder_root: str | None) -> str:
     return folder_root
 
 
-def folder_test_set(root: str | Path, spec: InputSpec, class_names: Sequence[str] | None = None, *,
-                    split: str | None = None, limit: int | None = None) -> EvalSet:
+def folder_test_set(
+    root: str | Path,
+    spec: InputSpec,
+    class_names: Sequence[str] | None = None,
+    *,
+    split: str | None = None,
+    limit: int | None = None,
+) -> EvalSet:
     """Every image of a folder dataset (or one split of it), labelled in ``class_names`` order."""
     return _loaded(folder.open_folder(root, split, class_names=class_names), spec, limit)
 
@@ -77,8 +96,16 @@ def _loaded(data: folder.FolderDataset, spec: InputSpec, limit: int | None, note
     return EvalSet(images[:limit], labels[:limit], f"folder {data.root} ({len(labels[:limit])} images{note})")
 
 
-def calibration_set(dataset: str, spec: InputSpec, count: int, *, seed: int = 0, folder_root: str | None = None,
-                    data_dir: str | None = None, run_seed: int = 0) -> np.ndarray:
+def calibration_set(
+    dataset: str,
+    spec: InputSpec,
+    count: int,
+    *,
+    seed: int = 0,
+    folder_root: str | None = None,
+    data_dir: str | None = None,
+    run_seed: int = 0,
+) -> np.ndarray:
     """``count`` training images (never test images) for int8 calibration."""
     if dataset == "imagenet":  # real photos of everyday things: what such a model meets on a camera
         root = paths.resolve_folder(PHOTOS)
@@ -104,8 +131,9 @@ def photo_check_set(spec: InputSpec, limit: int | None = None) -> np.ndarray:
     return folder_test_set(root, spec, limit=limit).images
 
 
-def folder_calibration_set(root: str | Path, spec: InputSpec, count: int, *, seed: int = 0,
-                           split: str | None = None) -> np.ndarray:
+def folder_calibration_set(
+    root: str | Path, spec: InputSpec, count: int, *, seed: int = 0, split: str | None = None
+) -> np.ndarray:
     """``count`` images of a folder dataset in a seeded random order (only as many as are decoded)."""
     return _calibration_images(folder.open_folder(root, split), spec, count, seed)
 

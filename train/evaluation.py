@@ -53,8 +53,9 @@ def predict_all(model: Any, images: np.ndarray, batch_size: int = 500) -> tuple[
     """Softmax outputs and, for a model with the out-of-class output, its scores."""
     if len(images) == 0:
         classes = model.output_shape[0][-1] if unknown.has_unknown_output(model) else model.output_shape[-1]
-        return np.zeros((0, classes), np.float32), (np.zeros(0, np.float32) if unknown.has_unknown_output(model)
-                                                    else None)
+        return np.zeros((0, classes), np.float32), (
+            np.zeros(0, np.float32) if unknown.has_unknown_output(model) else None
+        )
     return unknown.split_outputs(model.predict(images.astype(np.float32), batch_size=batch_size, verbose=0))
 
 
@@ -63,10 +64,15 @@ def classification_metrics(labels: np.ndarray, predicted: np.ndarray, class_name
     n = len(class_names)
     confusion = np.zeros((n, n), dtype=np.int64)
     np.add.at(confusion, (labels.astype(np.int64), predicted.astype(np.int64)), 1)
-    per_class = {name: (float(confusion[i, i] / confusion[i].sum()) if confusion[i].sum() else None)
-                 for i, name in enumerate(class_names)}
-    return {"test_accuracy": float(np.mean(labels == predicted)) if len(labels) else 0.0,
-            "per_class_accuracy": per_class, "confusion_matrix": confusion.tolist()}
+    per_class = {
+        name: (float(confusion[i, i] / confusion[i].sum()) if confusion[i].sum() else None)
+        for i, name in enumerate(class_names)
+    }
+    return {
+        "test_accuracy": float(np.mean(labels == predicted)) if len(labels) else 0.0,
+        "per_class_accuracy": per_class,
+        "confusion_matrix": confusion.tolist(),
+    }
 
 
 def robustness(model: Any, images: np.ndarray, labels: np.ndarray, input_spec: InputSpec) -> dict[str, float]:
@@ -92,8 +98,13 @@ def robustness(model: Any, images: np.ndarray, labels: np.ndarray, input_spec: I
     return results
 
 
-def camera_metrics(model: Any, data: data_mod.TrainData, input_spec: InputSpec, head: unknown.UnknownHead | None,
-                   scores: np.ndarray | None) -> dict[str, Any]:
+def camera_metrics(
+    model: Any,
+    data: data_mod.TrainData,
+    input_spec: InputSpec,
+    head: unknown.UnknownHead | None,
+    scores: np.ndarray | None,
+) -> dict[str, Any]:
     """``unknown`` (the out-of-class head and the share of test images it accepts, given their
     ``scores``) and ``camera_conditions`` (the held-out photos as a camera sees them), where they apply."""
     out: dict[str, Any] = {}
@@ -101,14 +112,24 @@ def camera_metrics(model: Any, data: data_mod.TrainData, input_spec: InputSpec, 
         out["unknown"] = {**head.to_dict(), "test_accepted": float(np.mean(scores <= head.threshold))}
     if data.test_photos is not None:
         out["camera_conditions"] = camera_frames.measure(
-            lambda images: predict_all(model, images), camera_frames.as_bgr(data.test_photos, input_spec.color_order),
-            data.test[1], input_spec, threshold=head.threshold if head else None)
+            lambda images: predict_all(model, images),
+            camera_frames.as_bgr(data.test_photos, input_spec.color_order),
+            data.test[1],
+            input_spec,
+            threshold=head.threshold if head else None,
+        )
         log.info("camera conditions: %s", camera_frames.summary(out["camera_conditions"]))
     return out
 
 
-def evaluate(model: Any, data: data_mod.TrainData, config: ResolvedTrainConfig, state: State,
-              input_spec: InputSpec, head: unknown.UnknownHead | None = None) -> dict[str, Any]:
+def evaluate(
+    model: Any,
+    data: data_mod.TrainData,
+    config: ResolvedTrainConfig,
+    state: State,
+    input_spec: InputSpec,
+    head: unknown.UnknownHead | None = None,
+) -> dict[str, Any]:
     x_test, y_test = data.test
     probabilities, scores = predict_all(model, x_test)
     predicted = np.argmax(probabilities, axis=1)

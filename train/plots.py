@@ -19,8 +19,14 @@ import numpy as np
 from edge_common.files import atomic_write_bytes, atomic_write_text
 
 
-def write_all(folder: Path, model: Any, data: Any, history: list[dict[str, float]], metrics: dict[str, Any],
-              probabilities: np.ndarray) -> None:
+def write_all(
+    folder: Path,
+    model: Any,
+    data: Any,
+    history: list[dict[str, float]],
+    metrics: dict[str, Any],
+    probabilities: np.ndarray,
+) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -95,14 +101,28 @@ def confusion(path: Path, matrix: np.ndarray, names: tuple[str, ...]) -> None:
     threshold = matrix.max() / 2 if matrix.size else 0
     for i in range(n):
         for j in range(n):
-            ax.text(j, i, str(matrix[i, j]), ha="center", va="center", fontsize=8,
-                    color="white" if matrix[i, j] > threshold else "black")
+            ax.text(
+                j,
+                i,
+                str(matrix[i, j]),
+                ha="center",
+                va="center",
+                fontsize=8,
+                color="white" if matrix[i, j] > threshold else "black",
+            )
     ax.set_title("Confusion matrix (test)")
     _save(fig, path)
 
 
-def predictions(path: Path, images: np.ndarray, labels: np.ndarray, probabilities: np.ndarray,
-                names: tuple[str, ...], rows: int = 5, cols: int = 3) -> None:
+def predictions(
+    path: Path,
+    images: np.ndarray,
+    labels: np.ndarray,
+    probabilities: np.ndarray,
+    names: tuple[str, ...],
+    rows: int = 5,
+    cols: int = 3,
+) -> None:
     import matplotlib.pyplot as plt
 
     count = min(rows * cols, len(images))
@@ -117,8 +137,11 @@ def predictions(path: Path, images: np.ndarray, labels: np.ndarray, probabilitie
         predicted = int(np.argmax(probabilities[k]))
         colour = "blue" if predicted == int(labels[k]) else "red"
         _show(image_ax, images[k])
-        image_ax.set_xlabel(f"{names[predicted]} {100 * probabilities[k, predicted]:.0f}% ({names[int(labels[k])]})",
-                            color=colour, fontsize=8)
+        image_ax.set_xlabel(
+            f"{names[predicted]} {100 * probabilities[k, predicted]:.0f}% ({names[int(labels[k])]})",
+            color=colour,
+            fontsize=8,
+        )
         bars = bar_ax.bar(range(len(names)), probabilities[k], color="#777777")
         bars[predicted].set_color("red")
         bars[int(labels[k])].set_color("blue")
@@ -137,8 +160,7 @@ def model_summary(model: Any) -> str:
     for layer in model.layers:
         shape = getattr(layer, "output", None)
         shape = tuple(shape.shape) if shape is not None else ()
-        rows.append((f"{layer.name} ({type(layer).__name__})", str(shape),
-                     f"{layer.count_params():,}"))
+        rows.append((f"{layer.name} ({type(layer).__name__})", str(shape), f"{layer.count_params():,}"))
     widths = [max(len(row[i]) for row in rows) for i in range(3)]
     rule = "-" * (sum(widths) + 6)
 
@@ -147,9 +169,22 @@ def model_summary(model: Any) -> str:
 
     trainable = sum(int(np.prod(w.shape)) for w in model.trainable_weights)
     total = int(model.count_params())
-    return "\n".join([f'Model: "{model.name}"', rule, line(rows[0]), rule, *map(line, rows[1:]), rule,
-                      f"Total params: {total:,}", f"Trainable params: {trainable:,}",
-                      f"Non-trainable params: {total - trainable:,}"]) + "\n"
+    return (
+        "\n".join(
+            [
+                f'Model: "{model.name}"',
+                rule,
+                line(rows[0]),
+                rule,
+                *map(line, rows[1:]),
+                rule,
+                f"Total params: {total:,}",
+                f"Trainable params: {trainable:,}",
+                f"Non-trainable params: {total - trainable:,}",
+            ]
+        )
+        + "\n"
+    )
 
 
 def text_figure(path: Path, text: str) -> None:

@@ -42,13 +42,20 @@ def write_run(config: ResolvedTrainConfig) -> Path:
     load_imagenet_weights(model, backbone, weights)
     labels = imagenet_labels()
     metrics: dict[str, Any] = {
-        "model": spec.name, "dataset": spec.dataset, "input": spec.input.to_dict(), "class_names": list(labels),
-        "parameters": int(model.count_params()), "macs_per_image": architectures.count_macs(model),
+        "model": spec.name,
+        "dataset": spec.dataset,
+        "input": spec.input.to_dict(),
+        "class_names": list(labels),
+        "parameters": int(model.count_params()),
+        "macs_per_image": architectures.count_macs(model),
         "weights_sha256": runfolder.weights_digest(model),
         "source": {"package": backbone.package, "file": weights.name, "sha256": sha256_file(weights)},
         "test_set": "none in the repository (ImageNet photos are not redistributable); see README",
     }
     runfolder.write_run(run_dir, model, labels, config.to_dict(), metrics)
-    print(f"{spec.name}: ported {backbone.package} ({metrics['parameters']:,} params, "
-          f"{metrics['macs_per_image']:,} MACs) in {time.perf_counter() - started:.1f} s; wrote {run_dir}", flush=True)
+    print(
+        f"{spec.name}: ported {backbone.package} ({metrics['parameters']:,} params, "
+        f"{metrics['macs_per_image']:,} MACs) in {time.perf_counter() - started:.1f} s; wrote {run_dir}",
+        flush=True,
+    )
     return run_dir

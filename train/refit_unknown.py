@@ -30,15 +30,19 @@ def refit(target: str, runs_dir: str | None = None) -> dict[str, Any]:
     from .runfolder import RunFolder
 
     given = Path(target).expanduser()
-    run = RunFolder.open(given) if target not in models.REGISTRY and given.is_dir() else \
-        RunFolder.for_model(target, runs_dir)
+    run = (
+        RunFolder.open(given)
+        if target not in models.REGISTRY and given.is_dir()
+        else RunFolder.for_model(target, runs_dir)
+    )
     # The run's own resolved config (config.json): resolving it again changes nothing, and types it.
     config = TrainConfig(**{k: v for k, v in run.config.items() if k in TrainConfig.__dataclass_fields__}).resolved()
     if not config.backbone:
         raise EdgeError(f"{run.path}: was not trained with --backbone; only backbone runs have an out-of-class head")
     model = keras.saving.load_model(run.model_file, safe_mode=True, compile=False)
-    classifier = keras.Model(model.input, model.output[0], name=model.name) if unknown.has_unknown_output(model) \
-        else model
+    classifier = (
+        keras.Model(model.input, model.output[0], name=model.name) if unknown.has_unknown_output(model) else model
+    )
     data = data_mod.load(config, run.input_spec, batch_size=config.batch_size)
     head = unknown.fit_head(classifier, data, run.input_spec, config.seed, data.steps_per_epoch)
     final = unknown.with_unknown_output(classifier, head.prototypes)
@@ -55,8 +59,11 @@ def refit(target: str, runs_dir: str | None = None) -> dict[str, Any]:
 
 
 def build_parser() -> ArgumentParser:
-    parser = ArgumentParser(prog="python -m train.refit_unknown", description=__doc__.split("\n\n")[0],
-                            formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = ArgumentParser(
+        prog="python -m train.refit_unknown",
+        description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("model", metavar="MODEL", help="a registry name or a run folder trained with --backbone")
     parser.add_argument("--runs-dir", help="folder holding run folders (default: runs/ in the checkout)")
     return parser
@@ -72,9 +79,11 @@ def main(argv: list[str] | None = None) -> int:
     def work() -> int:
         metrics = refit(args.model, args.runs_dir)
         head = metrics["unknown"]
-        print(f"{metrics['model']}: out-of-class head refitted: {head['prototypes']} prototypes, threshold "
-              f"{head['threshold']:.4f}, {head['test_accepted']:.1%} of the held-out photos accepted; convert it "
-              "again (python -m convert --force)")
+        print(
+            f"{metrics['model']}: out-of-class head refitted: {head['prototypes']} prototypes, threshold "
+            f"{head['threshold']:.4f}, {head['test_accepted']:.1%} of the held-out photos accepted; convert it "
+            "again (python -m convert --force)"
+        )
         return 0
 
     return run_reporting_errors(work, "the run folder is unchanged")

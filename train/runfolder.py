@@ -90,21 +90,38 @@ class RunFolder:
         metrics = read_metrics(path)
         name = str(config.get("model") or path.name)
         labels = read_labels(path / LABELS_FILE)
-        return cls(path=path, model=name, input_spec=_recorded_input(metrics, config, name, path),
-                   labels=labels, dataset=_recorded_dataset(metrics, config, name), config=config,
-                   unknown=metrics.get("unknown") if isinstance(metrics.get("unknown"), dict) else None)
+        return cls(
+            path=path,
+            model=name,
+            input_spec=_recorded_input(metrics, config, name, path),
+            labels=labels,
+            dataset=_recorded_dataset(metrics, config, name),
+            config=config,
+            unknown=metrics.get("unknown") if isinstance(metrics.get("unknown"), dict) else None,
+        )
 
     def test_set(self, *, data_dir: str | None = None, limit: int | None = None) -> evalsets.EvalSet:
         """The images and labels this run was tested on (all of them unless ``limit``)."""
-        return evalsets.test_set(self.dataset, self.input_spec, folder_root=self.folder, class_names=self.labels,
-                                 data_dir=data_dir or self.config.get("data_dir"), limit=limit,
-                                 seed=int(self.config.get("seed") or 0))
+        return evalsets.test_set(
+            self.dataset,
+            self.input_spec,
+            folder_root=self.folder,
+            class_names=self.labels,
+            data_dir=data_dir or self.config.get("data_dir"),
+            limit=limit,
+            seed=int(self.config.get("seed") or 0),
+        )
 
     def calibration_set(self, count: int, *, data_dir: str | None = None) -> np.ndarray:
         """``count`` training images of this run's dataset, for int8 calibration."""
-        return evalsets.calibration_set(self.dataset, self.input_spec, count, folder_root=self.folder,
-                                        data_dir=data_dir or self.config.get("data_dir"),
-                                        run_seed=int(self.config.get("seed") or 0))
+        return evalsets.calibration_set(
+            self.dataset,
+            self.input_spec,
+            count,
+            folder_root=self.folder,
+            data_dir=data_dir or self.config.get("data_dir"),
+            run_seed=int(self.config.get("seed") or 0),
+        )
 
 
 def run_dir_for(model: str, runs_dir: str | Path | None = None) -> Path:
@@ -131,8 +148,9 @@ def read_recorded_labels(path: Path) -> tuple[str, ...] | None:
     return read_labels(path / LABELS_FILE) if (path / LABELS_FILE).is_file() else None
 
 
-def write_run(path: Path, model: Any, labels: tuple[str, ...] | list[str], config: dict[str, Any],
-              metrics: dict[str, Any]) -> None:
+def write_run(
+    path: Path, model: Any, labels: tuple[str, ...] | list[str], config: dict[str, Any], metrics: dict[str, Any]
+) -> None:
     """Write a run folder's files, each atomically; the model goes last, so a run killed while writing
     is never mistaken for a finished one.
 
@@ -175,8 +193,9 @@ def read_labels(path: Path) -> tuple[str, ...]:
         raise ModelFileError(f"{path} holds no class names; write one per line, in the model's output order")
     repeated = sorted({label for label in labels if labels.count(label) > 1})
     if repeated:  # two outputs answering to one name: the runtime cannot tell them apart
-        log.warning("%s names %s more than once; each output should have its own name", path,
-                    ", ".join(map(repr, repeated)))
+        log.warning(
+            "%s names %s more than once; each output should have its own name", path, ", ".join(map(repr, repeated))
+        )
     return labels
 
 
@@ -185,8 +204,9 @@ def _recorded_input(metrics: dict[str, Any], config: dict[str, Any], name: str, 
         try:
             return InputSpec.from_dict(metrics["input"])
         except MetadataError as exc:
-            raise ModelFileError(f"{path / 'metrics.json'}: the recorded input contract is broken ({exc}); "
-                                 "retrain the run") from None
+            raise ModelFileError(
+                f"{path / 'metrics.json'}: the recorded input contract is broken ({exc}); retrain the run"
+            ) from None
     # A run folder written before metrics.json recorded the contract: the registry's, at the trained size.
     spec = models.get(name).input
     size = config.get("input_size")

@@ -63,8 +63,17 @@ class EpochScenes:
     it is rendered.
     """
 
-    def __init__(self, garments: np.ndarray, train_idx: np.ndarray, count: int, seed: int, spec: InputSpec,
-                 low_res_epochs: int = 0, reuse: int = 1, epochs: int | None = None) -> None:
+    def __init__(
+        self,
+        garments: np.ndarray,
+        train_idx: np.ndarray,
+        count: int,
+        seed: int,
+        spec: InputSpec,
+        low_res_epochs: int = 0,
+        reuse: int = 1,
+        epochs: int | None = None,
+    ) -> None:
         import tempfile
         import threading
 
@@ -98,8 +107,10 @@ class EpochScenes:
                 self._submit(index)
                 process = self._pending.pop(index)
                 if process.wait() != 0:
-                    raise DatasetError(f"rendering camera scenes for epoch {epoch} failed: "
-                                       f"{process.stderr.read().decode(errors='replace').strip()[-300:]}")
+                    raise DatasetError(
+                        f"rendering camera scenes for epoch {epoch} failed: "
+                        f"{process.stderr.read().decode(errors='replace').strip()[-300:]}"
+                    )
                 spec = self._spec_for(index)
                 shape = (self._count, spec.height, spec.width, spec.channels)
                 self._current = (index, np.memmap(self._path(index), dtype=np.uint8, mode="r", shape=shape))
@@ -126,7 +137,8 @@ class EpochScenes:
 
     def _choice(self, index: int) -> np.ndarray:
         return np.random.default_rng([self._seed, index, 7]).choice(
-            self._train_idx, size=self._count, replace=self._count > len(self._train_idx))
+            self._train_idx, size=self._count, replace=self._count > len(self._train_idx)
+        )
 
     def _position(self, epoch: int) -> tuple[int, int]:
         return scene_position(epoch, self._low_res_epochs, self._reuse)
@@ -159,15 +171,32 @@ class EpochScenes:
         # A plain child process: never fork a process running TensorFlow's threads, and avoid
         # multiprocessing's spawn, which re-imports the caller's __main__.
         self._pending[index] = subprocess.Popen(
-            [sys.executable, "-m", "train.scene_sets", str(garments), str(folder / f"chosen-{index}.npy"),
-             str(self._seed),
-             str(index), json.dumps(self._spec_for(index).to_dict()), str(self._path(index)),
-             str(self._scene_size(index))],
-            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+            [
+                sys.executable,
+                "-m",
+                "train.scene_sets",
+                str(garments),
+                str(folder / f"chosen-{index}.npy"),
+                str(self._seed),
+                str(index),
+                json.dumps(self._spec_for(index).to_dict()),
+                str(self._path(index)),
+                str(self._scene_size(index)),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
 
 
-def _render_set(garments: np.ndarray, chosen: np.ndarray, seed: int, scene_set: int, spec: InputSpec, path: str,
-                scene_size: int = camera_scenes.SCENE_SIZE) -> None:
+def _render_set(
+    garments: np.ndarray,
+    chosen: np.ndarray,
+    seed: int,
+    scene_set: int,
+    spec: InputSpec,
+    path: str,
+    scene_size: int = camera_scenes.SCENE_SIZE,
+) -> None:
     shape = (len(chosen), spec.height, spec.width, spec.channels)
     tmp = path + _PARTIAL
     out = np.memmap(tmp, dtype=np.uint8, mode="w+", shape=shape)
@@ -186,8 +215,15 @@ def _render_main(argv: list[str]) -> int:
     import json
 
     garments, chosen, seed, scene_set, spec_json, out, scene_size = argv
-    _render_set(np.load(garments, mmap_mode="r"), np.load(chosen), int(seed), int(scene_set),
-                  InputSpec.from_dict(json.loads(spec_json)), out, int(scene_size))
+    _render_set(
+        np.load(garments, mmap_mode="r"),
+        np.load(chosen),
+        int(seed),
+        int(scene_set),
+        InputSpec.from_dict(json.loads(spec_json)),
+        out,
+        int(scene_size),
+    )
     return 0
 
 

@@ -19,8 +19,12 @@ class PhasedCosine(keras.optimizers.schedules.LearningRateSchedule):
 
     def __init__(self, peak: float, warmup_steps: int, phase_ends: list[int], restart: float = 0.3) -> None:
         super().__init__()
-        self.peak, self.warmup_steps, self.phase_ends, self.restart = float(peak), int(warmup_steps), \
-            [int(end) for end in phase_ends], float(restart)
+        self.peak, self.warmup_steps, self.phase_ends, self.restart = (
+            float(peak),
+            int(warmup_steps),
+            [int(end) for end in phase_ends],
+            float(restart),
+        )
 
     def __call__(self, step: Any) -> Any:
         step = ops.cast(step, "float32")
@@ -38,5 +42,9 @@ class PhasedCosine(keras.optimizers.schedules.LearningRateSchedule):
         return rate
 
     def get_config(self) -> dict[str, Any]:
-        return {"peak": self.peak, "warmup_steps": self.warmup_steps, "phase_ends": self.phase_ends,
-                "restart": self.restart}
+        return {
+            "peak": self.peak,
+            "warmup_steps": self.warmup_steps,
+            "phase_ends": self.phase_ends,
+            "restart": self.restart,
+        }

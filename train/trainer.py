@@ -102,9 +102,12 @@ def _finished_run(config: ResolvedTrainConfig) -> RunResult | None:
     # Unreadable metrics do not make a finished model less finished: it is still left as it is.
     metrics = runfolder.read_metrics(run_dir)
     accuracy = metrics.get("test_accuracy")
-    print(f"{config.run_name()}: {run_dir} is a finished run"
-          f"{f' (test accuracy {accuracy:.4f})' if isinstance(accuracy, float) else ''}; left as it is "
-          f"(pass --fresh to retrain it and replace its files, or --name for a new run folder)", flush=True)
+    print(
+        f"{config.run_name()}: {run_dir} is a finished run"
+        f"{f' (test accuracy {accuracy:.4f})' if isinstance(accuracy, float) else ''}; left as it is "
+        f"(pass --fresh to retrain it and replace its files, or --name for a new run folder)",
+        flush=True,
+    )
     return RunResult(run_dir=run_dir, metrics=metrics, finished_before=True)
 
 
@@ -131,8 +134,10 @@ def _same_run_or_refuse(config: ResolvedTrainConfig, run_dir: Path) -> None:
         if names is not None and labels is not None and tuple(labels) != tuple(names):
             differences.append(f"its classes were {', '.join(labels)}, now {', '.join(names)}")
     if differences:
-        raise ConfigError(f"{run_dir} is a finished run of other data ({'; '.join(differences)}); pass --fresh to "
-                          "replace it, or --name NAME for a new run folder")
+        raise ConfigError(
+            f"{run_dir} is a finished run of other data ({'; '.join(differences)}); pass --fresh to "
+            "replace it, or --name NAME for a new run folder"
+        )
 
 
 def _same_path(then: Any, now: Any) -> bool:
@@ -165,8 +170,21 @@ def _prepare(config: ResolvedTrainConfig) -> _Session:
     elif state.epoch:
         log.info("%s: resuming from epoch %d of %d (checkpoint in %s)", spec.name, state.epoch, config.epochs, ckpt_dir)
     state.config = config.resume_view()
-    return _Session(config, spec, input_spec, write_dir, ckpt_dir, data, state, strategy, worker_index, num_workers,
-                    global_batch, max(1, data.train_count // global_batch), teacher)
+    return _Session(
+        config,
+        spec,
+        input_spec,
+        write_dir,
+        ckpt_dir,
+        data,
+        state,
+        strategy,
+        worker_index,
+        num_workers,
+        global_batch,
+        max(1, data.train_count // global_batch),
+        teacher,
+    )
 
 
 def _build_model(session: _Session) -> None:
@@ -181,18 +199,33 @@ def _build_model(session: _Session) -> None:
         if session.state.last:
             model = keras.saving.load_model(session.ckpt_dir / session.state.last, safe_mode=True)
         else:
-            model = models.build_model(session.spec, len(data.class_names), width=config.width,
-                                       input_spec=session.input_spec, any_size=config.low_res_epochs > 0,
-                                       backbone=config.backbone, dropout=config.dropout, imagenet=True)
+            model = models.build_model(
+                session.spec,
+                len(data.class_names),
+                width=config.width,
+                input_spec=session.input_spec,
+                any_size=config.low_res_epochs > 0,
+                backbone=config.backbone,
+                dropout=config.dropout,
+                imagenet=True,
+            )
             if config.backbone:  # phase 1: the new head alone, on the frozen ImageNet backbone
                 from .backbones.efficientnet_lite import set_phase
 
                 set_phase(model, None)
-            _compile(model, distribution.build_optimizer(config, session.steps,
-                                                         session.strategy.num_replicas_in_sync), config)
+            _compile(
+                model,
+                distribution.build_optimizer(config, session.steps, session.strategy.num_replicas_in_sync),
+                config,
+            )
     session.model = model
-    fixed = model if not config.low_res_epochs else models.build_model(  # any-size models have no fixed shapes
-        session.spec, len(data.class_names), width=config.width, input_spec=session.input_spec)
+    fixed = (
+        model
+        if not config.low_res_epochs
+        else models.build_model(  # any-size models have no fixed shapes
+            session.spec, len(data.class_names), width=config.width, input_spec=session.input_spec
+        )
+    )
     macs = architectures.count_macs(fixed)
     _log_start(session.name, model, macs, data, config, session.global_batch, session.strategy.num_replicas_in_sync)
 
@@ -200,9 +233,11 @@ def _build_model(session: _Session) -> None:
 def _compile(model: Any, optimizer: Any, config: ResolvedTrainConfig) -> None:
     import keras
 
-    model.compile(optimizer=optimizer,
-                  loss=keras.losses.CategoricalCrossentropy(label_smoothing=config.label_smoothing),
-                  metrics=[keras.metrics.CategoricalAccuracy(name="accuracy")])
+    model.compile(
+        optimizer=optimizer,
+        loss=keras.losses.CategoricalCrossentropy(label_smoothing=config.label_smoothing),
+        metrics=[keras.metrics.CategoricalAccuracy(name="accuracy")],
+    )
     # Adam's slots made now: left to the first traced step, they make Keras trace that step twice
     # (11-12 s against 6 s for the transfer test's fit; weights bit-identical either way).
     model.optimizer.build(model.trainable_variables)
@@ -222,11 +257,20 @@ def _start_fine_tuning(session: _Session) -> None:
         warmup = min(session.steps // 2, steps - 1)  # half an epoch: the new head's gradients settle first
         rate = keras.optimizers.schedules.CosineDecay(
             initial_learning_rate=config.fine_tune_rate / 10 if warmup else config.fine_tune_rate,
-            decay_steps=steps - warmup, warmup_target=config.fine_tune_rate if warmup else None, warmup_steps=warmup)
+            decay_steps=steps - warmup,
+            warmup_target=config.fine_tune_rate if warmup else None,
+            warmup_steps=warmup,
+        )
         _compile(session.model, distribution.make_optimizer("adam", rate, config.weight_decay), config)
     trainable = sum(int(np.prod(w.shape)) for w in session.model.trainable_weights)
-    log.info("%s: phase 2 from epoch %d: fine-tuning %s weights from block %d at %.2g", session.name,
-             config.head_epochs + 1, f"{trainable:,}", config.fine_tune_from, config.fine_tune_rate)
+    log.info(
+        "%s: phase 2 from epoch %d: fine-tuning %s weights from block %d at %.2g",
+        session.name,
+        config.head_epochs + 1,
+        f"{trainable:,}",
+        config.fine_tune_from,
+        config.fine_tune_rate,
+    )
 
 
 def _train_epochs(session: _Session) -> None:
@@ -239,15 +283,20 @@ def _train_epochs(session: _Session) -> None:
         started = time.perf_counter()
         row = _fit_one_epoch(session, state.epoch, verbose)
         seconds = time.perf_counter() - started
-        row.update(epoch=state.epoch + 1, learning_rate=distribution.current_lr(session.model),
-                   seconds=round(seconds, 2))
+        row.update(
+            epoch=state.epoch + 1, learning_rate=distribution.current_lr(session.model), seconds=round(seconds, 2)
+        )
         improved = _record_epoch(state, row, seconds, config)
-        checkpoints.save_checkpoint(session.model, session.ckpt_dir, state,
-                                    improved or state.epoch <= config.low_res_epochs)
+        checkpoints.save_checkpoint(
+            session.model, session.ckpt_dir, state, improved or state.epoch <= config.low_res_epochs
+        )
         checkpoints.write_history(session.write_dir / runfolder.HISTORY_FILE, state.history)
-        print(f"{session.name} epoch {state.epoch}/{config.epochs}  loss {row['loss']:.4f}  acc {row['accuracy']:.4f}  "
-              f"val_loss {row['val_loss']:.4f}  val_acc {row['val_accuracy']:.4f}  lr {row['learning_rate']:.2e}  "
-              f"{seconds:.1f}s{'  *best' if improved else ''}", flush=True)
+        print(
+            f"{session.name} epoch {state.epoch}/{config.epochs}  loss {row['loss']:.4f}  acc {row['accuracy']:.4f}  "
+            f"val_loss {row['val_loss']:.4f}  val_acc {row['val_accuracy']:.4f}  lr {row['learning_rate']:.2e}  "
+            f"{seconds:.1f}s{'  *best' if improved else ''}",
+            flush=True,
+        )
         if state.stopped_early:
             log.info("%s: early stop: validation loss has not improved for %d epochs", session.name, config.patience)
 
@@ -258,13 +307,25 @@ def _fit_one_epoch(session: _Session, epoch: int, verbose: int) -> dict[str, flo
     if session.num_workers > 1:
         # Keras 3's fit() cannot drive MultiWorkerMirroredStrategy (keras-team/keras#20585), so
         # multi-worker runs use an explicit strategy.run loop over the same data and optimizer.
-        return distribution.fit_epoch_distributed(session.model, session.strategy, dataset, session.steps,
-                                                  session.global_batch, session.config.label_smoothing,
-                                                  data.val_for_epoch(epoch), verbose)
-    result = session.model.fit(dataset, epochs=1, verbose=verbose,
-                               validation_data=distribution.one_hot_pair(data.val_for_epoch(epoch), data),
-                               # 64, not 256: faster per image on 2 cores, validation loss equal to 5 digits.
-                               validation_batch_size=64, shuffle=False)
+        return distribution.fit_epoch_distributed(
+            session.model,
+            session.strategy,
+            dataset,
+            session.steps,
+            session.global_batch,
+            session.config.label_smoothing,
+            data.val_for_epoch(epoch),
+            verbose,
+        )
+    result = session.model.fit(
+        dataset,
+        epochs=1,
+        verbose=verbose,
+        validation_data=distribution.one_hot_pair(data.val_for_epoch(epoch), data),
+        # 64, not 256: faster per image on 2 cores, validation loss equal to 5 digits.
+        validation_batch_size=64,
+        shuffle=False,
+    )
     return {key: float(values[-1]) for key, values in result.history.items()}
 
 
@@ -293,8 +354,14 @@ def _finish(session: _Session) -> dict[str, Any]:
     if state.best is None:
         raise EdgeError(f"{session.name}: no epoch finished, so there is no model to save; train again")
     best = keras.saving.load_model(session.ckpt_dir / state.best, safe_mode=True, compile=False)
-    final = models.build_model(session.spec, len(data.class_names), width=config.width,
-                               input_spec=session.input_spec, backbone=config.backbone, dropout=config.dropout)
+    final = models.build_model(
+        session.spec,
+        len(data.class_names),
+        width=config.width,
+        input_spec=session.input_spec,
+        backbone=config.backbone,
+        dropout=config.dropout,
+    )
     for layer in final.layers:  # by name: frozen and trainable layers list their weights alike
         layer.set_weights(best.get_layer(layer.name).get_weights())
     if not config.backbone:  # a backbone's batch norm keeps its ImageNet statistics (it never trained)
@@ -310,10 +377,13 @@ def _finish(session: _Session) -> dict[str, Any]:
         metrics["teacher"] = {"file": _display_path(session.teacher), "sha256": sha256_file(session.teacher)}
     _write_run(session.write_dir, final, data, config, metrics, state)
     shutil.rmtree(session.ckpt_dir, ignore_errors=True)
-    print(f"{session.name}: test accuracy {metrics['test_accuracy']:.4f} on {data.test_name}; "
-          f"{metrics['parameters']:,} params, {metrics['macs_per_image']:,} MACs; "
-          f"trained {metrics['training_time_s'] / 60:.1f} min; weights {metrics['weights_sha256'][:12]}; "
-          f"wrote {session.write_dir}", flush=True)
+    print(
+        f"{session.name}: test accuracy {metrics['test_accuracy']:.4f} on {data.test_name}; "
+        f"{metrics['parameters']:,} params, {metrics['macs_per_image']:,} MACs; "
+        f"trained {metrics['training_time_s'] / 60:.1f} min; weights {metrics['weights_sha256'][:12]}; "
+        f"wrote {session.write_dir}",
+        flush=True,
+    )
     if "scene_conditions" in metrics:
         log.info("%s: hardest camera conditions: %s", session.name, camera_scenes.hardest(metrics["scene_conditions"]))
     return metrics
@@ -334,8 +404,10 @@ def _input_spec(spec: models.ModelSpec, config: ResolvedTrainConfig) -> InputSpe
         minimum = backbones.get(config.backbone).min_size
         size = min(changes.get("height", spec.input.height), changes.get("width", spec.input.width))
         if size < minimum:
-            raise ConfigError(f"--input-size {size} is below the {minimum} pixels backbone {config.backbone!r} "
-                              f"accepts; use {minimum} or more")
+            raise ConfigError(
+                f"--input-size {size} is below the {minimum} pixels backbone {config.backbone!r} "
+                f"accepts; use {minimum} or more"
+            )
     return replace(spec.input, **changes) if changes else spec.input
 
 
@@ -358,9 +430,14 @@ def _display_path(path: Path) -> str:
     return str(resolved.relative_to(root)) if root and resolved.is_relative_to(root) else str(resolved)
 
 
-def _write_run(run_dir: Path, model: Any, data: data_mod.TrainData, config: ResolvedTrainConfig,
-               metrics: dict[str, Any],
-               state: checkpoints.State) -> None:
+def _write_run(
+    run_dir: Path,
+    model: Any,
+    data: data_mod.TrainData,
+    config: ResolvedTrainConfig,
+    metrics: dict[str, Any],
+    state: checkpoints.State,
+) -> None:
     probabilities = metrics.pop("_probabilities")
     if config.plots:
         from . import plots
@@ -369,14 +446,31 @@ def _write_run(run_dir: Path, model: Any, data: data_mod.TrainData, config: Reso
     runfolder.write_run(run_dir, model, data.class_names, config.to_dict(), metrics)
 
 
-def _log_start(name: str, model: Any, macs: int, data: data_mod.TrainData, config: ResolvedTrainConfig,
-               global_batch: int,
-               replicas: int) -> None:
-    log.info("%s: %s params, %s MACs/image; %d training images/epoch, %d validation, test: %s; "
-             "batch %d (%d replica(s)), lr %.2g, %s, %d epochs%s", name, f"{model.count_params():,}",
-             f"{macs:,}", data.train_count, len(data.val[1]), data.test_name, global_batch,
-             replicas, config.learning_rate * replicas, config.schedule, config.epochs,
-             f" (the first {config.low_res_epochs} at half resolution)" if config.low_res_epochs else "")
+def _log_start(
+    name: str,
+    model: Any,
+    macs: int,
+    data: data_mod.TrainData,
+    config: ResolvedTrainConfig,
+    global_batch: int,
+    replicas: int,
+) -> None:
+    log.info(
+        "%s: %s params, %s MACs/image; %d training images/epoch, %d validation, test: %s; "
+        "batch %d (%d replica(s)), lr %.2g, %s, %d epochs%s",
+        name,
+        f"{model.count_params():,}",
+        f"{macs:,}",
+        data.train_count,
+        len(data.val[1]),
+        data.test_name,
+        global_batch,
+        replicas,
+        config.learning_rate * replicas,
+        config.schedule,
+        config.epochs,
+        f" (the first {config.low_res_epochs} at half resolution)" if config.low_res_epochs else "",
+    )
 
 
 __all__ = ["run", "RunResult", "EdgeError"]

@@ -1,4 +1,4 @@
-""""None of these": an out-of-class score computed inside the model file from its own features.
+""" "None of these": an out-of-class score computed inside the model file from its own features.
 
 A classifier's softmax always names a class, and its top score is a poor judge of whether the
 thing in view is one of them (on the shipped camera model, max softmax at 95% in-class
@@ -59,16 +59,24 @@ class UnknownHead:
     in_class_accepted: float  # on the calibration images (about KEEP)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"score": SCORE, "threshold": self.threshold, "range": list(SCORE_RANGE), "keep": KEEP,
-                "prototypes": int(len(self.prototypes)), "calibrated_on": self.calibrated_on,
-                "in_class_accepted": self.in_class_accepted}
+        return {
+            "score": SCORE,
+            "threshold": self.threshold,
+            "range": list(SCORE_RANGE),
+            "keep": KEEP,
+            "prototypes": int(len(self.prototypes)),
+            "calibrated_on": self.calibrated_on,
+            "in_class_accepted": self.in_class_accepted,
+        }
 
 
-def prototypes(features: np.ndarray, labels: np.ndarray, classes: int, *, per_class: int = PROTOTYPES_PER_CLASS,
-               seed: int = 0) -> np.ndarray:
+def prototypes(
+    features: np.ndarray, labels: np.ndarray, classes: int, *, per_class: int = PROTOTYPES_PER_CLASS, seed: int = 0
+) -> np.ndarray:
     """Each class's features clustered into ``per_class`` prototypes, stacked class by class."""
-    parts = [spherical_kmeans(features[labels == k], per_class, seed=seed + k) for k in range(classes)
-             if np.any(labels == k)]
+    parts = [
+        spherical_kmeans(features[labels == k], per_class, seed=seed + k) for k in range(classes) if np.any(labels == k)
+    ]
     return np.concatenate(parts).astype(np.float32)
 
 
@@ -110,8 +118,9 @@ def with_unknown_output(model: "keras.Model", protos: np.ndarray) -> "keras.Mode
 
     unit = feature_tensor(model)
     similarity = layers.Dense(len(protos), use_bias=False, name="unknown_prototypes")(unit)
-    best = layers.GlobalMaxPooling1D(name="unknown_best")(layers.Reshape((len(protos), 1),
-                                                                         name="unknown_reshape")(similarity))
+    best = layers.GlobalMaxPooling1D(name="unknown_best")(
+        layers.Reshape((len(protos), 1), name="unknown_reshape")(similarity)
+    )
     score = layers.Dense(1, name=OUTPUT_NAME)(best)  # 1 - best similarity
     head = keras.Model(model.input, [model.output, score], name=model.name)
     head.get_layer("unknown_prototypes").set_weights([protos.T.astype(np.float32)])
@@ -132,13 +141,20 @@ def fit_head(model: "keras.Model", data: "TrainData", spec: InputSpec, seed: int
     if data.val_photos is not None:
         bgr = camera_frames.as_bgr(data.val_photos, spec.color_order)
         held_out.append(camera_frames.in_class_frames(bgr, data.val[1], spec))
-        name = (f"{len(data.val[1])} validation photos, plain and under the "
-                f"{len(camera_frames.GARMENT_CONDITIONS)} camera conditions")
+        name = (
+            f"{len(data.val[1])} validation photos, plain and under the "
+            f"{len(camera_frames.GARMENT_CONDITIONS)} camera conditions"
+        )
     calibration = scores(features_of(model, np.concatenate(held_out)), protos)
     threshold = calibrate(calibration)
     head = UnknownHead(protos, threshold, name, float(np.mean(calibration <= threshold)))
-    log.info("unknown: %d prototypes, threshold %.4f (keeps %.1f%% of %s)", len(protos), threshold,
-             100 * head.in_class_accepted, name)
+    log.info(
+        "unknown: %d prototypes, threshold %.4f (keeps %.1f%% of %s)",
+        len(protos),
+        threshold,
+        100 * head.in_class_accepted,
+        name,
+    )
     return head
 
 
@@ -147,8 +163,11 @@ def has_unknown_output(model: "keras.Model") -> bool:
     # `outputs`, not `output`: a Sequential model loaded from a file has a graph but was never
     # called, and Keras raises for its `output`.
     outputs = list(getattr(model, "outputs", None) or [])
-    return len(outputs) == 2 and tuple(outputs[1].shape)[1:] == (1,) and \
-        any(layer.name == OUTPUT_NAME for layer in model.layers)
+    return (
+        len(outputs) == 2
+        and tuple(outputs[1].shape)[1:] == (1,)
+        and any(layer.name == OUTPUT_NAME for layer in model.layers)
+    )
 
 
 def split_outputs(outputs: Any) -> tuple[np.ndarray, np.ndarray | None]:

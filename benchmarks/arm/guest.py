@@ -26,28 +26,61 @@ ROOT = Path(__file__).resolve().parents[2]  # the checkout (this file is benchma
 # Debian bookworm arm64: python3.11 and the C libraries it and the manylinux wheels link against
 # (apt-cache depends --recurse python3.11, less dpkg/perl/tar/mime tooling, plus libstdc++6/libgomp1).
 GUEST_PACKAGES = (
-    "gcc-12-base", "libbz2-1.0", "libc6", "libcom-err2", "libcrypt1", "libdb5.3", "libexpat1", "libffi8",
-    "libgcc-s1", "libgdbm6", "libgssapi-krb5-2", "libk5crypto3", "libkeyutils1", "libkrb5-3", "libkrb5support0",
-    "liblzma5", "libncursesw6", "libnsl2", "libpython3.11-minimal", "libpython3.11-stdlib", "libreadline8",
-    "libsqlite3-0", "libssl3", "libtinfo6", "libtirpc-common", "libtirpc3", "libuuid1", "python3.11",
-    "python3.11-minimal", "zlib1g", "libstdc++6", "libgomp1",
+    "gcc-12-base",
+    "libbz2-1.0",
+    "libc6",
+    "libcom-err2",
+    "libcrypt1",
+    "libdb5.3",
+    "libexpat1",
+    "libffi8",
+    "libgcc-s1",
+    "libgdbm6",
+    "libgssapi-krb5-2",
+    "libk5crypto3",
+    "libkeyutils1",
+    "libkrb5-3",
+    "libkrb5support0",
+    "liblzma5",
+    "libncursesw6",
+    "libnsl2",
+    "libpython3.11-minimal",
+    "libpython3.11-stdlib",
+    "libreadline8",
+    "libsqlite3-0",
+    "libssl3",
+    "libtinfo6",
+    "libtirpc-common",
+    "libtirpc3",
+    "libuuid1",
+    "python3.11",
+    "python3.11-minimal",
+    "zlib1g",
+    "libstdc++6",
+    "libgomp1",
 )
 
 
-DEBIAN = ("http://deb.debian.org/debian bookworm main", "http://deb.debian.org/debian bookworm-updates main",
-          "http://deb.debian.org/debian-security bookworm-security main")
+DEBIAN = (
+    "http://deb.debian.org/debian bookworm main",
+    "http://deb.debian.org/debian bookworm-updates main",
+    "http://deb.debian.org/debian-security bookworm-security main",
+)
 
 
-AARCH64_PLATFORMS = ("manylinux2014_aarch64", "manylinux_2_17_aarch64", "manylinux_2_27_aarch64",
-                     "manylinux_2_28_aarch64")
+AARCH64_PLATFORMS = (
+    "manylinux2014_aarch64",
+    "manylinux_2_17_aarch64",
+    "manylinux_2_27_aarch64",
+    "manylinux_2_28_aarch64",
+)
 
 
 # /proc/cpuinfo records: (implementer, part, Features) as the kernel prints them for each core.
 _A72_FEATURES = "fp asimd evtstrm crc32 cpuid"
 
 
-_A76_FEATURES = ("fp asimd evtstrm aes pmull sha1 sha2 crc32 atomics fphp asimdhp cpuid asimdrdm lrcpc dcpop "
-                 "asimddp")
+_A76_FEATURES = "fp asimd evtstrm aes pmull sha1 sha2 crc32 atomics fphp asimdhp cpuid asimdrdm lrcpc dcpop asimddp"
 
 
 CPUS = {
@@ -64,11 +97,16 @@ def _qemu() -> str:
     if found:
         return found
     if os.geteuid() != 0 or not shutil.which("apt-get"):
-        raise EdgeError("check-arm needs qemu-user-static: run `sudo apt-get install qemu-user-static` (nothing was "
-                        "run)")
+        raise EdgeError(
+            "check-arm needs qemu-user-static: run `sudo apt-get install qemu-user-static` (nothing was run)"
+        )
     log.info("installing qemu-user-static from Debian")
-    result = subprocess.run(["apt-get", "install", "-y", "-q", "qemu-user-static"], capture_output=True, text=True,
-                            env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"})
+    result = subprocess.run(
+        ["apt-get", "install", "-y", "-q", "qemu-user-static"],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"},
+    )
     found = shutil.which("qemu-aarch64-static")
     if result.returncode != 0 or not found:
         raise EdgeError(f"apt-get install qemu-user-static failed: {_tail(result.stderr)}")
@@ -107,13 +145,22 @@ def _guest_root(cache: Path) -> Path:
         (apt / folder).mkdir(parents=True, exist_ok=True)
     (apt / "status").touch()
     keyring = "/usr/share/keyrings/debian-archive-keyring.gpg"
-    (apt / "etc" / "sources.list").write_text("".join(f"deb [arch=arm64 signed-by={keyring}] {line}\n"
-                                                      for line in DEBIAN))
-    options = [f"-oDir::State={apt / 'state'}", f"-oDir::State::status={apt / 'status'}",
-               f"-oDir::Cache={apt / 'cache'}", f"-oDir::Etc::sourcelist={apt / 'etc' / 'sources.list'}",
-               "-oDir::Etc::sourceparts=-", f"-oDir::Etc::preferencesparts={apt / 'etc' / 'preferences.d'}",
-               f"-oDir::Etc::parts={apt / 'etc' / 'apt.conf.d'}", "-oAPT::Architecture=arm64",
-               "-oAPT::Architectures::=arm64", "-oDebug::NoLocking=1", "-oAPT::Sandbox::User=root"]
+    (apt / "etc" / "sources.list").write_text(
+        "".join(f"deb [arch=arm64 signed-by={keyring}] {line}\n" for line in DEBIAN)
+    )
+    options = [
+        f"-oDir::State={apt / 'state'}",
+        f"-oDir::State::status={apt / 'status'}",
+        f"-oDir::Cache={apt / 'cache'}",
+        f"-oDir::Etc::sourcelist={apt / 'etc' / 'sources.list'}",
+        "-oDir::Etc::sourceparts=-",
+        f"-oDir::Etc::preferencesparts={apt / 'etc' / 'preferences.d'}",
+        f"-oDir::Etc::parts={apt / 'etc' / 'apt.conf.d'}",
+        "-oAPT::Architecture=arm64",
+        "-oAPT::Architectures::=arm64",
+        "-oDebug::NoLocking=1",
+        "-oAPT::Sandbox::User=root",
+    ]
     _check(["apt-get", *options, "update"], "apt-get update (Debian bookworm arm64 package lists)")
     debs = apt / "debs"
     for old in debs.glob("*.deb"):
@@ -132,8 +179,15 @@ def _guest_root(cache: Path) -> Path:
 
 def _write_cpuinfo(root: Path, cpu: str, cores: int = 4) -> None:
     implementer, part, features = CPUS[cpu]
-    record = ("processor\t: {n}\nBogoMIPS\t: 108.00\nFeatures\t: " + features + "\nCPU implementer\t: " + implementer +
-              "\nCPU architecture: 8\nCPU variant\t: 0x0\nCPU part\t: " + part + "\nCPU revision\t: 3\n\n")
+    record = (
+        "processor\t: {n}\nBogoMIPS\t: 108.00\nFeatures\t: "
+        + features
+        + "\nCPU implementer\t: "
+        + implementer
+        + "\nCPU architecture: 8\nCPU variant\t: 0x0\nCPU part\t: "
+        + part
+        + "\nCPU revision\t: 3\n\n"
+    )
     (root / "proc").mkdir(exist_ok=True)
     # A new file, never written through a hard link shared with another CPU model's root.
     atomic_write_text(root / "proc" / "cpuinfo", "".join(record.format(n=n) for n in range(cores)))
@@ -164,8 +218,10 @@ def _guest_python(cache: Path, root: Path, qemu: str, cpu: str | None) -> Path:
     so the guest's own child processes start emulated too."""
     launcher = cache / "bin" / f"python3-{cpu or 'install'}"
     launcher.parent.mkdir(parents=True, exist_ok=True)
-    text = (f"#!/bin/sh\n# the guest's python3.11 (Debian bookworm arm64) on an emulated {cpu or 'default CPU'}\n"
-            f"exec {qemu} -L {root}{f' -cpu {cpu}' if cpu else ''} -0 {launcher} {root}/usr/bin/python3.11 \"$@\"\n")
+    text = (
+        f"#!/bin/sh\n# the guest's python3.11 (Debian bookworm arm64) on an emulated {cpu or 'default CPU'}\n"
+        f'exec {qemu} -L {root}{f" -cpu {cpu}" if cpu else ""} -0 {launcher} {root}/usr/bin/python3.11 "$@"\n'
+    )
     if not launcher.is_file() or launcher.read_text() != text:
         atomic_write_text(launcher, text)
         launcher.chmod(0o755)
@@ -185,13 +241,36 @@ def _wheels(cache: Path) -> Path:
     for old in wheels.glob("edge_classify-*.whl"):
         old.unlink()
     env = _pip_env(cache)
-    _check([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(wheels), str(ROOT)],
-           "building the project's wheel", env=env)
+    _check(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(wheels), str(ROOT)],
+        "building the project's wheel",
+        env=env,
+    )
     wheel = next(wheels.glob("edge_classify-*.whl"))
     platforms = [arg for name in AARCH64_PLATFORMS for arg in ("--platform", name)]
-    _check([sys.executable, "-m", "pip", "download", "-q", "-d", str(wheels), "--only-binary=:all:",
-            "--python-version", "3.11", "--implementation", "cp", "--abi", "cp311", *platforms, str(wheel), "pip"],
-           "pip download of the aarch64 wheels", env=env)
+    _check(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "download",
+            "-q",
+            "-d",
+            str(wheels),
+            "--only-binary=:all:",
+            "--python-version",
+            "3.11",
+            "--implementation",
+            "cp",
+            "--abi",
+            "cp311",
+            *platforms,
+            str(wheel),
+            "pip",
+        ],
+        "pip download of the aarch64 wheels",
+        env=env,
+    )
     return wheels
 
 
@@ -206,9 +285,24 @@ def _guest_install(cache: Path, root: Path, qemu: str, wheels: Path) -> Path:
     partial = cache / "site-arm64.partial"
     shutil.rmtree(partial, ignore_errors=True)
     python = _guest_python(cache, root, qemu, None)
-    _check([str(python), f"{pip}/pip", "install", "-q", "--no-index", "--find-links", str(wheels), "--target",
-            str(partial), "--no-compile", "--disable-pip-version-check", "--root-user-action=ignore", str(wheel)],
-           "pip install inside the guest")
+    _check(
+        [
+            str(python),
+            f"{pip}/pip",
+            "install",
+            "-q",
+            "--no-index",
+            "--find-links",
+            str(wheels),
+            "--target",
+            str(partial),
+            "--no-compile",
+            "--disable-pip-version-check",
+            "--root-user-action=ignore",
+            str(wheel),
+        ],
+        "pip install inside the guest",
+    )
     (partial / ".complete").write_text(stamp + "\n")
     shutil.rmtree(site, ignore_errors=True)
     partial.rename(site)
@@ -225,12 +319,18 @@ def _wheel_digest(wheel: Path) -> str:
 
 
 def _guest_info(python: Path, site: Path) -> dict[str, Any]:
-    code = ("import json, platform, importlib.metadata as m, edge_runtime\n"
-            "names = ('edge-classify', 'numpy', 'opencv-python-headless', 'ai-edge-litert', 'onnxruntime')\n"
-            "print(json.dumps({'machine': platform.machine(), 'python': platform.python_version(),\n"
-            "  'packages': {n: m.version(n) for n in names}, 'edge_runtime_from': edge_runtime.__file__}))\n")
-    result = _check([str(python), "-c", code], "reading the guest's versions", cwd=site.parent,
-                    env={**os.environ, "PYTHONPATH": str(site)})
+    code = (
+        "import json, platform, importlib.metadata as m, edge_runtime\n"
+        "names = ('edge-classify', 'numpy', 'opencv-python-headless', 'ai-edge-litert', 'onnxruntime')\n"
+        "print(json.dumps({'machine': platform.machine(), 'python': platform.python_version(),\n"
+        "  'packages': {n: m.version(n) for n in names}, 'edge_runtime_from': edge_runtime.__file__}))\n"
+    )
+    result = _check(
+        [str(python), "-c", code],
+        "reading the guest's versions",
+        cwd=site.parent,
+        env={**os.environ, "PYTHONPATH": str(site)},
+    )
     info = json.loads(result.stdout.strip().splitlines()[-1])
     if not info["edge_runtime_from"].startswith(str(site)):
         raise EdgeError(f"the guest imported edge_runtime from {info['edge_runtime_from']}, not from its install")

@@ -72,8 +72,9 @@ def _inputs(cache: Path, frames: int, photos: int) -> dict[str, Path]:
     return {"video": video, "photos": stills}
 
 
-def _run_jobs(python: list[str], jobs: list[dict[str, str]], out: Path, env: dict[str, str],
-              reference: Path | None = None) -> dict[str, Any]:
+def _run_jobs(
+    python: list[str], jobs: list[dict[str, str]], out: Path, env: dict[str, str], reference: Path | None = None
+) -> dict[str, Any]:
     """Every job in one process (``--run-jobs``): the runtime's own command-line ``main`` per file and
     source, so start-up is paid once, which matters at emulation speed. ``reference``: the x86 run's
     folder, whose input tensors the model is also run on."""
@@ -82,12 +83,23 @@ def _run_jobs(python: list[str], jobs: list[dict[str, str]], out: Path, env: dic
     planned = []
     for job in jobs:
         stem = job["name"].replace("/", "__")
-        planned.append({**job, "jsonl": str(out / f"{stem}.jsonl"), "tensors": str(out / f"{stem}.tensors.npy"),
-                        "probabilities": str(out / f"{stem}.probabilities.npy"),
-                        "reference_tensors": str(reference / f"{stem}.tensors.npy") if reference else None})
+        planned.append(
+            {
+                **job,
+                "jsonl": str(out / f"{stem}.jsonl"),
+                "tensors": str(out / f"{stem}.tensors.npy"),
+                "probabilities": str(out / f"{stem}.probabilities.npy"),
+                "reference_tensors": str(reference / f"{stem}.tensors.npy") if reference else None,
+            }
+        )
     atomic_write_text(plan, dump_json(planned))
-    result = subprocess.run([*python, "-m", "benchmarks.arm", "--run-jobs", str(plan)], capture_output=True,
-                            text=True, cwd=out, env={**os.environ, **env})
+    result = subprocess.run(
+        [*python, "-m", "benchmarks.arm", "--run-jobs", str(plan)],
+        capture_output=True,
+        text=True,
+        cwd=out,
+        env={**os.environ, **env},
+    )
     if result.returncode != 0:
         raise EdgeError(f"{python[0]}: the runs failed (exit {result.returncode}): {_tail(result.stderr)}")
     return {job["name"]: job for job in json.loads((out / "results.json").read_text())}
@@ -110,8 +122,19 @@ def run_jobs(plan: Path) -> int:
     jobs = json.loads(plan.read_text())
     for job in jobs:
         started = time.perf_counter()
-        job["exit_code"] = runtime(["--model", job["file"], "--source", job["source"], "--headless", "--top-k",
-                                    "1000", "--jsonl", job["jsonl"]])
+        job["exit_code"] = runtime(
+            [
+                "--model",
+                job["file"],
+                "--source",
+                job["source"],
+                "--headless",
+                "--top-k",
+                "1000",
+                "--jsonl",
+                job["jsonl"],
+            ]
+        )
         job["wall_s"] = round(time.perf_counter() - started, 2)
         with Classifier.open(job["file"]) as classifier:
             source, tensors = open_source(job["source"]), []
@@ -156,25 +179,41 @@ def _compare(job: dict[str, str], host: dict[str, Any], guest: dict[str, Any], c
     kernels_here, kernels_there = np.load(host["probabilities"]), np.load(guest["probabilities"])
     kernel_diff = float(np.max(np.abs(kernels_here - kernels_there)))
     kernel_top1 = float(np.mean(np.argmax(kernels_here, axis=1) == np.argmax(kernels_there, axis=1)))
-    entry = {"file": str(Path(job["file"]).relative_to(ROOT)) if Path(job["file"]).is_relative_to(ROOT)
-             else job["file"], "source": job["name"].rsplit("/", 1)[1], "cpu": cpu, "frames": frames,
-             "x86_frames": len(here), "top1_agreement": agree / frames if frames else 0.0,
-             "max_prob_diff": round(diff, 6),
-             # The same comparison with the model fed the x86 run's exact input tensors: the kernels alone.
-             "identical_input": {"top1_agreement": kernel_top1, "max_prob_diff": round(kernel_diff, 7)},
-             # How far the guest's own decoded and resized input was from x86's (model input units).
-             "input_max_diff": input_diff,
-             "exit_code": guest["exit_code"], "guest_wall_s": guest["wall_s"], "x86_wall_s": host["wall_s"]}
-    entry["mismatches"] = [{"frame": i, "x86": a["top"][:2], "guest": b["top"][:2]}
-                           for i, (a, b) in enumerate(pairs) if a["top"][0][0] != b["top"][0][0]]
+    entry = {
+        "file": str(Path(job["file"]).relative_to(ROOT)) if Path(job["file"]).is_relative_to(ROOT) else job["file"],
+        "source": job["name"].rsplit("/", 1)[1],
+        "cpu": cpu,
+        "frames": frames,
+        "x86_frames": len(here),
+        "top1_agreement": agree / frames if frames else 0.0,
+        "max_prob_diff": round(diff, 6),
+        # The same comparison with the model fed the x86 run's exact input tensors: the kernels alone.
+        "identical_input": {"top1_agreement": kernel_top1, "max_prob_diff": round(kernel_diff, 7)},
+        # How far the guest's own decoded and resized input was from x86's (model input units).
+        "input_max_diff": input_diff,
+        "exit_code": guest["exit_code"],
+        "guest_wall_s": guest["wall_s"],
+        "x86_wall_s": host["wall_s"],
+    }
+    entry["mismatches"] = [
+        {"frame": i, "x86": a["top"][:2], "guest": b["top"][:2]}
+        for i, (a, b) in enumerate(pairs)
+        if a["top"][0][0] != b["top"][0][0]
+    ]
     kernels_agree = kernel_top1 == 1.0 and kernel_diff <= TOLERANCE[precision]
     # A top-1 that differs end to end while the same tensors give the same answer on both sides comes
     # from the input: the guest decoded and resized the frame differently (input_max_diff > 0).
     entry["explained_by_input"] = bool(entry["mismatches"]) and kernels_agree and input_diff > 0
     # Pass: the runtime and interpreters agree on identical inputs, and every frame's top-1 matches end to
     # end or its difference is explained by the decoded input (reported as a finding, never dropped).
-    entry["ok"] = (guest["exit_code"] == 0 and host["exit_code"] == 0 and frames > 0 and frames == len(here)
-                   and kernels_agree and (agree == frames or entry["explained_by_input"]))
+    entry["ok"] = (
+        guest["exit_code"] == 0
+        and host["exit_code"] == 0
+        and frames > 0
+        and frames == len(here)
+        and kernels_agree
+        and (agree == frames or entry["explained_by_input"])
+    )
     return entry
 
 
@@ -185,10 +224,16 @@ def _findings(entries: list[dict[str, Any]]) -> list[str]:
         for miss in entry["mismatches"]:
             (x86_label, x86_p), second = miss["x86"][0], miss["x86"][1] if len(miss["x86"]) > 1 else ("-", 0.0)
             guest_label, guest_p = miss["guest"][0]
-            cause = (f"the same input tensors give identical answers on both, and the guest's decoded input differs "
-                     f"by up to {entry['input_max_diff']:g} levels" if entry["explained_by_input"] else "UNEXPLAINED")
-            out.append(f"{entry['cpu']} {entry['file']} {entry['source']} frame {miss['frame']}: x86 {x86_label} "
-                       f"{x86_p:.3f} (next {second[0]} {second[1]:.3f}), guest {guest_label} {guest_p:.3f}; {cause}")
+            cause = (
+                f"the same input tensors give identical answers on both, and the guest's decoded input differs "
+                f"by up to {entry['input_max_diff']:g} levels"
+                if entry["explained_by_input"]
+                else "UNEXPLAINED"
+            )
+            out.append(
+                f"{entry['cpu']} {entry['file']} {entry['source']} frame {miss['frame']}: x86 {x86_label} "
+                f"{x86_p:.3f} (next {second[0]} {second[1]:.3f}), guest {guest_label} {guest_p:.3f}; {cause}"
+            )
     return out
 
 
@@ -197,21 +242,47 @@ def _guest_benchmark(python: Path, site: Path, deploy: Path, out: Path) -> dict[
     out.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     # Three formats (float32, int8, ONNX int8) keep it to about two minutes at emulation speed.
-    result = subprocess.run([str(python), "-m", "benchmarks", "--deploy-dir", str(deploy), "--quick", "--threads", "1",
-                             "--no-e2e", "--formats", *BENCH_FORMATS, "--reports-dir", str(out),
-                             "--data-dir", _fashion_dir()],
-                            capture_output=True, text=True, cwd=out,
-                            env={**os.environ, "PYTHONPATH": f"{site}{os.pathsep}{ROOT}"})
+    result = subprocess.run(
+        [
+            str(python),
+            "-m",
+            "benchmarks",
+            "--deploy-dir",
+            str(deploy),
+            "--quick",
+            "--threads",
+            "1",
+            "--no-e2e",
+            "--formats",
+            *BENCH_FORMATS,
+            "--reports-dir",
+            str(out),
+            "--data-dir",
+            _fashion_dir(),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=out,
+        env={**os.environ, "PYTHONPATH": f"{site}{os.pathsep}{ROOT}"},
+    )
     wall = round(time.perf_counter() - started, 1)
     if result.returncode != 0:
         return {"ok": False, "error": _tail(result.stderr), "wall_s": wall}
     report = json.loads((out / "benchmark.json").read_text())
-    rows = [{"format": row["format"], "accuracy": row.get("accuracy"), "emulated_latency_ms_p50":
-             row.get("latency_ms_p50")} for row in report["rows"]]
-    return {"ok": bool(rows) and report["mode"] == "device" and all(r["accuracy"] is not None for r in rows),
-            "mode": report["mode"], "machine": report["environment"]["cpu"]["machine"], "deploy_dir": str(deploy),
-            "settings": report["settings"], "rows": rows, "wall_s": wall,
-            "note": "latencies are emulation times (qemu-user), never comparable with hardware"}
+    rows = [
+        {"format": row["format"], "accuracy": row.get("accuracy"), "emulated_latency_ms_p50": row.get("latency_ms_p50")}
+        for row in report["rows"]
+    ]
+    return {
+        "ok": bool(rows) and report["mode"] == "device" and all(r["accuracy"] is not None for r in rows),
+        "mode": report["mode"],
+        "machine": report["environment"]["cpu"]["machine"],
+        "deploy_dir": str(deploy),
+        "settings": report["settings"],
+        "rows": rows,
+        "wall_s": wall,
+        "note": "latencies are emulation times (qemu-user), never comparable with hardware",
+    }
 
 
 def _fashion_dir() -> str:
@@ -228,19 +299,48 @@ def _arm32_note(cache: Path) -> dict[str, Any]:
         shutil.rmtree(probe, ignore_errors=True)
         abi = "cp" + version.replace(".", "")
         for package in ("tflite-runtime", "numpy"):
-            result = subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "-q", "-d", str(probe),
-                                     "--only-binary=:all:", "--python-version", version, "--implementation", "cp",
-                                     "--abi", abi, "--platform", "linux_armv7l", "--platform", "manylinux2014_armv7l",
-                                     "--platform", "manylinux_2_31_armv7l", package], capture_output=True, text=True,
-                                    env=_pip_env(cache))
-            found[f"{package} cp{version}"] = sorted(p.name for p in probe.glob("*.whl")
-                                                      if p.name.startswith(package.replace("-", "_"))) \
-                if result.returncode == 0 else []
+            result = subprocess.run(
+                [
+                    sys.executable,
+                    "-m",
+                    "pip",
+                    "download",
+                    "--no-deps",
+                    "-q",
+                    "-d",
+                    str(probe),
+                    "--only-binary=:all:",
+                    "--python-version",
+                    version,
+                    "--implementation",
+                    "cp",
+                    "--abi",
+                    abi,
+                    "--platform",
+                    "linux_armv7l",
+                    "--platform",
+                    "manylinux2014_armv7l",
+                    "--platform",
+                    "manylinux_2_31_armv7l",
+                    package,
+                ],
+                capture_output=True,
+                text=True,
+                env=_pip_env(cache),
+            )
+            found[f"{package} cp{version}"] = (
+                sorted(p.name for p in probe.glob("*.whl") if p.name.startswith(package.replace("-", "_")))
+                if result.returncode == 0
+                else []
+            )
         shutil.rmtree(probe, ignore_errors=True)
-    return {"reached": False, "pypi_armv7l_wheels": found,
-            "why": "not run: 32-bit Raspberry Pi OS Bookworm has Python 3.11, and PyPI has no armv7l wheel of "
-                   "tflite-runtime for it (2.13.0, the last, stops at CPython 3.10) nor any armv7l numpy wheel, "
-                   "so the documented 32-bit install cannot be reproduced from the registries reachable here"}
+    return {
+        "reached": False,
+        "pypi_armv7l_wheels": found,
+        "why": "not run: 32-bit Raspberry Pi OS Bookworm has Python 3.11, and PyPI has no armv7l wheel of "
+        "tflite-runtime for it (2.13.0, the last, stops at CPython 3.10) nor any armv7l numpy wheel, "
+        "so the documented 32-bit install cannot be reproduced from the registries reachable here",
+    }
 
 
 # --- teaching in the guest ---------------------------------------------------------------------
@@ -265,10 +365,25 @@ def _teach(python: list[str], env: dict[str, str], examples: Path, out: Path) ->
     shutil.rmtree(out, ignore_errors=True)
     out.mkdir(parents=True)
     started = time.perf_counter()
-    result = subprocess.run([*python, "-m", "edge_runtime", "teach", "--quiet", "--examples", str(examples),
-                             "--extractor", str(default_extractor()),
-                             "--output", str(out / TEACH_FILE)], capture_output=True, text=True, cwd=out,
-                            env={**os.environ, **env})
+    result = subprocess.run(
+        [
+            *python,
+            "-m",
+            "edge_runtime",
+            "teach",
+            "--quiet",
+            "--examples",
+            str(examples),
+            "--extractor",
+            str(default_extractor()),
+            "--output",
+            str(out / TEACH_FILE),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=out,
+        env={**os.environ, **env},
+    )
     wall = round(time.perf_counter() - started, 1)
     if result.returncode != 0:
         raise EdgeError(f"{python[0]}: teach failed (exit {result.returncode}): {_tail(result.stderr)}")
@@ -284,6 +399,13 @@ def _compare_taught(host: dict[str, Any], guest: dict[str, Any]) -> dict[str, An
         probs_a, probs_b = dict(map(tuple, a["top"])), dict(map(tuple, b["top"]))
         diff = max([diff, *(abs(probs_a[k] - probs_b.get(k, 0.0)) for k in probs_a)])
     same = sum(a["label"] == b["label"] for a, b in pairs)
-    return {"photos": len(there), "same_answer": same, "max_prob_diff": round(diff, 6),
-            "ok": bool(pairs) and len(here) == len(there) and same == len(pairs)
-            and host["exit_code"] == 0 and guest["exit_code"] == 0}
+    return {
+        "photos": len(there),
+        "same_answer": same,
+        "max_prob_diff": round(diff, 6),
+        "ok": bool(pairs)
+        and len(here) == len(there)
+        and same == len(pairs)
+        and host["exit_code"] == 0
+        and guest["exit_code"] == 0,
+    }

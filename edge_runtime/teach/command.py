@@ -38,20 +38,27 @@ log = logging.getLogger("edge_classify.runtime")
 class TeachOptions:
     """The options of ``edge-classify teach``."""
 
-    output: str = option(help="the taught model file to write (.tflite or .onnx, as the extractor)", required=True,
-                         metavar="FILE")
-    extractor: str | None = option(help="a feature extractor from `python -m convert.features` (default: "
-                                        "imagenet_lite0/features/features_int8.tflite in the runs folder: "
-                                        "$EDGE_RUNS_DIR, else the checkout's runs/)", metavar="FILE")
+    output: str = option(
+        help="the taught model file to write (.tflite or .onnx, as the extractor)", required=True, metavar="FILE"
+    )
+    extractor: str | None = option(
+        help="a feature extractor from `python -m convert.features` (default: "
+        "imagenet_lite0/features/features_int8.tflite in the runs folder: "
+        "$EDGE_RUNS_DIR, else the checkout's runs/)",
+        metavar="FILE",
+    )
     examples: str | None = option(help="teach from photos: DIR/<class>/* (one folder per class)", metavar="DIR")
-    source: str | None = option(help="teach from a camera or video instead: capture --shots frames of each --class",
-                                metavar="SOURCE")
-    classes: tuple[str, ...] = option((), "the classes to capture from --source, in order", flag="--class",
-                                      metavar="NAME")
+    source: str | None = option(
+        help="teach from a camera or video instead: capture --shots frames of each --class", metavar="SOURCE"
+    )
+    classes: tuple[str, ...] = option(
+        (), "the classes to capture from --source, in order", flag="--class", metavar="NAME"
+    )
     shots: int = option(20, "frames captured per class from --source", bounds=(1, 1000))
     interval: float = option(0.25, "seconds between captured frames (video time for files)", bounds=(0, 60))
-    countdown: float = option(3.0, "seconds to get ready before each class is captured (video time for files)",
-                              bounds=(0, 60))
+    countdown: float = option(
+        3.0, "seconds to get ready before each class is captured (video time for files)", bounds=(0, 60)
+    )
     add: str | None = option(help="a taught file to add the new classes to (its classes are kept)", metavar="FILE")
     remove: tuple[str, ...] = option((), "classes of --add FILE to drop", metavar="NAME")
     replace: bool = option(False, "teach a class that --add FILE already has anew (else refused)")
@@ -62,17 +69,23 @@ class TeachOptions:
 
 
 def build_parser() -> ArgumentParser:
-    parser = ArgumentParser(prog="edge-classify teach", description=__doc__.split("\n\n")[0],
-                            formatter_class=argparse.RawDescriptionHelpFormatter,
-                            epilog="exit codes: 0 written, 2 bad input (nothing written), 130 Ctrl-C, 143 SIGTERM")
+    parser = ArgumentParser(
+        prog="edge-classify teach",
+        description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="exit codes: 0 written, 2 bad input (nothing written), 130 Ctrl-C, 143 SIGTERM",
+    )
     add_options(parser, TeachOptions)
     add_options(parser, EngineOptions)
     return parser
 
 
 def main(argv: list[str]) -> int:
-    return run_command(build_parser(), lambda args: _teach(config_from_args(TeachOptions, args),
-                                                           config_from_args(EngineOptions, args)), argv)
+    return run_command(
+        build_parser(),
+        lambda args: _teach(config_from_args(TeachOptions, args), config_from_args(EngineOptions, args)),
+        argv,
+    )
 
 
 def _teach(options: TeachOptions, engine: EngineOptions | None = None) -> int:
@@ -94,8 +107,10 @@ def _teach(options: TeachOptions, engine: EngineOptions | None = None) -> int:
         if options.extractor:
             other = open_extractor(options.extractor, **engine.kwargs())
             if other.extractor.extractor_id != base.extractor.extractor_id:
-                raise EdgeError(f"--add {options.add} was taught on extractor {base.extractor.extractor_id}, not "
-                                f"{other.extractor.extractor_id} ({options.extractor}); leave out --extractor")
+                raise EdgeError(
+                    f"--add {options.add} was taught on extractor {base.extractor.extractor_id}, not "
+                    f"{other.extractor.extractor_id} ({options.extractor}); leave out --extractor"
+                )
     else:
         assert extractor_path is not None  # resolved above whenever there is no --add
         base = open_extractor(extractor_path, **engine.kwargs())
@@ -106,26 +121,40 @@ def _teach(options: TeachOptions, engine: EngineOptions | None = None) -> int:
     if options.examples:
         new = examples_mod.from_folder(options.examples, base.extractor, flip=options.flip, progress=progress)
     elif options.source:
-        new = examples_mod.from_source(options.source, options.classes, base.extractor, shots=options.shots,
-                                       interval=options.interval, countdown=options.countdown, flip=options.flip)
+        new = examples_mod.from_source(
+            options.source,
+            options.classes,
+            base.extractor,
+            shots=options.shots,
+            interval=options.interval,
+            countdown=options.countdown,
+            flip=options.flip,
+        )
     else:
         new = examples_mod.Examples.empty(base.extractor.dim)
-    data, metadata, head = teach(base, new, remove=options.remove, replace_classes=options.replace,
-                                 method=options.head, name=output.stem)
+    data, metadata, head = teach(
+        base, new, remove=options.remove, replace_classes=options.replace, method=options.head, name=output.stem
+    )
     _prove(data, base, head, output, engine)
     atomic_write_bytes(output, data)
     shots = metadata.extra["taught"]["shots"]
     few = [name for name in metadata.labels if shots.get(name, 0) < RECOMMENDED_SHOTS]
     if few:
-        log.warning("%s taught from fewer than %d examples; %d or more a class are advised (see docs/runtime.md)",
-                    ", ".join(f"{name!r} ({shots.get(name, 0)})" for name in few), RECOMMENDED_SHOTS,
-                    RECOMMENDED_SHOTS)
+        log.warning(
+            "%s taught from fewer than %d examples; %d or more a class are advised (see docs/runtime.md)",
+            ", ".join(f"{name!r} ({shots.get(name, 0)})" for name in few),
+            RECOMMENDED_SHOTS,
+            RECOMMENDED_SHOTS,
+        )
     shown = ", ".join(f"{printable(n)} {shots.get(n, 0)}" for n in metadata.labels)
-    print(f"taught {len(metadata.labels)} classes ({shown} "
-          f"examples) on {base.extractor.metadata.model} with a {head.method} head in "
-          f"{time.perf_counter() - started:.1f} s; none of these above {head.threshold:.4f} (keeps "
-          f"{head.in_class_accepted:.0%} of the examples, each left out in turn); wrote {output} "
-          f"({len(data):,} bytes)", flush=True)
+    print(
+        f"taught {len(metadata.labels)} classes ({shown} "
+        f"examples) on {base.extractor.metadata.model} with a {head.method} head in "
+        f"{time.perf_counter() - started:.1f} s; none of these above {head.threshold:.4f} (keeps "
+        f"{head.in_class_accepted:.0%} of the examples, each left out in turn); wrote {output} "
+        f"({len(data):,} bytes)",
+        flush=True,
+    )
     return 0
 
 
@@ -136,8 +165,10 @@ def _check_paths(options: TeachOptions, output: Path, extractor: str | None) -> 
     from .taught import check_class_names
 
     if not (options.examples or options.source or options.remove):
-        raise EdgeError("nothing to teach: pass --examples DIR, or --source SOURCE with --class NAME, or --add FILE "
-                        "with --remove NAME")
+        raise EdgeError(
+            "nothing to teach: pass --examples DIR, or --source SOURCE with --class NAME, or --add FILE "
+            "with --remove NAME"
+        )
     if options.examples and options.source:
         raise EdgeError("pass --examples or --source, not both")
     if options.source and not options.classes:
@@ -150,8 +181,12 @@ def _check_paths(options: TeachOptions, output: Path, extractor: str | None) -> 
     if output.suffix.lower() not in (".tflite", ".onnx"):
         raise EdgeError(f"--output {output}: name a .tflite or .onnx file")
     resolved = output.resolve()
-    for flag, value in (("--add", options.add), ("--extractor", extractor), ("--examples", options.examples),
-                        ("--source", options.source)):
+    for flag, value in (
+        ("--add", options.add),
+        ("--extractor", extractor),
+        ("--examples", options.examples),
+        ("--source", options.source),
+    ):
         if value and _same_file(Path(value).expanduser(), output, resolved):
             raise EdgeError(f"--output {output} is the {flag} input; write to another file")
     if output.is_dir():
@@ -181,8 +216,10 @@ def _extractor_path(given: str | None) -> str:
     candidate = default_extractor()
     if candidate.is_file():
         return str(candidate)
-    raise EdgeError(f"no feature extractor at {candidate}: pass --extractor FILE ({candidate.name} from a checkout's "
-                    f"runs/{candidate.parent.relative_to(candidate.parents[2])}/, or `python -m convert.features`)")
+    raise EdgeError(
+        f"no feature extractor at {candidate}: pass --extractor FILE ({candidate.name} from a checkout's "
+        f"runs/{candidate.parent.relative_to(candidate.parents[2])}/, or `python -m convert.features`)"
+    )
 
 
 def _prove(data: bytes, base: "Base", head: "Head", output: Path, engine: EngineOptions) -> None:
@@ -208,11 +245,13 @@ def _prove(data: bytes, base: "Base", head: "Head", output: Path, engine: Engine
                 probabilities, score = classifier.infer_all(to_input_tensor(image[None], classifier.input_spec))
                 want_p, want_u = head.probabilities(features[None])[0], head.unknown_scores(features[None])[0]
                 # Written as "not close" so that NaN (never "too far") fails the proof too.
-                close = (np.max(np.abs(probabilities - want_p)) <= 1e-3 and score is not None
-                         and abs(score - want_u) <= 1e-3)
+                close = (
+                    np.max(np.abs(probabilities - want_p)) <= 1e-3 and score is not None and abs(score - want_u) <= 1e-3
+                )
                 if not close:
-                    raise EdgeError("the written model does not reproduce its head (a bug: please report it); "
-                                    "nothing was written")
+                    raise EdgeError(
+                        "the written model does not reproduce its head (a bug: please report it); nothing was written"
+                    )
     finally:
         Path(name).unlink(missing_ok=True)
 

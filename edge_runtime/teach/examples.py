@@ -33,9 +33,14 @@ def _views(frame: np.ndarray, flip: bool) -> list[np.ndarray]:
     return [frame, np.ascontiguousarray(frame[:, ::-1])]
 
 
-def from_folder(folder: str | Path, extractor: FeatureExtractor, *, flip: bool = True,
-                progress: Callable[[int, int], None] | None = None,
-                max_pixels: int = DEFAULT_MAX_PIXELS) -> Examples:
+def from_folder(
+    folder: str | Path,
+    extractor: FeatureExtractor,
+    *,
+    flip: bool = True,
+    progress: Callable[[int, int], None] | None = None,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+) -> Examples:
     """``folder/<class>/*`` images as examples, classes in name order.
 
     Raises:
@@ -43,8 +48,9 @@ def from_folder(folder: str | Path, extractor: FeatureExtractor, *, flip: bool =
     """
     root = Path(folder).expanduser()
     if root.is_file():
-        raise EdgeError(f"--examples {folder}: is a file; pass a folder with one folder of photos per class "
-                        "(DIR/<class>/*.jpg)")
+        raise EdgeError(
+            f"--examples {folder}: is a file; pass a folder with one folder of photos per class (DIR/<class>/*.jpg)"
+        )
     if not root.is_dir():
         raise EdgeError(f"--examples {folder}: no such folder; pass DIR with one folder of photos per class")
     classes = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
@@ -70,16 +76,26 @@ def from_folder(folder: str | Path, extractor: FeatureExtractor, *, flip: bool =
                 rows.append(extractor.features_of_frame(view))
                 groups.append(index)
         if not rows:
-            raise EdgeError(f"--examples {folder}: class {name!r} has no decodable image ({len(paths)} files); add "
-                            "photos (.jpg, .png, ...) or remove the folder")
+            raise EdgeError(
+                f"--examples {folder}: class {name!r} has no decodable image ({len(paths)} files); add "
+                "photos (.jpg, .png, ...) or remove the folder"
+            )
         examples.add_class(name, rows, groups, len(set(groups)))
     if skipped:
         log.warning("skipped %d of %d photos that could not be used (named above)", skipped, total)
     return examples
 
 
-def from_source(source: str, classes: Sequence[str], extractor: FeatureExtractor, *, shots: int, interval: float,
-                countdown: float, flip: bool = True) -> Examples:
+def from_source(
+    source: str,
+    classes: Sequence[str],
+    extractor: FeatureExtractor,
+    *,
+    shots: int,
+    interval: float,
+    countdown: float,
+    flip: bool = True,
+) -> Examples:
     """Capture ``shots`` frames of each class in turn from a camera or video.
 
     For each class the terminal says what to show, counts down ``countdown`` seconds, then takes a
@@ -111,8 +127,10 @@ def from_source(source: str, classes: Sequence[str], extractor: FeatureExtractor
             while taken < shots:
                 ok, frame = capture.read()
                 if not ok:
-                    raise SourceError(f"--source {source} ended after {taken} of {shots} frames of {name!r}; use a "
-                                      "longer video or fewer --shots")
+                    raise SourceError(
+                        f"--source {source} ended after {taken} of {shots} frames of {name!r}; use a "
+                        "longer video or fewer --shots"
+                    )
                 clock.tick()
                 left = int(np.ceil(ready - clock.now()))
                 if 0 < left < said:  # the countdown, a line a second (source time)

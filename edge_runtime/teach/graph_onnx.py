@@ -38,21 +38,30 @@ def append_head(data: bytes, head: Head) -> tuple[bytes, dict[str, int | str]]:
         _node("Gemm", ["teach/unit", "teach/W", "teach/b"], ["teach/logits"], transB=1),
         _node("Softmax", ["teach/logits"], ["probabilities"], axis=1),
         _node("Gemm", ["teach/unit", "teach/prototypes"], ["teach/similarity"], transB=1),
-        (_node("ReduceMax", ["teach/similarity"], ["teach/best"], axes=[1], keepdims=1) if opset < 18 else
-         _node("ReduceMax", ["teach/similarity", "teach/axes"], ["teach/best"], keepdims=1)),
+        (
+            _node("ReduceMax", ["teach/similarity"], ["teach/best"], axes=[1], keepdims=1)
+            if opset < 18
+            else _node("ReduceMax", ["teach/similarity", "teach/axes"], ["teach/best"], keepdims=1)
+        ),
         _node("Gemm", ["teach/best", "teach/minus_one", "teach/one"], ["unknown"], transB=1),
     ]
-    initializers = [_tensor("teach/W", head.weights), _tensor("teach/b", head.bias),
-                    _tensor("teach/prototypes", head.prototypes),
-                    _tensor("teach/minus_one", np.array([[-1.0]], np.float32)),
-                    _tensor("teach/one", np.array([1.0], np.float32))]
+    initializers = [
+        _tensor("teach/W", head.weights),
+        _tensor("teach/b", head.bias),
+        _tensor("teach/prototypes", head.prototypes),
+        _tensor("teach/minus_one", np.array([[-1.0]], np.float32)),
+        _tensor("teach/one", np.array([1.0], np.float32)),
+    ]
     if opset >= 18:
         initializers.append(_tensor("teach/axes", np.array([1], np.int64)))
     kept = b"".join(raw for number, _, _, raw in _fields(graph) if number != _GRAPH_OUTPUT)
-    new_graph = kept + b"".join(_field(_GRAPH_NODE, node) for node in nodes) \
-        + b"".join(_field(_GRAPH_INITIALIZER, tensor) for tensor in initializers) \
-        + _field(_GRAPH_OUTPUT, _value_info("probabilities", [1, len(head.bias)])) \
+    new_graph = (
+        kept
+        + b"".join(_field(_GRAPH_NODE, node) for node in nodes)
+        + b"".join(_field(_GRAPH_INITIALIZER, tensor) for tensor in initializers)
+        + _field(_GRAPH_OUTPUT, _value_info("probabilities", [1, len(head.bias)]))
         + _field(_GRAPH_OUTPUT, _value_info("unknown", [1, 1]))
+    )
     return _with_graph(data, new_graph), {"output": features, "features": dim}
 
 
@@ -78,8 +87,11 @@ def strip_head(data: bytes, base: dict[str, int | str]) -> bytes:
 def read_prototypes(data: bytes) -> np.ndarray:
     """The prototype matrix of a taught file's head."""
     for number, _, value, _ in _fields(_graph(data)):
-        if number == _GRAPH_INITIALIZER and isinstance(value, memoryview) and \
-                _string_field(value, 8) == "teach/prototypes":
+        if (
+            number == _GRAPH_INITIALIZER
+            and isinstance(value, memoryview)
+            and _string_field(value, 8) == "teach/prototypes"
+        ):
             dims = [v for n, w, v, _ in _fields(value) if n == 1 and w == 0]
             raw = next((bytes(v) for n, w, v, _ in _fields(value) if n == 9 and w == 2), b"")
             if len(dims) == 2 and len(raw) == 4 * int(dims[0]) * int(dims[1]):
@@ -89,13 +101,17 @@ def read_prototypes(data: bytes) -> np.ndarray:
 
 def set_props(data: bytes, entries: dict[str, str]) -> bytes:
     """A copy with ``metadata_props`` entries added or replaced."""
-    kept = [raw for number, wire, value, raw in _fields(data)
-            if not (number == _MODEL_PROPS and wire == 2 and _string_field(value, 1) in entries)]
+    kept = [
+        raw
+        for number, wire, value, raw in _fields(data)
+        if not (number == _MODEL_PROPS and wire == 2 and _string_field(value, 1) in entries)
+    ]
     props = [_field(_MODEL_PROPS, _string(1, key) + _string(2, value)) for key, value in entries.items()]
     return b"".join(kept) + b"".join(props)
 
 
 # --- the wire format ---------------------------------------------------------------------------
+
 
 def _graph(data: bytes) -> memoryview:
     graphs = [value for number, wire, value, _ in _fields(data) if number == _MODEL_GRAPH and wire == 2]
@@ -105,8 +121,9 @@ def _graph(data: bytes) -> memoryview:
 
 
 def _with_graph(data: bytes, graph: bytes) -> bytes:
-    return b"".join(_field(_MODEL_GRAPH, graph) if number == _MODEL_GRAPH else raw
-                    for number, _, _, raw in _fields(data))
+    return b"".join(
+        _field(_MODEL_GRAPH, graph) if number == _MODEL_GRAPH else raw for number, _, _, raw in _fields(data)
+    )
 
 
 def _opset(data: bytes) -> int:
@@ -176,4 +193,3 @@ def _value_info(name: str, shape: list[int]) -> bytes:
     dims = b"".join(_field(1, _int(1, d)) for d in shape)
     tensor_type = _int(1, _FLOAT) + _field(2, dims)
     return _string(1, name) + _field(2, _field(1, tensor_type))
-

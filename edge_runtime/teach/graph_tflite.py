@@ -29,8 +29,9 @@ def _schema() -> Any:
     try:
         from ai_edge_litert import schema_py_generated as schema
     except ImportError:
-        raise ModelFileError("writing a taught .tflite file needs ai-edge-litert (`pip install ai-edge-litert`); "
-                             "or write an .onnx file") from None
+        raise ModelFileError(
+            "writing a taught .tflite file needs ai-edge-litert (`pip install ai-edge-litert`); or write an .onnx file"
+        ) from None
     return schema
 
 
@@ -58,26 +59,41 @@ def append_head(data: bytes, head: Head) -> tuple[bytes, dict[str, int]]:
     graph = model.subgraphs[0]
     if len(graph.outputs) != 1:
         raise ModelFileError(f"a feature extractor has one output; this file has {len(graph.outputs)}")
-    base = {"operators": len(graph.operators), "tensors": len(graph.tensors), "buffers": len(model.buffers),
-            "output": int(graph.outputs[0])}
+    base = {
+        "operators": len(graph.operators),
+        "tensors": len(graph.tensors),
+        "buffers": len(model.buffers),
+        "output": int(graph.outputs[0]),
+    }
     ops = _Appender(schema, model, graph)
     features = base["output"]
     if graph.tensors[features].type != schema.TensorType.FLOAT32:
         features = ops.op("DEQUANTIZE", [features], ops.tensor("teach/features", [1, head.weights.shape[1]]))
-    unit = ops.op("L2_NORMALIZATION", [features], ops.tensor("teach/unit", [1, head.weights.shape[1]]),
-                  options=("L2NormOptions", {}))
+    unit = ops.op(
+        "L2_NORMALIZATION",
+        [features],
+        ops.tensor("teach/unit", [1, head.weights.shape[1]]),
+        options=("L2NormOptions", {}),
+    )
     logits = ops.fully_connected(unit, head.weights, head.bias, "teach/logits")
-    probabilities = ops.op("SOFTMAX", [logits], ops.tensor("probabilities", [1, len(head.bias)]),
-                           options=("SoftmaxOptions", {"beta": 1.0}))
+    probabilities = ops.op(
+        "SOFTMAX", [logits], ops.tensor("probabilities", [1, len(head.bias)]), options=("SoftmaxOptions", {"beta": 1.0})
+    )
     similarity = ops.fully_connected(unit, head.prototypes, None, "teach/similarity")
     axis = ops.constant("teach/axis", np.array([1], np.int32))
-    best = ops.op("REDUCE_MAX", [similarity, axis], ops.tensor("teach/best", [1, 1]),
-                  options=("ReducerOptions", {"keepDims": True}))
+    best = ops.op(
+        "REDUCE_MAX",
+        [similarity, axis],
+        ops.tensor("teach/best", [1, 1]),
+        options=("ReducerOptions", {"keepDims": True}),
+    )
     unknown = ops.fully_connected(best, np.array([[-1.0]], np.float32), np.array([1.0], np.float32), "unknown")
     graph.outputs = np.array([probabilities, unknown], np.int32)
     for signature in model.signatureDefs or []:
-        signature.outputs = [_tensor_map(schema, "probabilities", probabilities), _tensor_map(schema, "unknown",
-                                                                                              unknown)]
+        signature.outputs = [
+            _tensor_map(schema, "probabilities", probabilities),
+            _tensor_map(schema, "unknown", unknown),
+        ]
     return _pack(model, len(data) + head.weights.nbytes + head.prototypes.nbytes), base
 
 
@@ -90,15 +106,19 @@ def strip_head(data: bytes, base: dict[str, int]) -> bytes:
         keep = {key: int(base[key]) for key in ("operators", "tensors", "buffers", "output")}
     except (KeyError, TypeError, ValueError):
         raise ModelFileError("its contract does not say where the extractor ends (extra.taught.base)") from None
-    if not (0 < keep["operators"] <= len(graph.operators) and 0 < keep["tensors"] <= len(graph.tensors)
-            and 0 < keep["buffers"] <= len(model.buffers) and 0 <= keep["output"] < keep["tensors"]):
+    if not (
+        0 < keep["operators"] <= len(graph.operators)
+        and 0 < keep["tensors"] <= len(graph.tensors)
+        and 0 < keep["buffers"] <= len(model.buffers)
+        and 0 <= keep["output"] < keep["tensors"]
+    ):
         raise ModelFileError("its contract's extractor counts do not fit the file; it was changed after teaching")
-    graph.operators = graph.operators[:keep["operators"]]
-    graph.tensors = graph.tensors[:keep["tensors"]]
+    graph.operators = graph.operators[: keep["operators"]]
+    graph.tensors = graph.tensors[: keep["tensors"]]
     metadata_buffers = {entry.buffer for entry in model.metadata or []}
     if any(index >= keep["buffers"] for index in metadata_buffers):
         model.metadata = [entry for entry in model.metadata if entry.buffer < keep["buffers"]]
-    model.buffers = model.buffers[:keep["buffers"]]
+    model.buffers = model.buffers[: keep["buffers"]]
     graph.outputs = np.array([keep["output"]], np.int32)
     for signature in model.signatureDefs or []:
         signature.outputs = [_tensor_map(schema, "output_0", keep["output"])]
@@ -109,7 +129,7 @@ def read_prototypes(data: bytes, base: dict[str, int]) -> np.ndarray:
     """The prototype matrix of a taught file's head (the second FULLY_CONNECTED's weights)."""
     model = _load(data)
     graph = model.subgraphs[0]
-    for tensor in graph.tensors[int(base.get("tensors", 0)):]:
+    for tensor in graph.tensors[int(base.get("tensors", 0)) :]:
         if (tensor.name or b"").decode() == "teach/similarity/weights":
             raw = model.buffers[tensor.buffer].data
             if raw is None:
@@ -162,8 +182,12 @@ class _Appender:
     def fully_connected(self, source: int, weights: np.ndarray, bias: np.ndarray | None, name: str) -> int:
         inputs = [source, self.constant(f"{name}/weights", np.asarray(weights, np.float32))]
         inputs.append(self.constant(f"{name}/bias", np.asarray(bias, np.float32)) if bias is not None else -1)
-        return self.op("FULLY_CONNECTED", inputs, self.tensor(name, [1, int(weights.shape[0])]),
-                       options=("FullyConnectedOptions", {}))
+        return self.op(
+            "FULLY_CONNECTED",
+            inputs,
+            self.tensor(name, [1, int(weights.shape[0])]),
+            options=("FullyConnectedOptions", {}),
+        )
 
     def _opcode(self, builtin: int) -> int:
         for index, code in enumerate(self.model.operatorCodes):

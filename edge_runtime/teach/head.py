@@ -54,8 +54,16 @@ class Head:
         return scores(features, self.prototypes)
 
 
-def fit(features: np.ndarray, labels: np.ndarray, classes: int, *, method: str = "logistic",
-        groups: np.ndarray | None = None, seed: int = 0, keep: float = KEEP) -> Head:
+def fit(
+    features: np.ndarray,
+    labels: np.ndarray,
+    classes: int,
+    *,
+    method: str = "logistic",
+    groups: np.ndarray | None = None,
+    seed: int = 0,
+    keep: float = KEEP,
+) -> Head:
     """A head for ``features`` (rows; augmented views share their example's ``groups`` id).
 
     Raises:
@@ -67,7 +75,7 @@ def fit(features: np.ndarray, labels: np.ndarray, classes: int, *, method: str =
         raise ValueError("a classifier needs at least two classes")
     x = unit(features)
     groups = np.arange(len(x)) if groups is None else np.asarray(groups)
-    weights, bias = (_logistic(x, labels, classes) if method == "logistic" else _means(x, labels, classes))
+    weights, bias = _logistic(x, labels, classes) if method == "logistic" else _means(x, labels, classes)
     protos, owners, origins = class_prototypes(x, labels, classes, groups, per_class=PROTOTYPES_PER_CLASS, seed=seed)
     left_out = leave_one_out_scores(x, groups)
     threshold = calibrate(left_out, keep)
@@ -88,8 +96,9 @@ def _means(x: np.ndarray, labels: np.ndarray, classes: int) -> tuple[np.ndarray,
     return (MEANS_SCALE * unit(means)).astype(np.float32), np.zeros(classes, np.float32)
 
 
-def _logistic(x: np.ndarray, labels: np.ndarray, classes: int, *, steps: int = STEPS,
-              rate: float = 0.05) -> tuple[np.ndarray, np.ndarray]:
+def _logistic(
+    x: np.ndarray, labels: np.ndarray, classes: int, *, steps: int = STEPS, rate: float = 0.05
+) -> tuple[np.ndarray, np.ndarray]:
     """Softmax regression by full-batch Adam, started from the class means (so a few steps suffice);
     classes weigh equally, however many examples each has."""
     w, b = _means(x, labels, classes)

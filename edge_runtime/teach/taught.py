@@ -82,8 +82,9 @@ class Examples:
         mapping = {self.names.index(n): i for i, n in enumerate(kept_names)}
         mask = np.isin(self.labels, list(mapping))
         labels = np.array([mapping[int(k)] for k in self.labels[mask]], np.int64)
-        return Examples(self.features[mask], labels, self.groups[mask], kept_names,
-                        {n: self.shots[n] for n in kept_names})
+        return Examples(
+            self.features[mask], labels, self.groups[mask], kept_names, {n: self.shots[n] for n in kept_names}
+        )
 
     def merged(self, other: "Examples") -> "Examples":
         out = Examples(self.features, self.labels, self.groups, list(self.names), dict(self.shots))
@@ -103,16 +104,27 @@ class Base:
     source: str  # the file it came from
 
 
-def open_extractor(path: str | Path, backend: str = "auto", threads: int | None = None, accelerator: str = "auto",
-                   device: str | None = None, delegate: str | None = None) -> Base:
+def open_extractor(
+    path: str | Path,
+    backend: str = "auto",
+    threads: int | None = None,
+    accelerator: str = "auto",
+    device: str | None = None,
+    delegate: str | None = None,
+) -> Base:
     """An extractor file as the base of a new taught file (the engine options as :meth:`Classifier.open`'s)."""
-    extractor = FeatureExtractor.open(path, backend, threads, accelerator=accelerator, device=device,
-                                      delegate=delegate)
+    extractor = FeatureExtractor.open(path, backend, threads, accelerator=accelerator, device=device, delegate=delegate)
     return Base(extractor, extractor.data, Examples.empty(extractor.dim), str(path))
 
 
-def open_taught(path: str | Path, backend: str = "auto", threads: int | None = None, accelerator: str = "auto",
-                device: str | None = None, delegate: str | None = None) -> Base:
+def open_taught(
+    path: str | Path,
+    backend: str = "auto",
+    threads: int | None = None,
+    accelerator: str = "auto",
+    device: str | None = None,
+    delegate: str | None = None,
+) -> Base:
     """A taught file's extractor (restored from its graph) and its classes (from its prototypes).
 
     Raises:
@@ -123,8 +135,10 @@ def open_taught(path: str | Path, backend: str = "auto", threads: int | None = N
     metadata = read_metadata(kind, data, path)
     info = metadata.extra.get("taught")
     if not isinstance(info, dict) or not isinstance(info.get("extractor"), dict) or "base" not in info:
-        raise ModelFileError(f"{path}: is not a taught model (no extra.taught in its contract); --add takes a file "
-                             "written by edge-classify teach")
+        raise ModelFileError(
+            f"{path}: is not a taught model (no extra.taught in its contract); --add takes a file "
+            "written by edge-classify teach"
+        )
     try:
         extractor_metadata = ModelMetadata.from_dict(info["extractor"])
         if kind == "tflite":
@@ -138,8 +152,9 @@ def open_taught(path: str | Path, backend: str = "auto", threads: int | None = N
         owners = np.asarray(info["owners"], np.int64)
         origins = np.asarray(info.get("origins", range(len(owners))), np.int64)
     except (MetadataError, KeyError, TypeError, ValueError) as exc:
-        raise ModelFileError(f"{path}: its taught contract is damaged ({exc}); teach it again from the photos") \
-            from None
+        raise ModelFileError(
+            f"{path}: its taught contract is damaged ({exc}); teach it again from the photos"
+        ) from None
     except ModelFileError as exc:
         raise ModelFileError(f"{path}: {exc}") from None
     in_range = not len(owners) or 0 <= owners.min() <= owners.max() < len(metadata.labels)
@@ -150,16 +165,25 @@ def open_taught(path: str | Path, backend: str = "auto", threads: int | None = N
         check_class_names(metadata.labels, str(path))
     except EdgeError as exc:
         raise ModelFileError(f"{exc}; teach it again from the photos") from None
-    extractor = FeatureExtractor.from_bytes(kind, graph, path, backend, threads, accelerator=accelerator,
-                                            device=device, delegate=delegate)
+    extractor = FeatureExtractor.from_bytes(
+        kind, graph, path, backend, threads, accelerator=accelerator, device=device, delegate=delegate
+    )
     shots: dict = info["shots"] if isinstance(info.get("shots"), dict) else {}
-    taught = Examples(prototypes, owners, origins, list(metadata.labels),
-                      {name: int(shots.get(name, 0)) for name in metadata.labels})
+    taught = Examples(
+        prototypes, owners, origins, list(metadata.labels), {name: int(shots.get(name, 0)) for name in metadata.labels}
+    )
     return Base(extractor, graph, taught, str(path))
 
 
-def teach(base: Base, new: Examples, *, remove: Sequence[str] = (), replace_classes: bool = False,
-          method: str = "logistic", name: str = "taught") -> tuple[bytes, ModelMetadata, Head]:
+def teach(
+    base: Base,
+    new: Examples,
+    *,
+    remove: Sequence[str] = (),
+    replace_classes: bool = False,
+    method: str = "logistic",
+    name: str = "taught",
+) -> tuple[bytes, ModelMetadata, Head]:
     """The bytes of a taught model file: ``base``'s classes minus ``remove``, plus ``new``'s.
 
     Raises:
@@ -170,18 +194,22 @@ def teach(base: Base, new: Examples, *, remove: Sequence[str] = (), replace_clas
         raise EdgeError(f"unknown head {method!r}; choose from {', '.join(HEADS)}")
     missing = [n for n in remove if n not in base.taught.names]
     if missing:
-        raise EdgeError(f"--remove {missing[0]}: no such class in {base.source} (it has "
-                        f"{', '.join(base.taught.names) or 'none'})")
+        raise EdgeError(
+            f"--remove {missing[0]}: no such class in {base.source} (it has {', '.join(base.taught.names) or 'none'})"
+        )
     clashes = [n for n in new.names if n in base.taught.names and n not in remove]
     if clashes and not replace_classes:
-        raise EdgeError(f"class {clashes[0]!r} is already taught in {base.source}; pass --replace to teach it anew, "
-                        "or --remove it")
+        raise EdgeError(
+            f"class {clashes[0]!r} is already taught in {base.source}; pass --replace to teach it anew, or --remove it"
+        )
     check_class_names(new.names, "new classes")
     examples = base.taught.without(list(remove) + clashes).merged(new)
     check_class_names(examples.names, "the taught classes")
     if len(examples.names) < 2:
-        raise EdgeError(f"a classifier needs at least two classes; this would have {len(examples.names)} "
-                        f"({', '.join(examples.names) or 'none'}): teach more, or --add them to a taught file")
+        raise EdgeError(
+            f"a classifier needs at least two classes; this would have {len(examples.names)} "
+            f"({', '.join(examples.names) or 'none'}): teach more, or --add them to a taught file"
+        )
     head = fit(examples.features, examples.labels, len(examples.names), method=method, groups=examples.groups)
     extractor = base.extractor
     kind = extractor.kind
@@ -192,22 +220,40 @@ def teach(base: Base, new: Examples, *, remove: Sequence[str] = (), replace_clas
     else:
         data, graph_base = graph_onnx.append_head(base.graph, head)
     metadata = ModelMetadata(
-        model=name, format=extractor.metadata.format, labels=tuple(examples.names),
+        model=name,
+        format=extractor.metadata.format,
+        labels=tuple(examples.names),
         input=extractor.metadata.input,
-        output=OutputSpec(kind="probabilities", unknown=UnknownSpec(threshold=min(max(head.threshold, 0.0), 2.0),
-                                                                    score=SCORE, keep=KEEP)),
-        accuracy={"examples_count": float(sum(examples.shots.values())),
-                  "in_class_accepted": round(head.in_class_accepted, 4)},
-        extra={"created_by": "edge-classify teach", "description": f"{len(examples.names)} classes taught on "
-               f"{extractor.metadata.model} ({method} head)",
-               "taught": {"extractor": _extractor_contract(extractor), "extractor_id": extractor.extractor_id,
-                          "head": method, "base": graph_base, "owners": [int(k) for k in head.owners],
-                          "origins": [int(g) for g in head.origins],
-                          "shots": examples.shots, "in_class_accepted": round(head.in_class_accepted, 4),
-                          "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}})
+        output=OutputSpec(
+            kind="probabilities",
+            unknown=UnknownSpec(threshold=min(max(head.threshold, 0.0), 2.0), score=SCORE, keep=KEEP),
+        ),
+        accuracy={
+            "examples_count": float(sum(examples.shots.values())),
+            "in_class_accepted": round(head.in_class_accepted, 4),
+        },
+        extra={
+            "created_by": "edge-classify teach",
+            "description": f"{len(examples.names)} classes taught on {extractor.metadata.model} ({method} head)",
+            "taught": {
+                "extractor": _extractor_contract(extractor),
+                "extractor_id": extractor.extractor_id,
+                "head": method,
+                "base": graph_base,
+                "owners": [int(k) for k in head.owners],
+                "origins": [int(g) for g in head.origins],
+                "shots": examples.shots,
+                "in_class_accepted": round(head.in_class_accepted, 4),
+                "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            },
+        },
+    )
     text = metadata.to_json()
-    data = (embed_tflite_entries(data, {METADATA_KEY: text.encode()}) if kind == "tflite"
-            else graph_onnx.set_props(data, {METADATA_KEY: text}))
+    data = (
+        embed_tflite_entries(data, {METADATA_KEY: text.encode()})
+        if kind == "tflite"
+        else graph_onnx.set_props(data, {METADATA_KEY: text})
+    )
     return data, metadata, head
 
 

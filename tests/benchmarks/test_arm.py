@@ -37,20 +37,29 @@ def _jsonl(path, rows):
     return str(path)
 
 
-@pytest.mark.parametrize("guest_rows, ok, agreement, diff", [
-    ([[["a", 0.9], ["b", 0.1]], [["b", 0.6], ["a", 0.4]]], True, 1.0, 0.0),
-    ([[["a", 0.90005], ["b", 0.09995]], [["b", 0.6], ["a", 0.4]]], True, 1.0, 0.00005),  # within float32's 1e-4
-    # A top-1 flip where identical tensors agree and the decoded input differs: explained, reported, passing.
-    ([[["a", 0.9], ["b", 0.1]], [["a", 0.51], ["b", 0.49]]], True, 0.5, 0.11),
-    ([[["a", 0.9], ["b", 0.1]]], False, 1.0, 0.0),  # a frame missing is a finding
-])
-def test_comparison_counts_frames_top1_and_the_largest_probability_difference(tmp_path, guest_rows, ok, agreement,
-                                                                              diff):
+@pytest.mark.parametrize(
+    "guest_rows, ok, agreement, diff",
+    [
+        ([[["a", 0.9], ["b", 0.1]], [["b", 0.6], ["a", 0.4]]], True, 1.0, 0.0),
+        ([[["a", 0.90005], ["b", 0.09995]], [["b", 0.6], ["a", 0.4]]], True, 1.0, 0.00005),  # within float32's 1e-4
+        # A top-1 flip where identical tensors agree and the decoded input differs: explained, reported, passing.
+        ([[["a", 0.9], ["b", 0.1]], [["a", 0.51], ["b", 0.49]]], True, 0.5, 0.11),
+        ([[["a", 0.9], ["b", 0.1]]], False, 1.0, 0.0),  # a frame missing is a finding
+    ],
+)
+def test_comparison_counts_frames_top1_and_the_largest_probability_difference(
+    tmp_path, guest_rows, ok, agreement, diff
+):
     def side(name, rows, kernel_probs, pixels):
         np.save(tmp_path / f"{name}.t.npy", np.full((len(rows), 4, 4, 3), pixels, np.uint8))
         np.save(tmp_path / f"{name}.p.npy", np.asarray(kernel_probs, np.float32))
-        return {"jsonl": _jsonl(tmp_path / f"{name}.jsonl", rows), "tensors": str(tmp_path / f"{name}.t.npy"),
-                "probabilities": str(tmp_path / f"{name}.p.npy"), "exit_code": 0, "wall_s": 0.1}
+        return {
+            "jsonl": _jsonl(tmp_path / f"{name}.jsonl", rows),
+            "tensors": str(tmp_path / f"{name}.t.npy"),
+            "probabilities": str(tmp_path / f"{name}.p.npy"),
+            "exit_code": 0,
+            "wall_s": 0.1,
+        }
 
     kernels = [[0.9, 0.1], [0.4, 0.6]]
     host = side("x86", [[["a", 0.9], ["b", 0.1]], [["b", 0.6], ["a", 0.4]]], kernels, 100)
@@ -64,8 +73,9 @@ def test_comparison_counts_frames_top1_and_the_largest_probability_difference(tm
     assert bool(entry["mismatches"]) is (agreement < 1) and entry["explained_by_input"] is (agreement < 1)
     findings = jobs._findings([entry])
     assert len(findings) == len(entry["mismatches"])
-    assert all("frame 1: x86 b 0.600 (next a 0.400), guest a 0.510" in f and "differs by up to 1 levels" in f
-               for f in findings)
+    assert all(
+        "frame 1: x86 b 0.600 (next a 0.400), guest a 0.510" in f and "differs by up to 1 levels" in f for f in findings
+    )
 
 
 def test_a_flip_the_input_does_not_explain_fails(tmp_path):
@@ -74,8 +84,15 @@ def test_a_flip_the_input_does_not_explain_fails(tmp_path):
     for name, rows, probs in (("x86", rows_x86, [[0.6, 0.4]]), ("arm", rows_arm, [[0.4, 0.6]])):
         np.save(tmp_path / f"{name}.p.npy", np.asarray(probs, np.float32))
         np.save(tmp_path / f"{name}.t.npy", np.zeros((1, 4, 4, 3), np.uint8))  # identical inputs
-        sides.append({"jsonl": _jsonl(tmp_path / f"{name}.jsonl", rows), "tensors": str(tmp_path / f"{name}.t.npy"),
-                      "probabilities": str(tmp_path / f"{name}.p.npy"), "exit_code": 0, "wall_s": 0.1})
+        sides.append(
+            {
+                "jsonl": _jsonl(tmp_path / f"{name}.jsonl", rows),
+                "tensors": str(tmp_path / f"{name}.t.npy"),
+                "probabilities": str(tmp_path / f"{name}.p.npy"),
+                "exit_code": 0,
+                "wall_s": 0.1,
+            }
+        )
     entry = jobs._compare({"file": "m/model_int8.tflite", "name": "m/i/video"}, *sides, "cortex-a72")
     assert entry["ok"] is False and entry["explained_by_input"] is False
     assert jobs._findings([entry])[0].endswith("UNEXPLAINED")
@@ -87,8 +104,15 @@ def test_on_identical_inputs_the_kernels_must_agree_within_the_tolerance(tmp_pat
     sides = []
     for name, probs in (("x86", [[0.9, 0.1]]), ("arm", [[0.8995, 0.1005]])):  # 5e-4 apart: above float32's 1e-4
         np.save(tmp_path / f"{name}.p.npy", np.asarray(probs, np.float32))
-        sides.append({"jsonl": _jsonl(tmp_path / f"{name}.jsonl", rows), "tensors": str(tmp_path / "t.npy"),
-                      "probabilities": str(tmp_path / f"{name}.p.npy"), "exit_code": 0, "wall_s": 0.1})
+        sides.append(
+            {
+                "jsonl": _jsonl(tmp_path / f"{name}.jsonl", rows),
+                "tensors": str(tmp_path / "t.npy"),
+                "probabilities": str(tmp_path / f"{name}.p.npy"),
+                "exit_code": 0,
+                "wall_s": 0.1,
+            }
+        )
     float_entry = jobs._compare({"file": "m/model_float32.onnx", "name": "m/f/photos"}, *sides, "cortex-a76")
     int8_entry = jobs._compare({"file": "m/model_int8.onnx", "name": "m/i/photos"}, *sides, "cortex-a76")
     assert float_entry["ok"] is False and int8_entry["ok"] is True  # int8 allows one 1/256 output step

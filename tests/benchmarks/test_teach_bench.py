@@ -12,8 +12,22 @@ pytestmark = pytest.mark.dataset
 
 
 def test_the_teach_benchmark_reports_every_shot_count_head_and_the_timed_run(tmp_path):
-    result = run_cli("-m", "benchmarks.teach", "--limit", "4", "--shots", "1", "2", "0", "--draws", "3",
-                     "--teach-photos", "2", "--reports-dir", str(tmp_path))
+    result = run_cli(
+        "-m",
+        "benchmarks.teach",
+        "--limit",
+        "4",
+        "--shots",
+        "1",
+        "2",
+        "0",
+        "--draws",
+        "3",
+        "--teach-photos",
+        "2",
+        "--reports-dir",
+        str(tmp_path),
+    )
     assert result.returncode == 0, result.stderr
     report = json.loads((tmp_path / "teach.json").read_text())
     assert report["classes"] == 10 and report["train_photos"] == 40 and report["test_photos"] == 40

@@ -103,8 +103,20 @@ def test_metadata_reads_back_without_tensorflow(tiny_runs):
 
 
 def test_up_to_date_conversion_is_skipped_and_force_redoes_it(tiny_runs):
-    result = run_cli("-m", "convert", "edge_cnn", "--runs-dir", str(tiny_runs), "--eval-limit", "300",
-                     "--calibration-samples", "100", "--opencv-check", "100", "--no-gates")  # as the fixture made them
+    result = run_cli(
+        "-m",
+        "convert",
+        "edge_cnn",
+        "--runs-dir",
+        str(tiny_runs),
+        "--eval-limit",
+        "300",
+        "--calibration-samples",
+        "100",
+        "--opencv-check",
+        "100",
+        "--no-gates",
+    )  # as the fixture made them
     assert result.returncode == 0, result.stderr
     assert "up to date" in result.stderr and "tflite_int8" in result.stdout
 
@@ -167,9 +179,20 @@ def test_failed_gate_keeps_rejected_file_and_exits_nonzero(tiny_runs, tmp_path, 
     shutil.copy(tiny_runs / "edge_cnn" / "model.keras", mine / "model.keras")
     shutil.copy(tiny_runs / "edge_cnn" / "labels.txt", mine / "labels.txt")
     calibration = _fashion_folder(tmp_path / "calibration", fashion_dir, "train", 20)
-    result = run_cli("-m", "convert", str(mine / "model.keras"), "--calibration", str(calibration),
-                     "--formats", "tflite_float32", "tflite_int8", "--unlabelled-agreement-min", "1.0",
-                     "--opencv-check", "0")
+    result = run_cli(
+        "-m",
+        "convert",
+        str(mine / "model.keras"),
+        "--calibration",
+        str(calibration),
+        "--formats",
+        "tflite_float32",
+        "tflite_int8",
+        "--unlabelled-agreement-min",
+        "1.0",
+        "--opencv-check",
+        "0",
+    )
     assert result.returncode == 1, result.stderr
     deploy = mine / "deploy"
     assert (deploy / "model_int8.tflite.rejected").is_file() and (deploy / "model_float32.tflite").is_file()
@@ -182,16 +205,35 @@ def test_failed_gate_keeps_rejected_file_and_exits_nonzero(tiny_runs, tmp_path, 
 def test_a_rejected_file_says_what_was_measured_against_what_was_allowed():
     from convert.report import ConvertReport, FileResult, format_table
 
-    rejected = FileResult(format="tflite_int8", file="model_int8.tflite", status="rejected", size_bytes=2048,
-                          accuracy=0.80, accuracy_drop=0.012, agreement=0.95, gate="accuracy drop <= 0.50 points")
-    ok = FileResult(format="tflite_float32", file="model_float32.tflite", status="ok", size_bytes=8192,
-                    accuracy=0.812, accuracy_drop=0.0, agreement=1.0, gate="agreement >= 99.500%")
+    rejected = FileResult(
+        format="tflite_int8",
+        file="model_int8.tflite",
+        status="rejected",
+        size_bytes=2048,
+        accuracy=0.80,
+        accuracy_drop=0.012,
+        agreement=0.95,
+        gate="accuracy drop <= 0.50 points",
+    )
+    ok = FileResult(
+        format="tflite_float32",
+        file="model_float32.tflite",
+        status="ok",
+        size_bytes=8192,
+        accuracy=0.812,
+        accuracy_drop=0.0,
+        agreement=1.0,
+        gate="agreement >= 99.500%",
+    )
     table = format_table(ConvertReport("m", Path("deploy"), 0.812, "t", [ok, rejected]))
     line = next(row for row in table.splitlines() if row.startswith("tflite_int8"))
     assert line.endswith("REJECTED: accuracy drop 1.20 points, gate accuracy drop <= 0.50 points")
     rejected.drop_p_value = 0.012
-    line = next(row for row in format_table(ConvertReport("m", Path("deploy"), 0.812, "t", [ok, rejected]))
-                .splitlines() if row.startswith("tflite_int8"))
+    line = next(
+        row
+        for row in format_table(ConvertReport("m", Path("deploy"), 0.812, "t", [ok, rejected])).splitlines()
+        if row.startswith("tflite_int8")
+    )
     assert "accuracy drop 1.20 points (McNemar p 0.012)" in line
     assert next(row for row in table.splitlines() if row.startswith("tflite_float32")).endswith(" ok")
 

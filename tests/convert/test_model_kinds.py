@@ -32,8 +32,9 @@ def _tiny(softmax: bool):
     outputs = keras.layers.Dense(3, activation="softmax" if softmax else None)(x)
     model = keras.Model(inputs, outputs)
     # Weights large enough that logits go far outside 0..1.
-    model.layers[-1].set_weights([np.random.default_rng(0).normal(0, 0.5, (64, 3)).astype(np.float32),
-                                  np.zeros(3, np.float32)])
+    model.layers[-1].set_weights(
+        [np.random.default_rng(0).normal(0, 0.5, (64, 3)).astype(np.float32), np.zeros(3, np.float32)]
+    )
     return model
 
 
@@ -73,8 +74,9 @@ def test_models_that_are_not_one_output_classifiers_are_refused(tmp_path, ledger
 
     inputs = keras.Input((8, 8, 1))
     flat = keras.layers.Flatten()(inputs)
-    two = keras.Model(inputs, [keras.layers.Dense(3, activation="softmax")(flat),
-                               keras.layers.Dense(2, activation="softmax")(flat)])
+    two = keras.Model(
+        inputs, [keras.layers.Dense(3, activation="softmax")(flat), keras.layers.Dense(2, activation="softmax")(flat)]
+    )
     per_pixel = keras.Model(inputs, keras.layers.Conv2D(3, 1, activation="softmax")(inputs))
     for name, model, message in (("two", two, "has 2 outputs"), ("pixels", per_pixel, r"is not \(batch, classes\)")):
         folder = tmp_path / name
@@ -93,14 +95,21 @@ def test_repeated_labels_and_calibration_on_the_test_images_are_warned(tmp_path,
     images = _images(tmp_path / "images", rng)
     (folder / "labels.txt").write_text("a\nb\nc\n")
     with caplog.at_level(logging.WARNING, logger="edge_classify"):
-        convert(ConvertConfig(model=str(path), formats=("tflite_float32",), opencv_check=0, gates=False,
-                              test=str(images), calibration=str(images)))
+        convert(
+            ConvertConfig(
+                model=str(path),
+                formats=("tflite_float32",),
+                opencv_check=0,
+                gates=False,
+                test=str(images),
+                calibration=str(images),
+            )
+        )
     assert any("12 of the 12 calibration images are also test images" in r.message for r in caplog.records)
     (folder / "labels.txt").write_text("a\nb\na\n")
     caplog.clear()
     with caplog.at_level(logging.WARNING, logger="edge_classify"):
-        convert(ConvertConfig(model=str(path), formats=("tflite_float32",), opencv_check=0, gates=False,
-                              force=True))
+        convert(ConvertConfig(model=str(path), formats=("tflite_float32",), opencv_check=0, gates=False, force=True))
     assert any("names 'a' more than once" in r.message for r in caplog.records)
 
 

@@ -58,8 +58,11 @@ def test_bare_keras_file_writes_only_what_it_can_check(tiny_runs, tmp_path, fash
     result = run_cli("-m", "convert", str(model_dir / "model.keras"), "--opencv-check", "0")
     assert result.returncode == 0, result.stderr
     deploy = model_dir / "deploy"
-    assert sorted(p.name for p in deploy.glob("model_*")) == ["model_float16.tflite", "model_float32.onnx",
-                                                             "model_float32.tflite"]
+    assert sorted(p.name for p in deploy.glob("model_*")) == [
+        "model_float16.tflite",
+        "model_float32.onnx",
+        "model_float32.tflite",
+    ]
     assert "skipped" in result.stdout and "--calibration DIR" in result.stdout and "--test DIR" in result.stdout
     with Classifier.open(deploy / "model_float32.tflite") as classifier:
         assert classifier.labels[3] == "c3" and classifier.input_spec.height == 28
@@ -69,8 +72,18 @@ def test_bare_keras_file_writes_only_what_it_can_check(tiny_runs, tmp_path, fash
     # With labelled test images and calibration images, every format is built and gated.
     test_dir = _fashion_folder(tmp_path / "test", fashion_dir, "test", 20)
     calibration_dir = _fashion_folder(tmp_path / "calibration", fashion_dir, "train", 10)
-    result = run_cli("-m", "convert", str(model_dir / "model.keras"), "--test", str(test_dir),
-                     "--calibration", str(calibration_dir), "--opencv-check", "0", "--no-gates")
+    result = run_cli(
+        "-m",
+        "convert",
+        str(model_dir / "model.keras"),
+        "--test",
+        str(test_dir),
+        "--calibration",
+        str(calibration_dir),
+        "--opencv-check",
+        "0",
+        "--no-gates",
+    )
     assert result.returncode == 0, result.stderr
     assert len(list(deploy.glob("model_*"))) == 6
     report = json.loads((deploy / "convert_report.json").read_text())

@@ -25,8 +25,9 @@ def test_a_new_field_is_a_new_option_with_its_help_choices_and_type():
     text = parser.format_help()
     assert "--rate RATE" in text and "how fast (default: 0.5)" in text and "{up,down}" in text
     assert "--no-plots" in text and "--name" not in text
-    config = config_from_args(Config, parser.parse_args(["--rate", "2", "--mode", "down", "--sizes", "1", "2",
-                                                         "--no-plots"]), name="x")
+    config = config_from_args(
+        Config, parser.parse_args(["--rate", "2", "--mode", "down", "--sizes", "1", "2", "--no-plots"]), name="x"
+    )
     assert config == Config(name="x", rate=2.0, mode="down", sizes=(1, 2), plots=False)
     assert config_from_args(Config, parser.parse_args([]), name="x") == Config(name="x")
     assert resume_keys(Config) == ("mode",)
@@ -47,8 +48,9 @@ def test_train_options_come_from_train_config_and_resume_keys_from_its_metadata(
     from train.config import RESUME_KEYS, TrainConfig
 
     parser = build_parser()
-    config = config_from_args(TrainConfig, parser.parse_args(["--epochs", "3", "--no-plots", "--distill", "0"]),
-                              model="camera_cnn")
+    config = config_from_args(
+        TrainConfig, parser.parse_args(["--epochs", "3", "--no-plots", "--distill", "0"]), model="camera_cnn"
+    )
     assert config.epochs == 3 and config.plots is False and config.distill == 0.0
     resolved = config.resolved()
     assert resolved.batch_size == models.get("camera_cnn").recipe["batch_size"]  # the registry fills the rest
@@ -91,9 +93,13 @@ def test_bounds_live_in_the_field_are_shown_in_help_and_checked_in_one_place():
     assert "how fast [0..1]" in text and "[(0, 1000]]" in text and "how many [>= 1]" in text
     check_ranges(Config())
     check_ranges(Config(fps=None, rate=1.0, sizes=(1, 8)))
-    for bad, message in ((dict(rate=1.5), "--rate must be 0..1, got 1.5"),
-                         (dict(fps=0.0), r"--fps must be \(0, 1000\]"),
-                         (dict(fps=float("nan")), "--fps must be"), (dict(rate=float("inf")), "--rate must be"),
-                         (dict(count=0), "--count must be >= 1"), (dict(sizes=(2, 9)), "--sizes must be 1..8, got 9")):
+    for bad, message in (
+        (dict(rate=1.5), "--rate must be 0..1, got 1.5"),
+        (dict(fps=0.0), r"--fps must be \(0, 1000\]"),
+        (dict(fps=float("nan")), "--fps must be"),
+        (dict(rate=float("inf")), "--rate must be"),
+        (dict(count=0), "--count must be >= 1"),
+        (dict(sizes=(2, 9)), "--sizes must be 1..8, got 9"),
+    ):
         with pytest.raises(EdgeError, match=message):
             check_ranges(Config(**bad))

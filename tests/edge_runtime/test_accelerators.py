@@ -27,8 +27,18 @@ ONNX_FILES = sorted(DEPLOY.glob("*/deploy/*.onnx"))
 INT8_ONNX = DEPLOY / "clothes_lite0/deploy/model_int8.onnx"
 INT8_TFLITE = DEPLOY / "clothes_lite0/deploy/model_int8.tflite"
 PHOTOS = ROOT / "data/clothing-small/test"
-NOT_A_DELEGATE = next((p for p in ("/usr/lib/x86_64-linux-gnu/libz.so.1", "/lib/x86_64-linux-gnu/libz.so.1",
-                                   "/usr/lib/aarch64-linux-gnu/libz.so.1") if os.path.exists(p)), None)
+NOT_A_DELEGATE = next(
+    (
+        p
+        for p in (
+            "/usr/lib/x86_64-linux-gnu/libz.so.1",
+            "/lib/x86_64-linux-gnu/libz.so.1",
+            "/usr/lib/aarch64-linux-gnu/libz.so.1",
+        )
+        if os.path.exists(p)
+    ),
+    None,
+)
 
 
 @pytest.fixture
@@ -49,12 +59,23 @@ def _one_line_error(result, *needles):
 # -- ONNX Runtime (the CPU build) ------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("choice, provider", [("tensorrt", "TensorrtExecutionProvider"),
-                                              ("cuda", "CUDAExecutionProvider")])
+@pytest.mark.parametrize(
+    "choice, provider", [("tensorrt", "TensorrtExecutionProvider"), ("cuda", "CUDAExecutionProvider")]
+)
 def test_an_explicit_gpu_accelerator_without_its_provider_is_exit_2_with_the_install_line(choice, provider, ledger):
     with ledger.case("accelerators: --accelerator tensorrt/cuda on the CPU build of ONNX Runtime"):
-        result = run_cli("-m", "edge_runtime", "--model", str(INT8_ONNX), "--source", str(PHOTOS / "dress"),
-                         "--headless", "--accelerator", choice, timeout=120)
+        result = run_cli(
+            "-m",
+            "edge_runtime",
+            "--model",
+            str(INT8_ONNX),
+            "--source",
+            str(PHOTOS / "dress"),
+            "--headless",
+            "--accelerator",
+            choice,
+            timeout=120,
+        )
         _one_line_error(result, f"no {provider}", "onnxruntime-gpu")
         assert not result.stdout  # no frame was answered on the CPU instead
 
@@ -63,8 +84,20 @@ def test_auto_runs_on_the_cpu_and_says_so_everywhere(tmp_path, cache):
     with Classifier.open(INT8_ONNX) as classifier:
         assert classifier.backend.accelerator == "cpu"
         assert classifier.engine.startswith("onnxruntime 1.") and "CPUExecutionProvider" in classifier.engine
-    result = run_cli("-m", "edge_runtime", "--model", str(INT8_ONNX), "--source", str(PHOTOS / "dress"),
-                     "--headless", "--threads", "2", "--summary-json", str(tmp_path / "s.json"), timeout=120)
+    result = run_cli(
+        "-m",
+        "edge_runtime",
+        "--model",
+        str(INT8_ONNX),
+        "--source",
+        str(PHOTOS / "dress"),
+        "--headless",
+        "--threads",
+        "2",
+        "--summary-json",
+        str(tmp_path / "s.json"),
+        timeout=120,
+    )
     assert result.returncode == 0, result.stderr
     line = "onnxruntime " + __import__("onnxruntime").__version__ + " CPUExecutionProvider, 2 threads"
     assert line in result.stderr.splitlines()[0]  # the start-up line
@@ -78,8 +111,10 @@ def test_the_live_page_and_state_name_the_engine():
     view = LiveView(ServeOptions(serve="127.0.0.1:0"), "m", "camera 0", "OpenVINO 2026.4.1 CPU f32, 2 threads")
     try:
         view.publish(np.zeros((8, 8, 3), np.uint8), {"label": "dress"})
-        for route, needle in (("/state.json", '"engine": "OpenVINO 2026.4.1 CPU f32, 2 threads"'),
-                              ("/", "engine: OpenVINO 2026.4.1 CPU f32, 2 threads")):
+        for route, needle in (
+            ("/state.json", '"engine": "OpenVINO 2026.4.1 CPU f32, 2 threads"'),
+            ("/", "engine: OpenVINO 2026.4.1 CPU f32, 2 threads"),
+        ):
             with socket.create_connection(("127.0.0.1", view.port), timeout=10) as sock:
                 sock.sendall(f"GET {route} HTTP/1.0\r\n\r\n".encode())
                 body = b"".join(iter(lambda s=sock: s.recv(65536), b"")).decode()
@@ -92,8 +127,9 @@ def test_provider_chains_and_cache_keys_through_onnx_runtimes_api(tmp_path):
     import onnxruntime as ort
 
     sha = accel.file_hash(INT8_ONNX.read_bytes())
-    chain = accel.onnx_provider_chain("tensorrt", model_sha=sha, int8=True, root=tmp_path, trt_version="10.3.0",
-                                      gpu_name="Orin (nvgpu)")
+    chain = accel.onnx_provider_chain(
+        "tensorrt", model_sha=sha, int8=True, root=tmp_path, trt_version="10.3.0", gpu_name="Orin (nvgpu)"
+    )
     assert [name for name, _ in chain] == [accel.TRT, accel.CUDA, accel.CPU_EP]
     trt = chain[0][1]
     assert trt["trt_int8_enable"] == "True" and trt["trt_fp16_enable"] == "True"
@@ -102,9 +138,11 @@ def test_provider_chains_and_cache_keys_through_onnx_runtimes_api(tmp_path):
     assert folder == tmp_path / "tensorrt" / f"{sha[:16]}-trt10.3.0-Orin__nvgpu_"
     assert trt["trt_timing_cache_path"] == str(folder)
     # Another file, TensorRT version or GPU gets another folder: an engine never loads elsewhere.
-    others = {accel.tensorrt_cache_dir(tmp_path, "f" * 64, "10.3.0", "Orin (nvgpu)"),
-              accel.tensorrt_cache_dir(tmp_path, sha, "10.4.0", "Orin (nvgpu)"),
-              accel.tensorrt_cache_dir(tmp_path, sha, "10.3.0", "RTX 4090")}
+    others = {
+        accel.tensorrt_cache_dir(tmp_path, "f" * 64, "10.3.0", "Orin (nvgpu)"),
+        accel.tensorrt_cache_dir(tmp_path, sha, "10.4.0", "Orin (nvgpu)"),
+        accel.tensorrt_cache_dir(tmp_path, sha, "10.3.0", "RTX 4090"),
+    }
     assert folder not in others and len(others) == 3
     float_chain = accel.onnx_provider_chain("tensorrt", model_sha=sha, int8=False, device="1", root=tmp_path)
     assert float_chain[0][1]["trt_int8_enable"] == "False" and float_chain[0][1]["device_id"] == "1"
@@ -184,17 +222,50 @@ def test_delegates_that_are_missing_or_not_delegates_are_one_line(tmp_path, ledg
     cases.append(("", "name the delegate library"))
     for delegate, words in cases:
         with ledger.case("accelerators: --delegate missing, not a delegate, or empty"):
-            result = run_cli("-m", "edge_runtime", "--model", str(INT8_TFLITE), "--source", str(PHOTOS / "dress"),
-                             "--headless", "--delegate", delegate, timeout=120)
+            result = run_cli(
+                "-m",
+                "edge_runtime",
+                "--model",
+                str(INT8_TFLITE),
+                "--source",
+                str(PHOTOS / "dress"),
+                "--headless",
+                "--delegate",
+                delegate,
+                timeout=120,
+            )
             _one_line_error(result, words)
             assert "Exception ignored" not in result.stderr
     with ledger.case("accelerators: --accelerator edgetpu without libedgetpu"):
-        result = run_cli("-m", "edge_runtime", "--model", str(INT8_TFLITE), "--source", str(PHOTOS / "dress"),
-                         "--headless", "--accelerator", "edgetpu", timeout=120)
+        result = run_cli(
+            "-m",
+            "edge_runtime",
+            "--model",
+            str(INT8_TFLITE),
+            "--source",
+            str(PHOTOS / "dress"),
+            "--headless",
+            "--accelerator",
+            "edgetpu",
+            timeout=120,
+        )
         _one_line_error(result, "--accelerator edgetpu", "libedgetpu")
     with ledger.case("accelerators: a GPU accelerator asked of a .tflite file"):
-        _one_line_error(run_cli("-m", "edge_runtime", "--model", str(INT8_TFLITE), "--source", str(PHOTOS / "dress"),
-                                "--headless", "--accelerator", "cuda", timeout=120), "runs .onnx files")
+        _one_line_error(
+            run_cli(
+                "-m",
+                "edge_runtime",
+                "--model",
+                str(INT8_TFLITE),
+                "--source",
+                str(PHOTOS / "dress"),
+                "--headless",
+                "--accelerator",
+                "cuda",
+                timeout=120,
+            ),
+            "runs .onnx files",
+        )
 
 
 def _edgetpu_compiled(source: Path) -> bytes:
@@ -226,8 +297,9 @@ def test_a_file_compiled_for_the_edge_tpu_without_one_is_one_line(tmp_path, ledg
     with pytest.raises(BackendUnavailableError, match="compiled for the Edge TPU"):
         Classifier.open(compiled)
     with ledger.case("accelerators: an Edge TPU-compiled file opened without a TPU"):
-        result = run_cli("-m", "edge_runtime", "--model", str(compiled), "--source", str(PHOTOS / "dress"),
-                         "--headless", timeout=120)
+        result = run_cli(
+            "-m", "edge_runtime", "--model", str(compiled), "--source", str(PHOTOS / "dress"), "--headless", timeout=120
+        )
         _one_line_error(result, "compiled for the Edge TPU", "libedgetpu")
 
 
@@ -265,15 +337,36 @@ def test_the_default_session_gate_rejects_a_file_quantized_the_old_way(tiny_runs
 
     runs = tmp_path / "runs"
     shutil.copytree(tiny_runs / "edge_cnn", runs / "edge_cnn", symlinks=True)
-    report = convert(ConvertConfig(model="edge_cnn", runs_dir=str(runs), formats=("onnx_int8",), eval_limit=200,
-                                   calibration_samples=50, opencv_check=0, force=True, onnx_reduce_range=False,
-                                   onnx_weights="int8"))
+    report = convert(
+        ConvertConfig(
+            model="edge_cnn",
+            runs_dir=str(runs),
+            formats=("onnx_int8",),
+            eval_limit=200,
+            calibration_samples=50,
+            opencv_check=0,
+            force=True,
+            onnx_reduce_range=False,
+            onnx_weights="int8",
+        )
+    )
     row = report.results[0]
     assert row.status == "rejected" and "more than 7 bits" in row.default_session_problem
-    assert not (runs / "edge_cnn/deploy/model_int8.onnx").exists() or \
-        (runs / "edge_cnn/deploy/model_int8.onnx.rejected").exists()
-    report = convert(ConvertConfig(model="edge_cnn", runs_dir=str(runs), formats=("onnx_int8",), eval_limit=200,
-                                   calibration_samples=50, opencv_check=0, force=True))  # 7-bit, the default
+    assert (
+        not (runs / "edge_cnn/deploy/model_int8.onnx").exists()
+        or (runs / "edge_cnn/deploy/model_int8.onnx.rejected").exists()
+    )
+    report = convert(
+        ConvertConfig(
+            model="edge_cnn",
+            runs_dir=str(runs),
+            formats=("onnx_int8",),
+            eval_limit=200,
+            calibration_samples=50,
+            opencv_check=0,
+            force=True,
+        )
+    )  # 7-bit, the default
     assert report.results[0].status == "ok" and report.results[0].default_session_problem is None
 
 
@@ -281,8 +374,20 @@ def test_the_default_session_gate_rejects_a_file_quantized_the_old_way(tiny_runs
 
 
 def test_tune_records_the_fastest_agreeing_engine_and_auto_uses_it(cache, ledger):
-    result = run_cli("-m", "edge_runtime", "tune", "--model", str(INT8_ONNX), "--images", str(PHOTOS),
-                     "--count", "12", "--rounds", "3", timeout=600)
+    result = run_cli(
+        "-m",
+        "edge_runtime",
+        "tune",
+        "--model",
+        str(INT8_ONNX),
+        "--images",
+        str(PHOTOS),
+        "--count",
+        "12",
+        "--rounds",
+        "3",
+        timeout=600,
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     records = json.loads((cache / "tune.json").read_text())
     record = records[accel.file_hash(INT8_ONNX.read_bytes())]
@@ -317,21 +422,47 @@ def test_teach_takes_the_engine_options(tmp_path):
         (examples / name).mkdir(parents=True)
         for path in images_in(ROOT / "data/clothing-small/train" / name)[:5]:
             (examples / name / path.name).symlink_to(path)
-    result = run_cli("-m", "edge_runtime", "teach", "--quiet", "--extractor",
-                     str(DEPLOY / "imagenet_lite0/features/features_float32.onnx"), "--examples", str(examples),
-                     "--output", str(tmp_path / "mine.onnx"), "--backend", "openvino", timeout=300)
+    result = run_cli(
+        "-m",
+        "edge_runtime",
+        "teach",
+        "--quiet",
+        "--extractor",
+        str(DEPLOY / "imagenet_lite0/features/features_float32.onnx"),
+        "--examples",
+        str(examples),
+        "--output",
+        str(tmp_path / "mine.onnx"),
+        "--backend",
+        "openvino",
+        timeout=300,
+    )
     assert result.returncode == 0, result.stderr[-2000:]
-    _one_line_error(run_cli("-m", "edge_runtime", "teach", "--extractor",
-                            str(DEPLOY / "imagenet_lite0/features/features_float32.onnx"), "--examples",
-                            str(examples), "--output", str(tmp_path / "x.onnx"), "--accelerator", "cuda"),
-                    "no CUDAExecutionProvider")
+    _one_line_error(
+        run_cli(
+            "-m",
+            "edge_runtime",
+            "teach",
+            "--extractor",
+            str(DEPLOY / "imagenet_lite0/features/features_float32.onnx"),
+            "--examples",
+            str(examples),
+            "--output",
+            str(tmp_path / "x.onnx"),
+            "--accelerator",
+            "cuda",
+        ),
+        "no CUDAExecutionProvider",
+    )
 
 
 def test_the_runtime_never_imports_tensorflow_for_the_new_engines():
-    code = ("import sys; from edge_runtime import Classifier; from edge_runtime import tune, doctor\n"
-            f"c = Classifier.open({str(INT8_ONNX)!r}, 'openvino'); c.close()\n"
-            "assert not any(m.split('.')[0] in ('tensorflow', 'keras', 'train', 'convert', 'benchmarks') "
-            "for m in sys.modules), sorted(m for m in sys.modules if m.startswith(('tensorflow', 'keras')))")
+    code = (
+        "import sys; from edge_runtime import Classifier; from edge_runtime import tune, doctor\n"
+        f"c = Classifier.open({str(INT8_ONNX)!r}, 'openvino'); c.close()\n"
+        "assert not any(m.split('.')[0] in ('tensorflow', 'keras', 'train', 'convert', 'benchmarks') "
+        "for m in sys.modules), sorted(m for m in sys.modules if m.startswith(('tensorflow', 'keras')))"
+    )
     result = run_cli("-c", code)
     assert result.returncode == 0, result.stderr[-2000:]
     assert sys.executable

@@ -21,9 +21,11 @@ FILES = ("model_float32.tflite", "model_int8.tflite", "model_float32.onnx", "mod
 @pytest.mark.parametrize("name", FILES)
 def test_predict_any_frame_returns_sorted_top_k_and_timings(tiny_runs, name, rng):
     with Classifier.open(tiny_runs / "camera_cnn" / "deploy" / name, threads=1) as classifier:
-        for frame in (rng.integers(0, 256, (480, 640, 3), dtype=np.uint8),
-                      rng.integers(0, 256, (100, 37), dtype=np.uint8),
-                      rng.integers(0, 256, (64, 64, 4), dtype=np.uint8)):
+        for frame in (
+            rng.integers(0, 256, (480, 640, 3), dtype=np.uint8),
+            rng.integers(0, 256, (100, 37), dtype=np.uint8),
+            rng.integers(0, 256, (64, 64, 4), dtype=np.uint8),
+        ):
             prediction = classifier.predict(frame, top_k=3)
             scores = [score for _, score in prediction.top]
             assert len(prediction.top) == 3 and scores == sorted(scores, reverse=True)
@@ -140,19 +142,29 @@ def test_int8_onnx_is_exact_on_x86_without_vnni_too():
 
     weights = np.full((64, 8), 127, np.int8)
     weights[:, 1::2] = -128
-    nodes = [helper.make_node("QuantizeLinear", ["x", "xs", "xz"], ["xq"]),
-             helper.make_node("DequantizeLinear", ["xq", "xs", "xz"], ["xd"]),
-             helper.make_node("DequantizeLinear", ["w", "ws"], ["wd"]),
-             helper.make_node("MatMul", ["xd", "wd"], ["y0"]),
-             helper.make_node("QuantizeLinear", ["y0", "ys", "yz"], ["yq"]),
-             helper.make_node("DequantizeLinear", ["yq", "ys", "yz"], ["y"])]
-    constants = [numpy_helper.from_array(np.array(1.0, np.float32), "xs"),
-                 numpy_helper.from_array(np.array(0, np.uint8), "xz"), numpy_helper.from_array(weights, "w"),
-                 numpy_helper.from_array(np.array(1.0, np.float32), "ws"),
-                 numpy_helper.from_array(np.array(20000.0, np.float32), "ys"),
-                 numpy_helper.from_array(np.array(128, np.uint8), "yz")]
-    graph = helper.make_graph(nodes, "saturation", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 64])],
-                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 8])], constants)
+    nodes = [
+        helper.make_node("QuantizeLinear", ["x", "xs", "xz"], ["xq"]),
+        helper.make_node("DequantizeLinear", ["xq", "xs", "xz"], ["xd"]),
+        helper.make_node("DequantizeLinear", ["w", "ws"], ["wd"]),
+        helper.make_node("MatMul", ["xd", "wd"], ["y0"]),
+        helper.make_node("QuantizeLinear", ["y0", "ys", "yz"], ["yq"]),
+        helper.make_node("DequantizeLinear", ["yq", "ys", "yz"], ["y"]),
+    ]
+    constants = [
+        numpy_helper.from_array(np.array(1.0, np.float32), "xs"),
+        numpy_helper.from_array(np.array(0, np.uint8), "xz"),
+        numpy_helper.from_array(weights, "w"),
+        numpy_helper.from_array(np.array(1.0, np.float32), "ws"),
+        numpy_helper.from_array(np.array(20000.0, np.float32), "ys"),
+        numpy_helper.from_array(np.array(128, np.uint8), "yz"),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "saturation",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 64])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 8])],
+        constants,
+    )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 8
     backend = open_backend("onnx", model.SerializeToString(), threads=1)

@@ -49,9 +49,22 @@ def video(tmp_path_factory):
 
 def test_headless_run_writes_video_and_jsonl_frame_by_frame(tiny_runs, video, tmp_path):
     model = tiny_runs / "camera_cnn" / "deploy" / "model_int8.tflite"
-    result = run_cli("-m", "edge_runtime", "--model", str(model), "--source", str(video), "--headless",
-                     "--output", str(tmp_path / "out.mp4"), "--jsonl", str(tmp_path / "preds.jsonl"), "--bars",
-                     "--summary-json", str(tmp_path / "summary.json"))
+    result = run_cli(
+        "-m",
+        "edge_runtime",
+        "--model",
+        str(model),
+        "--source",
+        str(video),
+        "--headless",
+        "--output",
+        str(tmp_path / "out.mp4"),
+        "--jsonl",
+        str(tmp_path / "preds.jsonl"),
+        "--bars",
+        "--summary-json",
+        str(tmp_path / "summary.json"),
+    )
     assert result.returncode == 0, result.stderr
     records = [json.loads(line) for line in (tmp_path / "preds.jsonl").read_text().splitlines()]
     assert [r["frame"] for r in records] == list(range(40))  # files: every frame, in order
@@ -77,8 +90,23 @@ def test_headless_run_writes_video_and_jsonl_frame_by_frame(tiny_runs, video, tm
 
 def test_threshold_and_smoothing(tiny_runs, video, tmp_path):
     model = tiny_runs / "edge_cnn" / "deploy" / "model_float32.tflite"
-    result = run_cli("-m", "edge_runtime", "--model", str(model), "--source", str(video), "--headless",
-                     "--jsonl", str(tmp_path / "p.jsonl"), "--threshold", "0.99", "--smooth", "5", "--max-frames", "12")
+    result = run_cli(
+        "-m",
+        "edge_runtime",
+        "--model",
+        str(model),
+        "--source",
+        str(video),
+        "--headless",
+        "--jsonl",
+        str(tmp_path / "p.jsonl"),
+        "--threshold",
+        "0.99",
+        "--smooth",
+        "5",
+        "--max-frames",
+        "12",
+    )
     assert result.returncode == 0, result.stderr
     records = [json.loads(line) for line in (tmp_path / "p.jsonl").read_text().splitlines()]
     assert len(records) == 12 and all(r["label"] == "uncertain" for r in records)
@@ -115,8 +143,17 @@ def test_cli_errors_are_one_line_with_exit_code_2(tiny_runs, tmp_path):
     assert camera.returncode == 2 and "camera 9 did not open" in camera.stderr and "Traceback" not in camera.stderr
     blocked = tmp_path / "file"
     blocked.write_text("x")
-    out = run_cli("-m", "edge_runtime", "--model", str(model), "--source", str(tmp_path), "--headless",
-                  "--output", str(blocked / "out.mp4"))
+    out = run_cli(
+        "-m",
+        "edge_runtime",
+        "--model",
+        str(model),
+        "--source",
+        str(tmp_path),
+        "--headless",
+        "--output",
+        str(blocked / "out.mp4"),
+    )
     assert out.returncode == 2 and "Traceback" not in out.stderr
     bad_threshold = run_cli("-m", "edge_runtime", "--model", str(model), "--threshold", "2")
     assert bad_threshold.returncode == 2 and "--threshold" in bad_threshold.stderr
@@ -153,8 +190,11 @@ class FlakySource(BaseSource):
 def test_live_source_that_drops_out_is_reconnected_and_the_output_stays_valid(tiny_runs, tmp_path):
     source = FlakySource(frames_before=30, failures=3)
     with Classifier.open(tiny_runs / "edge_cnn" / "deploy" / "model_int8.tflite") as classifier:
-        stats = run(classifier, source, LiveConfig(headless=True, output=str(tmp_path / "live.avi"), max_frames=80,
-                                                   reconnect_timeout=20))
+        stats = run(
+            classifier,
+            source,
+            LiveConfig(headless=True, output=str(tmp_path / "live.avi"), max_frames=80, reconnect_timeout=20),
+        )
     assert stats.frames == 80 and stats.reconnects >= 1 and stats.corrupt >= 1
     assert stats.ended_by == "max-frames" and source.closed
     assert len(read_video(tmp_path / "live.avi")) == 80

@@ -43,8 +43,9 @@ class Running:
     def __init__(self, model: Path, video: Path, serve: ServeOptions, events: EventOptions | None = None) -> None:
         self.classifier = Classifier.open(model)
         self.view = LiveView(serve, self.classifier.metadata.model, str(video))
-        self.events = Events(events or EventOptions(), str(video), self.classifier.metadata.model,
-                             extra=[self.view.add_change])
+        self.events = Events(
+            events or EventOptions(), str(video), self.classifier.metadata.model, extra=[self.view.add_change]
+        )
         self.stop = threading.Event()
         self.thread = threading.Thread(target=self._run, daemon=True)
         self.stats = None
@@ -52,8 +53,14 @@ class Running:
         self.thread.start()
 
     def _run(self) -> None:
-        self.stats = run(self.classifier, open_source(str(self._video), loop=True),
-                         LiveConfig(headless=True, quiet=True), stop=self.stop, view=self.view, events=self.events)
+        self.stats = run(
+            self.classifier,
+            open_source(str(self._video), loop=True),
+            LiveConfig(headless=True, quiet=True),
+            stop=self.stop,
+            view=self.view,
+            events=self.events,
+        )
 
     def url(self, path: str) -> str:
         return f"http://127.0.0.1:{self.view.port}{path}"
@@ -142,8 +149,18 @@ def test_the_page_carries_the_latest_answer_and_hostile_labels_stay_text(ledger)
     hostile = '</script><img src=x onerror=alert(1)>"&'
     view = LiveView(ServeOptions(serve="127.0.0.1:0"), "m<b>", "cam")
     try:
-        view.publish(np.zeros((24, 32, 3), np.uint8), {"frame": 7, "label": hostile, "top": [[hostile, 0.9]],
-                                                       "unknown": False, "unknown_score": None, "fps": 1.0, "ms": {}})
+        view.publish(
+            np.zeros((24, 32, 3), np.uint8),
+            {
+                "frame": 7,
+                "label": hostile,
+                "top": [[hostile, 0.9]],
+                "unknown": False,
+                "unknown_score": None,
+                "fps": 1.0,
+                "ms": {},
+            },
+        )
         code, page, _ = _get(f"http://127.0.0.1:{view.port}/")
     finally:
         view.close()
@@ -210,8 +227,14 @@ def test_a_token_guards_every_route_and_viewers_are_bounded(model, video, ledger
 
 def test_the_debouncer_publishes_a_change_once_frames_agree():
     debouncer = Debouncer(frames=3, min_score=0.5)
-    answers = [("shoes", 0.9, False)] * 2 + [("hat", 0.9, False)] + [("shoes", 0.9, False)] * 3 + \
-        [("unknown", 0.2, True)] * 3 + [("hat", 0.3, False)] * 5 + [("hat", 0.8, False)] * 3
+    answers = (
+        [("shoes", 0.9, False)] * 2
+        + [("hat", 0.9, False)]
+        + [("shoes", 0.9, False)] * 3
+        + [("unknown", 0.2, True)] * 3
+        + [("hat", 0.3, False)] * 5
+        + [("hat", 0.8, False)] * 3
+    )
     published = [(i, debouncer.observe(*answer)) for i, answer in enumerate(answers)]
     changes = [(i, previous, answers[i][0]) for i, previous in published if previous is not None]
     # shoes after three in a row (the first event: no previous); unknown after three; hat only once it
@@ -273,9 +296,22 @@ def test_label_changes_reach_a_webhook_with_retries(model, video, ledger):
 def test_an_unreachable_webhook_never_stops_the_loop(model, video, tmp_path, ledger):
     port = _free_port()  # nothing listens there
     with ledger.case("events: an unreachable webhook (the run ends normally)"):
-        result = run_cli("-m", "edge_runtime", "--model", str(model), "--source", str(video), "--headless",
-                         "--webhook", f"http://127.0.0.1:{port}/hook", "--event-frames", "1",
-                         "--summary-json", str(tmp_path / "s.json"), timeout=120)
+        result = run_cli(
+            "-m",
+            "edge_runtime",
+            "--model",
+            str(model),
+            "--source",
+            str(video),
+            "--headless",
+            "--webhook",
+            f"http://127.0.0.1:{port}/hook",
+            "--event-frames",
+            "1",
+            "--summary-json",
+            str(tmp_path / "s.json"),
+            timeout=120,
+        )
         assert result.returncode == 0, result.stderr
         assert json.loads((tmp_path / "s.json").read_text())["frames"] == 30
     summary = json.loads((tmp_path / "s.json").read_text())["events"]["webhook"]
@@ -307,8 +343,17 @@ def test_bad_serve_and_event_options_are_one_line_errors(model, video, ledger):
     try:
         for args, message in cases.items():
             with ledger.case("live view and events: bad --serve, --serve-fps, --webhook, --mqtt (one line, exit 2)"):
-                result = run_cli("-m", "edge_runtime", "--model", str(model), "--source", str(video), "--headless",
-                                 *args, timeout=120)
+                result = run_cli(
+                    "-m",
+                    "edge_runtime",
+                    "--model",
+                    str(model),
+                    "--source",
+                    str(video),
+                    "--headless",
+                    *args,
+                    timeout=120,
+                )
                 lines = result.stderr.strip().splitlines()
                 assert result.returncode == 2 and "Traceback" not in result.stderr, (args, result.stderr)
                 assert message in lines[-1], (args, lines[-1])
@@ -323,8 +368,9 @@ def test_label_changes_reach_a_real_mqtt_broker(model, video, tmp_path, ledger):
     mosquitto = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
     port = _free_port()
     (tmp_path / "broker.conf").write_text(f"listener {port} 127.0.0.1\nallow_anonymous true\n")
-    broker = subprocess.Popen([mosquitto, "-c", str(tmp_path / "broker.conf")], stdout=subprocess.DEVNULL,
-                              stderr=subprocess.DEVNULL)
+    broker = subprocess.Popen(
+        [mosquitto, "-c", str(tmp_path / "broker.conf")], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     received: list[dict] = []
     subscriber = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
     subscriber.on_message = lambda client, userdata, message: received.append(json.loads(message.payload))
@@ -334,8 +380,20 @@ def test_label_changes_reach_a_real_mqtt_broker(model, video, tmp_path, ledger):
         subscriber.subscribe("edge/camera", qos=1)
         subscriber.loop_start()
         time.sleep(0.5)
-        result = run_cli("-m", "edge_runtime", "--model", str(model), "--source", str(video), "--headless",
-                         "--mqtt", f"mqtt://127.0.0.1:{port}/edge/camera", "--event-frames", "2", timeout=120)
+        result = run_cli(
+            "-m",
+            "edge_runtime",
+            "--model",
+            str(model),
+            "--source",
+            str(video),
+            "--headless",
+            "--mqtt",
+            f"mqtt://127.0.0.1:{port}/edge/camera",
+            "--event-frames",
+            "2",
+            timeout=120,
+        )
         with ledger.case("events: label changes published to a real MQTT broker"):
             assert result.returncode == 0, result.stderr
             assert _wait(lambda: len(received) >= 1, 20)
@@ -360,8 +418,15 @@ def test_the_page_in_a_real_browser_shows_the_stream_and_the_answer(model, video
     running = Running(model, video, ServeOptions(serve="127.0.0.1:0", serve_token="t0ken"))
     try:
         assert _wait(lambda: running.view.state()["frame"] is not None)
-        browser = [chromium, "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                   "--window-size=1100,620", "--timeout=8000"]
+        browser = [
+            chromium,
+            "--headless=new",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-dev-shm-usage",
+            "--window-size=1100,620",
+            "--timeout=8000",
+        ]
         shown = set()
 
         def watch() -> None:  # what /state.json says while the browser has the page open
@@ -371,13 +436,15 @@ def test_the_page_in_a_real_browser_shows_the_stream_and_the_answer(model, video
 
         watcher = threading.Thread(target=watch, daemon=True)
         watcher.start()
-        dom = subprocess.run([*browser, "--dump-dom", running.url("/?token=t0ken")], capture_output=True, text=True,
-                             timeout=90).stdout
+        dom = subprocess.run(
+            [*browser, "--dump-dom", running.url("/?token=t0ken")], capture_output=True, text=True, timeout=90
+        ).stdout
         # The screenshot is kept where the suite's reports go: look at it.
         screenshot = REPORTS / "live_view.png"
         REPORTS.mkdir(parents=True, exist_ok=True)
-        subprocess.run([*browser, f"--screenshot={screenshot}", running.url("/?token=t0ken")], capture_output=True,
-                       timeout=90)
+        subprocess.run(
+            [*browser, f"--screenshot={screenshot}", running.url("/?token=t0ken")], capture_output=True, timeout=90
+        )
     finally:
         running.close()
     with ledger.case("live view: the page in headless Chromium (stream shown, the answer /state.json gave)"):

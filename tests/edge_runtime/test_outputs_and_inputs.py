@@ -66,14 +66,14 @@ def test_image_sources_print_answers_and_write_annotated_images(model, photos, t
     assert sorted(p.name for p in (tmp_path / "annotated").iterdir()) == ["p0.jpg", "p1.jpg", "p2.jpg"]
     # The folder the images come from is never the output folder, and one file name cannot take three images.
     before = {p.name: p.read_bytes() for p in photos.iterdir()}
-    assert "is what --source reads" in one_error_line(runtime(model, "--source", str(photos), "--output",
-                                                              str(photos)))
+    assert "is what --source reads" in one_error_line(runtime(model, "--source", str(photos), "--output", str(photos)))
     with pytest.raises(OutputError, match="is the folder the images come from"):
         from edge_runtime.outputs import ImageSink
 
         ImageSink(str(photos / "." / ""), sorted(photos.iterdir()))
-    assert "pass a folder" in one_error_line(runtime(model, "--source", str(photos), "--output",
-                                                     str(tmp_path / "x.jpg")))
+    assert "pass a folder" in one_error_line(
+        runtime(model, "--source", str(photos), "--output", str(tmp_path / "x.jpg"))
+    )
     assert {p.name: p.read_bytes() for p in photos.iterdir()} == before
 
 
@@ -110,18 +110,17 @@ def test_devices_fifos_symlinks_and_stdout_as_outputs(model, tmp_path, ledger):
         assert ok.returncode == 0, ok.stderr
         assert stat.S_ISCHR(null.stat().st_mode) and stat.S_ISCHR(full.stat().st_mode)
     with ledger.case(category):
-        assert "No space left on device" in one_error_line(runtime(model, "--source", str(video), "--jsonl",
-                                                                   str(full)))
+        assert "No space left on device" in one_error_line(runtime(model, "--source", str(video), "--jsonl", str(full)))
         assert stat.S_ISCHR(full.stat().st_mode)
     with ledger.case(category):
-        assert "must be a regular file" in one_error_line(runtime(model, "--source", str(video), "--output",
-                                                                  str(null)))
+        assert "must be a regular file" in one_error_line(runtime(model, "--source", str(video), "--output", str(null)))
     # A FIFO is written through to its reader, and one nobody reads is refused instead of waited on.
     fifo = tmp_path / "frames.fifo"
     os.mkfifo(fifo)
     with ledger.case(category):
-        assert "nothing is reading the FIFO" in one_error_line(runtime(model, "--source", str(video), "--jsonl",
-                                                                       str(fifo), timeout=60))
+        assert "nothing is reading the FIFO" in one_error_line(
+            runtime(model, "--source", str(video), "--jsonl", str(fifo), timeout=60)
+        )
     received: list[str] = []
     reader = threading.Thread(target=lambda: received.extend(open(fifo).read().splitlines()))
     reader.start()
@@ -229,8 +228,9 @@ def test_broken_pipes_end_quietly(model, ledger):
 
 
 def _closed_stdout(args):
-    process = subprocess.Popen([sys.executable, "-m", "edge_runtime", *args], stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, cwd=ROOT)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "edge_runtime", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=ROOT
+    )
     process.stdout.close()  # `| head -0`: the reader is gone before the first line
     _, err = process.communicate(timeout=120)
     assert process.returncode == 141 and b"Traceback" not in err and b"BrokenPipe" not in err, err
@@ -238,9 +238,26 @@ def _closed_stdout(args):
 
 def test_sigint_completes_outputs_and_exits_130(model, tmp_path, ledger):
     video = write_video(tmp_path / "clip.mp4", frames=20)
-    process = subprocess.Popen([sys.executable, "-m", "edge_runtime", "--model", str(model), "--source", str(video),
-                                "--loop", "--headless", "--jsonl", str(tmp_path / "p.jsonl"), "--output",
-                                str(tmp_path / "o.avi")], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "edge_runtime",
+            "--model",
+            str(model),
+            "--source",
+            str(video),
+            "--loop",
+            "--headless",
+            "--jsonl",
+            str(tmp_path / "p.jsonl"),
+            "--output",
+            str(tmp_path / "o.avi"),
+        ],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
     deadline = time.monotonic() + 120
     while not list(tmp_path.glob(".p.partial-*.jsonl")) and time.monotonic() < deadline:
         time.sleep(0.2)

@@ -55,8 +55,10 @@ def test_each_fit_shows_the_model_the_part_of_the_frame_it_names():
     frame = np.zeros((480, 640, 3), np.uint8)
     frame[:, :80] = 255  # a white band along the left edge
     frame[200:280, 280:360] = (0, 0, 255)  # a red square in the centre
-    squash, crop, box = (to_model_image(frame, InputSpec(128, 128, 3, "RGB", fit=fit, crop=c))
-                         for fit, c in (("squash", 1.0), ("crop", 0.875), ("letterbox", 1.0)))
+    squash, crop, box = (
+        to_model_image(frame, InputSpec(128, 128, 3, "RGB", fit=fit, crop=c))
+        for fit, c in (("squash", 1.0), ("crop", 0.875), ("letterbox", 1.0))
+    )
     assert squash[64, 0, 1] == 255 and crop[64, 0, 1] == 0  # the centre crop cuts the band off
     assert box[0, 64].tolist() == [127, 127, 127] and box[64, 0, 1] == 255  # grey bars above, band kept
     # The red square fills a larger share of the centre crop than of the whole frame.
@@ -84,18 +86,21 @@ def test_unusual_but_valid_frames(rng):
     frame = rng.integers(0, 256, (480, 640, 3), dtype=np.uint8)
     flipped = frame[::-1, ::-2]  # negative strides, non-contiguous
     assert to_model_image(flipped, RGB).shape == (128, 128, 3)
-    sixteen = (frame.astype(np.uint16) << 8)
+    sixteen = frame.astype(np.uint16) << 8
     np.testing.assert_array_equal(to_model_image(sixteen, RGB), to_model_image(frame, RGB))
     assert to_model_image(np.zeros((1, 1, 3), np.uint8), RGB).shape == (128, 128, 3)
 
 
-@pytest.mark.parametrize("bad, message", [
-    (np.zeros((0, 10, 3), np.uint8), "empty"),
-    (np.zeros((10, 10, 2), np.uint8), "2 channels"),
-    (np.zeros((10, 10, 3), np.float32), "dtype float32 is not supported"),
-    (np.zeros((2, 2, 2, 2), np.uint8), "not an image"),
-    ("frame.jpg", "numpy array"),
-])
+@pytest.mark.parametrize(
+    "bad, message",
+    [
+        (np.zeros((0, 10, 3), np.uint8), "empty"),
+        (np.zeros((10, 10, 2), np.uint8), "2 channels"),
+        (np.zeros((10, 10, 3), np.float32), "dtype float32 is not supported"),
+        (np.zeros((2, 2, 2, 2), np.uint8), "not an image"),
+        ("frame.jpg", "numpy array"),
+    ],
+)
 def test_bad_frames_are_rejected_with_a_clear_error(bad, message):
     with pytest.raises(FrameError, match=message):
         to_model_image(bad, RGB)
@@ -108,6 +113,7 @@ def test_quantize_fast_path_matches_the_formula(rng):
     np.testing.assert_array_equal(fast, slow)
     general = quantize(values, Quantization(0.5, 3), "uint8")
     np.testing.assert_array_equal(general, np.clip(np.round(values / 0.5) + 3, 0, 255).astype(np.uint8))
-    spec = InputSpec(height=5, width=5, channels=3, color_order="RGB", dtype="int8",
-                     quantization=Quantization(1.0, -128))
+    spec = InputSpec(
+        height=5, width=5, channels=3, color_order="RGB", dtype="int8", quantization=Quantization(1.0, -128)
+    )
     assert to_input_tensor(values, spec).dtype == np.int8

@@ -24,12 +24,14 @@ pytestmark = pytest.mark.dataset
 
 def _png_claiming(width: int, height: int) -> bytes:
     """A PNG whose header claims ``width`` x ``height`` pixels (with one tiny data chunk)."""
+
     def chunk(kind: bytes, data: bytes) -> bytes:
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
 
     header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + \
-        chunk(b"IEND", b"")
+    return (
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b"")
+    )
 
 
 @pytest.fixture
@@ -47,8 +49,19 @@ def photos_with_bad_files(tmp_path):
 
 def test_bad_files_in_a_folder_are_skipped_counted_and_named(tiny_runs, photos_with_bad_files, tmp_path):
     model = tiny_runs / "camera_cnn" / "deploy" / "model_int8.tflite"
-    result = run_cli("-m", "edge_runtime", "--model", str(model), "--source", str(photos_with_bad_files),
-                     "--headless", "--jsonl", str(tmp_path / "p.jsonl"), "--summary-json", str(tmp_path / "s.json"))
+    result = run_cli(
+        "-m",
+        "edge_runtime",
+        "--model",
+        str(model),
+        "--source",
+        str(photos_with_bad_files),
+        "--headless",
+        "--jsonl",
+        str(tmp_path / "p.jsonl"),
+        "--summary-json",
+        str(tmp_path / "s.json"),
+    )
     assert result.returncode == 0, result.stderr
     assert "Traceback" not in result.stderr
     summary = json.loads((tmp_path / "s.json").read_text())
@@ -85,8 +98,19 @@ def test_smoothing_applies_to_continuous_sources_only(tiny_runs, photos_with_bad
     model = tiny_runs / "camera_cnn" / "deploy" / "model_float32.tflite"
     tops = {}
     for smooth in ("1", "5"):
-        result = run_cli("-m", "edge_runtime", "--model", str(model), "--source", str(photos_with_bad_files),
-                         "--headless", "--smooth", smooth, "--jsonl", str(tmp_path / f"{smooth}.jsonl"))
+        result = run_cli(
+            "-m",
+            "edge_runtime",
+            "--model",
+            str(model),
+            "--source",
+            str(photos_with_bad_files),
+            "--headless",
+            "--smooth",
+            smooth,
+            "--jsonl",
+            str(tmp_path / f"{smooth}.jsonl"),
+        )
         assert result.returncode == 0, result.stderr
         tops[smooth] = [json.loads(line)["top"] for line in (tmp_path / f"{smooth}.jsonl").read_text().splitlines()]
     assert tops["5"] == tops["1"]  # each image classified on its own
@@ -112,8 +136,20 @@ def test_a_video_file_served_over_http_ends_at_its_end(tiny_runs, tmp_path):
     try:
         url = f"http://127.0.0.1:{server.server_address[1]}/clip.avi"
         model = tiny_runs / "camera_cnn" / "deploy" / "model_int8.tflite"
-        result = run_cli("-m", "edge_runtime", "--model", str(model), "--source", url, "--headless",
-                         "--summary-json", str(tmp_path / "s.json"), "--reconnect-timeout", "5", timeout=120)
+        result = run_cli(
+            "-m",
+            "edge_runtime",
+            "--model",
+            str(model),
+            "--source",
+            url,
+            "--headless",
+            "--summary-json",
+            str(tmp_path / "s.json"),
+            "--reconnect-timeout",
+            "5",
+            timeout=120,
+        )
     finally:
         server.shutdown()
     assert result.returncode == 0, result.stderr
@@ -125,7 +161,7 @@ def test_overlay_text_sits_on_a_filled_box_readable_on_bright_scenes():
     white = np.full((640, 640, 3), 255, np.uint8)  # scale 1: text at (10, 32), size 0.9, thickness 2
     drawn = overlay.draw(white.copy(), (("Sneaker", 0.93),), 29.7)
     (w, h), _ = cv2.getTextSize("Sneaker 93%", 0, 0.9, 2)
-    region = drawn[32 - h:32, 10:10 + w]
+    region = drawn[32 - h : 32, 10 : 10 + w]
     # Behind the letters the scene is replaced by the dark box: most of the text's area is dark.
     assert np.mean(region.max(axis=2) < 64) > 0.5
     assert np.array_equal(drawn[300:, 300:], white[300:, 300:])  # the rest of the frame is untouched

@@ -27,7 +27,7 @@ def _examples(root, classes, count, split="train", start=0):
     for name in classes:
         folder = root / name
         folder.mkdir(parents=True)
-        for path in sorted((PHOTOS / split / name).iterdir())[start:start + count]:
+        for path in sorted((PHOTOS / split / name).iterdir())[start : start + count]:
             (folder / path.name).symlink_to(path)
     return root
 
@@ -115,19 +115,48 @@ def test_capture_from_a_video_teaches_each_class_in_turn(tmp_path):
             scale = 400 / max(photo.shape[:2])
             photo = cv2.resize(photo, (int(photo.shape[1] * scale), int(photo.shape[0] * scale)))
             y, x = (480 - photo.shape[0]) // 2, (640 - photo.shape[1]) // 2
-            frame[y:y + photo.shape[0], x:x + photo.shape[1]] = photo
+            frame[y : y + photo.shape[0], x : x + photo.shape[1]] = photo
             writer.write(frame)
     writer.release()
-    result = run_cli("-m", "edge_runtime", "teach", "--source", str(video), "--class", "hat", "shoes", "--shots", "6",
-                     "--countdown", "2.5", "--interval", "0.2", "--output", str(tmp_path / "cam.tflite"))
+    result = run_cli(
+        "-m",
+        "edge_runtime",
+        "teach",
+        "--source",
+        str(video),
+        "--class",
+        "hat",
+        "shoes",
+        "--shots",
+        "6",
+        "--countdown",
+        "2.5",
+        "--interval",
+        "0.2",
+        "--output",
+        str(tmp_path / "cam.tflite"),
+    )
     assert result.returncode == 0, result.stderr
     assert "show 'hat'" in result.stderr and "show 'shoes'" in result.stderr
     assert result.stderr.count("  2...") == 2 and result.stderr.count("  1...") == 2  # the countdowns
     with Classifier.open(tmp_path / "cam.tflite") as classifier:
         assert classifier.metadata.extra["taught"]["shots"] == {"hat": 6, "shoes": 6}
     assert _accuracy(tmp_path / "cam.tflite", ["hat", "shoes"]) >= 0.8
-    short = run_cli("-m", "edge_runtime", "teach", "--source", str(video), "--class", "a", "b", "c", "--shots", "30",
-                    "--output", str(tmp_path / "x.tflite"))
+    short = run_cli(
+        "-m",
+        "edge_runtime",
+        "teach",
+        "--source",
+        str(video),
+        "--class",
+        "a",
+        "b",
+        "c",
+        "--shots",
+        "30",
+        "--output",
+        str(tmp_path / "x.tflite"),
+    )
     assert short.returncode == 2 and "ended after" in short.stderr and not (tmp_path / "x.tflite").exists()
 
 
@@ -144,17 +173,36 @@ def test_bad_input_is_refused_in_one_line_and_nothing_is_written(tmp_path):
     cases = [
         (("--examples", empty, "--output", tmp_path / "x.tflite"), "class 'hat' has no decodable image"),
         (("--examples", one, "--output", tmp_path / "x.tflite"), "at least two classes"),
-        (("--add", ROOT / "runs/clothes_lite0/deploy/model_int8.tflite", "--examples", one, "--output",
-          tmp_path / "x.tflite"), "is not a taught model"),
-        (("--add", tmp_path / "mine.tflite", "--examples", one, "--output", tmp_path / "x.tflite"),
-         "already taught"),
-        (("--add", tmp_path / "mine.tflite", "--examples", one, "--output", tmp_path / "mine.tflite"),
-         "is the --add input"),
+        (
+            (
+                "--add",
+                ROOT / "runs/clothes_lite0/deploy/model_int8.tflite",
+                "--examples",
+                one,
+                "--output",
+                tmp_path / "x.tflite",
+            ),
+            "is not a taught model",
+        ),
+        (("--add", tmp_path / "mine.tflite", "--examples", one, "--output", tmp_path / "x.tflite"), "already taught"),
+        (
+            ("--add", tmp_path / "mine.tflite", "--examples", one, "--output", tmp_path / "mine.tflite"),
+            "is the --add input",
+        ),
         (("--examples", good, "--output", tmp_path / "mine.tflite"), "exists; pass --overwrite"),
         (("--add", tmp_path / "mine.tflite", "--remove", "cat", "--output", tmp_path / "x.tflite"), "no such class"),
         (("--examples", good, "--output", tmp_path / "x.onnx"), "makes .tflite files"),
-        (("--extractor", ROOT / "runs/clothes_lite0/deploy/model_int8.tflite", "--examples", good, "--output",
-          tmp_path / "x.tflite"), "not a feature extractor"),
+        (
+            (
+                "--extractor",
+                ROOT / "runs/clothes_lite0/deploy/model_int8.tflite",
+                "--examples",
+                good,
+                "--output",
+                tmp_path / "x.tflite",
+            ),
+            "not a feature extractor",
+        ),
         (("--output", tmp_path / "x.tflite"), "nothing to teach"),
         (("--examples", tmp_path / "nowhere", "--output", tmp_path / "x.tflite"), "no such folder"),
     ]
@@ -169,8 +217,9 @@ def test_bad_input_is_refused_in_one_line_and_nothing_is_written(tmp_path):
     # Another extractor's file cannot be added to (a different feature space).
     other = json.loads(json.dumps(open_taught(tmp_path / "mine.tflite").extractor.metadata.extra))
     assert other["extractor_id"].startswith("imagenet_lite0:pool:")
-    replaced = teach("--add", tmp_path / "mine.tflite", "--examples", one, "--replace", "--output",
-                     tmp_path / "r.tflite")
+    replaced = teach(
+        "--add", tmp_path / "mine.tflite", "--examples", one, "--replace", "--output", tmp_path / "r.tflite"
+    )
     assert replaced.returncode == 0, replaced.stderr
 
 

@@ -25,8 +25,9 @@ ENV = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
 
 
 def _kill_after(args: list[str], delay: float) -> None:
-    process = subprocess.Popen([sys.executable, *args], cwd=ROOT, env=ENV, stdout=subprocess.DEVNULL,
-                               stderr=subprocess.DEVNULL)
+    process = subprocess.Popen(
+        [sys.executable, *args], cwd=ROOT, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     try:
         process.wait(timeout=delay)
     except subprocess.TimeoutExpired:
@@ -56,8 +57,22 @@ def _complete_files_only(folder: Path) -> list[Path]:
 
 @pytest.mark.slow
 def test_training_killed_at_random_points_resumes_and_ends_as_good(tmp_path, ledger):
-    args = ["-m", "train", "edge_cnn", "--epochs", "4", "--width", "0.25", "--train-limit", "3000", "--test-limit",
-            "1000", "--no-plots", "--output-dir", str(tmp_path / "killed")]
+    args = [
+        "-m",
+        "train",
+        "edge_cnn",
+        "--epochs",
+        "4",
+        "--width",
+        "0.25",
+        "--train-limit",
+        "3000",
+        "--test-limit",
+        "1000",
+        "--no-plots",
+        "--output-dir",
+        str(tmp_path / "killed"),
+    ]
     delays = np.random.default_rng(7).uniform(3.0, 14.0, 4)
     state = tmp_path / "killed" / "edge_cnn" / "checkpoint" / "state.json"
     category = "faults: training SIGKILLed at random points (each kill, then the resumed run)"
@@ -82,10 +97,14 @@ def test_training_killed_at_random_points_resumes_and_ends_as_good(tmp_path, led
         history = (tmp_path / "killed" / "edge_cnn" / "history.csv").read_text().splitlines()
         assert [row.split(",")[0] for row in history[1:]] == ["1", "2", "3", "4"]
         assert killed["epochs_run"] == clean["epochs_run"] == 4
-        assert killed["test_accuracy"] >= clean["test_accuracy"] - 0.03, (killed["test_accuracy"],
-                                                                          clean["test_accuracy"])
-    ledger.note(f"training killed {len(delays)} times at {', '.join(f'{d:.1f}s' for d in delays)}: resumed to "
-                f"{killed['test_accuracy']:.3f} test accuracy vs {clean['test_accuracy']:.3f} uninterrupted")
+        assert killed["test_accuracy"] >= clean["test_accuracy"] - 0.03, (
+            killed["test_accuracy"],
+            clean["test_accuracy"],
+        )
+    ledger.note(
+        f"training killed {len(delays)} times at {', '.join(f'{d:.1f}s' for d in delays)}: resumed to "
+        f"{killed['test_accuracy']:.3f} test accuracy vs {clean['test_accuracy']:.3f} uninterrupted"
+    )
 
 
 @pytest.mark.slow
@@ -94,8 +113,20 @@ def test_conversion_killed_at_random_points_leaves_no_truncated_file(tiny_runs, 
 
     runs = tmp_path / "runs"
     shutil.copytree(tiny_runs / "camera_cnn", runs / "camera_cnn", ignore=shutil.ignore_patterns("deploy"))
-    args = ["-m", "convert", "camera_cnn", "--runs-dir", str(runs), "--eval-limit", "300", "--calibration-samples",
-            "50", "--opencv-check", "0", "--no-gates"]
+    args = [
+        "-m",
+        "convert",
+        "camera_cnn",
+        "--runs-dir",
+        str(runs),
+        "--eval-limit",
+        "300",
+        "--calibration-samples",
+        "50",
+        "--opencv-check",
+        "0",
+        "--no-gates",
+    ]
     delays = np.random.default_rng(11).uniform(3.0, 12.0, 4)
     category = "faults: conversion SIGKILLed at random points (each kill, then the rerun)"
     for delay in delays:
@@ -111,8 +142,21 @@ def test_conversion_killed_at_random_points_leaves_no_truncated_file(tiny_runs, 
 @pytest.mark.slow
 def test_benchmark_killed_mid_way_resumes_and_never_leaves_half_reports(tiny_runs, tmp_path, ledger):
     reports = tmp_path / "reports"
-    args = ["-m", "benchmarks", "--quick", "--no-e2e", "--runs-dir", str(tiny_runs), "--reports-dir", str(reports),
-            "--models", "edge_cnn", "camera_cnn", "--threads", "1"]
+    args = [
+        "-m",
+        "benchmarks",
+        "--quick",
+        "--no-e2e",
+        "--runs-dir",
+        str(tiny_runs),
+        "--reports-dir",
+        str(reports),
+        "--models",
+        "edge_cnn",
+        "camera_cnn",
+        "--threads",
+        "1",
+    ]
     delays = (25.0, 45.0)
     category = "faults: benchmark SIGKILLed mid-way (each kill, then the resumed run)"
     for delay in delays:
@@ -170,9 +214,17 @@ def test_unreliable_live_source_keeps_the_loop_and_the_output_alive(tiny_runs, t
     category = "faults: live source stalls, raises, fails reads, disappears and returns (one run)"
     with ledger.case(category):
         with Classifier.open(tiny_runs / "edge_cnn" / "deploy" / "model_int8.tflite") as classifier:
-            stats = run(classifier, source, LiveConfig(headless=True, output=str(tmp_path / "live.mp4"),
-                                                       jsonl=str(tmp_path / "live.jsonl"), max_frames=150,
-                                                       reconnect_timeout=10))
+            stats = run(
+                classifier,
+                source,
+                LiveConfig(
+                    headless=True,
+                    output=str(tmp_path / "live.mp4"),
+                    jsonl=str(tmp_path / "live.jsonl"),
+                    max_frames=150,
+                    reconnect_timeout=10,
+                ),
+            )
         assert stats.frames == 150 and stats.reconnects >= 2
         cap = cv2.VideoCapture(str(tmp_path / "live.mp4"))
         frames = 0
@@ -181,16 +233,22 @@ def test_unreliable_live_source_keeps_the_loop_and_the_output_alive(tiny_runs, t
         cap.release()
         assert frames == 150
         assert len((tmp_path / "live.jsonl").read_text().splitlines()) == 150
-    ledger.note(f"the unreliable live source injected {sum(source.faults.values())} faults "
-                f"({', '.join(f'{k} {v}' for k, v in source.faults.items())}) in one run of 150 frames")
+    ledger.note(
+        f"the unreliable live source injected {sum(source.faults.values())} faults "
+        f"({', '.join(f'{k} {v}' for k, v in source.faults.items())}) in one run of 150 frames"
+    )
 
 
 @contextmanager
 def tiny_disk(path: Path, size: str = "256k"):
     """A real small filesystem (tmpfs) where root may mount one; None elsewhere."""
     path.mkdir(parents=True, exist_ok=True)
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)],
-                             capture_output=True).returncode == 0
+    mounted = (
+        subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)], capture_output=True
+        ).returncode
+        == 0
+    )
     try:
         yield path if mounted else None
     finally:
@@ -220,8 +278,9 @@ def test_full_and_read_only_disks_give_clear_errors_and_lose_nothing(tiny_runs, 
     disk_root = tmp_path / "disk"
     with tiny_disk(disk_root, "16m") as disk:
         if disk is None:
-            pytest.skip("needs root to mount a small tmpfs") if os.environ.get("CI") != "true" else \
-                pytest.fail("CI runs as root and must be able to mount tmpfs for this test")
+            pytest.skip("needs root to mount a small tmpfs") if os.environ.get("CI") != "true" else pytest.fail(
+                "CI runs as root and must be able to mount tmpfs for this test"
+            )
         runs = disk / "runs"
         (runs / "edge_cnn").mkdir(parents=True)
         shutil.copy(tiny_runs / "edge_cnn" / "model.keras", runs / "edge_cnn" / "model.keras")
@@ -231,28 +290,79 @@ def test_full_and_read_only_disks_give_clear_errors_and_lose_nothing(tiny_runs, 
         (runs / "edge_cnn" / "deploy" / "model_float32.tflite").write_bytes(previous)
         _fill(disk)
         results = {
-            "convert on a full disk": run_cli("-m", "convert", "edge_cnn", "--runs-dir", str(runs), "--eval-limit",
-                                              "50",
-                                              "--calibration-samples", "20", "--opencv-check", "0", "--force"),
-            "train on a full disk": run_cli("-m", "train", "edge_cnn", "--epochs", "1", "--width", "0.25",
-                                            "--train-limit", "500", "--test-limit", "100", "--no-plots",
-                                            "--output-dir", str(disk / "train")),
-            "live loop output on a full disk": run_cli("-m", "edge_runtime", "--model",
-                                                       str(tiny_runs / "edge_cnn" / "deploy" / "model_int8.tflite"),
-                                                       "--source", str(_video(tmp_path)), "--headless",
-                                                       "--output", str(disk / "out.mp4"), "--jsonl",
-                                                       str(disk / "p.jsonl")),
+            "convert on a full disk": run_cli(
+                "-m",
+                "convert",
+                "edge_cnn",
+                "--runs-dir",
+                str(runs),
+                "--eval-limit",
+                "50",
+                "--calibration-samples",
+                "20",
+                "--opencv-check",
+                "0",
+                "--force",
+            ),
+            "train on a full disk": run_cli(
+                "-m",
+                "train",
+                "edge_cnn",
+                "--epochs",
+                "1",
+                "--width",
+                "0.25",
+                "--train-limit",
+                "500",
+                "--test-limit",
+                "100",
+                "--no-plots",
+                "--output-dir",
+                str(disk / "train"),
+            ),
+            "live loop output on a full disk": run_cli(
+                "-m",
+                "edge_runtime",
+                "--model",
+                str(tiny_runs / "edge_cnn" / "deploy" / "model_int8.tflite"),
+                "--source",
+                str(_video(tmp_path)),
+                "--headless",
+                "--output",
+                str(disk / "out.mp4"),
+                "--jsonl",
+                str(disk / "p.jsonl"),
+            ),
         }
         assert (runs / "edge_cnn" / "deploy" / "model_float32.tflite").read_bytes() == previous
         assert (runs / "edge_cnn" / "model.keras").read_bytes() == (tiny_runs / "edge_cnn" / "model.keras").read_bytes()
         (disk / "filler").unlink(missing_ok=True)
         subprocess.run(["mount", "-o", "remount,ro", str(disk)], check=True)
         results["convert into a read-only folder"] = run_cli(
-            "-m", "convert", "edge_cnn", "--runs-dir", str(runs), "--eval-limit", "50", "--calibration-samples", "20",
-            "--opencv-check", "0", "--force")
+            "-m",
+            "convert",
+            "edge_cnn",
+            "--runs-dir",
+            str(runs),
+            "--eval-limit",
+            "50",
+            "--calibration-samples",
+            "20",
+            "--opencv-check",
+            "0",
+            "--force",
+        )
         results["live loop output into a read-only folder"] = run_cli(
-            "-m", "edge_runtime", "--model", str(tiny_runs / "edge_cnn" / "deploy" / "model_int8.tflite"),
-            "--source", str(_video(tmp_path)), "--headless", "--jsonl", str(disk / "p2.jsonl"))
+            "-m",
+            "edge_runtime",
+            "--model",
+            str(tiny_runs / "edge_cnn" / "deploy" / "model_int8.tflite"),
+            "--source",
+            str(_video(tmp_path)),
+            "--headless",
+            "--jsonl",
+            str(disk / "p2.jsonl"),
+        )
         for name, result in results.items():
             with ledger.case("faults: full disk and read-only folder (train, convert, live loop)"):
                 assert result.returncode == 2, (name, result.returncode, result.stderr[-1500:])
@@ -324,8 +434,13 @@ def test_soak_live_loop_memory_holds_steady(tiny_runs, tmp_path, ledger, request
     out = tmp_path / "soak.json"
     model = tiny_runs / "edge_cnn" / "deploy" / "model_int8.tflite"
     with ledger.case(f"long run: live loop soak ({frames} frames, rotating outputs)"):
-        result = subprocess.run([sys.executable, "-c", SOAK, str(model), str(video), str(frames), str(out)],
-                                capture_output=True, text=True, cwd=ROOT, timeout=1800)
+        result = subprocess.run(
+            [sys.executable, "-c", SOAK, str(model), str(video), str(frames), str(out)],
+            capture_output=True,
+            text=True,
+            cwd=ROOT,
+            timeout=1800,
+        )
         assert result.returncode == 0, result.stderr[-2000:]
         data = json.loads(out.read_text())
         assert data["frames"] == frames
@@ -337,6 +452,8 @@ def test_soak_live_loop_memory_holds_steady(tiny_runs, tmp_path, ledger, request
         assert growth < 5.0, f"resident memory grew {growth:.2f} MB after warm-up"
         # Speed is reported (in the ledger), never asserted: another job on the machine must not fail the suite.
         assert len(data["outputs"]) >= 2  # output segments rotated and each was closed under its final name
-    ledger.note(f"soak: {frames} frames; resident memory {warm[2]:.1f} MB after warm-up, {samples[-1][2]:.1f} MB at "
-                f"the end (growth {growth:+.2f} MB); FPS {early:.0f} early vs {late:.0f} late; "
-                f"{len(data['outputs'])} output segments")
+    ledger.note(
+        f"soak: {frames} frames; resident memory {warm[2]:.1f} MB after warm-up, {samples[-1][2]:.1f} MB at "
+        f"the end (growth {growth:+.2f} MB); FPS {early:.0f} early vs {late:.0f} late; "
+        f"{len(data['outputs'])} output segments"
+    )

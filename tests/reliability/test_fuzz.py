@@ -17,12 +17,25 @@ from edge_runtime.contract import ModelMetadata
 from edge_runtime.errors import MetadataError, ModelFileError
 from edge_runtime.metadata import read_onnx_props, read_tflite_entries, sniff_format
 
-FUZZ = settings(max_examples=300, deadline=None, derandomize=True,
-                suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+FUZZ = settings(
+    max_examples=300,
+    deadline=None,
+    derandomize=True,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
 VALID = {
-    "schema": "edge-classify/1", "model": "m", "format": "tflite_int8", "labels": ["a", "b"],
-    "input": {"height": 28, "width": 28, "channels": 1, "color_order": "GRAY", "dtype": "int8",
-              "quantization": {"scale": 1.0, "zero_point": -128}},
+    "schema": "edge-classify/1",
+    "model": "m",
+    "format": "tflite_int8",
+    "labels": ["a", "b"],
+    "input": {
+        "height": 28,
+        "width": 28,
+        "channels": 1,
+        "color_order": "GRAY",
+        "dtype": "int8",
+        "quantization": {"scale": 1.0, "zero_point": -128},
+    },
     "output": {"kind": "probabilities", "dtype": "int8", "quantization": {"scale": 0.00390625, "zero_point": -128}},
     "accuracy": {"accuracy": 0.9},
 }
@@ -91,8 +104,9 @@ def test_metadata_from_random_bytes(ledger, raw):
 
 
 def _mutations(data: bytes):
-    return st.tuples(st.lists(st.tuples(st.integers(0, len(data) - 1), st.integers(0, 255)), max_size=12),
-                     st.integers(0, len(data)))
+    return st.tuples(
+        st.lists(st.tuples(st.integers(0, len(data) - 1), st.integers(0, 255)), max_size=12), st.integers(0, len(data))
+    )
 
 
 @pytest.fixture(scope="module")

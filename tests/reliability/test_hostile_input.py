@@ -43,8 +43,14 @@ for path in sys.stdin.read().split():
 
 
 def probe(paths: list[Path], timeout: float = 120) -> dict[str, str]:
-    result = subprocess.run([sys.executable, "-c", PROBE], input="\n".join(map(str, paths)), capture_output=True,
-                            text=True, cwd=ROOT, timeout=timeout)
+    result = subprocess.run(
+        [sys.executable, "-c", PROBE],
+        input="\n".join(map(str, paths)),
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=timeout,
+    )
     assert result.returncode == 0, f"the runtime process died (exit {result.returncode}): {result.stderr[-1500:]}"
     outcomes = {}
     for line in result.stdout.splitlines():
@@ -58,8 +64,14 @@ def probe(paths: list[Path], timeout: float = 120) -> dict[str, str]:
 
 def _cases(tiny_runs: Path, folder: Path, rng: np.random.Generator) -> dict[str, list[Path]]:
     deploy = tiny_runs / "camera_cnn" / "deploy"
-    cases: dict[str, list[Path]] = {"empty": [], "truncated": [], "random bytes": [], "bit flips": [],
-                                    "other format renamed": [], "metadata removed or corrupted": []}
+    cases: dict[str, list[Path]] = {
+        "empty": [],
+        "truncated": [],
+        "random bytes": [],
+        "bit flips": [],
+        "other format renamed": [],
+        "metadata removed or corrupted": [],
+    }
     for name in ("model_float32.tflite", "model_int8.tflite", "model_float32.onnx", "model_int8.onnx"):
         data = (deploy / name).read_bytes()
         suffix = Path(name).suffix
@@ -100,8 +112,11 @@ def _cases(tiny_runs: Path, folder: Path, rng: np.random.Generator) -> dict[str,
     }
     for label, payload in variants.items():
         path = folder / f"meta-{label}.tflite"
-        path.write_bytes(strip_tflite_entry(source, METADATA_KEY) if payload is None
-                         else embed_tflite_entries(source, {METADATA_KEY: payload}))
+        path.write_bytes(
+            strip_tflite_entry(source, METADATA_KEY)
+            if payload is None
+            else embed_tflite_entries(source, {METADATA_KEY: payload})
+        )
         cases["metadata removed or corrupted"].append(path)
     return cases
 
@@ -129,8 +144,16 @@ def test_every_cli_rejects_a_bad_model_with_exit_code_2(tiny_runs, tmp_path, led
     commands = [
         ["-m", "edge_runtime", "--model", str(bad), "--source", str(image), "--headless"],
         ["-m", "edge_runtime", "inspect", str(bad)],
-        ["-m", "benchmarks", "--deploy-dir", str(tmp_path), "--quick", "--no-e2e", "--reports-dir",
-         str(tmp_path / "r")],
+        [
+            "-m",
+            "benchmarks",
+            "--deploy-dir",
+            str(tmp_path),
+            "--quick",
+            "--no-e2e",
+            "--reports-dir",
+            str(tmp_path / "r"),
+        ],
     ]
     for command in commands:
         with ledger.case("model files: command-line tools"):
@@ -192,12 +215,17 @@ def test_hostile_frames_are_handled_or_rejected_and_the_loop_keeps_going(tiny_ru
                     assert str(exc) and "\n" not in str(exc), name
                     rejected += 1
         with ledger.case("frames: the same three times through the live loop (one run)"):
-            stats = run(classifier, ListSource(list(FRAMES.values()) * 3),
-                        LiveConfig(headless=True, bars=True, output=str(tmp_path / "o.avi")))
+            stats = run(
+                classifier,
+                ListSource(list(FRAMES.values()) * 3),
+                LiveConfig(headless=True, bars=True, output=str(tmp_path / "o.avi")),
+            )
             assert stats.frames == 3 * handled and stats.rejected == 3 * rejected and stats.ended_by == "end of source"
     assert handled + rejected == len(FRAMES) and handled >= 9
-    ledger.note(f"frames handled: {handled}; rejected with a clear error: {rejected} "
-                "(float, bool, int32, 2/5 channels, 4-D, zero-size)")
+    ledger.note(
+        f"frames handled: {handled}; rejected with a clear error: {rejected} "
+        "(float, bool, int32, 2/5 channels, 4-D, zero-size)"
+    )
 
 
 def test_truncated_idx_at_many_offsets_and_bad_headers(tmp_path, fashion_dir, ledger):
@@ -218,8 +246,13 @@ def test_truncated_idx_at_many_offsets_and_bad_headers(tmp_path, fashion_dir, le
             zipped.write_bytes(gzip.compress(source)[: max(2, cut // 8)])
             with ledger.case(category), pytest.raises(DatasetError, match=zipped.name):
                 read_idx(zipped)
-    for header in (b"\x00\x00\x08\x09", b"\x00\x00\x07\x01", b"\x01\x00\x08\x01", b"\x00\x00\x08\x00",
-                   b"\x00\x00\x08\x01\xff\xff\xff\xff"):
+    for header in (
+        b"\x00\x00\x08\x09",
+        b"\x00\x00\x07\x01",
+        b"\x01\x00\x08\x01",
+        b"\x00\x00\x08\x00",
+        b"\x00\x00\x08\x01\xff\xff\xff\xff",
+    ):
         path = tmp_path / "header-idx-ubyte"
         path.write_bytes(header + b"\x00" * 8)
         with ledger.case(category), pytest.raises(DatasetError):
@@ -244,8 +277,17 @@ def test_label_values_out_of_range_and_count_mismatches(tmp_path, ledger):
     with ledger.case(category), pytest.raises(DatasetError, match="20 images but .* 19 labels"):
         fashion_mnist.load_split("train", folder)
     with ledger.case(category):
-        result = run_cli("-m", "train", "edge_cnn", "--data-dir", str(folder), "--epochs", "1", "--output-dir",
-                         str(tmp_path / "runs"))
+        result = run_cli(
+            "-m",
+            "train",
+            "edge_cnn",
+            "--data-dir",
+            str(folder),
+            "--epochs",
+            "1",
+            "--output-dir",
+            str(tmp_path / "runs"),
+        )
         assert result.returncode == 2 and "19 labels" in result.stderr
 
 
@@ -281,8 +323,10 @@ def test_folder_dataset_with_every_kind_of_bad_file(tmp_path, ledger):
         images, labels = dataset.load(InputSpec(height=16, width=16, channels=3, color_order="RGB"))
         assert dataset.class_names == ("cats", "dogs")
         assert len(images) >= 6 and sum(dataset.skipped.values()) >= 4
-    ledger.note(f"the hostile folder held {len(bad) + 6} bad entries beside 6 good images; "
-                f"{sum(dataset.skipped.values())} were skipped by name")
+    ledger.note(
+        f"the hostile folder held {len(bad) + 6} bad entries beside 6 good images; "
+        f"{sum(dataset.skipped.values())} were skipped by name"
+    )
     if os.geteuid() == 0:
         ledger.note("running as root: permission bits do not stop root from reading, so the 'unreadable' file loads")
 
@@ -290,10 +334,15 @@ def test_folder_dataset_with_every_kind_of_bad_file(tmp_path, ledger):
 def test_safety_no_pickle_eval_exec_or_shell_and_safe_keras_loading(ledger):
     import re
 
-    sources = [p for folder in ("train", "convert", "edge_runtime", "benchmarks", "edge_common")
-               for p in (ROOT / folder).rglob("*.py")]
-    forbidden = re.compile(r"\b(pickle|cPickle|dill|marshal)\b|\beval\(|\bexec\("
-                           r"|shell\s*=\s*True|allow_pickle\s*=\s*True")
+    sources = [
+        p
+        for folder in ("train", "convert", "edge_runtime", "benchmarks", "edge_common")
+        for p in (ROOT / folder).rglob("*.py")
+    ]
+    forbidden = re.compile(
+        r"\b(pickle|cPickle|dill|marshal)\b|\beval\(|\bexec\("
+        r"|shell\s*=\s*True|allow_pickle\s*=\s*True"
+    )
     # The one exception: the PyTorch weights reader, whose unpickler admits three known globals and
     # refuses every other (tests/train/test_backbones.py proves a tampered file runs nothing).
     restricted = ROOT / "train" / "backbones" / "torch_weights.py"
@@ -301,10 +350,16 @@ def test_safety_no_pickle_eval_exec_or_shell_and_safe_keras_loading(ledger):
     offenders = []
     for p in sources:
         with ledger.case("safety: source files checked for pickle/eval/exec/shell=True and unsafe Keras loading"):
-            found = [f"{p.relative_to(ROOT)}:{n}" for n, line in enumerate(p.read_text().splitlines(), 1)
-                     if p != restricted and forbidden.search(line) and not line.lstrip().startswith("#")]
-            found += [f"{p.relative_to(ROOT)}: {line.strip()}" for line in p.read_text().splitlines()
-                      if "load_model(" in line and "safe_mode=True" not in line]
+            found = [
+                f"{p.relative_to(ROOT)}:{n}"
+                for n, line in enumerate(p.read_text().splitlines(), 1)
+                if p != restricted and forbidden.search(line) and not line.lstrip().startswith("#")
+            ]
+            found += [
+                f"{p.relative_to(ROOT)}: {line.strip()}"
+                for line in p.read_text().splitlines()
+                if "load_model(" in line and "safe_mode=True" not in line
+            ]
             offenders += found
             assert not found, found
     loads = [(p, line) for p in sources for line in p.read_text().splitlines() if "load_model(" in line]

@@ -71,8 +71,12 @@ def test_teach_refuses_to_overwrite_the_extractor_it_uses_given_or_default_linke
     before = default.read_bytes()
     (work / "link.tflite").symlink_to(default)
     os.link(default, work / "hard.tflite")
-    outputs = ["runs/imagenet_lite0/features/features_int8.tflite", "link.tflite", "hard.tflite",
-               "runs/imagenet_lite0/features/../features/features_int8.tflite"]
+    outputs = [
+        "runs/imagenet_lite0/features/features_int8.tflite",
+        "link.tflite",
+        "hard.tflite",
+        "runs/imagenet_lite0/features/../features/features_int8.tflite",
+    ]
     runs = {"EDGE_RUNS_DIR": str(work / "runs")}  # the default extractor is the runs folder's, never the cwd's
     for output in outputs:
         with ledger.case("new user round 3: teach --output is the extractor in use (default, link, hard link)"):
@@ -129,17 +133,38 @@ def test_camera_passwords_appear_in_no_output_page_event_or_error(tmp_path, ledg
     try:
         url = f"http://viewer:{SECRET}@127.0.0.1:{files.server_address[1]}/clip.avi"
         with ledger.case("new user round 3: a stream URL's password in stderr, JSONL, summary, events"):
-            result = run_cli("-m", "edge_runtime", "--model", str(MODEL), "--source", url, "--headless",
-                             "--jsonl", str(tmp_path / "a.jsonl"), "--summary-json", str(tmp_path / "s.json"),
-                             "--webhook", f"http://hook:{SECRET}@127.0.0.1:{hook.server_address[1]}/e",
-                             "--event-frames", "2", "--verbose", timeout=180)
+            result = run_cli(
+                "-m",
+                "edge_runtime",
+                "--model",
+                str(MODEL),
+                "--source",
+                url,
+                "--headless",
+                "--jsonl",
+                str(tmp_path / "a.jsonl"),
+                "--summary-json",
+                str(tmp_path / "s.json"),
+                "--webhook",
+                f"http://hook:{SECRET}@127.0.0.1:{hook.server_address[1]}/e",
+                "--event-frames",
+                "2",
+                "--verbose",
+                timeout=180,
+            )
             assert result.returncode == 0, result.stderr[-2000:]
             assert _Receiver.received, "no event reached the webhook"
-            for text in (result.stdout, result.stderr, (tmp_path / "a.jsonl").read_text(),
-                         (tmp_path / "s.json").read_text(), json.dumps(_Receiver.received)):
+            for text in (
+                result.stdout,
+                result.stderr,
+                (tmp_path / "a.jsonl").read_text(),
+                (tmp_path / "s.json").read_text(),
+                json.dumps(_Receiver.received),
+            ):
                 assert SECRET not in text
             assert {event["source"] for event in _Receiver.received} == {
-                f"http://***@127.0.0.1:{files.server_address[1]}/clip.avi"}
+                f"http://***@127.0.0.1:{files.server_address[1]}/clip.avi"
+            }
         with ledger.case("new user round 3: a stream URL's password on the live page and /state.json"):
             source = open_source(url)
             view = LiveView(ServeOptions(serve="127.0.0.1:0"), "clothes_lite0", source.name)
@@ -153,11 +178,24 @@ def test_camera_passwords_appear_in_no_output_page_event_or_error(tmp_path, ledg
             finally:
                 view.close()
                 source.close()
-        for bad in (f"rtsp://cam:{SECRET}@127.0.0.1:1/stream", f"http://cam:{SECRET}@127.0.0.1:1/x.mjpg",
-                    f"rtspsrc location=rtsp://cam:{SECRET}@127.0.0.1:1/s user-pw={SECRET} ! fakesink"):
+        for bad in (
+            f"rtsp://cam:{SECRET}@127.0.0.1:1/stream",
+            f"http://cam:{SECRET}@127.0.0.1:1/x.mjpg",
+            f"rtspsrc location=rtsp://cam:{SECRET}@127.0.0.1:1/s user-pw={SECRET} ! fakesink",
+        ):
             with ledger.case("new user round 3: a stream URL's password in the error of a source that fails"):
-                result = run_cli("-m", "edge_runtime", "--model", str(MODEL), "--source", bad, "--headless",
-                                 "--reconnect-timeout", "1", timeout=120)
+                result = run_cli(
+                    "-m",
+                    "edge_runtime",
+                    "--model",
+                    str(MODEL),
+                    "--source",
+                    bad,
+                    "--headless",
+                    "--reconnect-timeout",
+                    "1",
+                    timeout=120,
+                )
                 assert result.returncode == 2 and SECRET not in result.stderr + result.stdout, result.stderr
     finally:
         files.shutdown()
@@ -181,23 +219,38 @@ def _jpeg_with_leading_comment(image: np.ndarray) -> bytes:
 def _tiff_claiming(width: int, height: int) -> bytes:
     """A deflate TIFF whose directory claims ``width`` x ``height`` over a few bytes of zeros."""
     strip = zlib.compress(b"\0" * 4096)
-    entries = [(256, 4, width), (257, 4, height), (258, 3, 8), (259, 3, 8), (262, 3, 1), (273, 4, 0),
-               (277, 3, 1), (278, 4, height), (279, 4, len(strip))]
+    entries = [
+        (256, 4, width),
+        (257, 4, height),
+        (258, 3, 8),
+        (259, 3, 8),
+        (262, 3, 1),
+        (273, 4, 0),
+        (277, 3, 1),
+        (278, 4, height),
+        (279, 4, len(strip)),
+    ]
     ifd_size = 2 + 12 * len(entries) + 4
     strip_at = 8 + ifd_size
     ifd = struct.pack("<H", len(entries))
     for tag, kind, value in entries:
         value = strip_at if tag == 273 else value
-        ifd += struct.pack("<HHI", tag, kind, 1) + (struct.pack("<HH", value, 0) if kind == 3 else
-                                                   struct.pack("<I", value))
+        ifd += struct.pack("<HHI", tag, kind, 1) + (
+            struct.pack("<HH", value, 0) if kind == 3 else struct.pack("<I", value)
+        )
     return b"II*\x00" + struct.pack("<I", 8) + ifd + struct.pack("<I", 0) + strip
 
 
 def _png_claiming(width: int, height: int) -> bytes:
     header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
     chunk = b"IHDR" + header
-    return b"\x89PNG\r\n\x1a\n" + struct.pack(">I", len(header)) + chunk + struct.pack(">I", zlib.crc32(chunk)) + \
-        b"\0" * 64
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + struct.pack(">I", len(header))
+        + chunk
+        + struct.pack(">I", zlib.crc32(chunk))
+        + b"\0" * 64
+    )
 
 
 def test_the_true_pixel_count_is_read_for_every_format_before_decoding(tmp_path, ledger):
@@ -250,8 +303,18 @@ def test_training_teaching_and_the_runtime_share_the_pixel_guard(tmp_path, ledge
         assert result.returncode == 0, result.stderr
         assert "bomb.png: 30000x30000 is 900 MP" in result.stderr and "skipped 2 of 12 photos" in result.stderr
     with ledger.case("new user round 3: the runtime skips the bombs in a folder source"):
-        result = run_cli("-m", "edge_runtime", "--model", str(MODEL), "--source", str(root), "--headless",
-                         "--summary-json", str(tmp_path / "s.json"), timeout=180)
+        result = run_cli(
+            "-m",
+            "edge_runtime",
+            "--model",
+            str(MODEL),
+            "--source",
+            str(root),
+            "--headless",
+            "--summary-json",
+            str(tmp_path / "s.json"),
+            timeout=180,
+        )
         assert result.returncode == 0, result.stderr
         summary = json.loads((tmp_path / "s.json").read_text())
         assert summary["frames"] == 10 and summary["skipped"] == 2
@@ -304,7 +367,8 @@ def test_a_sequential_keras_model_converts(tmp_path, ledger):
         "m = keras.Sequential([keras.Input((28, 28, 1)), keras.layers.Rescaling(1 / 255.0),\n"
         "    keras.layers.Conv2D(4, 3, activation='relu'), keras.layers.GlobalAveragePooling2D(),\n"
         "    keras.layers.Dense(3, activation='softmax')])\n"
-        f"m.save({str(tmp_path / 'mine.keras')!r})\n")
+        f"m.save({str(tmp_path / 'mine.keras')!r})\n"
+    )
     result = run_cli("-c", script, timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
     (tmp_path / "labels.txt").write_text("a\nb\nc\n")
@@ -319,15 +383,18 @@ def test_a_sequential_keras_model_converts(tmp_path, ledger):
 # -- 6. broken event URLs: one line at start-up -------------------------------------------------
 
 
-@pytest.mark.parametrize("flag, url, words", [
-    ("mqtt", "mqtt://127.0.0.1:99999/t", "Port out of range"),
-    ("mqtt", "mqtt://h:abc/t", "Port could not be cast"),
-    ("mqtt", "mqtt://[::1/t", "Invalid IPv6 URL"),
-    ("mqtt", "mqtt://h:0/t", "port 0 is not 1..65535"),
-    ("webhook", "http://[::1/x", "Invalid IPv6 URL"),
-    ("webhook", "http://127.0.0.1:83071/x", "Port out of range"),
-    ("webhook", "ftp://127.0.0.1/x", "is not an http(s) URL"),
-])
+@pytest.mark.parametrize(
+    "flag, url, words",
+    [
+        ("mqtt", "mqtt://127.0.0.1:99999/t", "Port out of range"),
+        ("mqtt", "mqtt://h:abc/t", "Port could not be cast"),
+        ("mqtt", "mqtt://[::1/t", "Invalid IPv6 URL"),
+        ("mqtt", "mqtt://h:0/t", "port 0 is not 1..65535"),
+        ("webhook", "http://[::1/x", "Invalid IPv6 URL"),
+        ("webhook", "http://127.0.0.1:83071/x", "Port out of range"),
+        ("webhook", "ftp://127.0.0.1/x", "is not an http(s) URL"),
+    ],
+)
 def test_event_urls_are_checked_whole_before_anything_opens(flag, url, words, ledger):
     from edge_runtime.errors import EdgeError
 
@@ -348,8 +415,17 @@ def test_a_fifo_or_a_device_named_like_a_model_is_refused_at_once(tmp_path, ledg
     commands = {
         "--model": lambda path: ("-m", "edge_runtime", "--model", str(path), "--source", str(examples / "hat")),
         "inspect": lambda path: ("-m", "edge_runtime", "inspect", str(path)),
-        "teach --extractor": lambda path: ("-m", "edge_runtime", "teach", "--extractor", str(path), "--examples",
-                                           str(examples), "--output", str(tmp_path / f"out{path.suffix}")),
+        "teach --extractor": lambda path: (
+            "-m",
+            "edge_runtime",
+            "teach",
+            "--extractor",
+            str(path),
+            "--examples",
+            str(examples),
+            "--output",
+            str(tmp_path / f"out{path.suffix}"),
+        ),
     }
     for name, command in commands.items():
         for path in (fifo, device):
@@ -397,8 +473,9 @@ def test_a_webhook_that_trickles_or_never_replies_is_cut_off_retried_and_counted
     server, done = _trickler(mode)
     try:
         with ledger.case(f"new user round 3: a webhook receiver that {mode}s: each request cut at its deadline"):
-            sink = WebhookSink(f"http://127.0.0.1:{server.getsockname()[1]}/e", timeout_s=1.0, attempts=2,
-                               backoff_s=(0.1, 0.1))
+            sink = WebhookSink(
+                f"http://127.0.0.1:{server.getsockname()[1]}/e", timeout_s=1.0, attempts=2, backoff_s=(0.1, 0.1)
+            )
             started = time.monotonic()
             for index in range(2):
                 sink.put({"type": "label", "label": "dress", "frame": index})
@@ -409,8 +486,9 @@ def test_a_webhook_that_trickles_or_never_replies_is_cut_off_retried_and_counted
             assert time.monotonic() - started < 10  # 2 events x 2 attempts x 1 s, not forever
             sink.close(timeout=1)
         with ledger.case(f"new user round 3: every event counted when the run ends ({mode})"):
-            events = Events(EventOptions(webhook=f"http://127.0.0.1:{server.getsockname()[1]}/e", event_frames=1),
-                            "camera 0", "m")
+            events = Events(
+                EventOptions(webhook=f"http://127.0.0.1:{server.getsockname()[1]}/e", event_frames=1), "camera 0", "m"
+            )
             for index, label in enumerate(["dress", "shoes", "hat"]):
                 events.observe(label, 0.9, False, index)
             events.close()
@@ -468,7 +546,8 @@ def test_exif_orientation_is_applied_the_same_way_by_training_teaching_and_the_r
         taught = from_folder(tmp_path / "rotated", base.extractor, flip=False)
         upright = np.stack([base.extractor.features_of_frame(cv2.imread(str(p))) for p in photos])
         cosine = np.sum(taught.features[:6] * upright, axis=1) / (
-            np.linalg.norm(taught.features[:6], axis=1) * np.linalg.norm(upright, axis=1))
+            np.linalg.norm(taught.features[:6], axis=1) * np.linalg.norm(upright, axis=1)
+        )
         assert cosine.min() > 0.97
 
 
@@ -486,16 +565,27 @@ def test_teach_add_refuses_duplicated_empty_or_extra_labels(tmp_path, ledger):
     for name, labels in {"duplicated": ["hat", "hat"], "empty": ["hat", ""], "too many": ["hat", "shoes", "x"]}.items():
         with ledger.case("new user round 3: teach --add on a file whose labels are duplicated, empty or too many"):
             bad = tmp_path / f"bad-{name.replace(' ', '-')}.tflite"
-            bad.write_bytes(embed_tflite_entries(data, {METADATA_KEY: json.dumps({**contract, "labels": labels})
-                                                        .encode()}))
+            bad.write_bytes(
+                embed_tflite_entries(data, {METADATA_KEY: json.dumps({**contract, "labels": labels}).encode()})
+            )
             out = tmp_path / f"out-{name.replace(' ', '-')}.tflite"
             result = _teach("--add", bad, "--examples", more, "--output", out)
             _one_line_error(result, "teach it again from the photos")
             assert not out.exists()
     for bad_class in ("", "a/b", "x\x1by"):
         with ledger.case("new user round 3: --class that is empty, a path or holds control characters"):
-            result = _teach("--extractor", EXTRACTOR, "--source", examples / "hat", "--class", bad_class, "--class",
-                            "ok", "--output", tmp_path / "c.tflite")
+            result = _teach(
+                "--extractor",
+                EXTRACTOR,
+                "--source",
+                examples / "hat",
+                "--class",
+                bad_class,
+                "--class",
+                "ok",
+                "--output",
+                tmp_path / "c.tflite",
+            )
             _one_line_error(result, "--class")
 
 
@@ -508,10 +598,15 @@ def _nan_model(path: Path) -> Path:
 
     weights = helper.make_tensor("w", TensorProto.FLOAT, [3, 2], [float("nan")] * 6)
     graph = helper.make_graph(
-        [helper.make_node("ReduceMean", ["image"], ["mean"], axes=[1, 2], keepdims=0),
-         helper.make_node("MatMul", ["mean", "w"], ["probabilities"])],
-        "nan", [helper.make_tensor_value_info("image", TensorProto.FLOAT, [1, 16, 16, 3])],
-        [helper.make_tensor_value_info("probabilities", TensorProto.FLOAT, [1, 2])], [weights])
+        [
+            helper.make_node("ReduceMean", ["image"], ["mean"], axes=[1, 2], keepdims=0),
+            helper.make_node("MatMul", ["mean", "w"], ["probabilities"]),
+        ],
+        "nan",
+        [helper.make_tensor_value_info("image", TensorProto.FLOAT, [1, 16, 16, 3])],
+        [helper.make_tensor_value_info("probabilities", TensorProto.FLOAT, [1, 2])],
+        [weights],
+    )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
     model.ir_version = 8
     metadata = ModelMetadata(model="nan", format="onnx", labels=("a", "b"), input=InputSpec(16, 16, 3, "BGR"))
@@ -532,8 +627,18 @@ def test_a_model_answering_nan_is_an_error_counted_once_never_an_answer(tmp_path
         with Classifier.open(model) as classifier, pytest.raises(NonFiniteScoresError):
             classifier.predict(np.zeros((16, 16, 3), np.uint8))
     with ledger.case("new user round 3: a model that answers NaN (command: one error, a count, exit 2)"):
-        result = run_cli("-m", "edge_runtime", "--model", str(model), "--source", str(folder), "--headless",
-                         "--jsonl", str(tmp_path / "a.jsonl"), timeout=120)
+        result = run_cli(
+            "-m",
+            "edge_runtime",
+            "--model",
+            str(model),
+            "--source",
+            str(folder),
+            "--headless",
+            "--jsonl",
+            str(tmp_path / "a.jsonl"),
+            timeout=120,
+        )
         assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
         assert result.stderr.count("NaN or infinity") == 2  # once in the log, once in the final error line
         assert "non-finite 3" in result.stderr.splitlines()[-1]
@@ -546,8 +651,10 @@ def test_a_model_answering_nan_is_an_error_counted_once_never_an_answer(tmp_path
 
 def test_jsonl_to_a_closed_pipe_ends_quietly_with_141(tmp_path, ledger):
     with ledger.case("new user round 3: --jsonl - | head -c 10"):
-        command = (f"{sys.executable} -m edge_runtime --model {MODEL} --source {PHOTOS / 'test' / 'dress'} "
-                   f"--headless --jsonl - | head -c 10 >/dev/null; echo \"exit=${{PIPESTATUS[0]}}\" >&2")
+        command = (
+            f"{sys.executable} -m edge_runtime --model {MODEL} --source {PHOTOS / 'test' / 'dress'} "
+            f'--headless --jsonl - | head -c 10 >/dev/null; echo "exit=${{PIPESTATUS[0]}}" >&2'
+        )
         result = subprocess.run(["bash", "-c", command], capture_output=True, text=True, timeout=180, cwd=ROOT)
         assert "exit=141" in result.stderr and "error:" not in result.stderr, result.stderr[-2000:]
 
@@ -582,8 +689,9 @@ def test_the_small_words(tmp_path, ledger):
         assert "fewer than 5 examples" in result.stderr and "broken.jpg" in result.stderr
     with ledger.case("new user round 3: teach --examples FILE says it is a file"):
         photo = sorted((PHOTOS / "train" / "hat").iterdir())[0]
-        _one_line_error(_teach("--extractor", EXTRACTOR, "--examples", photo, "--output", tmp_path / "f.tflite"),
-                        "is a file")
+        _one_line_error(
+            _teach("--extractor", EXTRACTOR, "--examples", photo, "--output", tmp_path / "f.tflite"), "is a file"
+        )
     with ledger.case("new user round 3: inspect escapes control characters in labels"):
         data = (tmp_path / "one.tflite").read_bytes()
         contract = json.loads(read_tflite_entries(data)[METADATA_KEY])

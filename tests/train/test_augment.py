@@ -23,15 +23,25 @@ def test_framing_moves_garments_within_its_limits():
     moved = np.array([np.abs(_centre_of_mass(a) - _centre_of_mass(b)).max() for a, b in zip(out, images)])
     # Two thirds keep the dataset's centring (a pixel at most), a third are moved by up to 6 pixels.
     assert 0.2 < np.mean(moved > 1.05) < 0.45 and moved.max() <= 6.05 and moved.max() > 5.0
-    assert np.array_equal(augment.framing(images[:8], np.random.default_rng(1)),
-                          augment.framing(images[:8], np.random.default_rng(1)))  # seeded: resumable
+    assert np.array_equal(
+        augment.framing(images[:8], np.random.default_rng(1)), augment.framing(images[:8], np.random.default_rng(1))
+    )  # seeded: resumable
 
 
 def test_tutorial_augmentation_fills_borders_with_the_nearest_pixel_not_a_mirror_image():
     image = np.zeros((1, 28, 28, 1), np.uint8)
     image[0, 12:15, 1:4] = 255  # an object near the left edge; column 0 is background
-    bright = [int((augment.tutorial_affine(image, np.random.default_rng(seed), rotation=0.0, shear=0.0, zoom=0.0,
-                                           flip=False) > 128).sum()) for seed in range(30)]
+    bright = [
+        int(
+            (
+                augment.tutorial_affine(
+                    image, np.random.default_rng(seed), rotation=0.0, shear=0.0, zoom=0.0, flip=False
+                )
+                > 128
+            ).sum()
+        )
+        for seed in range(30)
+    ]
     # A reflecting fill would mirror the object into uncovered columns: about twice the bright pixels.
     assert max(bright) <= 12
 

@@ -88,7 +88,9 @@ def _photos(folder: str, count: int, size: int) -> np.ndarray:
         h, w = image.shape[:2]
         side = int(min(h, w) * 0.875)
         top, left = (h - side) // 2, (w - side) // 2
-        images.append(cv2.resize(image[top:top + side, left:left + side], (size, size), interpolation=cv2.INTER_AREA))
+        images.append(
+            cv2.resize(image[top : top + side, left : left + side], (size, size), interpolation=cv2.INTER_AREA)
+        )
     return np.stack(images).astype(np.float32)
 
 

@@ -40,8 +40,9 @@ def test_a_photo_is_placed_at_its_share_of_the_frame_height():
 def test_conditions_are_deterministic_and_what_their_names_say(photos):
     images, labels = photos
     names = [c.name for c in cf.CONDITIONS]
-    assert {"near", "mid", "far", "off_centre", "motion_blur", "noise", "jpeg", "dim", "tungsten",
-            "background"} <= set(names)
+    assert {"near", "mid", "far", "off_centre", "motion_blur", "noise", "jpeg", "dim", "tungsten", "background"} <= set(
+        names
+    )
     first = list(cf.iter_condition_frames(images[:2], labels[:2]))
     again = list(cf.iter_condition_frames(images[:2], labels[:2]))
     assert len(first) == 2 * len(names)
@@ -59,14 +60,17 @@ def test_conditions_are_deterministic_and_what_their_names_say(photos):
 def test_the_camera_augmentation_frames_part_of_each_batch(photos):
     images, _ = photos
     rgb = cf.as_bgr(images, "RGB")
-    batch, framed = ca.camera_batch(rgb, np.arange(len(rgb)), PHOTO_INPUT, np.random.default_rng(1),
-                                    ca.CameraAugment(share=1.0))
+    batch, framed = ca.camera_batch(
+        rgb, np.arange(len(rgb)), PHOTO_INPUT, np.random.default_rng(1), ca.CameraAugment(share=1.0)
+    )
     assert batch.shape == (len(rgb), 128, 128, 3) and batch.dtype == np.uint8 and framed.all()
-    again, _ = ca.camera_batch(rgb, np.arange(len(rgb)), PHOTO_INPUT, np.random.default_rng(1),
-                               ca.CameraAugment(share=1.0))
+    again, _ = ca.camera_batch(
+        rgb, np.arange(len(rgb)), PHOTO_INPUT, np.random.default_rng(1), ca.CameraAugment(share=1.0)
+    )
     assert np.array_equal(batch, again)  # a resumed run replays the same batches
-    plain, framed = ca.camera_batch(rgb, np.arange(len(rgb)), PHOTO_INPUT, np.random.default_rng(1),
-                                    ca.CameraAugment(share=0.0))
+    plain, framed = ca.camera_batch(
+        rgb, np.arange(len(rgb)), PHOTO_INPUT, np.random.default_rng(1), ca.CameraAugment(share=0.0)
+    )
     assert not framed.any()
 
 

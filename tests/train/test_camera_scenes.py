@@ -49,31 +49,68 @@ def test_scenes_carry_the_variation(rng):
 
 def test_recorded_conditions_leave_the_scene_unchanged_and_match_the_config(rng):
     garments = _garments(rng, 40)
-    config = camera_scenes.SceneConfig(scale=(0.5, 0.6), dark_on_light=1.0, blur_prob=0.0, jpeg_prob=1.0,
-                                       jpeg_quality=(40, 50), max_tilt_deg=5.0)
+    config = camera_scenes.SceneConfig(
+        scale=(0.5, 0.6), dark_on_light=1.0, blur_prob=0.0, jpeg_prob=1.0, jpeg_quality=(40, 50), max_tilt_deg=5.0
+    )
     renderer = camera_scenes.SceneRenderer(config)
-    plain = camera_scenes.render_batch(garments, np.arange(40), seed=2, split="train", epoch=0, spec=SPEC,
-                                       renderer=renderer)
+    plain = camera_scenes.render_batch(
+        garments, np.arange(40), seed=2, split="train", epoch=0, spec=SPEC, renderer=renderer
+    )
     records: list = []
-    recorded = camera_scenes.render_batch(garments, np.arange(40), seed=2, split="train", epoch=0, spec=SPEC,
-                                          renderer=renderer, conditions=records)
+    recorded = camera_scenes.render_batch(
+        garments, np.arange(40), seed=2, split="train", epoch=0, spec=SPEC, renderer=renderer, conditions=records
+    )
     np.testing.assert_array_equal(plain, recorded)
     assert len(records) == 40
-    assert all(0.5 <= r["garment_size"] <= 0.6 and r["polarity"] == "dark on light" and r["blur"] == 0.0
-               and 40 <= r["jpeg"] <= 50 and r["tilt"] <= 5.0 for r in records)
+    assert all(
+        0.5 <= r["garment_size"] <= 0.6
+        and r["polarity"] == "dark on light"
+        and r["blur"] == 0.0
+        and 40 <= r["jpeg"] <= 50
+        and r["tilt"] <= 5.0
+        for r in records
+    )
     assert {r["background"] for r in records} == {"plain", "gradient", "texture", "clutter"}
 
 
 def test_accuracy_by_condition_bins_each_scene_once():
-    records = [dict(garment_size=0.45, polarity="light on dark", background="plain", tilt=1.0, contrast=0.7,
-                    blur=0.0, noise=0.0, jpeg=None),
-               dict(garment_size=0.95, polarity="dark on light", background="clutter", tilt=11.0, contrast=1.2,
-                    blur=1.5, noise=13.0, jpeg=30),
-               dict(garment_size=0.99, polarity="dark on light", background="clutter", tilt=7.0, contrast=1.0,
-                    blur=0.5, noise=5.0, jpeg=90)]
+    records = [
+        dict(
+            garment_size=0.45,
+            polarity="light on dark",
+            background="plain",
+            tilt=1.0,
+            contrast=0.7,
+            blur=0.0,
+            noise=0.0,
+            jpeg=None,
+        ),
+        dict(
+            garment_size=0.95,
+            polarity="dark on light",
+            background="clutter",
+            tilt=11.0,
+            contrast=1.2,
+            blur=1.5,
+            noise=13.0,
+            jpeg=30,
+        ),
+        dict(
+            garment_size=0.99,
+            polarity="dark on light",
+            background="clutter",
+            tilt=7.0,
+            contrast=1.0,
+            blur=0.5,
+            noise=5.0,
+            jpeg=90,
+        ),
+    ]
     report = camera_scenes.accuracy_by_condition(records, np.array([True, False, True]))
-    assert report["garment_size"] == {"40%-60%": {"scenes": 1, "accuracy": 1.0},
-                                      "80%-100%": {"scenes": 2, "accuracy": 0.5}}
+    assert report["garment_size"] == {
+        "40%-60%": {"scenes": 1, "accuracy": 1.0},
+        "80%-100%": {"scenes": 2, "accuracy": 0.5},
+    }
     assert list(report["blur"]) == ["none", "0.4-1", "1-1.6"]
     assert list(report["jpeg"]) == ["none", "25-57", "58-90"]
     assert report["background"]["clutter"] == {"scenes": 2, "accuracy": 0.5}
@@ -127,8 +164,9 @@ def test_scene_sets_serve_reuse_epochs_reshuffled_and_never_straddle_resolutions
     # Epoch 1 shows epoch 0's scenes again (the whole set fits one batch here), each with its label.
     for a, b in zip(by_content(first, labels_first), by_content(second, labels_second)):
         np.testing.assert_array_equal(a, b)
-    assert first.shape == third.shape == (100, 16, 16, 3) and not np.array_equal(by_content(third, labels_first)[0],
-                                                                                 by_content(first, labels_first)[0])
+    assert first.shape == third.shape == (100, 16, 16, 3) and not np.array_equal(
+        by_content(third, labels_first)[0], by_content(first, labels_first)[0]
+    )
     # The switch to full size starts a fresh set at full size, itself reused next epoch.
     assert full.shape == (100, 32, 32, 3)
     for a, b in zip(by_content(full, labels_full), by_content(full_again, labels_full_again)):
@@ -141,8 +179,15 @@ def test_reused_sets_are_visited_in_a_new_order():
     assert sorted(again) == list(range(500)) and not np.array_equal(again, np.arange(500))
     assert not np.array_equal(again, scene_sets.visit_order(0, 500, 4, 1))  # each set has its own order
     # 3 half-size epochs with each set used twice: sets 0, 1 at half size; the full-size sets start at 2.
-    assert [scene_sets.scene_position(e, 3, 2) for e in range(7)] == [(0, 0), (0, 1), (1, 0), (2, 0), (2, 1), (3, 0),
-                                                                     (3, 1)]
+    assert [scene_sets.scene_position(e, 3, 2) for e in range(7)] == [
+        (0, 0),
+        (0, 1),
+        (1, 0),
+        (2, 0),
+        (2, 1),
+        (3, 0),
+        (3, 1),
+    ]
     assert [scene_sets.scene_position(e, 0, 3)[0] for e in range(7)] == [0, 0, 0, 1, 1, 1, 2]
 
 
@@ -153,9 +198,18 @@ def test_low_res_epochs_validate_at_half_size():
     assert half[0, 0, 0, 0] == round(np.mean(images[0, :2, :2, 0]))  # 2x2 average, as the model's pooling
     spec = InputSpec(height=4, width=4, channels=3, color_order="RGB")
     labels = np.array([3, 5])
-    data = data_mod.TrainData(class_names=tuple("abcdef"), input_spec=spec, train_count=2, batch_size=2,
-                              make_batch=lambda e, i: (images, labels), val=(images, labels), test=(images, labels),
-                              samples=(images, labels), test_name="t", low_res_epochs=2)
+    data = data_mod.TrainData(
+        class_names=tuple("abcdef"),
+        input_spec=spec,
+        train_count=2,
+        batch_size=2,
+        make_batch=lambda e, i: (images, labels),
+        val=(images, labels),
+        test=(images, labels),
+        samples=(images, labels),
+        test_name="t",
+        low_res_epochs=2,
+    )
     np.testing.assert_array_equal(data.val_for_epoch(1)[0], half)
     assert data.val_for_epoch(1)[1] is labels and data.val_for_epoch(2)[0] is images
     assert data.val_for_epoch(0)[0] is data.val_for_epoch(1)[0]  # averaged once, not every epoch

@@ -31,8 +31,11 @@ def test_search_order_env_var_then_debian(tmp_path, monkeypatch, fashion_dir):
 
 
 def test_explicit_dir_without_files_is_a_clear_error(tmp_path):
-    with pytest.raises(DatasetError, match=r"Fashion-MNIST not found in .* \(missing "
-                                           r"train-images-idx3-ubyte.*apt-get install dataset-fashion-mnist"):
+    with pytest.raises(
+        DatasetError,
+        match=r"Fashion-MNIST not found in .* \(missing "
+        r"train-images-idx3-ubyte.*apt-get install dataset-fashion-mnist",
+    ):
         fashion_mnist.locate(tmp_path)
 
 

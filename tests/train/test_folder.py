@@ -64,7 +64,8 @@ def test_a_broken_file_is_named_once_however_often_it_is_read(tmp_path, caplog):
         _write(tmp_path / "b" / f"{i}.jpg", (30, 20, 10))
     ihdr = struct.pack(">IIBBBBB", 60000, 60000, 8, 2, 0, 0, 0)  # a header claiming 60000x60000 pixels
     (tmp_path / "b" / "huge.png").write_bytes(
-        b"\x89PNG\r\n\x1a\n" + struct.pack(">I", 13) + b"IHDR" + ihdr + struct.pack(">I", zlib.crc32(b"IHDR" + ihdr)))
+        b"\x89PNG\r\n\x1a\n" + struct.pack(">I", 13) + b"IHDR" + ihdr + struct.pack(">I", zlib.crc32(b"IHDR" + ihdr))
+    )
     with caplog.at_level(logging.WARNING, logger="edge_classify.data"):
         for _ in range(2):  # convert reads a test set more than once
             data = folder.open_folder(tmp_path)

@@ -9,8 +9,15 @@ from train import architectures, models
 
 
 def test_registry_lists_every_model_with_an_input_contract():
-    assert set(models.REGISTRY) >= {"mlp128", "mlp512", "mlp256_64", "seed_cnn", "seed_cnn_tutorial", "edge_cnn",
-                                    "camera_cnn"}
+    assert set(models.REGISTRY) >= {
+        "mlp128",
+        "mlp512",
+        "mlp256_64",
+        "seed_cnn",
+        "seed_cnn_tutorial",
+        "edge_cnn",
+        "camera_cnn",
+    }
     assert models.get("edge_cnn").input.shape == (1, 28, 28, 1)
     camera = models.get("camera_cnn").input
     assert camera.shape == (1, 128, 128, 3) and camera.color_order == "RGB"

@@ -43,8 +43,11 @@ def test_a_finished_run_is_kept_only_for_the_same_folder_and_classes(tmp_path, r
     _finished_run(runs, "edge_cnn-pets", first, ["cat", "dog"])
     same = trainer.run(TrainConfig(model="edge_cnn", folder=str(first), output_dir=str(runs)))
     assert same.finished_before and same.metrics["test_accuracy"] == 0.75
-    with pytest.raises(ConfigError, match=r"finished run of other data \(--folder was .*one/pets, now .*two/pets\).*"
-                                          r"--fresh.*--name"):
+    with pytest.raises(
+        ConfigError,
+        match=r"finished run of other data \(--folder was .*one/pets, now .*two/pets\).*"
+        r"--fresh.*--name",
+    ):
         trainer.run(TrainConfig(model="edge_cnn", folder=str(other), output_dir=str(runs)))
     (runs / "edge_cnn-pets" / "config.json").write_text(json.dumps({"model": "edge_cnn", "folder": str(renamed)}))
     with pytest.raises(ConfigError, match="its classes were cat, dog, now cat, fox"):
@@ -73,8 +76,7 @@ def test_a_short_backbone_run_says_it_shortened_the_head_phase(caplog):
     with caplog.at_level(logging.WARNING, logger="edge_classify.train"):
         config = TrainConfig(model="clothes_lite0", epochs=1).resolved()
     assert config.head_epochs == 0
-    assert any("--epochs 1 leaves room for 0 head-only epoch(s) of the recipe's 3" in r.message
-               for r in caplog.records)
+    assert any("--epochs 1 leaves room for 0 head-only epoch(s) of the recipe's 3" in r.message for r in caplog.records)
 
 
 def test_the_training_log_counts_what_is_used_after_decoding(tmp_path, rng, caplog):

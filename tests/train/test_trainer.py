@@ -49,8 +49,13 @@ def test_every_model_writes_a_complete_run_folder(zoo):
         assert 0.0 <= metrics["test_accuracy"] <= 1.0
         assert np.asarray(metrics["confusion_matrix"]).sum() == tested
         assert len(metrics["per_class_accuracy"]) == 10
-        assert set(metrics["robustness"]) == {"rotate_+10", "rotate_-10", "shift_5_3", "rotate_+10_shift_5_3",
-                                              "rotate_-10_shift_5_3"}
+        assert set(metrics["robustness"]) == {
+            "rotate_+10",
+            "rotate_-10",
+            "shift_5_3",
+            "rotate_+10_shift_5_3",
+            "rotate_-10_shift_5_3",
+        }
         assert metrics["parameters"] > 0 and metrics["macs_per_image"] > 0 and metrics["training_time_s"] > 0
         history = (run / "history.csv").read_text().splitlines()
         assert history[0].startswith("epoch,loss,accuracy,val_loss,val_accuracy") and len(history) == epochs + 1
@@ -100,8 +105,9 @@ def test_bad_options_are_one_line_errors_with_exit_code_2(tmp_path):
     file_out.write_text("x")
     result = run_cli("-m", "train", "edge_cnn", "--output-dir", str(file_out), "--epochs", "1", "--train-limit", "100")
     assert result.returncode == 2 and "is a file" in result.stderr and result.stderr.count("\n") == 1
-    result = run_cli("-m", "train", "edge_cnn", "--data-dir", str(tmp_path), "--epochs", "1", "--output-dir",
-                     str(tmp_path / "runs"))
+    result = run_cli(
+        "-m", "train", "edge_cnn", "--data-dir", str(tmp_path), "--epochs", "1", "--output-dir", str(tmp_path / "runs")
+    )
     assert result.returncode == 2 and "Fashion-MNIST not found" in result.stderr
     with pytest.raises(ConfigError, match="--epochs must be >= 1, got 0"):
         TrainConfig(model="edge_cnn", epochs=0).resolved()
@@ -203,8 +209,15 @@ def test_bad_distillation_options_are_clear_errors(zoo, tmp_path, monkeypatch, f
     train = fashion_mnist.load_split("train", fashion_dir)
     with pytest.raises(EdgeError, match="must read 28x28x1 garments"):
         distill.soft_targets(out / "camera_cnn" / "model.keras", train.images[:10], train.labels[:10], 0.5, 10)
-    result = run_cli("-m", "train", "camera_cnn", "--teacher", str(tmp_path / "missing.keras"), "--output-dir",
-                     str(tmp_path / "runs"))
+    result = run_cli(
+        "-m",
+        "train",
+        "camera_cnn",
+        "--teacher",
+        str(tmp_path / "missing.keras"),
+        "--output-dir",
+        str(tmp_path / "runs"),
+    )
     assert result.returncode == 2 and "not found" in result.stderr and result.stderr.count("\n") == 1
 
 
@@ -225,11 +238,30 @@ def test_camera_model_trains_on_a_folder_dataset(tmp_path):
         for i in range(20):
             image = rng.integers(0, 60, (40, 40, 3), dtype=np.uint8)
             cv2.circle(image, (20, 20), 12, colour, -1)
-            cv2.imwrite(str(tmp_path / "data" / cls / f"{i}.jpg") if (tmp_path / "data" / cls).is_dir() else
-                        str(_mkdir(tmp_path / "data" / cls) / f"{i}.jpg"), image)
-    result = run_cli("-m", "train", "camera_cnn", "--folder", str(tmp_path / "data"), "--epochs", "2", "--width",
-                     "0.25", "--input-size", "32", "--batch-size", "8", "--no-plots", "--output-dir",
-                     str(tmp_path / "runs"))
+            cv2.imwrite(
+                str(tmp_path / "data" / cls / f"{i}.jpg")
+                if (tmp_path / "data" / cls).is_dir()
+                else str(_mkdir(tmp_path / "data" / cls) / f"{i}.jpg"),
+                image,
+            )
+    result = run_cli(
+        "-m",
+        "train",
+        "camera_cnn",
+        "--folder",
+        str(tmp_path / "data"),
+        "--epochs",
+        "2",
+        "--width",
+        "0.25",
+        "--input-size",
+        "32",
+        "--batch-size",
+        "8",
+        "--no-plots",
+        "--output-dir",
+        str(tmp_path / "runs"),
+    )
     assert result.returncode == 0, result.stderr
     run = tmp_path / "runs" / "camera_cnn-data"  # its own name: the registry's camera_cnn run is never replaced
     assert not (tmp_path / "runs" / "camera_cnn").exists()
@@ -250,8 +282,22 @@ def test_a_finished_run_is_left_as_it_is_unless_fresh(zoo):
     out = zoo
     model = out / "mlp128" / "model.keras"
     before = (model.stat().st_mtime_ns, model.read_bytes())
-    args = ["-m", "train", "mlp128", "--epochs", "2", "--width", "0.25", "--train-limit", "2000", "--test-limit", "200",
-            "--no-plots", "--output-dir", str(out)]
+    args = [
+        "-m",
+        "train",
+        "mlp128",
+        "--epochs",
+        "2",
+        "--width",
+        "0.25",
+        "--train-limit",
+        "2000",
+        "--test-limit",
+        "200",
+        "--no-plots",
+        "--output-dir",
+        str(out),
+    ]
     result = run_cli(*args, timeout=300)
     assert result.returncode == 0, result.stderr
     assert "is a finished run" in result.stdout and "--fresh" in result.stdout
@@ -292,8 +338,9 @@ def test_metrics_name_both_validation_accuracies(zoo):
     metrics = _metrics(zoo, "edge_cnn")
     rows = list(csv.DictReader((out / "edge_cnn" / "history.csv").open()))
     assert "val_accuracy" not in metrics
-    assert metrics["val_accuracy_history"] == pytest.approx(float(rows[metrics["best_epoch"] - 1]["val_accuracy"]),
-                                                            abs=1e-6)
+    assert metrics["val_accuracy_history"] == pytest.approx(
+        float(rows[metrics["best_epoch"] - 1]["val_accuracy"]), abs=1e-6
+    )
     assert 0.0 <= metrics["val_accuracy_saved_model"] <= 1.0
 
 
@@ -314,12 +361,39 @@ def test_two_workers_on_localhost_end_with_the_same_weights(tmp_path):
     workers = [f"127.0.0.1:{port}" for port in ports]
     processes = []
     for index in range(2):
-        env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3",
-                   TF_CONFIG=json.dumps({"cluster": {"worker": workers}, "task": {"type": "worker", "index": index}}))
-        processes.append(subprocess.Popen(
-            [sys.executable, "-m", "train", "edge_cnn", "--strategy", "multiworker", "--epochs", "1", "--width", "0.25",
-             "--train-limit", "1000", "--test-limit", "200", "--no-plots", "--output-dir", str(tmp_path)],
-            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+        env = dict(
+            os.environ,
+            TF_CPP_MIN_LOG_LEVEL="3",
+            TF_CONFIG=json.dumps({"cluster": {"worker": workers}, "task": {"type": "worker", "index": index}}),
+        )
+        processes.append(
+            subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "train",
+                    "edge_cnn",
+                    "--strategy",
+                    "multiworker",
+                    "--epochs",
+                    "1",
+                    "--width",
+                    "0.25",
+                    "--train-limit",
+                    "1000",
+                    "--test-limit",
+                    "200",
+                    "--no-plots",
+                    "--output-dir",
+                    str(tmp_path),
+                ],
+                cwd=ROOT,
+                env=env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+        )
     outputs = [p.communicate(timeout=400) for p in processes]
     for process, (_out, err) in zip(processes, outputs):
         assert process.returncode == 0, err[-2000:]
@@ -332,7 +406,23 @@ def test_two_workers_on_localhost_end_with_the_same_weights(tmp_path):
 
 def test_multiworker_without_tf_config_is_a_clear_error(tmp_path):
     env = {k: v for k, v in os.environ.items() if k != "TF_CONFIG"}
-    result = subprocess.run([sys.executable, "-m", "train", "edge_cnn", "--strategy", "multiworker", "--epochs", "1",
-                             "--output-dir", str(tmp_path)], cwd=ROOT, env=env, capture_output=True, text=True,
-                            timeout=300)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "train",
+            "edge_cnn",
+            "--strategy",
+            "multiworker",
+            "--epochs",
+            "1",
+            "--output-dir",
+            str(tmp_path),
+        ],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode == 2 and "needs TF_CONFIG" in result.stderr

@@ -26,11 +26,29 @@ def tiny_clothes(tmp_path_factory):
     from train.config import TrainConfig
 
     runs = tmp_path_factory.mktemp("transfer")
-    result = trainer.run(TrainConfig(model="clothes_lite0", epochs=3, head_epochs=1, input_size=64, train_limit=400,
-                                     test_limit=100, output_dir=str(runs), plots=False))
+    result = trainer.run(
+        TrainConfig(
+            model="clothes_lite0",
+            epochs=3,
+            head_epochs=1,
+            input_size=64,
+            train_limit=400,
+            test_limit=100,
+            output_dir=str(runs),
+            plots=False,
+        )
+    )
     # Every format, not only the four the shipped model keeps.
-    convert(ConvertConfig(model="clothes_lite0", runs_dir=str(runs), calibration_samples=40, opencv_check=20,
-                          gates=False, formats=tuple(fmt.name for fmt in formats.DEPLOYABLE)))
+    convert(
+        ConvertConfig(
+            model="clothes_lite0",
+            runs_dir=str(runs),
+            calibration_samples=40,
+            opencv_check=20,
+            gates=False,
+            formats=tuple(fmt.name for fmt in formats.DEPLOYABLE),
+        )
+    )
     return runs, result
 
 
@@ -53,8 +71,9 @@ def test_fine_tuning_learns_real_photos_and_keeps_imagenet_batch_norm(tiny_cloth
     for layer in ("stem_bn", "block7_dw_bn", "head_bn"):
         for ours, theirs in zip(model.get_layer(layer).get_weights(), imagenet[layer]):
             np.testing.assert_array_equal(ours, theirs)
-    assert not np.array_equal(model.get_layer("block15_project_conv").get_weights()[0],
-                              imagenet["block15_project_conv"][0])
+    assert not np.array_equal(
+        model.get_layer("block15_project_conv").get_weights()[0], imagenet["block15_project_conv"][0]
+    )
     assert model.get_layer("probabilities").get_weights()[0].shape == (1280, 10)
 
 
@@ -70,16 +89,29 @@ def test_every_format_of_the_transfer_model_classifies_like_keras(tiny_clothes):
         with Classifier.open(deploy / result["file"]) as classifier:
             spec = classifier.input_spec
             assert (spec.height, spec.fit, spec.crop) == (64, "crop", 0.875)
-            assert classifier.labels == ("dress", "hat", "longsleeve", "outwear", "pants", "shirt", "shoes",
-                                         "shorts", "skirt", "t-shirt")
+            assert classifier.labels == (
+                "dress",
+                "hat",
+                "longsleeve",
+                "outwear",
+                "pants",
+                "shirt",
+                "shoes",
+                "shorts",
+                "skirt",
+                "t-shirt",
+            )
     assert report["test_set"] == "folder data/clothing-small/test (341 images)"  # all of them: --eval-limit is unset
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--backbone", "lite1"], "invalid choice: 'lite1'"),
-    (["--input-size", "16"], "below the 32 pixels"),
-    (["--head-epochs", "5", "--epochs", "5"], "--head-epochs must be below --epochs"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--backbone", "lite1"], "invalid choice: 'lite1'"),
+        (["--input-size", "16"], "below the 32 pixels"),
+        (["--head-epochs", "5", "--epochs", "5"], "--head-epochs must be below --epochs"),
+    ],
+)
 def test_bad_transfer_options_are_one_line_errors(args, message, tmp_path):
     result = run_cli("-m", "train", "clothes_lite0", "--output-dir", str(tmp_path), *args, timeout=300)
     assert result.returncode == 2 and message in result.stderr, result.stderr
@@ -88,8 +120,16 @@ def test_bad_transfer_options_are_one_line_errors(args, message, tmp_path):
 
 def test_a_folder_with_one_class_is_refused(tmp_path):
     shutil.copytree(PHOTOS / "test" / "hat", tmp_path / "photos" / "hat")
-    result = run_cli("-m", "train", "clothes_lite0", "--folder", str(tmp_path / "photos"), "--output-dir",
-                     str(tmp_path / "runs"), timeout=300)
+    result = run_cli(
+        "-m",
+        "train",
+        "clothes_lite0",
+        "--folder",
+        str(tmp_path / "photos"),
+        "--output-dir",
+        str(tmp_path / "runs"),
+        timeout=300,
+    )
     assert result.returncode == 2 and "only one class" in result.stderr and result.stderr.count("\n") == 1
 
 
@@ -148,8 +188,10 @@ def test_a_contract_with_a_bad_out_of_class_threshold_is_one_line_and_exit_2(tin
     source = runs / "clothes_lite0" / "deploy" / "model_int8.tflite"
     kind, data = load_bytes(source)
     good = read_metadata(kind, data, source).to_dict()
-    for change, message in ((lambda u: u.pop("threshold"), "without a threshold"),
-                            (lambda u: u.update(threshold=3.5), "outside the prototype_cosine range")):
+    for change, message in (
+        (lambda u: u.pop("threshold"), "without a threshold"),
+        (lambda u: u.update(threshold=3.5), "outside the prototype_cosine range"),
+    ):
         broken = json.loads(json.dumps(good))
         change(broken["output"]["unknown"])
         with pytest.raises(MetadataError, match=message):

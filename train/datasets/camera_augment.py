@@ -30,8 +30,9 @@ class CameraAugment:
     frame_size: tuple[int, int] = (168, 224)  # rendered this small: the model sees 128x128 of it anyway
 
 
-def camera_frame(photo: np.ndarray, background: np.ndarray, rng: np.random.Generator,
-                 config: CameraAugment = CameraAugment()) -> np.ndarray:
+def camera_frame(
+    photo: np.ndarray, background: np.ndarray, rng: np.random.Generator, config: CameraAugment = CameraAugment()
+) -> np.ndarray:
     """One random camera frame of ``photo`` on ``background`` (both the same channel order, background
     frame-sized): placed, then blurred, noisy, compressed, exposed and white-balanced at random."""
     height = rng.uniform(*config.height)
@@ -84,8 +85,13 @@ def mosaic(others: Sequence[np.ndarray], size: tuple[int, int], rng: np.random.G
     return cv2.GaussianBlur(grid, (0, 0), float(rng.uniform(0.5, 2.0)))
 
 
-def camera_batch(photos: Sequence[np.ndarray], chosen: np.ndarray, spec: InputSpec, rng: np.random.Generator,
-                 config: CameraAugment = CameraAugment()) -> tuple[np.ndarray, np.ndarray]:
+def camera_batch(
+    photos: Sequence[np.ndarray],
+    chosen: np.ndarray,
+    spec: InputSpec,
+    rng: np.random.Generator,
+    config: CameraAugment = CameraAugment(),
+) -> tuple[np.ndarray, np.ndarray]:
     """Model inputs for ``photos[chosen]`` framed by a camera; returns (images, which rows were framed).
 
     Photos are in the model's colour order already, so the frame is fitted without a colour change.

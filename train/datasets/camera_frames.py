@@ -71,6 +71,7 @@ def condition(name: str) -> Condition:
 
 # -- placing a photo ------------------------------------------------------------------------------
 
+
 def compose(photo: np.ndarray, background: np.ndarray, *, height: float, centre: tuple[float, float]) -> np.ndarray:
     """``photo`` pasted onto ``background`` (same channel order), its height ``height`` of the frame's
     and its centre at ``centre`` (x, y as shares of the frame); parts outside the frame are cut."""
@@ -87,7 +88,7 @@ def compose(photo: np.ndarray, background: np.ndarray, *, height: float, centre:
     x0, y0 = max(0, left), max(0, top)
     x1, y1 = min(frame_w, left + photo_w), min(frame_h, top + photo_h)
     if x1 > x0 and y1 > y0:
-        frame[y0:y1, x0:x1] = scaled[y0 - top:y1 - top, x0 - left:x1 - left]
+        frame[y0:y1, x0:x1] = scaled[y0 - top : y1 - top, x0 - left : x1 - left]
     return frame
 
 
@@ -102,7 +103,7 @@ def cover(image: np.ndarray, size: tuple[int, int], rng: np.random.Generator | N
     resized = cv2.resize(image, (new_w, new_h), interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
     dy = int(rng.integers(0, new_h - height + 1)) if rng is not None else (new_h - height) // 2
     dx = int(rng.integers(0, new_w - width + 1)) if rng is not None else (new_w - width) // 2
-    return np.ascontiguousarray(resized[dy:dy + height, dx:dx + width])
+    return np.ascontiguousarray(resized[dy : dy + height, dx : dx + width])
 
 
 def procedural_background(rng: np.random.Generator, size: tuple[int, int] = FRAME_SIZE) -> np.ndarray:
@@ -112,10 +113,11 @@ def procedural_background(rng: np.random.Generator, size: tuple[int, int] = FRAM
     height, width = size
     scene = background_scene(rng, max(height, width))
     top, left = (max(height, width) - height) // 2, (max(height, width) - width) // 2
-    return np.ascontiguousarray(scene[top:top + height, left:left + width])
+    return np.ascontiguousarray(scene[top : top + height, left : left + width])
 
 
 # -- webcam faults --------------------------------------------------------------------------------
+
 
 def motion_blur(frame: np.ndarray, length: int = 9, angle: float = 0.0) -> np.ndarray:
     import cv2
@@ -166,12 +168,14 @@ def _fault(frame: np.ndarray, fault: str | None, rng: np.random.Generator) -> np
 
 # -- the named conditions -------------------------------------------------------------------------
 
+
 def frame_rng(seed: int, name: str, index: int) -> np.random.Generator:
     return np.random.default_rng([seed, CONDITIONS.index(condition(name)), index])
 
 
-def condition_frame(photo: np.ndarray | None, background: np.ndarray, cond: Condition,
-                    rng: np.random.Generator) -> np.ndarray:
+def condition_frame(
+    photo: np.ndarray | None, background: np.ndarray, cond: Condition, rng: np.random.Generator
+) -> np.ndarray:
     """One frame of ``cond``: ``photo`` (BGR) placed on ``background`` (BGR, frame-sized), then its fault."""
     frame = background
     if cond.garment and photo is not None:
@@ -221,14 +225,22 @@ class Backgrounds:
                 image = cv2.resize(image, (round(w * scale), round(h * scale)), interpolation=cv2.INTER_AREA)
             photos.append(image)
         if not photos:
-            raise DatasetError(f"--backgrounds {root}: no decodable image among {len(files)} file(s) "
-                               f"({', '.join(IMAGE_SUFFIXES)}); pass a folder of photos")
+            raise DatasetError(
+                f"--backgrounds {root}: no decodable image among {len(files)} file(s) "
+                f"({', '.join(IMAGE_SUFFIXES)}); pass a folder of photos"
+            )
         return cls(photos, f"{len(photos)} photos from {base}")
 
 
-def iter_condition_frames(photos: Sequence[np.ndarray], labels: np.ndarray, *, backgrounds: Backgrounds | None = None,
-                          names: Sequence[str] | None = None, seed: int = CONDITION_SEED,
-                          frame_size: tuple[int, int] = FRAME_SIZE) -> Iterator[tuple[str, np.ndarray, int]]:
+def iter_condition_frames(
+    photos: Sequence[np.ndarray],
+    labels: np.ndarray,
+    *,
+    backgrounds: Backgrounds | None = None,
+    names: Sequence[str] | None = None,
+    seed: int = CONDITION_SEED,
+    frame_size: tuple[int, int] = FRAME_SIZE,
+) -> Iterator[tuple[str, np.ndarray, int]]:
     """Every photo under every condition in ``names`` (default: all), as (condition, BGR frame, label).
 
     ``background`` frames come one per photo (label -1: no garment), on the same backgrounds.
@@ -242,9 +254,14 @@ def iter_condition_frames(photos: Sequence[np.ndarray], labels: np.ndarray, *, b
             yield name, condition_frame(photo, background, cond, rng), int(label) if cond.garment else -1
 
 
-def video_frames(photos: Sequence[np.ndarray], labels: np.ndarray, *, empty_every: int = 3,
-                 backgrounds: Backgrounds | None = None, seed: int = CONDITION_SEED + 2
-                 ) -> tuple[list[np.ndarray], np.ndarray]:
+def video_frames(
+    photos: Sequence[np.ndarray],
+    labels: np.ndarray,
+    *,
+    empty_every: int = 3,
+    backgrounds: Backgrounds | None = None,
+    seed: int = CONDITION_SEED + 2,
+) -> tuple[list[np.ndarray], np.ndarray]:
     """A camera's view for a video: photo ``i`` under garment condition ``i`` mod 9 (near, mid, far, ...),
     and an empty scene after every ``empty_every`` garments. Labels are -1 for empty frames."""
     backgrounds = backgrounds or Backgrounds()
@@ -261,9 +278,15 @@ def video_frames(photos: Sequence[np.ndarray], labels: np.ndarray, *, empty_ever
     return frames, np.asarray(kept, np.int64)
 
 
-def condition_inputs(photos: Sequence[np.ndarray], labels: np.ndarray, spec: InputSpec, *,
-                     backgrounds: Backgrounds | None = None, names: Sequence[str] | None = None,
-                     seed: int = CONDITION_SEED) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+def condition_inputs(
+    photos: Sequence[np.ndarray],
+    labels: np.ndarray,
+    spec: InputSpec,
+    *,
+    backgrounds: Backgrounds | None = None,
+    names: Sequence[str] | None = None,
+    seed: int = CONDITION_SEED,
+) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """Model inputs per condition (the runtime's preprocessing of each frame): name -> (images, labels)."""
     out: dict[str, tuple[list[np.ndarray], list[int]]] = {}
     for name, frame, label in iter_condition_frames(photos, labels, backgrounds=backgrounds, names=names, seed=seed):
@@ -273,8 +296,9 @@ def condition_inputs(photos: Sequence[np.ndarray], labels: np.ndarray, spec: Inp
     return {name: (np.stack(images), np.asarray(kept, np.int64)) for name, (images, kept) in out.items()}
 
 
-def condition_report(predicted: dict[str, np.ndarray], labels: dict[str, np.ndarray],
-                     unknown: dict[str, np.ndarray] | None = None) -> dict[str, dict[str, float | int]]:
+def condition_report(
+    predicted: dict[str, np.ndarray], labels: dict[str, np.ndarray], unknown: dict[str, np.ndarray] | None = None
+) -> dict[str, dict[str, float | int]]:
     """Per condition: accuracy of the label (garment frames), the share said unknown, and for
     ``background`` the share given a label (wrongly: there is no garment)."""
     report: dict[str, dict[str, float | int]] = {}
@@ -301,9 +325,16 @@ def as_bgr(photos: Sequence[np.ndarray], color_order: str) -> list[np.ndarray]:
     return [np.ascontiguousarray(p[:, :, ::-1]) for p in photos] if color_order == "RGB" else list(photos)
 
 
-def measure(predict: PredictFn, photos_bgr: Sequence[np.ndarray], labels: np.ndarray, spec: InputSpec, *,
-            threshold: float | None = None, backgrounds: Backgrounds | None = None,
-            seed: int = CONDITION_SEED) -> dict[str, dict[str, float | int]]:
+def measure(
+    predict: PredictFn,
+    photos_bgr: Sequence[np.ndarray],
+    labels: np.ndarray,
+    spec: InputSpec,
+    *,
+    threshold: float | None = None,
+    backgrounds: Backgrounds | None = None,
+    seed: int = CONDITION_SEED,
+) -> dict[str, dict[str, float | int]]:
     """Accuracy under every condition, the share said unknown, and the share of empty frames given a label.
 
     ``predict`` maps model inputs to (probabilities, out-of-class scores or None); a frame is unknown
@@ -316,15 +347,19 @@ def measure(predict: PredictFn, photos_bgr: Sequence[np.ndarray], labels: np.nda
     for name, (images, kept) in inputs.items():
         probabilities, scores = predict(images)
         predicted[name], truth[name] = np.argmax(probabilities, axis=1), kept
-        unknown[name] = np.asarray(is_unknown(scores, threshold)) if scores is not None and threshold is not None \
+        unknown[name] = (
+            np.asarray(is_unknown(scores, threshold))
+            if scores is not None and threshold is not None
             else np.zeros(len(kept), bool)
+        )
     report = condition_report(predicted, truth, unknown)
     report["background"]["labelled"] = 1.0 - report["background"]["unknown"]
     return report
 
 
-def in_class_frames(photos_bgr: Sequence[np.ndarray], labels: np.ndarray, spec: InputSpec, *,
-                    seed: int = CONDITION_SEED + 1) -> np.ndarray:
+def in_class_frames(
+    photos_bgr: Sequence[np.ndarray], labels: np.ndarray, spec: InputSpec, *, seed: int = CONDITION_SEED + 1
+) -> np.ndarray:
     """Model inputs of ``photos_bgr`` under every garment condition (for calibrating a threshold)."""
     inputs = condition_inputs(photos_bgr, labels, spec, names=GARMENT_CONDITIONS, seed=seed)
     return np.concatenate([images for images, _ in inputs.values()])

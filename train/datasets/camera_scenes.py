@@ -61,8 +61,9 @@ class SceneRenderer:
         bank_rng = np.random.default_rng(0)
         self._noise = bank_rng.standard_normal((2 * config.size, 2 * config.size, 3), dtype=np.float32)
 
-    def render(self, garment: np.ndarray, rng: np.random.Generator,
-               conditions: dict[str, Any] | None = None) -> np.ndarray:
+    def render(
+        self, garment: np.ndarray, rng: np.random.Generator, conditions: dict[str, Any] | None = None
+    ) -> np.ndarray:
         """One camera-like BGR uint8 frame (size x size x 3) containing one 28x28 garment.
 
         ``conditions``, when given, receives what was drawn for the scene (see :data:`CONDITIONS`);
@@ -71,8 +72,13 @@ class SceneRenderer:
         return _render(garment, rng, self.config, self._noise, conditions)
 
 
-def _render(garment: np.ndarray, rng: np.random.Generator, config: SceneConfig, noise_bank: np.ndarray,
-            conditions: dict[str, Any] | None = None) -> np.ndarray:
+def _render(
+    garment: np.ndarray,
+    rng: np.random.Generator,
+    config: SceneConfig,
+    noise_bank: np.ndarray,
+    conditions: dict[str, Any] | None = None,
+) -> np.ndarray:
     import cv2
 
     size = config.size
@@ -89,8 +95,14 @@ def _render(garment: np.ndarray, rng: np.random.Generator, config: SceneConfig, 
     matrix[0] *= width / 28.0
     matrix[1] *= height / 28.0
     matrix[:, 2] += (cx - 14.0 * width / 28.0, cy - 14.0 * height / 28.0)
-    matte = cv2.warpAffine(garment.astype(np.float32) / 255.0, matrix, (size, size), flags=cv2.INTER_LINEAR,
-                           borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+    matte = cv2.warpAffine(
+        garment.astype(np.float32) / 255.0,
+        matrix,
+        (size, size),
+        flags=cv2.INTER_LINEAR,
+        borderMode=cv2.BORDER_CONSTANT,
+        borderValue=0,
+    )
 
     # Appearance: a coloured garment whose shading keeps the original texture.
     alpha = np.minimum(matte * np.float32(rng.uniform(1.6, 3.0)), 1.0)
@@ -119,7 +131,7 @@ def _render(garment: np.ndarray, rng: np.random.Generator, config: SceneConfig, 
     noise_sigma = np.float32(rng.uniform(0.0, config.max_noise_sigma))
     if noise_sigma > 0.5:
         oy, ox = (int(v) for v in rng.integers(0, size, 2))
-        frame += noise_bank[oy:oy + size, ox:ox + size] * (noise_sigma if rng.random() < 0.5 else -noise_sigma)
+        frame += noise_bank[oy : oy + size, ox : ox + size] * (noise_sigma if rng.random() < 0.5 else -noise_sigma)
     image = np.clip(frame, 0, 255).astype(np.uint8)
     quality = None
     if rng.random() < config.jpeg_prob:
@@ -128,9 +140,16 @@ def _render(garment: np.ndarray, rng: np.random.Generator, config: SceneConfig, 
         if ok:
             image = cv2.imdecode(encoded, cv2.IMREAD_COLOR)
     if conditions is not None:
-        conditions.update(garment_size=height / size, polarity="light on dark" if light_garment else "dark on light",
-                          background=background_kind, tilt=abs(tilt), contrast=float(contrast), blur=float(blur_sigma),
-                          noise=float(noise_sigma) if noise_sigma > 0.5 else 0.0, jpeg=quality)
+        conditions.update(
+            garment_size=height / size,
+            polarity="light on dark" if light_garment else "dark on light",
+            background=background_kind,
+            tilt=abs(tilt),
+            contrast=float(contrast),
+            blur=float(blur_sigma),
+            noise=float(noise_sigma) if noise_sigma > 0.5 else 0.0,
+            jpeg=quality,
+        )
     return image
 
 
@@ -139,9 +158,17 @@ def scene_rng(seed: int, split: str, epoch: int, index: int) -> np.random.Genera
     return np.random.default_rng([seed, _SPLIT_IDS[split], epoch, index])
 
 
-def render_batch(garments: np.ndarray, indices: np.ndarray, *, seed: int, split: str, epoch: int,
-                 spec: InputSpec, renderer: SceneRenderer | None = None,
-                 conditions: list[dict[str, Any]] | None = None) -> np.ndarray:
+def render_batch(
+    garments: np.ndarray,
+    indices: np.ndarray,
+    *,
+    seed: int,
+    split: str,
+    epoch: int,
+    spec: InputSpec,
+    renderer: SceneRenderer | None = None,
+    conditions: list[dict[str, Any]] | None = None,
+) -> np.ndarray:
     """Render the scenes for ``indices`` and pass each through the runtime's preprocessing.
 
     Args:
@@ -165,12 +192,19 @@ def render_batch(garments: np.ndarray, indices: np.ndarray, *, seed: int, split:
     return out
 
 
-def test_scenes(garments: np.ndarray, labels: np.ndarray, spec: InputSpec, *, count: int | None = None,
-                conditions: list[dict[str, Any]] | None = None) -> tuple[np.ndarray, np.ndarray]:
+def test_scenes(
+    garments: np.ndarray,
+    labels: np.ndarray,
+    spec: InputSpec,
+    *,
+    count: int | None = None,
+    conditions: list[dict[str, Any]] | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
     """The fixed camera test set: one scene per test garment (the first ``count`` of them)."""
     count = len(garments) if count is None else min(count, len(garments))
-    images = render_batch(garments, np.arange(count), seed=TEST_SEED, split="test", epoch=0, spec=spec,
-                          conditions=conditions)
+    images = render_batch(
+        garments, np.arange(count), seed=TEST_SEED, split="test", epoch=0, spec=spec, conditions=conditions
+    )
     return images, labels[:count]
 
 
@@ -209,8 +243,9 @@ def _bucket(value: Any, edges: list[float] | None, name: str) -> str:
     return f"{low:.3g}-{high:.3g}"
 
 
-def accuracy_by_condition(conditions: list[dict[str, Any]], correct: np.ndarray,
-                          config: SceneConfig = SceneConfig()) -> dict[str, dict[str, dict[str, float | int]]]:
+def accuracy_by_condition(
+    conditions: list[dict[str, Any]], correct: np.ndarray, config: SceneConfig = SceneConfig()
+) -> dict[str, dict[str, dict[str, float | int]]]:
     """Accuracy of the scenes in each bin of each condition.
 
     Args:
@@ -226,21 +261,26 @@ def accuracy_by_condition(conditions: list[dict[str, Any]], correct: np.ndarray,
     report: dict[str, dict[str, dict[str, float | int]]] = {}
     for name, edges in condition_bins(config).items():
         buckets = np.array([_bucket(record[name], edges, name) for record in conditions])
-        report[name] = {str(bucket): {"scenes": int(np.sum(buckets == bucket)),
-                                      "accuracy": round(float(np.mean(correct[buckets == bucket])), 4)}
-                        for bucket in sorted(set(buckets.tolist()), key=_bucket_order)}
+        report[name] = {
+            str(bucket): {
+                "scenes": int(np.sum(buckets == bucket)),
+                "accuracy": round(float(np.mean(correct[buckets == bucket])), 4),
+            }
+            for bucket in sorted(set(buckets.tolist()), key=_bucket_order)
+        }
     return report
 
 
 def hardest(report: dict[str, dict[str, dict[str, float | int]]], count: int = 3) -> str:
     """The ``count`` bins with the lowest accuracy, as ``condition bin: accuracy`` for a log line."""
-    bins = sorted((cell["accuracy"], name, bucket) for name, buckets in report.items()
-                  for bucket, cell in buckets.items())
+    bins = sorted(
+        (cell["accuracy"], name, bucket) for name, buckets in report.items() for bucket, cell in buckets.items()
+    )
     return ", ".join(f"{name} {bucket}: {accuracy:.1%}" for accuracy, name, bucket in bins[:count])
 
 
 def _bucket_order(bucket: str) -> tuple[int, float, str]:
-    """"none" first, then numeric bins by their lower edge, then categories by name."""
+    """ "none" first, then numeric bins by their lower edge, then categories by name."""
     if bucket == "none":
         return (0, 0.0, bucket)
     head = bucket.split("-")[0].rstrip("%")

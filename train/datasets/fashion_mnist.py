@@ -21,8 +21,16 @@ if TYPE_CHECKING:
 from .idx import read_idx
 
 CLASS_NAMES: tuple[str, ...] = (
-    "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
-    "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
+    "T-shirt/top",
+    "Trouser",
+    "Pullover",
+    "Dress",
+    "Coat",
+    "Sandal",
+    "Shirt",
+    "Sneaker",
+    "Bag",
+    "Ankle boot",
 )
 ENV_VAR = "FASHION_MNIST_DIR"
 DEBIAN_DIR = Path("/usr/share/datasets/fashion-mnist")
@@ -94,14 +102,21 @@ def load(data_dir: str | Path | None = None) -> tuple[Split, Split]:
     return load_split("train", data_dir), load_split("test", data_dir)
 
 
-def check_pair(images: np.ndarray, labels: np.ndarray, image_path: Path | str, label_path: Path | str,
-               num_classes: int = len(CLASS_NAMES)) -> None:
+def check_pair(
+    images: np.ndarray,
+    labels: np.ndarray,
+    image_path: Path | str,
+    label_path: Path | str,
+    num_classes: int = len(CLASS_NAMES),
+) -> None:
     """Images and labels must agree in count, be uint8, and labels must be class indices."""
     if images.dtype != np.uint8 or labels.dtype != np.uint8:
         raise DatasetError(f"{image_path} / {label_path}: expected uint8 data, got {images.dtype} / {labels.dtype}")
     if len(images) != len(labels):
-        raise DatasetError(f"{image_path} has {len(images)} images but {label_path} has {len(labels)} labels; the "
-                           f"files do not belong together")
+        raise DatasetError(
+            f"{image_path} has {len(images)} images but {label_path} has {len(labels)} labels; the "
+            f"files do not belong together"
+        )
     if labels.size and int(labels.max()) >= num_classes:
         bad = int(np.argmax(labels >= num_classes))
         raise DatasetError(f"{label_path}: label {int(labels[bad])} at index {bad} is outside 0..{num_classes - 1}")
@@ -142,8 +157,9 @@ def main(argv: list[str] | None = None) -> int:
     """`python -m train.datasets.fashion_mnist [--data-dir DIR]`: print where the dataset is."""
     import argparse
 
-    parser = argparse.ArgumentParser(prog="python -m train.datasets.fashion_mnist",
-                                     description="Locate the local Fashion-MNIST files.")
+    parser = argparse.ArgumentParser(
+        prog="python -m train.datasets.fashion_mnist", description="Locate the local Fashion-MNIST files."
+    )
     parser.add_argument("--data-dir", type=Path, default=None)
     args = parser.parse_args(argv)
     try:
@@ -164,5 +180,8 @@ def to_model_input(images: np.ndarray, spec: "InputSpec") -> np.ndarray:
         return images[..., None]  # already what to_model_image would return; skip 60k calls
     from edge_runtime.preprocess import to_model_image
 
-    return np.stack([to_model_image(image, spec) for image in images]) if len(images) else \
-        np.empty((0, spec.height, spec.width, spec.channels), np.uint8)
+    return (
+        np.stack([to_model_image(image, spec) for image in images])
+        if len(images)
+        else np.empty((0, spec.height, spec.width, spec.channels), np.uint8)
+    )

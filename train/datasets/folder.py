@@ -46,8 +46,9 @@ class FolderDataset:
         per_class = np.bincount([label for _, label in self.files], minlength=len(self.class_names))
         return {name: int(n) for name, n in zip(self.class_names, per_class)}
 
-    def iter_batches(self, spec: InputSpec, batch_size: int = 64, *, shuffle: bool = False,
-                     seed: int = 0) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    def iter_batches(
+        self, spec: InputSpec, batch_size: int = 64, *, shuffle: bool = False, seed: int = 0
+    ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         """Decode and yield ``(images uint8 NHWC, labels int64)`` batches; memory stays one batch.
 
         Files that cannot be decoded are skipped with one warning line each and counted in
@@ -95,8 +96,9 @@ class FolderDataset:
             h, w = image.shape[:2]
             if min(h, w) > max_side:
                 scale = max_side / min(h, w)
-                image = cv2.resize(image, (max(1, round(w * scale)), max(1, round(h * scale))),
-                                   interpolation=cv2.INTER_AREA)
+                image = cv2.resize(
+                    image, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_AREA
+                )
             photos.append(np.ascontiguousarray(image[:, :, ::-1]) if color_order == "RGB" else image)
             labels.append(label)
         if not photos:
@@ -111,8 +113,10 @@ class FolderDataset:
         have = np.bincount(decoded, minlength=len(self.class_names))
         empty = [self.class_names[k] for k in range(len(self.class_names)) if listed[k] and not have[k]]
         if empty:
-            raise DatasetError(f"{self.root}: none of the images of class {', '.join(map(repr, empty))} could be "
-                               "decoded; replace them with readable images or remove the class folder")
+            raise DatasetError(
+                f"{self.root}: none of the images of class {', '.join(map(repr, empty))} could be "
+                "decoded; replace them with readable images or remove the class folder"
+            )
 
     def interleaved(self, count: int | None = None) -> list[tuple[Path, int]]:
         """Up to ``count`` files, one class after another (a video or demo then shows every class)."""
@@ -122,8 +126,11 @@ class FolderDataset:
 
     def summary(self) -> str:
         skipped = sum(self.skipped.values())
-        detail = f" (skipped {skipped}: " + ", ".join(f"{k} {v}" for k,
-                                                      v in sorted(self.skipped.items())) + ")" if skipped else ""
+        detail = (
+            f" (skipped {skipped}: " + ", ".join(f"{k} {v}" for k, v in sorted(self.skipped.items())) + ")"
+            if skipped
+            else ""
+        )
         return f"{self.root}: {len(self.files)} files in {len(self.class_names)} classes{detail}"
 
     def _decode(self, path: Path, spec: InputSpec | None) -> np.ndarray | None:
@@ -159,12 +166,15 @@ def split_files(dataset: FolderDataset, fraction: float, seed: int) -> tuple[Fol
     rest, held = stratified_split(labels, fraction, seed)
     if len(held) == 0 or len(rest) == 0:
         raise DatasetError(f"too few images ({len(labels)}) to hold out {fraction:.0%}; add images")
-    return (copy_with(dataset, files=[dataset.files[i] for i in sorted(rest)], skipped={}),
-            copy_with(dataset, files=[dataset.files[i] for i in sorted(held)], skipped={}))
+    return (
+        copy_with(dataset, files=[dataset.files[i] for i in sorted(rest)], skipped={}),
+        copy_with(dataset, files=[dataset.files[i] for i in sorted(held)], skipped={}),
+    )
 
 
-def held_out_split(root: str | Path, seed: int, class_names: Sequence[str] | None = None, *,
-                   split: str | None = None) -> tuple[FolderDataset, FolderDataset]:
+def held_out_split(
+    root: str | Path, seed: int, class_names: Sequence[str] | None = None, *, split: str | None = None
+) -> tuple[FolderDataset, FolderDataset]:
     """A folder without a test split: its (training, test) files, the test files being those
     training held out for ``seed`` (``split="train"`` for a ``train/`` folder with no ``test/``)."""
     return split_files(open_folder(root, split, class_names=class_names), HELD_OUT, seed + 1)
@@ -175,8 +185,9 @@ def has_splits(root: str | Path) -> bool:
     return (Path(root) / "train").is_dir()
 
 
-def open_folder(root: str | Path, split: str | None = None, *,
-                class_names: Sequence[str] | None = None) -> FolderDataset:
+def open_folder(
+    root: str | Path, split: str | None = None, *, class_names: Sequence[str] | None = None
+) -> FolderDataset:
     """List a folder dataset without decoding anything.
 
     Args:
@@ -206,8 +217,10 @@ def open_folder(root: str | Path, split: str | None = None, *,
         raise DatasetError(f"{base}: class folder(s) {', '.join(missing)} missing")
     extra = [name for name in found if name not in names]
     if extra:  # a class only one split has would be dropped from it without a word
-        raise DatasetError(f"{base}: class folder(s) {', '.join(extra)} are not among the training classes "
-                           f"({', '.join(names)}); give every split the same class folders")
+        raise DatasetError(
+            f"{base}: class folder(s) {', '.join(extra)} are not among the training classes "
+            f"({', '.join(names)}); give every split the same class folders"
+        )
     dataset = FolderDataset(root=base, class_names=names, files=[])
     for label, name in enumerate(names):
         try:

@@ -16,8 +16,14 @@ import numpy as np
 from edge_common.errors import DatasetError
 
 # IDX type codes (third magic byte) -> numpy dtype, big-endian as the format defines.
-_DTYPES: dict[int, np.dtype] = {0x08: np.dtype("u1"), 0x09: np.dtype("i1"), 0x0B: np.dtype(">i2"),
-           0x0C: np.dtype(">i4"), 0x0D: np.dtype(">f4"), 0x0E: np.dtype(">f8")}
+_DTYPES: dict[int, np.dtype] = {
+    0x08: np.dtype("u1"),
+    0x09: np.dtype("i1"),
+    0x0B: np.dtype(">i2"),
+    0x0C: np.dtype(">i4"),
+    0x0D: np.dtype(">f4"),
+    0x0E: np.dtype(">f8"),
+}
 _MAX_ITEMS = 10_000_000
 
 
@@ -56,8 +62,9 @@ def read_idx(path: str | Path, *, ndim: int | None = None, item_shape: tuple[int
     expected = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
     body = len(data) - header_len
     if body < expected:
-        raise DatasetError(f"{path}: truncated: header promises {shape[0]} items ({expected} bytes) but {body} "
-                           f"bytes follow")
+        raise DatasetError(
+            f"{path}: truncated: header promises {shape[0]} items ({expected} bytes) but {body} bytes follow"
+        )
     if body > expected:
         raise DatasetError(f"{path}: {body - expected} unexpected bytes after {shape[0]} items; the file is corrupt")
     array = np.frombuffer(data, dtype=dtype, count=expected // dtype.itemsize, offset=header_len)

@@ -19,14 +19,38 @@ class DatasetKind:
 
 
 KINDS: tuple[DatasetKind, ...] = (
-    DatasetKind("fashion_mnist", "Fashion-MNIST 28x28 garments (Debian's dataset-fashion-mnist)", trained=True,
-                labelled_test_set=True, distillable=False, real_photos=False),
-    DatasetKind("camera_scenes", "Fashion-MNIST garments rendered into camera scenes", trained=True,
-                labelled_test_set=True, distillable=True, real_photos=False),
-    DatasetKind("folder", "a folder of photos, ROOT/<class>/*.jpg (or ROOT/train/ and ROOT/test/)", trained=True,
-                labelled_test_set=True, distillable=False, real_photos=True),
-    DatasetKind("imagenet", "ImageNet: published weights, ported, never trained here", trained=False,
-                labelled_test_set=False, distillable=False, real_photos=False),
+    DatasetKind(
+        "fashion_mnist",
+        "Fashion-MNIST 28x28 garments (Debian's dataset-fashion-mnist)",
+        trained=True,
+        labelled_test_set=True,
+        distillable=False,
+        real_photos=False,
+    ),
+    DatasetKind(
+        "camera_scenes",
+        "Fashion-MNIST garments rendered into camera scenes",
+        trained=True,
+        labelled_test_set=True,
+        distillable=True,
+        real_photos=False,
+    ),
+    DatasetKind(
+        "folder",
+        "a folder of photos, ROOT/<class>/*.jpg (or ROOT/train/ and ROOT/test/)",
+        trained=True,
+        labelled_test_set=True,
+        distillable=False,
+        real_photos=True,
+    ),
+    DatasetKind(
+        "imagenet",
+        "ImageNet: published weights, ported, never trained here",
+        trained=False,
+        labelled_test_set=False,
+        distillable=False,
+        real_photos=False,
+    ),
 )
 BY_NAME = {kind.name: kind for kind in KINDS}
 
@@ -40,8 +64,9 @@ def get(name: str) -> DatasetKind:
     try:
         return BY_NAME[name]
     except KeyError:
-        raise DatasetError(f"unknown dataset kind {name!r}{suggest(name, BY_NAME)}; "
-                           f"choose from {', '.join(BY_NAME)}") from None
+        raise DatasetError(
+            f"unknown dataset kind {name!r}{suggest(name, BY_NAME)}; choose from {', '.join(BY_NAME)}"
+        ) from None
 
 
 def of_run(registry_dataset: str, folder: str | None) -> DatasetKind:
