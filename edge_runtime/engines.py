@@ -17,11 +17,11 @@ from .backends import (
     TFLITE_MODULES,
     Backend,
     OnnxBackend,
-    OpenVinoBackend,
     TFLiteBackend,
     available,
 )
 from .errors import BackendUnavailableError, EdgeError
+from .openvino_backend import OpenVinoBackend
 
 log = logging.getLogger("edge_classify.runtime")
 

@@ -7,7 +7,6 @@ values, smoothing keeps the last N probability vectors, and output files rotate.
 from __future__ import annotations
 
 import logging
-import os
 import queue
 import signal
 import sys
@@ -17,13 +16,11 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
-import numpy as np
-
 from edge_common.cli import check_ranges, option
 from edge_common.errors import printable
 from edge_common.files import atomic_write_text, dump_json
 
-from . import overlay
+from . import overlay, window
 from .classifier import Classifier, frame_answer
 from .errors import EdgeError, FrameError, NonFiniteScoresError, OutputError, SourceError
 from .events import EventOptions, Events
@@ -34,7 +31,7 @@ from .sources import FrameSource
 from .stats import STAGES, LiveStats, Smoother, StatusLine
 
 log = logging.getLogger("edge_classify.runtime")
-__all__ = ["LiveConfig", "LiveStats", "STAGES", "Smoother", "gui_available", "run"]
+__all__ = ["LiveConfig", "LiveStats", "STAGES", "Smoother", "run"]
 
 
 @dataclass
@@ -77,22 +74,6 @@ class LiveConfig:
         check_ranges(self)
         if self.rotate_minutes is not None and not (self.output or self.jsonl):
             raise EdgeError("--rotate-minutes rotates --output and --jsonl files; pass one of them, or drop it")
-
-
-def gui_available() -> tuple[bool, str]:
-    """Whether a window can be shown, and if not, why (one line)."""
-    import cv2
-
-    info = cv2.getBuildInformation()
-    gui_line = next((line for line in info.splitlines() if line.strip().startswith("GUI:")), "")
-    if "NONE" in gui_line.upper() or not gui_line:
-        return False, (
-            "OpenCV here has no GUI support (opencv-python-headless); running headless. "
-            "For a window: pip install 'edge-classify[gui]'"
-        )
-    if os.name != "nt" and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
-        return False, "no display found (DISPLAY is not set); running headless"
-    return True, ""
 
 
 def run(
@@ -227,7 +208,7 @@ class _Loop:
     def _window_wanted(self) -> bool:
         if self.config.headless:
             return False
-        show, why = gui_available()
+        show, why = window.gui_available()
         if not show and self.config.headless is False:
             log.warning("%s", why)
         return show
@@ -292,7 +273,7 @@ class _Loop:
         elif self.video:
             self.video.write(frame, time.time())
         if self.show:
-            self.show = _show(config.window_name, frame, self.stop, self.stats)
+            self.show = window.show(config.window_name, frame, self.stop, self.stats)
         t4 = time.perf_counter()
         stages = dict(zip(STAGES, (capture_ms, (t1 - t0) * 1e3, (t2 - t1) * 1e3, (t3 - t2) * 1e3, (t4 - t3) * 1e3)))
         for name, value in stages.items():
@@ -368,21 +349,6 @@ class _Loop:
             import cv2
 
             cv2.destroyAllWindows()
-
-
-def _show(window: str, frame: np.ndarray, stop: threading.Event, stats: LiveStats) -> bool:
-    import cv2
-
-    try:
-        cv2.imshow(window, frame)
-        key = cv2.waitKey(1) & 0xFF
-    except cv2.error:
-        log.warning("the window could not be shown; continuing headless")
-        return False
-    if key in (ord("q"), 27):
-        stats.ended_by = "key"
-        stop.set()
-    return True
 
 
 def _install_signal_handlers(stop: threading.Event, stats: LiveStats) -> Callable[[], None]:

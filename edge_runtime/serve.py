@@ -25,30 +25,24 @@ from __future__ import annotations
 
 import errno
 import hmac
-import json
 import logging
-import re
 import secrets
 import socket
 import threading
 import time
 from collections import deque
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
 
 import numpy as np
 
 from edge_common.cli import option
 
 from .errors import EdgeError
-from .serve_page import PAGE
+from .serve_http import ViewServer
 
 log = logging.getLogger("edge_classify.runtime")
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
-STATE_EVENTS_PER_S = 5.0
-BOUNDARY = "edgeclassifyframe"
 
 
 @dataclass
@@ -106,7 +100,7 @@ class LiveView:
         self._evicted: list[socket.socket] = []  # feeds whose slot was given to a newer client
         self.evicted = 0
         try:
-            self._server = _Server((host, port), self)
+            self._server = ViewServer((host, port), self)
         except socket.gaierror:
             raise EdgeError(
                 f"--serve {options.serve}: host {host!r} is not known here; pass an address of this "
@@ -252,166 +246,3 @@ class LiveView:
         # The scheme is case-insensitive (RFC 9110 11.1): "bearer" works as "Bearer" does.
         given = query_token or (credentials.strip() if scheme.lower() == "bearer" else "")
         return hmac.compare_digest(given.encode(), self.token.encode())
-
-
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    allow_reuse_address = True
-    request_queue_size = 128
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        """One log line, never a traceback on the device's console (a flood of connections, a reset)."""
-        import sys
-
-        log.debug("live view: request from %s failed (%s)", client_address, sys.exc_info()[1])
-
-    def process_request(self, request: Any, client_address: Any) -> None:
-        try:
-            super().process_request(request, client_address)
-        except RuntimeError:  # no thread left for it (a flood): drop this connection, keep serving
-            self.shutdown_request(request)
-
-    def __init__(self, address: tuple[str, int], view: LiveView) -> None:
-        if ":" in address[0]:
-            self.address_family = socket.AF_INET6
-        self.view = view  # what every request serves
-        super().__init__(address, _Handler)
-
-
-class _Handler(BaseHTTPRequestHandler):
-    """One request to the live view; it uses only :class:`LiveView`'s public methods."""
-
-    server_version = "edge-classify"
-    timeout = 30  # a request that never finishes arriving is dropped
-
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the base class's name
-        log.debug("live view: " + format, *args)
-
-    @property
-    def view(self) -> LiveView:
-        return self.server.view  # type: ignore[attr-defined]
-
-    def do_GET(self) -> None:  # noqa: N802 - the base class's name
-        parts = urlsplit(self.path)
-        token = (parse_qs(parts.query).get("token") or [""])[0]
-        if not self.view.authorized(token, self.headers.get("Authorization")):
-            self._plain(401, "a token is needed: open the URL printed at start-up (?token=...)")
-            return
-        route = {
-            "/": self._page,
-            "/state.json": self._state,
-            "/stream.mjpg": self._stream,
-            "/events": self._events,
-        }.get(parts.path)
-        if route is None:
-            self._plain(404, "not found: /, /stream.mjpg, /state.json, /events")
-            return
-        try:
-            route()
-        except (BrokenPipeError, ConnectionResetError, socket.timeout, TimeoutError):
-            pass  # a viewer that went away mid-stream is no error
-
-    def _head(self, code: int, kind: str, length: int | None = None) -> None:
-        self.send_response(code)
-        self.send_header("Content-Type", kind)
-        self.send_header("Cache-Control", "no-store")
-        self.send_header("X-Content-Type-Options", "nosniff")
-        if length is not None:
-            self.send_header("Content-Length", str(length))
-        self.end_headers()
-
-    def _plain(self, code: int, text: str) -> None:
-        body = (text + "\n").encode()
-        self._head(code, "text/plain; charset=utf-8", len(body))
-        self.wfile.write(body)
-
-    def _page(self) -> None:
-        # The latest state rides in the page, so it shows the answer at once, not at the first event.
-        fields = {
-            "MODEL": _html(self.view.model),
-            "SOURCE": _html(self.view.source),
-            "ENGINE": _html(self.view.engine),
-            "STATE": _script_json(self.view.state()),
-        }
-        body = re.sub(r"\{\{(MODEL|SOURCE|ENGINE|STATE)\}\}", lambda m: fields[m.group(1)], PAGE).encode()
-        self._head(200, "text/html; charset=utf-8", len(body))
-        self.wfile.write(body)
-
-    def _state(self) -> None:
-        body = json.dumps(self.view.state()).encode()
-        self._head(200, "application/json", len(body))
-        self.wfile.write(body)
-
-    def _stream(self) -> None:
-        if not self.view.admit(stream=True):
-            self._plain(503, f"busy: at most {self.view.max_clients} viewers (--serve-clients)")
-            return
-        try:
-            self.connection.settimeout(10)  # a stalled viewer is dropped, never waited on for long
-            self._head(200, f"multipart/x-mixed-replace; boundary={BOUNDARY}")
-            seen = 0
-            while not self.view.closed:
-                seen, jpeg = self.view.next_jpeg(seen)
-                if jpeg is None:
-                    continue
-                self.wfile.write(
-                    f"--{BOUNDARY}\r\nContent-Type: image/jpeg\r\nContent-Length: {len(jpeg)}\r\n\r\n".encode()
-                    + jpeg
-                    + b"\r\n"
-                )
-                self.wfile.flush()
-        finally:
-            self.view.leave(stream=True)
-
-    def _events(self) -> None:
-        if not self.view.admit(stream=False, connection=self.connection):
-            self._plain(503, f"busy: at most {self.view.max_clients} viewers (--serve-clients)")
-            return
-        try:
-            _small_send_buffer(self.connection)
-            self.connection.settimeout(10)
-            self._head(200, "text/event-stream")
-            self.wfile.write(b"retry: 2000\n\n")
-            state_seen, change_seen, last_state, last_write = 0, 0, 0.0, time.monotonic()
-            change_seen = self.view.change_count()  # only changes from now on
-            while not self.view.closed:
-                state_seq, state, changes = self.view.next_update(state_seen, change_seen)
-                out = b""
-                for seq, event in changes:
-                    out += b"event: label\ndata: " + json.dumps(event).encode() + b"\n\n"
-                    change_seen = seq
-                now = time.monotonic()
-                if state is not None and now - last_state >= 1.0 / STATE_EVENTS_PER_S:
-                    out += b"event: state\ndata: " + json.dumps(state).encode() + b"\n\n"
-                    state_seen, last_state = state_seq, now
-                elif state is None and now - last_write > 15:
-                    out = b": keep-alive\n\n"
-                if out:
-                    self.wfile.write(out)
-                    self.wfile.flush()
-                    last_write = now
-                elif state is not None:
-                    time.sleep(min(0.05, 1.0 / STATE_EVENTS_PER_S))
-        except OSError:
-            pass  # evicted for a newer client, or gone
-        finally:
-            self.view.leave(stream=False, connection=self.connection)
-
-
-def _small_send_buffer(connection: socket.socket) -> None:
-    """A small kernel send buffer, so a client that stops reading blocks the writer (and is dropped
-    by the 10 s write timeout) after kilobytes, not after the megabytes autotuning would allow."""
-    try:
-        connection.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 16384)
-    except OSError:
-        pass
-
-
-def _html(text: str) -> str:
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace('"', "&quot;")
-
-
-def _script_json(value: Any) -> str:
-    """JSON to place inside a <script>: no "<", ">" or "&" that could end the script early (labels come
-    from the model file)."""
-    return json.dumps(value).replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")

@@ -87,3 +87,19 @@ def write_history(path: Path, history: list[dict[str, float]]) -> None:
     for row in history:
         writer.writerow({k: (int(v) if k == "epoch" else round(v, 6)) for k, v in row.items()})
     atomic_write_text(path, buffer.getvalue())
+
+
+def record_epoch(state: State, row: dict[str, float], seconds: float, config: ResolvedTrainConfig) -> bool:
+    """Add one epoch to the state; True when it is the best so far. Early stopping counts here."""
+    epoch = state.epoch
+    state.history.append({k: row.get(k, float("nan")) for k in HISTORY_FIELDS})
+    state.elapsed_s += seconds
+    state.epoch = epoch + 1
+    if epoch < config.low_res_epochs:  # validated at half size: not comparable with the final model
+        return False
+    if row["val_loss"] < state.best_val_loss:
+        state.best_val_loss, state.best_epoch, state.wait = row["val_loss"], state.epoch, 0
+        return True
+    state.wait += 1
+    state.stopped_early = state.wait >= config.patience
+    return False

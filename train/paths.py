@@ -27,3 +27,10 @@ def resolve_folder(folder: str | Path) -> Path:
         return path
     root = project_root()
     return root / path if root and (root / path).exists() else path
+
+
+def display_path(path: Path) -> str:
+    """Relative to the checkout when inside it, so committed metrics name no machine's folders."""
+    root = project_root()
+    resolved = path.resolve()
+    return str(resolved.relative_to(root)) if root and resolved.is_relative_to(root) else str(resolved)

@@ -19,12 +19,14 @@ old weights.
 from __future__ import annotations
 
 import logging
+import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from edge_common.errors import EdgeError, OutputError
 from edge_common.files import atomic_save, atomic_write_text, dump_json, read_json
 from edge_runtime.contract import InputSpec
 from edge_runtime.errors import MetadataError, ModelFileError
@@ -218,3 +220,53 @@ def _recorded_dataset(metrics: dict[str, Any], config: dict[str, Any], name: str
         return str(metrics["dataset"])
     # Older runs did not record it: a folder run says so in its config, others trained on their registry dataset.
     return kinds.of_run(models.get(name).dataset, config.get("folder")).name
+
+
+def same_run_or_refuse(run_dir: Path, folder: str | None) -> None:
+    """A finished run is only reused by the same run (``folder``: the new run's --folder): the same
+    dataset path and the same classes.
+
+    Raises:
+        ConfigError: the folder holds a run of other data (a dataset folder of the same name elsewhere).
+    """
+    recorded = read_config(run_dir)
+    differences = []
+    then, now = recorded.get("folder"), folder  # Fashion-MNIST is the same data wherever its files are
+    if "folder" in recorded and not same_path(then, now):
+        differences.append(f"--folder was {then or 'not set'}, now {now or 'not set'}")
+    if folder and not differences:
+        from .datasets import folder as folder_data
+
+        root = paths.resolve_folder(folder)
+        try:
+            names = folder_data.open_folder(root, "train" if folder_data.has_splits(root) else None).class_names
+        except EdgeError:
+            names = None  # the dataset's own error comes when it is read for training
+        labels = read_recorded_labels(run_dir)
+        if names is not None and labels is not None and tuple(labels) != tuple(names):
+            differences.append(f"its classes were {', '.join(labels)}, now {', '.join(names)}")
+    if differences:
+        from .config import ConfigError
+
+        raise ConfigError(
+            f"{run_dir} is a finished run of other data ({'; '.join(differences)}); pass --fresh to "
+            "replace it, or --name NAME for a new run folder"
+        )
+
+
+def same_path(then: Any, now: Any) -> bool:
+    if not then or not now:
+        return not then and not now
+    return paths.resolve_folder(str(then)).resolve() == paths.resolve_folder(str(now)).resolve()
+
+
+def check_output(run_dir: Path) -> None:
+    for parent in (run_dir.parent, run_dir):
+        if parent.exists() and not parent.is_dir():
+            raise OutputError(f"output path {parent} is a file; pass --output-dir with a folder")
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputError(f"cannot create {run_dir} ({exc.strerror or exc}); pass a writable --output-dir") from None
+    if not os.access(run_dir, os.W_OK):
+        raise OutputError(f"{run_dir} is not writable; pass a writable --output-dir")

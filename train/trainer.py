@@ -10,7 +10,6 @@ the old file or the new one, never half of one.
 from __future__ import annotations
 
 import logging
-import os
 import shutil
 import sys
 import time
@@ -20,11 +19,11 @@ from typing import Any
 
 import numpy as np
 
-from edge_common.errors import EdgeError, OutputError
+from edge_common.errors import EdgeError
 from edge_common.files import sha256_file
 from edge_runtime.contract import InputSpec
 
-from . import architectures, checkpoints, distill, distribution, evaluation, models, paths, runfolder, unknown
+from . import announce, architectures, checkpoints, distill, distribution, evaluation, models, paths, runfolder, unknown
 from . import data as data_mod
 from .config import ConfigError, ResolvedTrainConfig, TrainConfig
 from .datasets import camera_scenes, kinds
@@ -98,7 +97,7 @@ def _finished_run(config: ResolvedTrainConfig) -> RunResult | None:
     run_dir = run_dir_of(config)
     if config.fresh or not runfolder.is_finished(run_dir):
         return None
-    _same_run_or_refuse(config, run_dir)
+    runfolder.same_run_or_refuse(run_dir, config.folder)
     # Unreadable metrics do not make a finished model less finished: it is still left as it is.
     metrics = runfolder.read_metrics(run_dir)
     accuracy = metrics.get("test_accuracy")
@@ -111,48 +110,13 @@ def _finished_run(config: ResolvedTrainConfig) -> RunResult | None:
     return RunResult(run_dir=run_dir, metrics=metrics, finished_before=True)
 
 
-def _same_run_or_refuse(config: ResolvedTrainConfig, run_dir: Path) -> None:
-    """A finished run is only reused by the same run: the same dataset path and the same classes.
-
-    Raises:
-        ConfigError: the folder holds a run of other data (a dataset folder of the same name elsewhere).
-    """
-    recorded = runfolder.read_config(run_dir)
-    differences = []
-    then, now = recorded.get("folder"), config.folder  # Fashion-MNIST is the same data wherever its files are
-    if "folder" in recorded and not _same_path(then, now):
-        differences.append(f"--folder was {then or 'not set'}, now {now or 'not set'}")
-    if config.folder and not differences:
-        from .datasets import folder as folder_data
-
-        root = paths.resolve_folder(config.folder)
-        try:
-            names = folder_data.open_folder(root, "train" if folder_data.has_splits(root) else None).class_names
-        except EdgeError:
-            names = None  # the dataset's own error comes when it is read for training
-        labels = runfolder.read_recorded_labels(run_dir)
-        if names is not None and labels is not None and tuple(labels) != tuple(names):
-            differences.append(f"its classes were {', '.join(labels)}, now {', '.join(names)}")
-    if differences:
-        raise ConfigError(
-            f"{run_dir} is a finished run of other data ({'; '.join(differences)}); pass --fresh to "
-            "replace it, or --name NAME for a new run folder"
-        )
-
-
-def _same_path(then: Any, now: Any) -> bool:
-    if not then or not now:
-        return not then and not now
-    return paths.resolve_folder(str(then)).resolve() == paths.resolve_folder(str(now)).resolve()
-
-
 def _prepare(config: ResolvedTrainConfig) -> _Session:
     """Check the output, resolve the teacher, set up the strategy, load the data and the checkpoint state."""
     spec = config.spec
     input_spec = _input_spec(spec, config)
     run_dir = run_dir_of(config)
     out_root = run_dir.parent
-    _check_output(run_dir)
+    runfolder.check_output(run_dir)
     # validate() has made sure a distilling run names a teacher; resolve it before any heavy work.
     teacher = distill.resolve_teacher(config.teacher, out_root) if config.distill and config.teacher else None
 
@@ -227,7 +191,9 @@ def _build_model(session: _Session) -> None:
         )
     )
     macs = architectures.count_macs(fixed)
-    _log_start(session.name, model, macs, data, config, session.global_batch, session.strategy.num_replicas_in_sync)
+    announce.log_start(
+        session.name, model, macs, data, config, session.global_batch, session.strategy.num_replicas_in_sync
+    )
 
 
 def _compile(model: Any, optimizer: Any, config: ResolvedTrainConfig) -> None:
@@ -286,7 +252,7 @@ def _train_epochs(session: _Session) -> None:
         row.update(
             epoch=state.epoch + 1, learning_rate=distribution.current_lr(session.model), seconds=round(seconds, 2)
         )
-        improved = _record_epoch(state, row, seconds, config)
+        improved = checkpoints.record_epoch(state, row, seconds, config)
         checkpoints.save_checkpoint(
             session.model, session.ckpt_dir, state, improved or state.epoch <= config.low_res_epochs
         )
@@ -329,22 +295,6 @@ def _fit_one_epoch(session: _Session, epoch: int, verbose: int) -> dict[str, flo
     return {key: float(values[-1]) for key, values in result.history.items()}
 
 
-def _record_epoch(state: checkpoints.State, row: dict[str, float], seconds: float, config: ResolvedTrainConfig) -> bool:
-    """Add one epoch to the state; True when it is the best so far. Early stopping counts here."""
-    epoch = state.epoch
-    state.history.append({k: row.get(k, float("nan")) for k in checkpoints.HISTORY_FIELDS})
-    state.elapsed_s += seconds
-    state.epoch = epoch + 1
-    if epoch < config.low_res_epochs:  # validated at half size: not comparable with the final model
-        return False
-    if row["val_loss"] < state.best_val_loss:
-        state.best_val_loss, state.best_epoch, state.wait = row["val_loss"], state.epoch, 0
-        return True
-    state.wait += 1
-    state.stopped_early = state.wait >= config.patience
-    return False
-
-
 def _finish(session: _Session) -> dict[str, Any]:
     """Evaluate the best epoch as a device would run it, write the run folder, drop the checkpoint."""
     import keras
@@ -374,7 +324,7 @@ def _finish(session: _Session) -> dict[str, Any]:
     data.close()
     metrics = evaluation.evaluate(final, data, config, state, session.input_spec, head)
     if session.teacher is not None:  # the soft targets depend on the teacher's exact weights
-        metrics["teacher"] = {"file": _display_path(session.teacher), "sha256": sha256_file(session.teacher)}
+        metrics["teacher"] = {"file": paths.display_path(session.teacher), "sha256": sha256_file(session.teacher)}
     _write_run(session.write_dir, final, data, config, metrics, state)
     shutil.rmtree(session.ckpt_dir, ignore_errors=True)
     print(
@@ -411,25 +361,6 @@ def _input_spec(spec: models.ModelSpec, config: ResolvedTrainConfig) -> InputSpe
     return replace(spec.input, **changes) if changes else spec.input
 
 
-def _check_output(run_dir: Path) -> None:
-    for parent in (run_dir.parent, run_dir):
-        if parent.exists() and not parent.is_dir():
-            raise OutputError(f"output path {parent} is a file; pass --output-dir with a folder")
-    try:
-        run_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise OutputError(f"cannot create {run_dir} ({exc.strerror or exc}); pass a writable --output-dir") from None
-    if not os.access(run_dir, os.W_OK):
-        raise OutputError(f"{run_dir} is not writable; pass a writable --output-dir")
-
-
-def _display_path(path: Path) -> str:
-    """Relative to the checkout when inside it, so committed metrics name no machine's folders."""
-    root = paths.project_root()
-    resolved = path.resolve()
-    return str(resolved.relative_to(root)) if root and resolved.is_relative_to(root) else str(resolved)
-
-
 def _write_run(
     run_dir: Path,
     model: Any,
@@ -444,33 +375,6 @@ def _write_run(
 
         plots.write_all(run_dir / runfolder.PLOTS_DIR, model, data, state.history, metrics, probabilities)
     runfolder.write_run(run_dir, model, data.class_names, config.to_dict(), metrics)
-
-
-def _log_start(
-    name: str,
-    model: Any,
-    macs: int,
-    data: data_mod.TrainData,
-    config: ResolvedTrainConfig,
-    global_batch: int,
-    replicas: int,
-) -> None:
-    log.info(
-        "%s: %s params, %s MACs/image; %d training images/epoch, %d validation, test: %s; "
-        "batch %d (%d replica(s)), lr %.2g, %s, %d epochs%s",
-        name,
-        f"{model.count_params():,}",
-        f"{macs:,}",
-        data.train_count,
-        len(data.val[1]),
-        data.test_name,
-        global_batch,
-        replicas,
-        config.learning_rate * replicas,
-        config.schedule,
-        config.epochs,
-        f" (the first {config.low_res_epochs} at half resolution)" if config.low_res_epochs else "",
-    )
 
 
 __all__ = ["run", "RunResult", "EdgeError"]

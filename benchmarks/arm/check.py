@@ -16,6 +16,7 @@ from edge_common.cli import ArgumentParser, add_options, config_from_args, optio
 from edge_common.errors import EdgeError
 from edge_common.files import atomic_write_text, dump_json
 
+from .arm32 import arm32_note
 from .guest import (
     CPUS,
     ROOT,
@@ -31,7 +32,6 @@ from .guest import (
 )
 from .jobs import (
     TOLERANCE,
-    _arm32_note,
     _compare,
     _compare_taught,
     _deploy_files,
@@ -153,7 +153,7 @@ def run(config: ArmConfig) -> dict[str, Any]:
         "benchmark": bench,
         "teach": taught,
         "not_covered": NOT_COVERED,
-        "arm32": _arm32_note(cache),
+        "arm32": arm32_note(cache),
         "steps_s": {**steps.seconds, "total": round(time.perf_counter() - started, 1)},
     }
     reports.mkdir(parents=True, exist_ok=True)
