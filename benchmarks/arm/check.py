@@ -31,6 +31,7 @@ from .guest import (
     _wheels,
 )
 from .jobs import (
+    OPENVINO_INT8_TOLERANCE,
     TOLERANCE,
     _compare,
     _compare_taught,
@@ -106,9 +107,17 @@ def run(config: ArmConfig) -> dict[str, Any]:
     wheels = steps.run("aarch64 wheels", lambda: _wheels(cache))
     site = steps.run("base install inside the guest (pip)", lambda: _guest_install(cache, guest_root, qemu, wheels))
     inputs = steps.run("inputs (video and photos)", lambda: _inputs(cache, config.frames, config.photos))
+    # Every file on its default engine, and each .onnx file on OpenVINO too (the guest installs it).
+    engines = {path: ["auto"] + (["openvino"] if path.suffix == ".onnx" else []) for path in files}
     jobs = [
-        {"file": str(path), "source": str(source), "name": f"{path.parent.parent.name}/{path.name}/{kind}"}
+        {
+            "file": str(path),
+            "source": str(source),
+            "backend": backend,
+            "name": f"{path.parent.parent.name}/{path.name}{'@' + backend if backend != 'auto' else ''}/{kind}",
+        }
         for path in files
+        for backend in engines[path]
         for kind, source in inputs.items()
     ]
     x86 = steps.run(
@@ -146,7 +155,11 @@ def run(config: ArmConfig) -> dict[str, Any]:
         "emulation": f"qemu-user {_qemu_version(qemu)} (-cpu {', '.join(cpus)}); times are emulation times, "
         "never comparable with hardware",
         "host": {"machine": platform.machine(), "python": platform.python_version()},
-        "tolerance": {"top1": "every frame identical", "max_prob_diff": TOLERANCE},
+        "tolerance": {
+            "top1": "every frame identical",
+            "max_prob_diff": TOLERANCE,
+            "openvino_int8_max_prob_diff": OPENVINO_INT8_TOLERANCE,
+        },
         "end_to_end_top1_identical": all(not entry["mismatches"] for entry in entries),
         "findings": _findings(entries),
         "files": entries,
@@ -231,10 +244,20 @@ def _work(args: argparse.Namespace) -> int:
         return run_jobs(Path(args.run_jobs))
     report = run(config_from_args(ArmConfig, args))
     for entry in report["files"]:
+        state = (
+            "DIFFERS"
+            if not entry["ok"]
+            else "cannot run, see findings"
+            if entry.get("unavailable")
+            else "ok, see findings"
+            if entry["mismatches"]
+            else "ok"
+        )
         print(
-            f"{entry['cpu']:11s} {entry['file']:42s} {entry['source']:6s} frames {entry['frames']:3d}  "
+            f"{entry['cpu']:11s} {entry['file'] + ('@' + entry['backend'] if entry['backend'] != 'auto' else ''):51s} "
+            f"{entry['source']:6s} frames {entry['frames']:3d}  "
             f"top-1 {entry['top1_agreement']:.3f}  max|dp| {entry['max_prob_diff']:.6f}  "
-            f"{'DIFFERS' if not entry['ok'] else 'ok, see findings' if entry['mismatches'] else 'ok'}"
+            f"{state}"
         )
     for finding in report["findings"]:
         print(f"finding: {finding}")

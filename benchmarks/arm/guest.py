@@ -73,7 +73,9 @@ AARCH64_PLATFORMS = (
     "manylinux_2_17_aarch64",
     "manylinux_2_27_aarch64",
     "manylinux_2_28_aarch64",
+    "manylinux_2_35_aarch64",  # OpenVINO's aarch64 wheels (glibc 2.35: Bookworm has 2.36)
 )
+GUEST_EXTRAS = "[openvino]"  # the base install plus OpenVINO, the third engine, where its wheel installs
 
 
 # /proc/cpuinfo records: (implementer, part, Features) as the kernel prints them for each core.
@@ -265,7 +267,7 @@ def _wheels(cache: Path) -> Path:
             "--abi",
             "cp311",
             *platforms,
-            str(wheel),
+            f"{wheel}{GUEST_EXTRAS}",
             "pip",
         ],
         "pip download of the aarch64 wheels",
@@ -299,7 +301,7 @@ def _guest_install(cache: Path, root: Path, qemu: str, wheels: Path) -> Path:
             "--no-compile",
             "--disable-pip-version-check",
             "--root-user-action=ignore",
-            str(wheel),
+            f"{wheel}{GUEST_EXTRAS}",
         ],
         "pip install inside the guest",
     )

@@ -32,6 +32,11 @@ FILES = tuple(formats.get(name).file_name for name in ("tflite_float32", "tflite
 # Same top-1 on every frame, and probabilities within these (the JSONL keeps 5 decimals): float kernels
 # may differ by summation order and FMA; an int8 output may differ by one step of its 1/256 scale.
 TOLERANCE = {"float32": 1e-4, "int8": 1 / 256 + 1e-5}
+# OpenVINO computes int8 with another library on ARM (oneDNN's aarch64 path) than on x86, and rounds its
+# requantizations differently: clothes_lite0's int8 file gave the same top-1 on identical inputs with
+# probabilities up to 0.063 apart (16 output steps) on an emulated cortex-a76; edge_cnn's, identical. The
+# check still asks the same top-1 of it, and records how far the probabilities are.
+OPENVINO_INT8_TOLERANCE = 0.1
 
 
 def _deploy_files(runs: Path, names: list[str]) -> list[Path]:
@@ -116,10 +121,17 @@ def run_jobs(plan: Path) -> int:
 
     from edge_runtime import Classifier
     from edge_runtime.cli import main as runtime
+    from edge_runtime.errors import EdgeError as RuntimeEdgeError
     from edge_runtime.sources import open_source
 
     jobs = json.loads(plan.read_text())
     for job in jobs:
+        if job.get("backend", "auto") != "auto":  # an optional engine: one that cannot load here is a finding
+            try:
+                Classifier.open(job["file"], job["backend"]).close()
+            except RuntimeEdgeError as exc:
+                job.update(exit_code=2, wall_s=0.0, unavailable=str(exc)[:300])
+                continue
         started = time.perf_counter()
         job["exit_code"] = runtime(
             [
@@ -128,6 +140,8 @@ def run_jobs(plan: Path) -> int:
                 "--source",
                 job["source"],
                 "--headless",
+                "--backend",
+                job.get("backend", "auto"),
                 "--top-k",
                 "1000",
                 "--jsonl",
@@ -135,7 +149,7 @@ def run_jobs(plan: Path) -> int:
             ]
         )
         job["wall_s"] = round(time.perf_counter() - started, 2)
-        with Classifier.open(job["file"]) as classifier:
+        with Classifier.open(job["file"], job.get("backend", "auto")) as classifier:
             source, tensors = open_source(job["source"]), []
             while True:
                 ok, frame = source.read()
@@ -160,7 +174,21 @@ def _read_jsonl(path: str) -> list[dict[str, Any]]:
 
 def _compare(job: dict[str, str], host: dict[str, Any], guest: dict[str, Any], cpu: str) -> dict[str, Any]:
     """One file on one source on one CPU model: frames, top-1 agreement and the largest probability
-    difference against the x86 run of the same file."""
+    difference against the x86 run of the same file. An optional engine (OpenVINO) that cannot load
+    the file on this CPU is reported as such (``unavailable``), not compared."""
+    if guest.get("unavailable") or host.get("unavailable"):
+        return {
+            "file": str(Path(job["file"]).relative_to(ROOT)) if Path(job["file"]).is_relative_to(ROOT) else job["file"],
+            "source": job["name"].rsplit("/", 1)[1],
+            "backend": job.get("backend", "auto"),
+            "cpu": cpu,
+            "frames": 0,
+            "top1_agreement": 0.0,
+            "max_prob_diff": 0.0,
+            "mismatches": [],
+            "unavailable": guest.get("unavailable") or f"on x86: {host.get('unavailable')}",
+            "ok": True,  # an optional engine: what cannot run is said in the findings, not failed
+        }
     here, there = _read_jsonl(host["jsonl"]), _read_jsonl(guest["jsonl"])
     pairs = list(zip(here, there))
     agree = sum(a["top"][0][0] == b["top"][0][0] for a, b in pairs)
@@ -181,6 +209,7 @@ def _compare(job: dict[str, str], host: dict[str, Any], guest: dict[str, Any], c
     entry = {
         "file": str(Path(job["file"]).relative_to(ROOT)) if Path(job["file"]).is_relative_to(ROOT) else job["file"],
         "source": job["name"].rsplit("/", 1)[1],
+        "backend": job.get("backend", "auto"),
         "cpu": cpu,
         "frames": frames,
         "x86_frames": len(here),
@@ -199,7 +228,10 @@ def _compare(job: dict[str, str], host: dict[str, Any], guest: dict[str, Any], c
         for i, (a, b) in enumerate(pairs)
         if a["top"][0][0] != b["top"][0][0]
     ]
-    kernels_agree = kernel_top1 == 1.0 and kernel_diff <= TOLERANCE[precision]
+    tolerance = (
+        OPENVINO_INT8_TOLERANCE if job.get("backend") == "openvino" and precision == "int8" else TOLERANCE[precision]
+    )
+    kernels_agree = kernel_top1 == 1.0 and kernel_diff <= tolerance
     # A top-1 that differs end to end while the same tensors give the same answer on both sides comes
     # from the input: the guest decoded and resized the frame differently (input_max_diff > 0).
     entry["explained_by_input"] = bool(entry["mismatches"]) and kernels_agree and input_diff > 0
@@ -220,6 +252,10 @@ def _findings(entries: list[dict[str, Any]]) -> list[str]:
     """Every end-to-end top-1 difference, in words."""
     out = []
     for entry in entries:
+        if entry.get("unavailable") and entry["source"] == "video":  # once per file and CPU
+            out.append(
+                f"{entry['cpu']} {entry['file']} on {entry['backend']}: cannot run here ({entry['unavailable']})"
+            )
         for miss in entry["mismatches"]:
             (x86_label, x86_p), second = miss["x86"][0], miss["x86"][1] if len(miss["x86"]) > 1 else ("-", 0.0)
             guest_label, guest_p = miss["guest"][0]
