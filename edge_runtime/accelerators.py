@@ -174,9 +174,20 @@ class Hardware:
         return lines
 
 
-def hardware(root: str = "/") -> Hardware:
-    """Probe this device (``root``: where to look for /dev, /sys and /proc, for tests on a made-up tree)."""
-    return Hardware(nvidia_gpus(root), coral_devices(root), find_libedgetpu(), onnx_providers(), openvino_devices())
+def hardware(root: str = "/", *, quick: bool = False) -> Hardware:
+    """Probe this device (``root``: where to look for /dev, /sys and /proc, for tests on a made-up tree).
+
+    ``quick``: only what :meth:`Hardware.hints` needs (the runtime asks at start-up): OpenVINO is not
+    imported, and libedgetpu is looked for only when a Coral is plugged in.
+    """
+    coral = coral_devices(root)
+    return Hardware(
+        nvidia_gpus(root),
+        coral,
+        find_libedgetpu() if coral or not quick else None,
+        onnx_providers(),
+        None if quick else openvino_devices(),
+    )
 
 
 def nvidia_gpus(root: str = "/") -> list[str]:

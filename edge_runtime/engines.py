@@ -160,5 +160,5 @@ def _open_tflite(
 @functools.lru_cache(maxsize=None)
 def _say_hints(kind: str) -> None:
     """Once a process and file type: an accelerator that is here but unusable, and what to install."""
-    for line in accel.hardware().hints(kind):
+    for line in accel.hardware(quick=True).hints(kind):
         log.warning("%s", line)
