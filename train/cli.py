@@ -48,9 +48,10 @@ def main(argv: list[str] | None = None) -> int:
         if args.name and len(names) > 1:
             raise ConfigError(f"--name names one run folder; train {', '.join(names)} one at a time")
         configs = [config_from_args(TrainConfig, args, model=name).resolved() for name in names]
-        from .tfenv import quiet_tensorflow
+        from .tfenv import ONEDNN_MIN_SIDE, quiet_tensorflow
 
-        quiet_tensorflow()
+        # One process, one kernel choice: oneDNN only when every run trains at camera sizes.
+        quiet_tensorflow(onednn=all(min(_input_side(c)) >= ONEDNN_MIN_SIDE for c in configs))
         from . import trainer
 
         for config in training_order(configs):
@@ -58,3 +59,10 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     return run_reporting_errors(work, "the last completed epoch is kept; run the same command to resume")
+
+
+def _input_side(config: "TrainConfig") -> tuple[int, int]:
+    """The (height, width) a run trains at: ``--input-size`` where given, else its registry entry's."""
+    if config.input_size:
+        return config.input_size, config.input_size
+    return config.spec.input.height, config.spec.input.width

@@ -3,6 +3,11 @@
 Half of each batch (``CameraAugment.share``) is a camera frame: the photo placed near or far on a
 background, then webcam faults; the rest are the plain ``photo`` augmentation's crops, so accuracy
 on plain photos holds. The placements and faults are those of :mod:`.camera_frames`, drawn at random.
+
+Backgrounds: procedural rooms, another photo out of focus, a blurred mosaic, or clutter: other
+training photos (real scenes of floors, beds and hangers) at random scales and unblurred, behind and
+around the garment, each smaller than it so the garment stays the thing the label names. The
+repository has no photos of rooms; clutter is what teaches a far garment among real objects.
 """
 
 from __future__ import annotations
@@ -23,26 +28,51 @@ class CameraAugment:
     """Ranges of the ``camera`` augmentation: placements and faults a hand-held webcam produces."""
 
     share: float = 0.5  # the share of a batch framed like this; the rest are plain photo crops
-    height: tuple[float, float] = (0.35, 1.0)  # the photo's height as a share of the frame's
+    height: tuple[float, float] = (0.3, 1.0)  # the photo's height as a share of the frame's, log-uniform
     aim: float = 0.12  # hand-aim jitter of the centre, as a share of the frame
     off_centre: float = 0.3  # probability the photo's centre sits anywhere across the frame instead
     photo_background: float = 0.5  # probability the background is another photo, blurred; else procedural
+    clutter: float = 0.5  # probability other photos are pasted around the garment, unblurred
+    clutter_count: tuple[int, int] = (2, 7)  # how many, at most
+    clutter_height: tuple[float, float] = (0.3, 0.8)  # each one's height as a share of the garment's
     frame_size: tuple[int, int] = (168, 224)  # rendered this small: the model sees 128x128 of it anyway
 
 
 def camera_frame(
-    photo: np.ndarray, background: np.ndarray, rng: np.random.Generator, config: CameraAugment = CameraAugment()
+    photo: np.ndarray,
+    background: np.ndarray,
+    rng: np.random.Generator,
+    config: CameraAugment = CameraAugment(),
+    clutter: Sequence[np.ndarray] = (),
 ) -> np.ndarray:
     """One random camera frame of ``photo`` on ``background`` (both the same channel order, background
-    frame-sized): placed, then blurred, noisy, compressed, exposed and white-balanced at random."""
-    height = rng.uniform(*config.height)
+    frame-sized), among ``clutter`` (other photos, see :func:`add_clutter`): placed, then blurred,
+    noisy, compressed, exposed and white-balanced at random."""
+    height = float(np.exp(rng.uniform(np.log(config.height[0]), np.log(config.height[1]))))
     if rng.random() < config.off_centre:
         cx = rng.uniform(0.25, 0.75)
     else:
         cx = 0.5 + rng.uniform(-config.aim, config.aim)
     cy = 0.5 + rng.uniform(-config.aim, config.aim)
+    if clutter:
+        background = add_clutter(background, clutter, height, rng, config)
     frame = compose(photo if rng.random() < 0.5 else photo[:, ::-1], background, height=height, centre=(cx, cy))
     return webcam_faults(frame, rng)
+
+
+def add_clutter(
+    background: np.ndarray,
+    others: Sequence[np.ndarray],
+    garment_height: float,
+    rng: np.random.Generator,
+    config: CameraAugment = CameraAugment(),
+) -> np.ndarray:
+    """``others`` pasted anywhere on ``background``, unblurred, each a random share of the garment's height."""
+    frame = background
+    for other in others:
+        height = garment_height * rng.uniform(*config.clutter_height)
+        frame = compose(other, frame, height=height, centre=(float(rng.uniform(0, 1)), float(rng.uniform(0, 1))))
+    return frame
 
 
 def webcam_faults(frame: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -66,10 +96,17 @@ def webcam_faults(frame: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 
 
 def blurred_crop(photo: np.ndarray, size: tuple[int, int], rng: np.random.Generator) -> np.ndarray:
-    """Another photo as a background: a random crop covering the frame, out of focus."""
+    """Another photo as a background: a random crop covering the frame, zoomed in up to 2x; half the
+    time out of focus, half the time sharp (a real scene behind the garment)."""
     import cv2
 
-    background = cover(photo, size, rng)
+    zoom = float(rng.uniform(1.0, 2.0))
+    zoomed = cover(photo, (int(size[0] * zoom), int(size[1] * zoom)), rng)
+    top = int(rng.integers(0, zoomed.shape[0] - size[0] + 1))
+    left = int(rng.integers(0, zoomed.shape[1] - size[1] + 1))
+    background = np.ascontiguousarray(zoomed[top : top + size[0], left : left + size[1]])
+    if rng.random() < 0.5:
+        return background
     return cv2.GaussianBlur(background, (0, 0), float(rng.uniform(1.5, 5.0)))
 
 
@@ -111,6 +148,10 @@ def camera_batch(
             background = mosaic([photos[int(i)] for i in rng.integers(0, len(photos), 4)], config.frame_size, rng)
         else:
             background = procedural_background(rng, config.frame_size)
-        frame = camera_frame(photos[chosen[row]], background, rng, config)
+        clutter: list[np.ndarray] = []
+        if rng.random() < config.clutter:
+            count = int(rng.integers(config.clutter_count[0], config.clutter_count[1] + 1))
+            clutter = [photos[int(i)] for i in rng.integers(0, len(photos), count)]
+        frame = camera_frame(photos[chosen[row]], background, rng, config, clutter)
         out[row] = to_model_image(frame, passthrough)
     return out, framed
