@@ -56,10 +56,9 @@ class CameraConfig:
 
 def frames_for(
     run: Any, *, limit: int | None = None, backgrounds: str | None = None
-) -> tuple[dict[str, tuple[np.ndarray, np.ndarray]], np.ndarray, str]:
-    """Model inputs per condition for a folder-trained run's held-out photos, the plain photos' inputs,
-    and what the backgrounds were."""
-    from edge_runtime.preprocess import to_model_image
+) -> tuple[list[np.ndarray], np.ndarray, Any]:
+    """A folder-trained run's held-out photos (BGR, as a camera hands them over), their labels, and the
+    backgrounds the camera frames are built on (procedural, or the photos of ``backgrounds``)."""
     from train import evalsets
     from train.datasets import camera_frames
 
@@ -68,56 +67,84 @@ def frames_for(
         data.files = data.interleaved(limit)  # every class in turn
     photos, labels = data.load_photos("BGR", max_side=480)
     scenes = camera_frames.Backgrounds.from_folder(backgrounds) if backgrounds else camera_frames.Backgrounds()
-    inputs = camera_frames.condition_inputs(photos, labels, run.input_spec, backgrounds=scenes)
-    plain = np.stack([to_model_image(photo, run.input_spec) for photo in photos])  # decoded once, above
-    return inputs, plain, scenes.source
+    return photos, labels, scenes
 
 
-def others_inputs(folder: str, spec: Any) -> np.ndarray:
-    """Photos of other things as model inputs (any depth of folders)."""
-    from edge_runtime.preprocess import to_model_image
+def other_photos(folder: str) -> list[np.ndarray]:
+    """Photos of other things (any depth of folders), BGR."""
     from train.datasets import camera_frames
 
-    photos = camera_frames.Backgrounds.from_folder(folder).photos
-    return np.stack([to_model_image(photo, spec) for photo in photos])
+    return list(camera_frames.Backgrounds.from_folder(folder).photos)
 
 
-def classify(path: Path, images: np.ndarray) -> tuple[np.ndarray, np.ndarray, Any]:
-    """Top-1 index and unknown verdict of every model input through one file, and the file's contract."""
-    from edge_runtime.classifier import Classifier
-    from edge_runtime.preprocess import to_input_tensor
+class _Answers:
+    """Each frame's answer as the first look gave it and as the runtime gives it (second look included)."""
 
-    with Classifier.open(path, threads=1) as classifier:
-        predicted = np.empty(len(images), np.int64)
-        unknown = np.zeros(len(images), bool)
-        for i, image in enumerate(images):
-            probabilities, score = classifier.infer_all(to_input_tensor(image[None], classifier.input_spec))
-            predicted[i], unknown[i] = int(np.argmax(probabilities)), classifier.is_unknown(score)
-        return predicted, unknown, classifier.metadata
+    def __init__(self) -> None:
+        self.first: list[tuple[int, bool]] = []
+        self.final: list[tuple[int, bool]] = []
+        self.looked = 0
+
+    def add(self, classifier: Any, frame: np.ndarray) -> None:
+        probabilities, score = classifier.infer_all(classifier.input_tensor(frame))
+        self.first.append((int(np.argmax(probabilities)), classifier.is_unknown(score)))
+        probabilities, score, _, looked = classifier.look_again(frame, probabilities, score)
+        self.final.append((int(np.argmax(probabilities)), classifier.is_unknown(score)))
+        self.looked += looked
+
+    def arrays(self, which: str) -> tuple[np.ndarray, np.ndarray]:
+        rows = self.first if which == "first" else self.final
+        return np.asarray([r[0] for r in rows], np.int64), np.asarray([r[1] for r in rows], bool)
 
 
 def measure_file(
-    path: Path, inputs: dict[str, tuple[np.ndarray, np.ndarray]], plain: np.ndarray, others: np.ndarray | None = None
+    path: Path,
+    photos: list[np.ndarray],
+    labels: np.ndarray,
+    scenes: Any,
+    others: list[np.ndarray] | None = None,
 ) -> dict[str, Any]:
-    """One file's camera report (see the module docstring)."""
+    """One file's camera report through the runtime's defaults (see the module docstring); ``first``
+    holds the same figures from the first look alone."""
+    from edge_runtime.classifier import Classifier
     from train.datasets import camera_frames
 
-    predicted, truth, unknown = {}, {}, {}
-    metadata = None
-    for name, (images, labels) in inputs.items():
-        predicted[name], unknown[name], metadata = classify(path, images)
-        truth[name] = labels
-    conditions = camera_frames.condition_report(predicted, truth, unknown)
-    conditions["background"]["labelled"] = 1.0 - conditions["background"]["unknown"]
+    answers: dict[str, _Answers] = {}
+    truth: dict[str, list[int]] = {}
+    with Classifier.open(path, threads=1) as classifier:
+        for name, frame, label in camera_frames.iter_condition_frames(photos, labels, backgrounds=scenes):
+            answers.setdefault(name, _Answers()).add(classifier, frame)
+            truth.setdefault(name, []).append(label)
+        plain = _Answers()
+        for photo in photos:
+            plain.add(classifier, photo)
+        other = _Answers()
+        for photo in others or []:
+            other.add(classifier, photo)
+        metadata, looks = classifier.metadata, classifier.second_look
+    reports = {}
+    for which in ("first", "final"):
+        predicted, unknown = {}, {}
+        for name, answer in answers.items():
+            predicted[name], unknown[name] = answer.arrays(which)
+        report = camera_frames.condition_report(predicted, {n: np.asarray(t) for n, t in truth.items()}, unknown)
+        report["background"]["labelled"] = 1.0 - report["background"]["unknown"]
+        reports[which] = report
+    for name, answer in answers.items():
+        reports["final"][name]["looked_again"] = answer.looked / max(1, len(answer.final))
     result: dict[str, Any] = {
         "file": str(path),
-        "conditions": conditions,
-        "has_unknown_output": metadata is not None and metadata.output.unknown is not None,
+        "conditions": reports["final"],
+        "first_look": reports["first"],
+        "second_look": looks.to_dict() if looks else None,
+        "has_unknown_output": metadata.output.unknown is not None,
     }
-    result["in_class_accepted"] = float(1.0 - np.mean(classify(path, plain)[1]))
-    if others is not None:
-        result["others_accepted"] = float(1.0 - np.mean(classify(path, others)[1]))
-        result["others"] = int(len(others))
+    predicted, unknown = plain.arrays("final")
+    result["in_class_accepted"] = float(1.0 - np.mean(unknown))
+    result["plain_accuracy"] = float(np.mean(predicted == labels))
+    if others:
+        result["others_accepted"] = float(1.0 - np.mean(other.arrays("final")[1]))
+        result["others"] = len(others)
     return result
 
 
@@ -130,14 +157,14 @@ def measure(
     others: str | None = None,
 ) -> dict[str, Any]:
     """The camera report of ``files`` (deployable files of ``run``)."""
-    inputs, plain, source = frames_for(run, limit=limit, backgrounds=backgrounds)
-    other_images = others_inputs(others, run.input_spec) if others else None
+    photos, labels, scenes = frames_for(run, limit=limit, backgrounds=backgrounds)
+    other = other_photos(others) if others else None
     return {
         "model": run.model,
-        "backgrounds": source,
-        "photos": int(len(plain)),
+        "backgrounds": scenes.source,
+        "photos": len(photos),
         **({"others_folder": others} if others else {}),
-        "files": {_key(path, files): measure_file(path, inputs, plain, other_images) for path in files},
+        "files": {_key(path, files): measure_file(path, photos, labels, scenes, other) for path in files},
     }
 
 
@@ -147,26 +174,43 @@ def _key(path: Path, files: Sequence[Path]) -> str:
 
 
 def summary_lines(report: dict[str, Any]) -> list[str]:
-    """A table: one row per file, one column per condition, then the out-of-class shares."""
+    """Per file: a row per condition (top-1, answered right and not declined, declined, looked again,
+    and the first look's figures), then the out-of-class shares."""
     from train.datasets import camera_frames
 
-    names = list(camera_frames.GARMENT_CONDITIONS)
-    width = max([24] + [len(name) for name in report["files"]])
-    head = f"{'file':{width}s} " + " ".join(f"{n[:8]:>8s}" for n in names)
-    head += f" {'mean':>6s} {'empty':>6s} {'in-cls':>6s}"
-    has_others = any("others_accepted" in r for r in report["files"].values())
-    lines = [head + (f" {'others':>6s}" if has_others else "")]
+    lines: list[str] = []
     for name, row in report["files"].items():
-        c = row["conditions"]
-        line = f"{name:{width}s} " + " ".join(f"{100 * c[n]['accuracy']:7.1f}%" for n in names)
-        line += f" {100 * c['mean']['accuracy']:5.1f}% {100 * c['background']['labelled']:5.1f}% "
-        line += f"{100 * row['in_class_accepted']:5.1f}%"
-        if has_others:
-            line += f" {100 * row.get('others_accepted', float('nan')):5.1f}%"
+        conditions, first = row["conditions"], row.get("first_look") or row["conditions"]
+        looks = "second look on" if row.get("second_look") else "no second look"
+        lines += [
+            f"{name} ({looks})",
+            f"  {'condition':12s} {'top-1':>6s} {'right':>6s} {'declined':>8s} {'looked':>6s}   first look: "
+            f"{'top-1':>6s} {'right':>6s} {'declined':>8s}",
+        ]
+        for cond in (*camera_frames.GARMENT_CONDITIONS, "mean"):
+            c, f = conditions[cond], first[cond]
+            if cond == "mean":
+                lines.append(
+                    f"  {'mean':12s} {100 * c['accuracy']:5.1f}% {100 * c['accepted_correct']:5.1f}% "
+                    f"{'':8s} {'':6s}               {100 * f['accuracy']:5.1f}% {100 * f['accepted_correct']:5.1f}%"
+                )
+                continue
+            lines.append(
+                f"  {cond:12s} {100 * c['accuracy']:5.1f}% {100 * c['accepted_correct']:5.1f}% "
+                f"{100 * c['unknown']:7.1f}% {100 * c.get('looked_again', 0.0):5.1f}%               "
+                f"{100 * f['accuracy']:5.1f}% {100 * f['accepted_correct']:5.1f}% {100 * f['unknown']:7.1f}%"
+            )
+        line = (
+            f"  empty frames labelled {100 * conditions['background']['labelled']:.1f}% (first look "
+            f"{100 * first['background']['labelled']:.1f}%); plain held-out photos: top-1 "
+            f"{100 * row.get('plain_accuracy', float('nan')):.1f}%, accepted {100 * row['in_class_accepted']:.1f}%"
+        )
+        if "others_accepted" in row:
+            line += f"; other things given a label {100 * row['others_accepted']:.1f}% of {row['others']}"
         lines.append(line)
     lines.append(
-        "conditions: top-1 accuracy; empty: frames without a garment given a label; in-cls: held-out "
-        "photos accepted; others: photos of other things given a label"
+        "top-1: the label; right: the label right and not declined (what a user reads); declined: said "
+        "none of these; looked: frames given a second look; empty: frames without a garment given a label"
     )
     return lines
 

@@ -46,6 +46,11 @@ class BenchConfig:
     reports_dir: str | None = option(help="where reports go (default: reports/ in the checkout)")
     data_dir: str | None = option(help="Fashion-MNIST folder (default: search; see README)")
     e2e: bool = option(True, "skip the end-to-end camera pipeline")
+    backgrounds: str | None = option(
+        help="a folder of your own photos (rooms, shelves, desks): the camera conditions and the camera "
+        "video are also measured with garments placed on them",
+        metavar="DIR",
+    )
     fresh: bool = option(False, "ignore results saved by an interrupted run")
     train_missing: bool = option(True, "skip models that are not trained instead of training them", flag="--no-train")
 

@@ -130,8 +130,11 @@ def live_loop(
     labels: tuple[str, ...] | None = None,
     timeout: float = 600,
     viewer: bool = False,
+    options: tuple[str, ...] = (),
 ) -> dict[str, Any]:
     """Run ``python -m edge_runtime`` headless on the video in a fresh process; its summary plus accuracy.
+
+    ``options`` are passed on (``--second-look off``).
 
     With ``viewer``, the live view is served (``--serve``) and one client reads its MJPEG stream for
     the whole run, so the cost of a watcher shows in the FPS.
@@ -152,6 +155,7 @@ def live_loop(
             "--summary-json",
             str(summary_path),
             "--quiet",
+            *options,
         ]
         if frame_labels is not None:
             command += ["--jsonl", str(jsonl_path)]
@@ -182,9 +186,13 @@ def live_loop(
         out["runtime_overhead_fraction"] = (busy - stages["inference"]["mean_ms"]) / busy if busy else 0.0
         if viewer:
             out["viewer_jpegs"] = watched.get("jpegs", 0)
+        out["looked_again"], out["zoom_answered"] = summary.get("looked_again", 0), summary.get("zoom_answered", 0)
         if frame_labels is not None and labels is not None and jsonl_path.exists():
-            out.update(
-                frame_scores([json.loads(line) for line in jsonl_path.read_text().splitlines()], frame_labels, labels)
+            records = [json.loads(line) for line in jsonl_path.read_text().splitlines()]
+            out.update(frame_scores(records, frame_labels, labels))
+            # The main thread's work per frame (capture runs alongside): the median over the run.
+            out["frame_ms_p50"] = float(
+                np.median([sum(v for k, v in r["ms"].items() if k != "capture") for r in records])
             )
         return out
 

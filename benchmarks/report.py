@@ -206,7 +206,16 @@ def markdown(report: dict[str, Any]) -> str:
                 f"{100 * view['overhead_no_viewer']:.0f}% and {100 * view['overhead_one_viewer']:.0f}% (two "
                 "separate runs: the machine's drift is in the difference)"
             )
-    lines += camera_markdown(report.get("camera_conditions") or {})
+        looks = e2e.get("second_look")
+        if looks:
+            lines.append(
+                f"- second look, {looks['file']}: {100 * looks['looked_again']:.0f}% of frames looked again; "
+                f"median main-loop work per frame {looks['frame_ms_p50_on']:.2f} ms against "
+                f"{looks['frame_ms_p50_off']:.2f} ms with --second-look off ({100 * looks['cost']:+.0f}%); "
+                f"frame accuracy {100 * looks['frame_accuracy_on']:.1f}% against {100 * looks['frame_accuracy_off']:.1f}%"
+            )
+    for camera in camera_sections(report):
+        lines += camera_markdown(camera)
     if report.get("skipped"):
         lines += ["", "Skipped: " + "; ".join(report["skipped"])]
     return "\n".join(lines) + "\n"
@@ -227,9 +236,17 @@ def write_all(folder: Path, report: dict[str, Any]) -> list[Path]:
     written.append(folder / "benchmark.md")
     if pareto_plot(folder / "pareto.png", report["rows"]):
         written.append(folder / "pareto.png")
-    if camera_plot(folder / "camera_conditions.png", report.get("camera_conditions") or {}):
-        written.append(folder / "camera_conditions.png")
+    for key, camera in (report.get("camera_conditions") or {}).items():
+        name = "camera_conditions.png" if key == "procedural" else f"camera_conditions_{key}.png"
+        if isinstance(camera, dict) and camera_plot(folder / name, camera):
+            written.append(folder / name)
     return written
+
+
+def camera_sections(report: dict[str, Any]) -> list[dict[str, Any]]:
+    """The camera-conditions reports of a run: procedural backgrounds, then the user's photos."""
+    sections = report.get("camera_conditions") or {}
+    return [sections[key] for key in ("procedural", "real") if isinstance(sections.get(key), dict)]
 
 
 def camera_markdown(camera: dict[str, Any]) -> list[str]:

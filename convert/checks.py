@@ -15,6 +15,7 @@ from edge_runtime import formats as formats_mod
 from edge_runtime.classifier import Classifier
 from edge_runtime.contract import InputSpec, OutputSpec, Quantization, UnknownSpec
 from edge_runtime.preprocess import to_input_tensor
+from edge_runtime.second_look import SecondLook
 
 from .config import ConvertConfig
 from .report import FileResult
@@ -40,6 +41,7 @@ class Job:
     deploy_dir: Path
     workdir: Path
     unknown: UnknownSpec | None = None  # the out-of-class output's contract, where the model has one
+    second_look: SecondLook | None = None  # the runtime's second look, where the file asks for one
 
 
 @dataclass

@@ -84,6 +84,7 @@ def convert(config: ConvertConfig) -> ConvertReport:
             subject.deploy_dir,
             Path(tmp),
             unknown,
+            subject.second_look(unknown),
         )
         results = _convert_formats(job, model, calibration)
     report = ConvertReport(subject.name, subject.deploy_dir, check.keras_accuracy, check.name, results)
@@ -281,6 +282,7 @@ def _metadata(
         input=tensor_spec,
         output=output_spec,
         accuracy=accuracy,
+        second_look=job.second_look,
         extra={
             "created_by": created_by(),
             "precision": fmt.precision,

@@ -10,6 +10,8 @@ from typing import Any
 
 from edge_runtime.contract import InputSpec, UnknownSpec
 from edge_runtime.errors import ModelFileError
+from edge_runtime.second_look import DEFAULT as DEFAULT_SECOND_LOOK
+from edge_runtime.second_look import SecondLook
 from train import models, runfolder
 from train.runfolder import RunFolder, read_labels
 from train.unknown import has_unknown_output
@@ -49,6 +51,12 @@ class Subject:
         keep = recorded.get("keep")
         spec = UnknownSpec(threshold=float(recorded["threshold"]))
         return replace(spec, keep=float(keep)) if isinstance(keep, (int, float)) else spec
+
+    def second_look(self, unknown: UnknownSpec | None) -> SecondLook | None:
+        """The runtime's second look for models trained for a camera with an out-of-class output, where
+        it was measured to pay (edge_runtime.second_look); None for every other model."""
+        trained = self.run.config if self.run is not None else {}
+        return DEFAULT_SECOND_LOOK if unknown is not None and trained.get("augment") == "camera" else None
 
 
 def subject_of(config: ConvertConfig) -> Subject:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import threading
 import time
 from dataclasses import dataclass, replace
@@ -16,6 +17,7 @@ from .engines import open_backend
 from .errors import EdgeError, InferenceError, MetadataError, ModelFileError, NonFiniteScoresError
 from .metadata import load_bytes, read_metadata
 from .preprocess import dequantize, to_input_tensor, to_model_image
+from .second_look import FIRST, SecondLook, choose
 
 UNKNOWN = "unknown"  # what a frame showing none of the classes is called, everywhere
 UNCERTAIN = "uncertain"  # a known class whose score is below the caller's --threshold
@@ -39,6 +41,7 @@ class Prediction:
     inference_ms: float
     unknown: bool = False  # the file's out-of-class score is above its threshold (always False without one)
     unknown_score: float | None = None  # that score (None: the file has no out-of-class output)
+    look: str = FIRST  # which look answered: "first" (the whole frame) or a zoom's name (second_look)
 
     @property
     def label(self) -> str:
@@ -82,8 +85,11 @@ class Classifier:
             else None
         )
         self.unknown_spec = metadata.output.unknown  # None: the file cannot say "none of these"
+        # Where to look again when unsure (edge_runtime.second_look); set it to None to never.
+        self.second_look: SecondLook | None = metadata.second_look
         self._lock = threading.Lock()  # the interpreter's tensors are shared state
         self._closed = False
+        self.sha256 = ""  # the file's SHA-256 (hex), which JSONL and /state.json name the model by
 
     @classmethod
     def open(
@@ -98,6 +104,7 @@ class Classifier:
         labels: Sequence[str] | None = None,
         input_spec: InputSpec | None = None,
         output_kind: str = "probabilities",
+        second_look: str = "auto",
     ) -> "Classifier":
         """Load a model file produced by ``python -m convert``.
 
@@ -113,6 +120,8 @@ class Classifier:
             labels, input_spec, output_kind: the contract for a file without embedded metadata
                 (``output_kind`` "logits" makes the runtime apply softmax); ignored when the file
                 carries its own.
+            second_look: ``auto`` (as the file's contract says), ``on`` or ``off``; see
+                :mod:`edge_runtime.second_look`.
 
         Raises:
             ModelFileError: missing, corrupt, truncated or mislabelled file.
@@ -130,7 +139,9 @@ class Classifier:
             "delegate": delegate,
         }
         try:
-            return cls._open(path, engine, labels, input_spec, output_kind)
+            classifier = cls._open(path, engine, labels, input_spec, output_kind)
+            classifier.second_look = choose(second_look, classifier.metadata.second_look)
+            return classifier
         except ModelFileError as exc:  # MetadataError included: name the file in every message
             message = str(exc)
             if str(path) not in message:
@@ -171,7 +182,14 @@ class Classifier:
         except MetadataError:
             engine.close()
             raise
-        return cls(engine, metadata, path)
+        classifier = cls(engine, metadata, path)
+        classifier.sha256 = hashlib.sha256(data).hexdigest()
+        return classifier
+
+    @property
+    def identity(self) -> dict[str, str]:
+        """The model that answered, as outputs name it: its name and the start of its file's hash."""
+        return {"model": self.metadata.model, "model_sha256": self.sha256[:12]}
 
     # -- inference ---------------------------------------------------------------------------
 
@@ -227,8 +245,25 @@ class Classifier:
             unknown_score is not None and self.unknown_spec is not None and self.unknown_spec.is_unknown(unknown_score)
         )
 
+    def look_again(
+        self, frame: np.ndarray, probabilities: np.ndarray, unknown_score: float | None
+    ) -> tuple[np.ndarray, float | None, str, bool]:
+        """The first look's answer, or a better one from :attr:`second_look`'s zooms of ``frame`` when
+        the first is unsure; returns (probabilities, out-of-class score, which look answered, whether
+        it looked again)."""
+        looks = self.second_look
+        if looks is None or not looks.wanted(probabilities, self.is_unknown(unknown_score)):
+            return probabilities, unknown_score, FIRST, False
+        best, name = (probabilities, unknown_score), FIRST
+        for zoom in looks.zooms:
+            candidate = self.infer_all(self.input_tensor(zoom.region(frame)))
+            if looks.better(candidate, best):
+                best, name = candidate, zoom.name
+        return best[0], best[1], name, True
+
     def predict(self, frame: np.ndarray, top_k: int = 3) -> Prediction:
-        """Classify one frame (BGR/BGRA/gray uint8, any size).
+        """Classify one frame (BGR/BGRA/gray uint8, any size), looking again where the first look is
+        unsure and the file's contract (or ``second_look``) asks for it.
 
         Raises:
             FrameError: the frame cannot be used (empty, unsupported dtype or channels).
@@ -236,7 +271,7 @@ class Classifier:
         started = time.perf_counter()
         tensor = self.input_tensor(frame)
         prepared = time.perf_counter()
-        probabilities, unknown_score = self.infer_all(tensor)
+        probabilities, unknown_score, look, _ = self.look_again(frame, *self.infer_all(tensor))
         done = time.perf_counter()
         return Prediction(
             self.top(probabilities, top_k),
@@ -245,6 +280,7 @@ class Classifier:
             (done - prepared) * 1e3,
             self.is_unknown(unknown_score),
             unknown_score,
+            look,
         )
 
     def predict_batch(self, frames: Iterable[np.ndarray], top_k: int = 3) -> list[Prediction]:
@@ -273,6 +309,7 @@ class Classifier:
             f"{self.metadata.model} ({self.metadata.format}) on {self.engine}: "
             f"input {spec.height}x{spec.width}x{spec.channels} {spec.color_order} {spec.dtype}, "
             f"{len(self.labels)} classes"
+            + (f", second look at {len(self.second_look.zooms)} zooms when unsure" if self.second_look else "")
         )
 
     def close(self) -> None:

@@ -31,6 +31,11 @@ class RunOptions:
     model: str = option(help="a .tflite or .onnx file made by `python -m convert`", required=True)
     source: str = option("0", "what to read frames from (default: camera 0)")
     loop: bool = option(False, "repeat image sources and video files until stopped")
+    second_look: str = option(
+        "auto",
+        "look again at zoomed regions of unsure frames: auto (as the model file's contract says), on, off",
+        choices=("auto", "on", "off"),
+    )
     verbose: bool = option(False, "debug logging")
 
 
@@ -98,7 +103,7 @@ def _classify(args: argparse.Namespace) -> int:
     engine.check()
     config.validate()
     check_events(event_options)
-    classifier = Classifier.open(options.model, **engine.kwargs())
+    classifier = Classifier.open(options.model, second_look=options.second_look, **engine.kwargs())
     print(classifier.describe(), file=sys.stderr)
     source = open_source(options.source, capture, loop=options.loop)
     if options.loop and not (source.paths or source.loop):
@@ -178,6 +183,12 @@ def _inspect(model: str, options: InspectOptions) -> int:
             else "unknown: none (this file cannot say none of these)"
         )
         print(f"labels:  {', '.join(printable(label) for label in metadata.labels)}")
+        looks = metadata.second_look
+        print(
+            f"second look: below {looks.unsure:.0%} or none of these, at {', '.join(zoom.name for zoom in looks.zooms)}"
+            if looks
+            else "second look: not in the contract (--second-look on turns it on)"
+        )
     width = max([len(key) + 2 for key in metadata.accuracy] + [9])
     for key, value in metadata.accuracy.items():
         # Counts as whole numbers; fractions (accuracy, agreement) all with four decimals, so 1 reads 1.0000.

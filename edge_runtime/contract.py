@@ -15,6 +15,7 @@ from typing import Any, Mapping
 
 from . import unknown
 from .errors import MetadataError
+from .second_look import SecondLook
 
 SCHEMA = "edge-classify/1"
 #: Key under which the JSON is stored (TFLite metadata entry name and ONNX metadata_props key).
@@ -217,6 +218,7 @@ class ModelMetadata:
     accuracy: dict[str, float] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)
     schema: str = SCHEMA
+    second_look: SecondLook | None = None  # where the runtime looks again when unsure (None: it does not)
 
     def __post_init__(self) -> None:
         if not self.labels and not self.is_extractor:
@@ -241,6 +243,7 @@ class ModelMetadata:
             "output": self.output.to_dict(),
             "accuracy": dict(self.accuracy),
             "extra": dict(self.extra),
+            **({"second_look": self.second_look.to_dict()} if self.second_look else {}),
         }
 
     def to_json(self) -> str:
@@ -278,6 +281,7 @@ class ModelMetadata:
             accuracy={str(k): _num(v, f"accuracy[{k!r}]") for k, v in accuracy.items()},
             extra=extra,
             schema=schema,
+            second_look=SecondLook.from_dict(obj["second_look"]) if obj.get("second_look") is not None else None,
         )
 
     @classmethod

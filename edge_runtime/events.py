@@ -9,7 +9,10 @@ The event, as JSON (the same for both sinks)::
 
     {"type": "label", "label": "shoes", "score": 0.93, "previous": "unknown",
      "time": "2026-12-03T12:00:00.123Z", "timestamp": 1796299200.123, "frame": 1234,
-     "source": "camera 0", "model": "clothes_lite0"}
+     "camera": "door", "source": "door", "model": "clothes_lite0"}
+
+With several cameras each has its own debouncer; ``camera`` (and ``source``, its older name) says
+which camera saw the change. Home Assistant's discovery (``--ha-discovery``) publishes beside it.
 
 Each sink runs in its own thread behind a bounded queue (the oldest event is dropped when it is
 full), so a slow or unreachable receiver never slows inference; a failed send is retried with
@@ -87,6 +90,7 @@ def make_event(label: str, score: float, previous: str | None, frame: int, sourc
         "time": stamp,
         "timestamp": round(now, 3),
         "frame": frame,
+        "camera": source,
         "source": source,
         "model": model,
     }
@@ -292,7 +296,7 @@ class MqttSink(_QueuedSink):
 
 
 class Events:
-    """The debouncer and its sinks, fed once per frame by the live loop."""
+    """The debouncers (one per camera) and the shared sinks, fed once per frame by the live loop."""
 
     def __init__(
         self,
@@ -300,22 +304,37 @@ class Events:
         source: str,
         model: str,
         extra: list[Callable[[dict[str, Any]], None]] | None = None,
+        sinks: list[_QueuedSink] | None = None,
     ) -> None:
-        self.debouncer = Debouncer(options.event_frames, options.event_min_score)
+        self.options = options
+        self.debouncers: dict[str, Debouncer] = {}
         self.source, self.model = source, model
-        self.sinks: list[_QueuedSink] = []
+        self.sinks: list[_QueuedSink] = list(sinks or [])
         if options.webhook:
             self.sinks.append(WebhookSink(options.webhook))
-        if options.mqtt:
+        if options.mqtt and not any(isinstance(sink, MqttSink) for sink in self.sinks):
             self.sinks.append(MqttSink(options.mqtt))
-        self.extra = extra or []  # in-process listeners (the live view's /events)
+        self.extra = extra or []  # in-process listeners (the live view's /events, Home Assistant)
         self.published = 0
 
-    def observe(self, answer: str, score: float, unknown: bool, frame: int) -> dict[str, Any] | None:
-        previous = self.debouncer.observe(answer, score, unknown)
+    @property
+    def debouncer(self) -> Debouncer:
+        """The first camera's debouncer (one-camera callers)."""
+        return self.debouncer_for(self.source)
+
+    def debouncer_for(self, camera: str) -> Debouncer:
+        if camera not in self.debouncers:
+            self.debouncers[camera] = Debouncer(self.options.event_frames, self.options.event_min_score)
+        return self.debouncers[camera]
+
+    def observe(
+        self, answer: str, score: float, unknown: bool, frame: int, camera: str | None = None
+    ) -> dict[str, Any] | None:
+        name = camera or self.source
+        previous = self.debouncer_for(name).observe(answer, score, unknown)
         if previous is None:
             return None
-        event = make_event(answer, score, previous, frame, self.source, self.model)
+        event = make_event(answer, score, previous, frame, name, self.model)
         self.published += 1
         for sink in self.sinks:
             sink.put(event)

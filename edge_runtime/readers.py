@@ -12,7 +12,7 @@ import queue
 import threading
 import time
 from dataclasses import dataclass
-from typing import Callable
+from typing import Any, Callable
 
 import numpy as np
 
@@ -30,13 +30,11 @@ class FrameEvent:
     read_ms: float
     timestamp: float
     file: str | None = None  # image sources: the file this frame came from
-    tensor: np.ndarray | None = None  # the model input, prepared in the reading thread (None: not prepared)
+    tensor: Any = None  # what ``prepare`` made of the frame in the reading thread (None: not prepared)
     prepare_ms: float = 0.0
 
 
-def _prepared(
-    prepare: Callable[[np.ndarray], np.ndarray] | None, frame: np.ndarray | None
-) -> tuple[np.ndarray | None, float]:
+def _prepared(prepare: Callable[[np.ndarray], Any] | None, frame: np.ndarray | None) -> tuple[Any, float]:
     """The model input for ``frame``, made off the main loop; None when it cannot be (the loop then
     makes it itself and reports why)."""
     if prepare is None or frame is None:
@@ -52,9 +50,14 @@ class OrderedReader:
     """Reads a file source in a thread into a small queue: every frame, in order, decoding ahead."""
 
     def __init__(
-        self, source: FrameSource, depth: int = 4, prepare: Callable[[np.ndarray], np.ndarray] | None = None
+        self,
+        source: FrameSource,
+        depth: int = 4,
+        prepare: Callable[[np.ndarray], Any] | None = None,
+        wake: threading.Event | None = None,
     ) -> None:
         self.source = source
+        self._wake = wake  # set whenever a frame (or the end) is ready: the loop serving several cameras waits on it
         self._prepare = prepare  # preprocessing, run here so it overlaps inference on another core
         self.error: str | None = None  # why reading stopped early, when it did
         self._queue: queue.Queue[FrameEvent | None] = queue.Queue(maxsize=depth)
@@ -88,8 +91,12 @@ class OrderedReader:
                         break
                     except queue.Full:
                         continue
+                if self._wake is not None:
+                    self._wake.set()
         finally:
             self._put_end()
+            if self._wake is not None:
+                self._wake.set()
 
     def _put_end(self) -> None:
         while True:
@@ -123,10 +130,12 @@ class LatestReader:
         *,
         give_up_s: float = 30.0,
         backoff_s: tuple[float, float] = (0.25, 8.0),
-        prepare: Callable[[np.ndarray], np.ndarray] | None = None,
+        prepare: Callable[[np.ndarray], Any] | None = None,
+        wake: threading.Event | None = None,
     ) -> None:
         self.source = source
         self._prepare = prepare
+        self._wake = wake
         self._reopen = reopen
         self._give_up_s = give_up_s
         self._backoff = backoff_s
@@ -175,6 +184,8 @@ class LatestReader:
                             self.dropped += 1
                         self._latest = event
                         self._cond.notify_all()
+                    if self._wake is not None:
+                        self._wake.set()
                     continue
                 waited = time.monotonic() - last_frame
                 if waited >= self._give_up_s:
@@ -199,6 +210,8 @@ class LatestReader:
             with self._cond:
                 self._ended = True
                 self._cond.notify_all()
+            if self._wake is not None:
+                self._wake.set()
 
     def get(self, timeout: float | None = None) -> FrameEvent | None:
         """The newest frame not yet taken (waiting for one), or None when the source is gone."""

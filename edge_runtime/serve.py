@@ -32,7 +32,7 @@ import threading
 import time
 from collections import deque
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -75,30 +75,46 @@ def parse_bind(text: str) -> tuple[str, int]:
     return host, int(port)
 
 
-class LiveView:
-    """The newest annotated frame and state, served to browsers while the loop runs."""
+@dataclass
+class _Tile:
+    """One camera's newest frame, its JPEG and its state."""
 
-    def __init__(self, options: ServeOptions, model: str, source: str, engine: str = "") -> None:
+    name: str
+    frame: np.ndarray | None = None
+    frame_seq: int = 0
+    jpeg: bytes | None = None
+    jpeg_seq: int = 0
+    encoded_seq: int = 0
+    viewers: int = 0
+    state: dict[str, Any] | None = None
+    last_frame_at: float | None = None  # monotonic
+
+
+class LiveView:
+    """The newest annotated frame and state of each camera, served to browsers while the loop runs."""
+
+    def __init__(
+        self, options: ServeOptions, model: str, source: str | Sequence[str], engine: str = "", stale_s: float = 10.0
+    ) -> None:
         assert options.serve is not None
         host, port = parse_bind(options.serve)
         self.token = options.serve_token or (None if host in LOOPBACK else secrets.token_urlsafe(18))
         self.fps, self.max_clients = options.serve_fps, options.serve_clients
-        self.model, self.source, self.engine = model, source, engine
+        names = [source] if isinstance(source, str) else list(source)
+        self.source = ", ".join(names)
+        self.model, self.engine = model, engine
+        self.stale_s = stale_s  # /healthz: frames older than this on every camera are "stopped"
         self._cond = threading.Condition()
-        self._frame: np.ndarray | None = None
-        self._frame_seq = 0
-        self._jpeg: bytes | None = None
-        self._jpeg_seq = 0
-        self._state: dict[str, Any] = {"model": model, "engine": engine, "source": source, "frame": None, "label": None}
+        self._tiles = {name: _Tile(name) for name in names}
         self._state_seq = 0
         self._changes: deque[tuple[int, dict[str, Any]]] = deque(maxlen=32)
         self._change_seq = 0
-        self.viewers = 0  # stream connections: JPEGs are encoded only while there is one
         self.clients = 0  # stream and event connections together, bounded
         self.closed = False
         self._feeds: list[socket.socket] = []  # event-feed connections, oldest first
         self._evicted: list[socket.socket] = []  # feeds whose slot was given to a newer client
         self.evicted = 0
+        self.started = time.monotonic()
         try:
             self._server = ViewServer((host, port), self)
         except socket.gaierror:
@@ -129,15 +145,32 @@ class LiveView:
         host = f"[{self.host}]" if ":" in str(self.host) else self.host
         return f"http://{host}:{self.port}/" + (f"?token={self.token}" if self.token else "")
 
+    @property
+    def cameras(self) -> list[str]:
+        return list(self._tiles)
+
+    @property
+    def viewers(self) -> int:
+        """Stream connections: JPEGs are encoded only while a camera has one."""
+        with self._cond:
+            return sum(tile.viewers for tile in self._tiles.values())
+
     # -- fed by the live loop ------------------------------------------------------------------
 
-    def publish(self, frame: np.ndarray, state: dict[str, Any]) -> None:
-        """The newest annotated frame and its state (cheap: no copy, no encoding here)."""
+    def publish(self, frame: np.ndarray, state: dict[str, Any], camera: str | None = None) -> None:
+        """A camera's newest annotated frame and its state (cheap: no copy, no encoding here)."""
         with self._cond:
-            self._frame, self._frame_seq = frame, self._frame_seq + 1
-            self._state = {**state, "model": self.model, "engine": self.engine, "source": self.source}
+            tile = self._tiles.get(camera or "") or next(iter(self._tiles.values()))
+            tile.frame, tile.frame_seq = frame, tile.frame_seq + 1
+            tile.state = {**state, "model": self.model, "engine": self.engine, "source": tile.name}
+            tile.last_frame_at = time.monotonic()
             self._state_seq += 1
             self._cond.notify_all()
+
+    def set_model(self, model: str, engine: str) -> None:
+        """A model was swapped in: the page's title and every later state name it."""
+        with self._cond:
+            self.model, self.engine = model, engine
 
     def add_change(self, event: dict[str, Any]) -> None:
         with self._cond:
@@ -155,38 +188,68 @@ class LiveView:
     # -- inside the server -----------------------------------------------------------------------
 
     def _encode(self) -> None:
-        """JPEG-encode the newest frame at most ``fps`` times a second, only while someone watches."""
+        """JPEG-encode each watched camera's newest frame at most ``fps`` times a second."""
         import cv2
 
-        encoded_seq, last = 0, 0.0
+        last = 0.0
         while True:
             with self._cond:
-                while not self.closed and (self.viewers == 0 or self._frame_seq == encoded_seq):
+                while not self.closed and not self._watched_new():
                     self._cond.wait(0.5)
                 if self.closed:
                     return
-                frame, encoded_seq = self._frame, self._frame_seq
-            if frame is None:
-                continue
+                work = [(t, t.frame, t.frame_seq) for t in self._tiles.values() if self._new(t)]
             wait = 1.0 / self.fps - (time.monotonic() - last)
             if wait > 0:
                 time.sleep(wait)
             last = time.monotonic()
-            ok, jpeg = cv2.imencode(".jpg", frame, [cv2.IMWRITE_JPEG_QUALITY, 80])
-            if ok:
+            for tile, frame, seq in work:
+                if frame is None:
+                    continue
+                ok, jpeg = cv2.imencode(".jpg", frame, [cv2.IMWRITE_JPEG_QUALITY, 80])
                 with self._cond:
-                    self._jpeg, self._jpeg_seq = jpeg.tobytes(), self._jpeg_seq + 1
-                    self._cond.notify_all()
+                    tile.encoded_seq = seq
+                    if ok:
+                        tile.jpeg, tile.jpeg_seq = jpeg.tobytes(), tile.jpeg_seq + 1
+                        self._cond.notify_all()
+
+    @staticmethod
+    def _new(tile: _Tile) -> bool:
+        return tile.viewers > 0 and tile.frame is not None and tile.frame_seq != tile.encoded_seq
+
+    def _watched_new(self) -> bool:
+        return any(self._new(tile) for tile in self._tiles.values())
 
     def state(self) -> dict[str, Any]:
+        """The first camera's state at the top (as with one camera), and every camera's in ``cameras``."""
         with self._cond:
-            return dict(self._state)
+            states = [
+                dict(t.state)
+                if t.state is not None
+                else {"model": self.model, "engine": self.engine, "source": t.name, "camera": t.name}
+                | {"frame": None, "label": None}
+                for t in self._tiles.values()
+            ]
+        return {**states[0], "cameras": states}
 
-    def next_jpeg(self, after: int, timeout: float = 1.0) -> tuple[int, bytes | None]:
+    def health(self) -> tuple[bool, str]:
+        """Whether frames flow: a frame within ``stale_s`` on at least one camera (or the run just began)."""
+        now = time.monotonic()
         with self._cond:
-            if self._jpeg_seq <= after and not self.closed:
+            ages = {t.name: None if t.last_frame_at is None else now - t.last_frame_at for t in self._tiles.values()}
+        fresh = [name for name, age in ages.items() if age is not None and age <= self.stale_s]
+        if fresh:
+            return True, f"frames flowing from {len(fresh)} of {len(ages)} camera(s)"
+        if all(age is None for age in ages.values()) and now - self.started <= self.stale_s:
+            return True, "starting: no frame yet"
+        return False, f"no frame for more than {self.stale_s:g} s"
+
+    def next_jpeg(self, after: int, timeout: float = 1.0, camera: str | None = None) -> tuple[int, bytes | None]:
+        with self._cond:
+            tile = self._tiles.get(camera or "") or next(iter(self._tiles.values()))
+            if tile.jpeg_seq <= after and not self.closed:
                 self._cond.wait(timeout)
-            return self._jpeg_seq, self._jpeg if self._jpeg_seq > after else None
+            return tile.jpeg_seq, tile.jpeg if tile.jpeg_seq > after else None
 
     def next_update(
         self, state_seen: int, change_seen: int, timeout: float = 1.0
@@ -194,15 +257,15 @@ class LiveView:
         with self._cond:
             if self._state_seq <= state_seen and self._change_seq <= change_seen and not self.closed:
                 self._cond.wait(timeout)
-            state = dict(self._state) if self._state_seq > state_seen else None
-            return self._state_seq, state, [c for c in self._changes if c[0] > change_seen]
+            seq, changes = self._state_seq, [c for c in self._changes if c[0] > change_seen]
+        return seq, (self.state() if seq > state_seen else None), changes
 
     def change_count(self) -> int:
         """How many label changes have been published so far (a new feed sends only later ones)."""
         with self._cond:
             return self._change_seq
 
-    def admit(self, stream: bool, connection: socket.socket | None = None) -> bool:
+    def admit(self, stream: bool, connection: socket.socket | None = None, camera: str | None = None) -> bool:
         """Take a long-lived slot. When every slot is taken, the oldest event feed gives its slot up:
         a client that never reads its events would otherwise hold a slot for minutes while the
         kernel's buffers fill (a browser's EventSource reconnects by itself within seconds)."""
@@ -210,13 +273,14 @@ class LiveView:
             if self.clients >= self.max_clients and not self._evict_oldest_feed():
                 return False
             self.clients += 1
-            self.viewers += stream
+            if stream:
+                (self._tiles.get(camera or "") or next(iter(self._tiles.values()))).viewers += 1
             if connection is not None and not stream:
                 self._feeds.append(connection)
             self._cond.notify_all()
             return True
 
-    def leave(self, stream: bool, connection: socket.socket | None = None) -> None:
+    def leave(self, stream: bool, connection: socket.socket | None = None, camera: str | None = None) -> None:
         with self._cond:
             if connection is not None and connection in self._feeds:
                 self._feeds.remove(connection)
@@ -224,7 +288,8 @@ class LiveView:
                 self._evicted.remove(connection)
                 return  # its slot went to the client that evicted it
             self.clients -= 1
-            self.viewers -= stream
+            if stream:
+                (self._tiles.get(camera or "") or next(iter(self._tiles.values()))).viewers -= 1
 
     def _evict_oldest_feed(self) -> bool:
         if not self._feeds:

@@ -51,6 +51,7 @@ class _Handler(BaseHTTPRequestHandler):
     """One request to the live view; it uses only :class:`LiveView`'s public methods."""
 
     server_version = "edge-classify"
+    camera: str | None = None  # ?camera=NAME of this request
     timeout = 30  # a request that never finishes arriving is dropped
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the base class's name
@@ -62,7 +63,12 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_GET(self) -> None:  # noqa: N802 - the base class's name
         parts = urlsplit(self.path)
-        token = (parse_qs(parts.query).get("token") or [""])[0]
+        query = parse_qs(parts.query)
+        token = (query.get("token") or [""])[0]
+        self.camera = query["camera"][0] if query.get("camera") else None
+        if parts.path == "/healthz":  # for supervisors and load balancers: no token, no state in it
+            self._health()
+            return
         if not self.view.authorized(token, self.headers.get("Authorization")):
             self._plain(401, "a token is needed: open the URL printed at start-up (?token=...)")
             return
@@ -73,7 +79,7 @@ class _Handler(BaseHTTPRequestHandler):
             "/events": self._events,
         }.get(parts.path)
         if route is None:
-            self._plain(404, "not found: /, /stream.mjpg, /state.json, /events")
+            self._plain(404, "not found: /, /stream.mjpg[?camera=NAME], /state.json, /events, /healthz")
             return
         try:
             route()
@@ -106,13 +112,20 @@ class _Handler(BaseHTTPRequestHandler):
         self._head(200, "text/html; charset=utf-8", len(body))
         self.wfile.write(body)
 
+    def _health(self) -> None:
+        healthy, why = self.view.health()
+        self._plain(200 if healthy else 503, ("ok: " if healthy else "stopped: ") + why)
+
     def _state(self) -> None:
         body = json.dumps(self.view.state()).encode()
         self._head(200, "application/json", len(body))
         self.wfile.write(body)
 
     def _stream(self) -> None:
-        if not self.view.admit(stream=True):
+        if self.camera is not None and self.camera not in self.view.cameras:
+            self._plain(404, "no such camera; /state.json lists them")
+            return
+        if not self.view.admit(stream=True, camera=self.camera):
             self._plain(503, f"busy: at most {self.view.max_clients} viewers (--serve-clients)")
             return
         try:
@@ -120,7 +133,7 @@ class _Handler(BaseHTTPRequestHandler):
             self._head(200, f"multipart/x-mixed-replace; boundary={BOUNDARY}")
             seen = 0
             while not self.view.closed:
-                seen, jpeg = self.view.next_jpeg(seen)
+                seen, jpeg = self.view.next_jpeg(seen, camera=self.camera)
                 if jpeg is None:
                     continue
                 self.wfile.write(
@@ -130,7 +143,7 @@ class _Handler(BaseHTTPRequestHandler):
                 )
                 self.wfile.flush()
         finally:
-            self.view.leave(stream=True)
+            self.view.leave(stream=True, camera=self.camera)
 
     def _events(self) -> None:
         if not self.view.admit(stream=False, connection=self.connection):

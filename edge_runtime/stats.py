@@ -55,6 +55,8 @@ class LiveStats:
     reconnects: int = 0  # reconnects after which frames came again
     reconnect_attempts: int = 0
     unknown: int = 0  # frames the model's out-of-class score called none of its classes
+    looked_again: int = 0  # unsure frames given a second look (edge_runtime.second_look)
+    zoom_answered: int = 0  # of those, frames a zoom answered
     wall_s: float = 0.0
     ended_by: str = ""
     outputs: list[str] = field(default_factory=list)
@@ -63,6 +65,9 @@ class LiveStats:
     signal: int | None = None  # the signal (SIGINT, SIGTERM) that ended the run, if one did
     events: dict[str, dict[str, int]] = field(default_factory=dict)  # per sink: sent, dropped, failed
     engine: str = ""  # what ran the model, as the engine reported it
+    swaps: int = 0  # new models taken while running (edge_runtime.swap)
+    cameras: list[dict[str, Any]] = field(default_factory=list)  # each camera's own counts, by name
+    clips: dict[str, Any] = field(default_factory=dict)  # event clips written, deleted, failed
 
     @property
     def fps(self) -> float:
@@ -82,12 +87,17 @@ class LiveStats:
             "reconnects": self.reconnects,
             "reconnect_attempts": self.reconnect_attempts,
             "unknown": self.unknown,
+            "looked_again": self.looked_again,
+            "zoom_answered": self.zoom_answered,
             "ended_by": self.ended_by,
             "signal": self.signal,
             "events": self.events,
             "outputs": self.outputs,
             "error": self.error,
             "stages": {name: stats.summary() for name, stats in self.stages.items()},
+            "swaps": self.swaps,
+            "cameras": self.cameras,
+            "clips": self.clips,
         }
 
     def summary(self) -> str:
@@ -96,9 +106,22 @@ class LiveStats:
             f"corrupt {self.corrupt}, skipped {self.skipped}, rejected {self.rejected}, "
             f"{f'non-finite {self.non_finite}, ' if self.non_finite else ''}dropped {self.dropped}, "
             f"reconnects {self.reconnects} of {self.reconnect_attempts} tried, unknown {self.unknown}"
+            + (f", looked again {self.looked_again} (a zoom answered {self.zoom_answered})" * bool(self.looked_again))
         ]
         if self.engine:
-            lines.append(f"  engine     {self.engine}")
+            lines.append(f"  engine     {self.engine}" + (f" (models swapped in: {self.swaps})" if self.swaps else ""))
+        if len(self.cameras) > 1:
+            for camera in self.cameras:
+                failed = f"; failed: {camera['error']}" if camera["error"] else ""
+                lines.append(
+                    f"  camera {camera['name']}: {camera['frames']} frames, dropped {camera['dropped']}, "
+                    f"reconnects {camera['reconnects']}, unknown {camera['unknown']}{failed}"
+                )
+        if self.clips:
+            lines.append(
+                f"  clips      {self.clips['written']} written, {self.clips['deleted']} deleted (--clips-max-mb), "
+                f"{self.clips['failed']} failed"
+            )
         for name, stats in self.stages.items():
             s = stats.summary()
             lines.append(

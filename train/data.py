@@ -49,6 +49,9 @@ class TrainData:
     # Real-photo runs: the validation and test photos whole (model colour order), for camera frames.
     val_photos: list[np.ndarray] | None = None
     test_photos: list[np.ndarray] | None = None
+    # The batches the out-of-class prototypes are drawn from (None: make_batch's): camera frames
+    # without clutter, so a room full of things is not a prototype of any class.
+    prototype_batch: BatchFn | None = None
 
     def spec_for_epoch(self, epoch: int) -> InputSpec:
         """The size batches of ``epoch`` have: half size during the low-resolution epochs."""
@@ -300,6 +303,12 @@ def _photo_data(config: "ResolvedTrainConfig", spec: InputSpec, batch_size: int)
             return camera_augment.camera_batch(photos, chosen, spec, rng)[0], y_train[chosen]
         return augment.photo_batch([photos[i] for i in chosen], size, rng), y_train[chosen]
 
+    def prototype_batch(epoch: int, index: int) -> tuple[np.ndarray, np.ndarray]:
+        order = np.random.default_rng([seed, epoch]).permutation(len(photos))
+        chosen = order[index * batch_size : (index + 1) * batch_size]
+        rng = np.random.default_rng([seed, epoch, index, 1])
+        return camera_augment.camera_batch(photos, chosen, spec, rng, camera_augment.UNCLUTTERED)[0], y_train[chosen]
+
     sample_rng, shown = np.random.default_rng([seed, 25]), _shown(len(photos), seed)
     return TrainData(
         class_names=names,
@@ -318,6 +327,7 @@ def _photo_data(config: "ResolvedTrainConfig", spec: InputSpec, batch_size: int)
         test_name=f"folder dataset {config.folder} ({len(y_test)} held-out photos)",
         val_photos=val_photos,
         test_photos=test_photos,
+        prototype_batch=prototype_batch if camera else None,
     )
 
 

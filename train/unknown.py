@@ -129,11 +129,12 @@ def with_unknown_output(model: "keras.Model", protos: np.ndarray) -> "keras.Mode
 
 
 def fit_head(model: "keras.Model", data: "TrainData", spec: InputSpec, seed: int, steps: int) -> UnknownHead:
-    """Prototypes from a fresh epoch of training batches (plain and camera-framed, as trained), and the
+    """Prototypes from a fresh epoch of training batches (plain and camera-framed, without clutter), and the
     threshold that keeps 95% of the validation photos, plain and under every camera condition."""
     from .datasets import camera_frames
 
-    images, labels = zip(*(data.make_batch(10_000, index) for index in range(steps)))
+    batches = data.prototype_batch or data.make_batch
+    images, labels = zip(*(batches(10_000, index) for index in range(steps)))
     train_features = features_of(model, np.concatenate(images))
     protos = prototypes(train_features, np.concatenate(labels), len(data.class_names), seed=seed)
     held_out = [data.val[0]]

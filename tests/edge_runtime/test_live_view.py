@@ -167,7 +167,7 @@ def test_the_page_carries_the_latest_answer_and_hostile_labels_stay_text(ledger)
     text = page.decode()
     with ledger.case("live view: a label that looks like markup, embedded in the page"):
         assert code == 200 and text.count("</script>") == 1 and "<img src=x" not in text
-        assert "<h1>m&lt;b&gt;</h1>" in text
+        assert '<h1 id="model">m&lt;b&gt;</h1>' in text
         embedded = json.loads(text.split("const initial = ", 1)[1].split(";\n", 1)[0])
         assert embedded["label"] == hostile and embedded["frame"] == 7
 
@@ -284,7 +284,7 @@ def test_label_changes_reach_a_webhook_with_retries(model, video, ledger):
         running.close()
         receiver.close()
     event = receiver.events[0]
-    assert set(event) == {"type", "label", "score", "previous", "time", "timestamp", "frame", "source", "model"}
+    assert set(event) == {"type", "label", "score", "previous", "time", "timestamp", "frame", "camera", "source", "model"}
     assert event["type"] == "label" and event["previous"] is None and event["model"] == "camera_cnn"
     assert event["source"] == str(video) and event["time"].endswith("Z")
     # A change is a change, in order (the tiny model flips often: when the queue is full the oldest

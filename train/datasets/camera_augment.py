@@ -35,7 +35,11 @@ class CameraAugment:
     clutter: float = 0.5  # probability other photos are pasted around the garment, unblurred
     clutter_count: tuple[int, int] = (2, 7)  # how many, at most
     clutter_height: tuple[float, float] = (0.3, 0.8)  # each one's height as a share of the garment's
+    clutter_crop: tuple[float, float] = (0.3, 0.7)  # a crop of this share of its photo: a part, not a garment
     frame_size: tuple[int, int] = (168, 224)  # rendered this small: the model sees 128x128 of it anyway
+
+
+UNCLUTTERED = CameraAugment(clutter=0.0)  # the out-of-class prototypes' frames: a garment, not a room of them
 
 
 def camera_frame(
@@ -67,11 +71,17 @@ def add_clutter(
     rng: np.random.Generator,
     config: CameraAugment = CameraAugment(),
 ) -> np.ndarray:
-    """``others`` pasted anywhere on ``background``, unblurred, each a random share of the garment's height."""
+    """Parts of ``others`` (random crops: folds, floors, beds, never a whole garment that could be named)
+    pasted anywhere on ``background``, unblurred, each a random share of the garment's height."""
     frame = background
     for other in others:
+        h, w = other.shape[:2]
+        share = rng.uniform(*config.clutter_crop, 2)
+        ch, cw = max(2, int(h * share[0])), max(2, int(w * share[1]))
+        top, left = int(rng.integers(0, h - ch + 1)), int(rng.integers(0, w - cw + 1))
+        piece = other[top : top + ch, left : left + cw]
         height = garment_height * rng.uniform(*config.clutter_height)
-        frame = compose(other, frame, height=height, centre=(float(rng.uniform(0, 1)), float(rng.uniform(0, 1))))
+        frame = compose(piece, frame, height=height, centre=(float(rng.uniform(0, 1)), float(rng.uniform(0, 1))))
     return frame
 
 

@@ -311,9 +311,14 @@ def condition_report(
             row["accepted_correct"] = float(np.mean(correct & ~said_unknown))
         row["unknown"] = float(np.mean(said_unknown))
         report[name] = row
-    garment = [report[n]["accuracy"] for n in report if "accuracy" in report[n]]
+    garment = [report[n] for n in report if "accuracy" in report[n]]
     if garment:
-        report["mean"] = {"accuracy": float(np.mean(garment)), "conditions": len(garment)}
+        report["mean"] = {
+            "accuracy": float(np.mean([row["accuracy"] for row in garment])),
+            "accepted_correct": float(np.mean([row["accepted_correct"] for row in garment])),
+            "unknown": float(np.mean([row["unknown"] for row in garment])),
+            "conditions": len(garment),
+        }
     return report
 
 
