@@ -98,11 +98,7 @@ class _Answers:
 
 
 def measure_file(
-    path: Path,
-    photos: list[np.ndarray],
-    labels: np.ndarray,
-    scenes: Any,
-    others: list[np.ndarray] | None = None,
+    path: Path, photos: list[np.ndarray], labels: np.ndarray, scenes: Any, others: list[np.ndarray] | None = None
 ) -> dict[str, Any]:
     """One file's camera report through the runtime's defaults (see the module docstring); ``first``
     holds the same figures from the first look alone."""

@@ -212,7 +212,8 @@ def markdown(report: dict[str, Any]) -> str:
                 f"- second look, {looks['file']}: {100 * looks['looked_again']:.0f}% of frames looked again; "
                 f"median main-loop work per frame {looks['frame_ms_p50_on']:.2f} ms against "
                 f"{looks['frame_ms_p50_off']:.2f} ms with --second-look off ({100 * looks['cost']:+.0f}%); "
-                f"frame accuracy {100 * looks['frame_accuracy_on']:.1f}% against {100 * looks['frame_accuracy_off']:.1f}%"
+                f"frame accuracy {100 * looks['frame_accuracy_on']:.1f}% against "
+                f"{100 * looks['frame_accuracy_off']:.1f}%"
             )
     for camera in camera_sections(report):
         lines += camera_markdown(camera)

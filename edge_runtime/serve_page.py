@@ -29,10 +29,12 @@ const initial = {{STATE}};
 const cameras = initial.cameras.map((c) => c.camera || c.source);
 let selected = cameras[0];
 document.getElementById("view").innerHTML = cameras.map((name, i) => `<div class="tile${i ? "" : " on"}" `
-    + `data-camera="${esc(name)}"><img alt="${esc(name)}"><div><b>${esc(name)}</b>: <span>waiting</span></div></div>`).join("");
+    + `data-camera="${esc(name)}"><img alt="${esc(name)}"><div><b>${esc(name)}</b>: `
+    + `<span>waiting</span></div></div>`).join("");
 document.querySelectorAll(".tile").forEach((tile) => {
   const img = tile.querySelector("img");
-  img.src = "stream.mjpg?camera=" + encodeURIComponent(tile.dataset.camera) + (token ? "&token=" + encodeURIComponent(token) : "");
+  img.src = "stream.mjpg?camera=" + encodeURIComponent(tile.dataset.camera)
+      + (token ? "&token=" + encodeURIComponent(token) : "");
   img.addEventListener("load", () => { document.body.dataset.streamLoaded = img.naturalWidth; });
   tile.addEventListener("click", () => {
     selected = tile.dataset.camera;
