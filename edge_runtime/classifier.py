@@ -257,7 +257,7 @@ class Classifier:
         best, name = (probabilities, unknown_score), FIRST
         for zoom in looks.zooms:
             candidate = self.infer_all(self.input_tensor(zoom.region(frame)))
-            if looks.better(candidate, best):
+            if looks.better(candidate, best, self.unknown_spec.threshold if self.unknown_spec else None):
                 best, name = candidate, zoom.name
         return best[0], best[1], name, True
 

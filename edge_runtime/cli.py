@@ -18,10 +18,14 @@ import argparse
 import json
 import sys
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Callable
 
 from edge_common.cli import ArgumentParser, add_options, config_from_args, option, run_command
 
 from .accelerators import EngineOptions
+
+if TYPE_CHECKING:
+    from .homeassistant import HomeAssistant
 
 
 @dataclass
@@ -29,8 +33,16 @@ class RunOptions:
     """What to run and how: the flags of ``python -m edge_runtime`` that are not the loop's or the capture's."""
 
     model: str = option(help="a .tflite or .onnx file made by `python -m convert`", required=True)
-    source: str = option("0", "what to read frames from (default: camera 0)")
+    source: tuple[str, ...] = option(
+        ("0",),
+        "what to read frames from; give it again for several cameras, each optionally named "
+        "(--source door=rtsp://... --source rack=0) (default: camera 0)",
+        metavar="[NAME=]SOURCE",
+    )
     loop: bool = option(False, "repeat image sources and video files until stopped")
+    watch_model: bool = option(
+        False, "swap in the model file when it changes on disk (SIGHUP does the same), checked first"
+    )
     second_look: str = option(
         "auto",
         "look again at zoomed regions of unsure frames: auto (as the model file's contract says), on, off",
@@ -40,6 +52,7 @@ class RunOptions:
 
 
 def build_parser() -> ArgumentParser:
+    from .clips import ClipOptions
     from .events import EventOptions
     from .live import LiveConfig
     from .serve import ServeOptions
@@ -63,6 +76,19 @@ def build_parser() -> ArgumentParser:
     add_options(parser, LiveConfig)
     add_options(parser, ServeOptions)
     add_options(parser, EventOptions)
+    parser.add_argument(
+        "--ha-discovery",
+        nargs="?",
+        const="homeassistant",
+        default=None,
+        metavar="PREFIX",
+        help="with --mqtt: announce each camera to Home Assistant by MQTT discovery under PREFIX "
+        "(default: homeassistant): a label sensor, an in-view binary sensor per class, availability",
+    )
+    parser.add_argument(
+        "--ha-node", metavar="NAME", help="the node id in discovery topics and unique ids (default: from the host name)"
+    )
+    add_options(parser, ClipOptions)
     add_options(parser, RunOptions, only=("verbose",))
     return parser
 
@@ -86,13 +112,42 @@ def main(argv: list[str] | None = None) -> int:
     return run_command(build_parser(), _classify, argv, "outputs written so far were closed and kept")
 
 
+def parse_sources(values: tuple[str, ...]) -> list[tuple[str | None, str]]:
+    """``[NAME=]SOURCE`` values as (name or None, source); a name is letters, digits, ``_`` and ``-``
+    before the first ``=``, so URLs with ``=`` in their query keep working.
+
+    Raises:
+        EdgeError: two cameras with one name.
+    """
+    import re
+    from pathlib import Path
+
+    parsed: list[tuple[str | None, str]] = []
+    for value in values:
+        name, sep, target = value.partition("=")
+        if sep and target and re.fullmatch(r"[A-Za-z0-9_-]{1,32}", name) and not Path(value).exists():
+            parsed.append((name, target))
+        else:
+            parsed.append((None, value))
+    names = [name for name, _ in parsed if name]
+    if len(set(names)) != len(names):
+        from .errors import EdgeError
+
+        raise EdgeError(f"--source names must differ; {', '.join(sorted(names))} has a repeat")
+    return parsed
+
+
 def _classify(args: argparse.Namespace) -> int:
     from .classifier import Classifier
+    from .clips import ClipOptions, Clips
+    from .errors import EdgeError
     from .events import EventOptions
     from .events import check_options as check_events
     from .live import LiveConfig, run
     from .serve import ServeOptions
+    from .service import Service
     from .sources import CaptureOptions, open_source
+    from .swap import FileWatcher, ModelSlot
 
     options = config_from_args(RunOptions, args)
     engine = config_from_args(EngineOptions, args)
@@ -100,27 +155,106 @@ def _classify(args: argparse.Namespace) -> int:
     capture = config_from_args(CaptureOptions, args)
     serve = config_from_args(ServeOptions, args)
     event_options = config_from_args(EventOptions, args)
+    clip_options = config_from_args(ClipOptions, args)
     engine.check()
     config.validate()
     check_events(event_options)
-    classifier = Classifier.open(options.model, second_look=options.second_look, **engine.kwargs())
-    print(classifier.describe(), file=sys.stderr)
-    source = open_source(options.source, capture, loop=options.loop)
-    if options.loop and not (source.paths or source.loop):
-        from .errors import EdgeError
+    if args.ha_discovery is not None and not event_options.mqtt:
+        raise EdgeError("--ha-discovery publishes to the broker of --mqtt; pass --mqtt mqtt://HOST[:PORT]/TOPIC")
+    wanted = parse_sources(options.source)
 
-        source.close()
-        raise EdgeError(f"--loop repeats image sources and video files; {source.name} is live and runs until stopped")
-    stats = run(
-        classifier,
-        source,
-        config,
-        reopen=lambda: open_source(options.source, capture),
-        serve=serve,
-        event_options=event_options,
-    )
+    def open_model(path: object) -> Classifier:
+        return Classifier.open(str(path), second_look=options.second_look, **engine.kwargs())
+
+    classifier = open_model(options.model)
+    print(classifier.describe(), file=sys.stderr)
+    sources: list = []
+    try:
+        for name, target in wanted:
+            source = open_source(target, capture, loop=options.loop)
+            sources.append(source)
+            if name:
+                source.name = name
+            elif len(wanted) > 1 and source.name in [s.name for s in sources[:-1]]:
+                source.name = f"{source.name} #{len(sources)}"
+        if options.loop and not any(source.paths or source.loop for source in sources):
+            names = ", ".join(source.name for source in sources)
+            raise EdgeError(f"--loop repeats image sources and video files; {names} runs until stopped")
+    except BaseException:
+        for source in sources:
+            source.close()
+        classifier.close()
+        raise
+    slot = ModelSlot(classifier, open_model)
+    clips = Clips(clip_options) if clip_options.clips else None
+    ha = _home_assistant(args, event_options, [s.name for s in sources], classifier) if args.ha_discovery else None
+    service = Service.from_environment()
+    watcher = FileWatcher(slot, classifier.path) if options.watch_model and classifier.path else None
+    restore = _on_sighup(lambda: slot.request(why="SIGHUP"))
+    try:
+        stats = run(
+            slot,
+            sources,
+            config,
+            reopen=[_reopener(target, capture, source.name) for (_, target), source in zip(wanted, sources)],
+            serve=serve,
+            event_options=event_options,
+            service=service,
+            clips=clips,
+            listeners=[ha.event] if ha else None,
+        )
+    finally:
+        restore()
+        if watcher is not None:
+            watcher.stop()
+        if ha is not None:
+            ha.close()
+        if service is not None:
+            service.close()
     print(stats.summary(), file=sys.stderr)
     return 128 + stats.signal if stats.signal else 0
+
+
+def _reopener(target: str, capture: object, name: str):  # noqa: ANN202 - a closure
+    from .sources import open_source
+
+    def reopen():  # noqa: ANN202
+        source = open_source(target, capture)  # type: ignore[arg-type]
+        source.name = name  # the camera keeps its name across reconnects
+        return source
+
+    return reopen
+
+
+def _on_sighup(action: "Callable[[], None]") -> "Callable[[], None]":
+    """SIGHUP asks for a model swap (where the platform has the signal); returns the undo."""
+    import signal
+
+    if not hasattr(signal, "SIGHUP"):
+        return lambda: None
+    previous = signal.signal(signal.SIGHUP, lambda _signum, _frame: action())
+
+    def restore() -> None:
+        signal.signal(signal.SIGHUP, previous)
+
+    return restore
+
+
+def _home_assistant(
+    args: argparse.Namespace, events: object, cameras: list[str], classifier: object
+) -> "HomeAssistant":
+    from .homeassistant import HomeAssistant
+    from .system import _version_or_none
+
+    return HomeAssistant(
+        events.mqtt,  # type: ignore[attr-defined]
+        args.ha_discovery,
+        cameras,
+        classifier.labels,  # type: ignore[attr-defined]
+        classifier.metadata.model,  # type: ignore[attr-defined]
+        node=args.ha_node,
+        version=_version_or_none("edge-classify") or "",
+    )
 
 
 @dataclass

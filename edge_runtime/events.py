@@ -305,6 +305,7 @@ class Events:
         model: str,
         extra: list[Callable[[dict[str, Any]], None]] | None = None,
         sinks: list[_QueuedSink] | None = None,
+        before: list[Callable[[dict[str, Any]], None]] | None = None,
     ) -> None:
         self.options = options
         self.debouncers: dict[str, Debouncer] = {}
@@ -315,6 +316,7 @@ class Events:
         if options.mqtt and not any(isinstance(sink, MqttSink) for sink in self.sinks):
             self.sinks.append(MqttSink(options.mqtt))
         self.extra = extra or []  # in-process listeners (the live view's /events, Home Assistant)
+        self.before = before or []  # run before the sinks see an event (clips add its "clip")
         self.published = 0
 
     @property
@@ -335,6 +337,8 @@ class Events:
         if previous is None:
             return None
         event = make_event(answer, score, previous, frame, name, self.model)
+        for hook in self.before:
+            hook(event)
         self.published += 1
         for sink in self.sinks:
             sink.put(event)

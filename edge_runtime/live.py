@@ -99,6 +99,7 @@ def run(
     event_options: EventOptions | None = None,
     service: "Service | None" = None,
     clips: "Clips | None" = None,
+    listeners: Sequence[Callable[[dict], None]] | None = None,
 ) -> LiveStats:
     """Run the loop until every source ends, ``max_frames``, q/Esc, Ctrl-C/SIGTERM, or ``stop`` is set.
 
@@ -117,6 +118,7 @@ def run(
             the events' counts going into the returned statistics.
         service: systemd's notify socket and watchdog (:mod:`edge_runtime.service`), fed per frame.
         clips: event clips (:mod:`edge_runtime.clips`), fed every frame of every camera.
+        listeners: more in-process receivers of every label event (Home Assistant's discovery).
 
     Returns:
         The run's statistics; outputs are closed and renamed into place.
@@ -134,12 +136,16 @@ def run(
     made_view = made_events = None
     try:
         if view is None and serve is not None and serve.serve:
-            view = made_view = LiveView(serve, model.metadata.model, names, model.engine)
+            # /healthz calls frames stopped after --stale-after seconds, or three frame budgets (--max-fps).
+            stale = max(serve.stale_after, 3.0 / config.max_fps) if config.max_fps else serve.stale_after
+            view = made_view = LiveView(serve, model.metadata.model, names, model.engine, stale_s=stale)
             print(f"live view: {view.url}", file=sys.stderr, flush=True)
-        if events is None and event_options is not None and (event_options.webhook or event_options.mqtt or view):
-            events = made_events = Events(
-                event_options, names[0], model.metadata.model, extra=[view.add_change] if view else None
-            )
+        wanted = event_options is not None and (event_options.webhook or event_options.mqtt or view or clips)
+        if events is None and wanted:
+            assert event_options is not None
+            extra = ([view.add_change] if view else []) + list(listeners or [])
+            before: list[Callable[[dict], None]] | None = [clips.on_event] if clips else None
+            events = made_events = Events(event_options, names[0], model.metadata.model, extra=extra, before=before)
         loop = Loop(slot, sources, reopens, config, stop or threading.Event(), on_frame, view, events, service, clips)
         stats = loop.run()
     finally:

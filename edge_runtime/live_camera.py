@@ -85,8 +85,10 @@ class Camera:
 
     def served(self, now: float) -> None:
         """A frame of this camera was taken: the next is due one frame budget later (``--max-fps``)."""
-        if self.interval:
-            self.next_due = max(now, self.next_due + self.interval)
+        if self.interval:  # a steady cadence, never two frames in a burst to catch up
+            self.next_due = (
+                self.next_due + self.interval if now - self.next_due < self.interval / 2 else now + self.interval
+            )
 
     def fps(self, frame_end: float) -> float | None:
         """Frames per second over the last 30 frames (None until there are two)."""

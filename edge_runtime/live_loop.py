@@ -260,11 +260,12 @@ class Loop:
             self.records.write(record, time.time())
         if self.view:
             self.view.publish(frame, {**record, "score": round(top[0][1], 5), "fps": fps}, camera.name)
-        event_out = None
         if self.events:
-            event_out = self.events.observe(answer, top[0][1], unknown, event.index, camera.name)
+            self.events.observe(answer, top[0][1], unknown, event.index, camera.name)
         if self.clips is not None:
-            self.clips.frame(camera.name, frame, time.time(), event_out, camera.source.nominal_fps)
+            rate = camera.source.nominal_fps
+            clock = event.timestamp if camera.source.is_live or not rate else event.index / rate
+            self.clips.frame(camera.name, frame, clock, None if camera.source.is_live else rate)
         camera.frames += 1
         camera.last_frame_at = time.monotonic()
         self.stats.frames += 1

@@ -60,6 +60,9 @@ class ServeOptions:
         help="the live view's token (default: none on 127.0.0.1, a random one on other hosts, printed with the URL)"
     )
     serve_clients: int = option(8, "most simultaneous stream and event connections (more get 503)", bounds=(1, 256))
+    stale_after: float = option(
+        10.0, "/healthz answers 503 after this many seconds without a frame from any camera", bounds=(0, 86400)
+    )
 
 
 def parse_bind(text: str) -> tuple[str, int]:
