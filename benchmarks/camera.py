@@ -135,9 +135,9 @@ def measure_file(
         "second_look": looks.to_dict() if looks else None,
         "has_unknown_output": metadata.output.unknown is not None,
     }
-    predicted, unknown = plain.arrays("final")
-    result["in_class_accepted"] = float(1.0 - np.mean(unknown))
-    result["plain_accuracy"] = float(np.mean(predicted == labels))
+    plain_predicted, plain_unknown = plain.arrays("final")
+    result["in_class_accepted"] = float(1.0 - np.mean(plain_unknown))
+    result["plain_accuracy"] = float(np.mean(plain_predicted == labels))
     if others:
         result["others_accepted"] = float(1.0 - np.mean(other.arrays("final")[1]))
         result["others"] = len(others)

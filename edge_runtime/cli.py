@@ -57,6 +57,7 @@ def build_parser() -> ArgumentParser:
     from .live import LiveConfig
     from .serve import ServeOptions
     from .sources import CaptureOptions
+    from .teach_panel import TeachPanelOptions
 
     parser = ArgumentParser(
         prog="python -m edge_runtime",
@@ -89,6 +90,7 @@ def build_parser() -> ArgumentParser:
         "--ha-node", metavar="NAME", help="the node id in discovery topics and unique ids (default: from the host name)"
     )
     add_options(parser, ClipOptions)
+    add_options(parser, TeachPanelOptions)
     add_options(parser, RunOptions, only=("verbose",))
     return parser
 
@@ -148,6 +150,7 @@ def _classify(args: argparse.Namespace) -> int:
     from .service import Service
     from .sources import CaptureOptions, open_source
     from .swap import FileWatcher, ModelSlot
+    from .teach_panel import TeachPanel, TeachPanelOptions
 
     options = config_from_args(RunOptions, args)
     engine = config_from_args(EngineOptions, args)
@@ -156,9 +159,14 @@ def _classify(args: argparse.Namespace) -> int:
     serve = config_from_args(ServeOptions, args)
     event_options = config_from_args(EventOptions, args)
     clip_options = config_from_args(ClipOptions, args)
+    panel_options = config_from_args(TeachPanelOptions, args)
     engine.check()
     config.validate()
     check_events(event_options)
+    if (panel_options.teach_output or panel_options.teach_add) and not panel_options.teach_dir:
+        raise EdgeError("--teach-output and --teach-add belong to the Teach panel: pass --teach-dir DIR")
+    if panel_options.teach_dir and not serve.serve:
+        raise EdgeError("--teach-dir adds a Teach panel to the live page: pass --serve [HOST:]PORT too")
     if args.ha_discovery is not None and not event_options.mqtt:
         raise EdgeError("--ha-discovery publishes to the broker of --mqtt; pass --mqtt mqtt://HOST[:PORT]/TOPIC")
     wanted = parse_sources(options.source)
@@ -186,6 +194,13 @@ def _classify(args: argparse.Namespace) -> int:
         classifier.close()
         raise
     slot = ModelSlot(classifier, open_model)
+    try:
+        teach = TeachPanel(panel_options, slot, engine.__dict__) if panel_options.teach_dir else None
+    except BaseException:
+        for source in sources:
+            source.close()
+        classifier.close()
+        raise
     clips = Clips(clip_options) if clip_options.clips else None
     ha = _home_assistant(args, event_options, [s.name for s in sources], classifier) if args.ha_discovery else None
     service = Service.from_environment()
@@ -202,9 +217,12 @@ def _classify(args: argparse.Namespace) -> int:
             service=service,
             clips=clips,
             listeners=[ha.event] if ha else None,
+            teach=teach,
         )
     finally:
         restore()
+        if teach is not None:
+            teach.close()
         if watcher is not None:
             watcher.stop()
         if ha is not None:

@@ -32,6 +32,7 @@ from .swap import ModelSlot
 if TYPE_CHECKING:
     from .clips import Clips
     from .service import Service
+    from .teach_panel import TeachPanel
 
 log = logging.getLogger("edge_classify.runtime")
 __all__ = ["LiveConfig", "LiveStats", "STAGES", "Smoother", "run"]
@@ -100,6 +101,7 @@ def run(
     service: "Service | None" = None,
     clips: "Clips | None" = None,
     listeners: Sequence[Callable[[dict], None]] | None = None,
+    teach: "TeachPanel | None" = None,
 ) -> LiveStats:
     """Run the loop until every source ends, ``max_frames``, q/Esc, Ctrl-C/SIGTERM, or ``stop`` is set.
 
@@ -119,6 +121,8 @@ def run(
         service: systemd's notify socket and watchdog (:mod:`edge_runtime.service`), fed per frame.
         clips: event clips (:mod:`edge_runtime.clips`), fed every frame of every camera.
         listeners: more in-process receivers of every label event (Home Assistant's discovery).
+        teach: the live page's Teach panel (:mod:`edge_runtime.teach_panel`; needs ``serve``): it gets
+            every camera's raw frames and reports its progress on the page's ``/events``.
 
     Returns:
         The run's statistics; outputs are closed and renamed into place.
@@ -138,7 +142,9 @@ def run(
         if view is None and serve is not None and serve.serve:
             # /healthz calls frames stopped after --stale-after seconds, or three frame budgets (--max-fps).
             stale = max(serve.stale_after, 3.0 / config.max_fps) if config.max_fps else serve.stale_after
-            view = made_view = LiveView(serve, model.metadata.model, names, model.engine, stale_s=stale)
+            view = made_view = LiveView(serve, model.metadata.model, names, model.engine, stale_s=stale, teach=teach)
+            if teach is not None:
+                teach.publish = view.add_change
             print(f"live view: {view.url}", file=sys.stderr, flush=True)
         wanted = event_options is not None and (event_options.webhook or event_options.mqtt or view or clips)
         if events is None and wanted:
@@ -147,6 +153,8 @@ def run(
             before: list[Callable[[dict], None]] | None = [clips.on_event] if clips else None
             events = made_events = Events(event_options, names[0], model.metadata.model, extra=extra, before=before)
         loop = Loop(slot, sources, reopens, config, stop or threading.Event(), on_frame, view, events, service, clips)
+        if teach is not None:
+            loop.taps.append(teach.frame)
         stats = loop.run()
     finally:
         if made_events is not None:

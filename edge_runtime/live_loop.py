@@ -103,6 +103,7 @@ class Loop:
         self.answers = not continuous and config.jsonl != STDOUT
         self.status = StatusLine(sys.stderr) if continuous and not config.quiet else None
         self.turn = 0  # the camera served first on the next pass: each in turn
+        self.taps: list[Callable[[str, Any], None]] = []  # get each camera's raw frames (the Teach panel)
         self.last_end = time.perf_counter()
 
     def _prepare(self, frame: Any) -> tuple[Any, Any]:
@@ -233,6 +234,8 @@ class Loop:
             self.stats.non_finite += 1
             return
         self.slot.sample = frame
+        for tap in self.taps:
+            tap(camera.name, frame)
         top = classifier.top(probabilities, config.top_k)
         unknown = classifier.is_unknown(unknown_score)
         answer = frame_answer(top, unknown, config.threshold)  # once: the overlay, outputs and events share it

@@ -101,7 +101,7 @@ class SecondLook:
         for name, value in (("unsure", unsure), ("accept", accept)):
             if not isinstance(value, (int, float)) or isinstance(value, bool) or not 0 <= value <= 1:
                 raise MetadataError(f"metadata field second_look.{name} must be a number from 0 to 1")
-        return cls(tuple(parsed), float(unsure), float(accept))
+        return cls(tuple(parsed), float(unsure), float(accept))  # type: ignore[arg-type]  # checked above
 
 
 #: What ``--second-look on`` uses for a file whose contract has no settings of its own.

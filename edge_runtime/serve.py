@@ -97,11 +97,20 @@ class LiveView:
     """The newest annotated frame and state of each camera, served to browsers while the loop runs."""
 
     def __init__(
-        self, options: ServeOptions, model: str, source: str | Sequence[str], engine: str = "", stale_s: float = 10.0
+        self,
+        options: ServeOptions,
+        model: str,
+        source: str | Sequence[str],
+        engine: str = "",
+        stale_s: float = 10.0,
+        teach: Any = None,
     ) -> None:
         assert options.serve is not None
         host, port = parse_bind(options.serve)
-        self.token = options.serve_token or (None if host in LOOPBACK else secrets.token_urlsafe(18))
+        # The Teach panel writes files and swaps the model: it always needs a token, on loopback too.
+        open_ok = host in LOOPBACK and teach is None
+        self.token = options.serve_token or (None if open_ok else secrets.token_urlsafe(18))
+        self.teach = teach  # the Teach panel (edge_runtime.teach_panel), or None
         self.fps, self.max_clients = options.serve_fps, options.serve_clients
         names = [source] if isinstance(source, str) else list(source)
         self.source = ", ".join(names)

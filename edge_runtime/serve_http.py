@@ -13,7 +13,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, urlsplit
 
-from .serve_page import PAGE
+from .serve_page import PAGE, TEACH_PANEL
 
 if TYPE_CHECKING:
     from .serve import LiveView
@@ -61,6 +61,18 @@ class _Handler(BaseHTTPRequestHandler):
     def view(self) -> LiveView:
         return self.server.view  # type: ignore[attr-defined]
 
+    def do_POST(self) -> None:  # noqa: N802 - the base class's name
+        """The Teach panel's JSON API: POST only, the token in a header, JSON bodies (see teach_api)."""
+        from .teach_api import handle
+
+        try:
+            code, body = handle(self.view, urlsplit(self.path).path, self.headers, self.rfile)
+        except (BrokenPipeError, ConnectionResetError, socket.timeout, TimeoutError):
+            return
+        data = json.dumps(body).encode()
+        self._head(code, "application/json", len(data))
+        self.wfile.write(data)
+
     def do_GET(self) -> None:  # noqa: N802 - the base class's name
         parts = urlsplit(self.path)
         query = parse_qs(parts.query)
@@ -68,6 +80,12 @@ class _Handler(BaseHTTPRequestHandler):
         self.camera = query["camera"][0] if query.get("camera") else None
         if parts.path == "/healthz":  # for supervisors and load balancers: no token, no state in it
             self._health()
+            return
+        if parts.path.startswith("/api/"):  # actions are never triggered by a GET (a link, an <img>)
+            self.send_response(405)
+            self.send_header("Allow", "POST")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
             return
         if not self.view.authorized(token, self.headers.get("Authorization")):
             self._plain(401, "a token is needed: open the URL printed at start-up (?token=...)")
@@ -107,8 +125,9 @@ class _Handler(BaseHTTPRequestHandler):
             "SOURCE": _html(self.view.source),
             "ENGINE": _html(self.view.engine),
             "STATE": _script_json(self.view.state()),
+            "TEACH": TEACH_PANEL if self.view.teach is not None else "",
         }
-        body = re.sub(r"\{\{(MODEL|SOURCE|ENGINE|STATE)\}\}", lambda m: fields[m.group(1)], PAGE).encode()
+        body = re.sub(r"\{\{(MODEL|SOURCE|ENGINE|STATE|TEACH)\}\}", lambda m: fields[m.group(1)], PAGE).encode()
         self._head(200, "text/html; charset=utf-8", len(body))
         self.wfile.write(body)
 
@@ -159,8 +178,9 @@ class _Handler(BaseHTTPRequestHandler):
             while not self.view.closed:
                 state_seq, state, changes = self.view.next_update(state_seen, change_seen)
                 out = b""
-                for seq, event in changes:
-                    out += b"event: label\ndata: " + json.dumps(event).encode() + b"\n\n"
+                for seq, event in changes:  # label changes, and the Teach panel's progress
+                    kind = b"teach" if event.get("type") == "teach" else b"label"
+                    out += b"event: " + kind + b"\ndata: " + json.dumps(event).encode() + b"\n\n"
                     change_seen = seq
                 now = time.monotonic()
                 if state is not None and now - last_state >= 1.0 / STATE_EVENTS_PER_S:

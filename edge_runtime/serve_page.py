@@ -1,6 +1,7 @@
 """The live view's page: one self-contained HTML document (no file is served from disk), with
-``{{MODEL}}``, ``{{SOURCE}}``, ``{{ENGINE}}`` (HTML-escaped) and ``{{STATE}}`` (JSON made safe for a
-script) filled in by :mod:`.serve` for each request."""
+``{{MODEL}}``, ``{{SOURCE}}``, ``{{ENGINE}}`` (HTML-escaped), ``{{STATE}}`` (JSON made safe for a
+script) and ``{{TEACH}}`` (the Teach panel, with ``--teach-dir``) filled in by :mod:`.serve` for each
+request."""
 
 PAGE = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width,initial-scale=1">
@@ -71,5 +72,58 @@ events.addEventListener("label", (message) => {
   document.getElementById("changes").textContent =
       "last change: " + (e.camera ? e.camera + ": " : "") + (e.previous || "-") + " -> " + e.label + " at " + e.time;
 });
-</script></body></html>
+</script>{{TEACH}}</body></html>
 """
+
+# The Teach panel: capture from the selected camera, see the examples, teach; errors shown in words.
+# It calls the JSON API (edge_runtime.teach_api) with the token in a header, never in a URL.
+TEACH_PANEL = """<div id="teach" style="flex:1 1 100%;border-top:1px solid #333;padding-top:8px">
+<h1>Teach</h1><div class="muted">capture frames of a thing from the selected camera, for each class, then teach</div>
+<p><input id="t-class" placeholder="class name" maxlength="60"> <input id="t-count" type="number" value="10" min="1"
+max="50" style="width:4em"> frames over <input id="t-seconds" type="number" value="3" min="0" max="60" step="0.5"
+style="width:4em"> s <button id="t-capture">capture</button> <button id="t-teach">teach</button></p>
+<div id="t-status" class="muted"></div><div id="t-error" style="color:#f6a"></div><div id="t-model" class="muted"></div>
+<div id="t-examples"></div></div>
+<script>
+async function api(action, body) {
+  const response = await fetch("api/teach/" + action, {method: "POST", body: JSON.stringify(body || {}),
+      headers: {"Content-Type": "application/json", "Authorization": "Bearer " + (token || "")}});
+  const answer = await response.json();
+  document.getElementById("t-error").textContent = response.ok ? "" : answer.error;
+  document.body.dataset.teachError = response.ok ? "" : answer.error;
+  return response.ok ? answer : null;
+}
+function showStatus(s) {
+  if (!s) return;
+  document.getElementById("t-model").textContent = "model: " + s.model + " (" + s.labels.join(", ") + ")";
+  document.body.dataset.labels = s.labels.join(",");
+  const busy = s.capturing ? "capturing " + s.capturing.name + " " + s.capturing.taken + "/" + s.capturing.shots
+      : s.teaching ? "teaching..."
+      : s.taught ? "taught " + s.taught.labels.join(", ") + " in " + s.taught.seconds + " s" : "";
+  document.getElementById("t-status").textContent = busy;
+  if (s.error) document.getElementById("t-error").textContent = s.error;
+}
+function showExamples(list) {
+  if (!list) return;
+  document.getElementById("t-examples").innerHTML = list.classes.map((c) => `<div><b>${esc(c.class)}</b>`
+      + ` <span class="count" data-class="${esc(c.class)}">${c.count}</span> examples<br>` + c.thumbnails.map((t) =>
+      `<img src="${t.jpeg}" title="${esc(t.file)}" style="height:48px;margin:2px"><button class="del"`
+      + ` data-class="${esc(c.class)}" data-file="${esc(t.file)}">x</button>`).join("") + "</div>").join("");
+  document.querySelectorAll("#t-examples .del").forEach((b) => b.addEventListener("click", async () =>
+      showExamples(await api("delete", {"class": b.dataset.class, "file": b.dataset.file}))));
+}
+document.getElementById("t-capture").addEventListener("click", async () => showStatus(await api("capture", {
+  "class": document.getElementById("t-class").value, "camera": selected,
+  "count": Number(document.getElementById("t-count").value),
+  "seconds": Number(document.getElementById("t-seconds").value)})));
+document.getElementById("t-teach").addEventListener("click", async () => showStatus(await api("teach")));
+events.addEventListener("teach", async (message) => {
+  const e = JSON.parse(message.data);
+  document.body.dataset.teachState = e.state;
+  if (e.state === "error") document.getElementById("t-error").textContent = e.error;
+  if (e.state === "captured" || e.state === "taught") showExamples(await api("examples"));
+  showStatus(await api("status"));
+});
+api("status").then(showStatus);
+api("examples").then(showExamples);
+</script>"""

@@ -90,6 +90,38 @@ def main(argv: list[str]) -> int:
 
 def _teach(options: TeachOptions, engine: EngineOptions | None = None) -> int:
     from edge_common.errors import printable
+
+    started = time.perf_counter()
+    done = teach_file(options, engine)
+    shots, labels = done["shots"], done["labels"]
+    few = [name for name in labels if shots.get(name, 0) < RECOMMENDED_SHOTS]
+    if few:
+        log.warning(
+            "%s taught from fewer than %d examples; %d or more a class are advised (see docs/runtime.md)",
+            ", ".join(f"{name!r} ({shots.get(name, 0)})" for name in few),
+            RECOMMENDED_SHOTS,
+            RECOMMENDED_SHOTS,
+        )
+    shown = ", ".join(f"{printable(n)} {shots.get(n, 0)}" for n in labels)
+    print(
+        f"taught {len(labels)} classes ({shown} "
+        f"examples) on {done['extractor']} with a {done['head']} head in "
+        f"{time.perf_counter() - started:.1f} s; none of these above {done['threshold']:.4f} (keeps "
+        f"{done['in_class_accepted']:.0%} of the examples, each left out in turn); wrote {done['output']} "
+        f"({done['bytes']:,} bytes)",
+        flush=True,
+    )
+    return 0
+
+
+def teach_file(options: TeachOptions, engine: EngineOptions | None = None) -> dict:
+    """Teach one file as ``edge-classify teach`` does (checked, proved, written atomically); returns what
+    was taught: labels, shots per class, the head, its threshold, the file and its size. The live
+    page's Teach panel calls this too.
+
+    Raises:
+        EdgeError: bad options or examples; nothing is written.
+    """
     from edge_common.files import atomic_write_bytes
 
     from ..errors import EdgeError
@@ -101,7 +133,6 @@ def _teach(options: TeachOptions, engine: EngineOptions | None = None) -> int:
     output = Path(options.output).expanduser()
     extractor_path = None if options.add else _extractor_path(options.extractor)
     _check_paths(options, output, extractor_path)
-    started = time.perf_counter()
     if options.add:
         base = open_taught(options.add, **engine.kwargs())
         if options.extractor:
@@ -137,25 +168,16 @@ def _teach(options: TeachOptions, engine: EngineOptions | None = None) -> int:
     )
     _prove(data, base, head, output, engine)
     atomic_write_bytes(output, data)
-    shots = metadata.extra["taught"]["shots"]
-    few = [name for name in metadata.labels if shots.get(name, 0) < RECOMMENDED_SHOTS]
-    if few:
-        log.warning(
-            "%s taught from fewer than %d examples; %d or more a class are advised (see docs/runtime.md)",
-            ", ".join(f"{name!r} ({shots.get(name, 0)})" for name in few),
-            RECOMMENDED_SHOTS,
-            RECOMMENDED_SHOTS,
-        )
-    shown = ", ".join(f"{printable(n)} {shots.get(n, 0)}" for n in metadata.labels)
-    print(
-        f"taught {len(metadata.labels)} classes ({shown} "
-        f"examples) on {base.extractor.metadata.model} with a {head.method} head in "
-        f"{time.perf_counter() - started:.1f} s; none of these above {head.threshold:.4f} (keeps "
-        f"{head.in_class_accepted:.0%} of the examples, each left out in turn); wrote {output} "
-        f"({len(data):,} bytes)",
-        flush=True,
-    )
-    return 0
+    return {
+        "labels": list(metadata.labels),
+        "shots": dict(metadata.extra["taught"]["shots"]),
+        "extractor": base.extractor.metadata.model,
+        "head": head.method,
+        "threshold": float(head.threshold),
+        "in_class_accepted": float(head.in_class_accepted),
+        "output": str(output),
+        "bytes": len(data),
+    }
 
 
 def _check_paths(options: TeachOptions, output: Path, extractor: str | None) -> None:
