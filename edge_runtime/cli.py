@@ -176,6 +176,12 @@ def _classify(args: argparse.Namespace) -> int:
 
     classifier = open_model(options.model)
     print(classifier.describe(), file=sys.stderr)
+    slot = ModelSlot(classifier, open_model)
+    try:  # checked before any camera opens: a wrong --teach-output is one line, at once
+        teach = TeachPanel(panel_options, slot, engine.__dict__) if panel_options.teach_dir else None
+    except BaseException:
+        classifier.close()
+        raise
     sources: list = []
     try:
         for name, target in wanted:
@@ -191,14 +197,8 @@ def _classify(args: argparse.Namespace) -> int:
     except BaseException:
         for source in sources:
             source.close()
-        classifier.close()
-        raise
-    slot = ModelSlot(classifier, open_model)
-    try:
-        teach = TeachPanel(panel_options, slot, engine.__dict__) if panel_options.teach_dir else None
-    except BaseException:
-        for source in sources:
-            source.close()
+        if teach is not None:
+            teach.close()
         classifier.close()
         raise
     clips = Clips(clip_options) if clip_options.clips else None

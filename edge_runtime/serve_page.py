@@ -121,7 +121,7 @@ events.addEventListener("teach", async (message) => {
   const e = JSON.parse(message.data);
   document.body.dataset.teachState = e.state;
   if (e.state === "error") document.getElementById("t-error").textContent = e.error;
-  if (e.state === "captured" || e.state === "taught") showExamples(await api("examples"));
+  if (e.state === "saved" || e.state === "taught") showExamples(await api("examples"));
   showStatus(await api("status"));
 });
 api("status").then(showStatus);

@@ -197,6 +197,7 @@ class TeachPanel:
                     handle.flush()
                     os.fsync(handle.fileno())
                 os.replace(temp, path)
+                self.publish({"type": "teach", "state": "saved", "class": path.parent.name, "file": path.name})
             except OSError as exc:
                 temp.unlink(missing_ok=True)
                 with self._lock:
