@@ -11,7 +11,7 @@ setup:
 	@scripts/setup.sh
 
 benchmark: setup
-	$(PY) -m benchmarks
+	$(PY) -m benchmarks $(BENCH_ARGS)
 
 benchmark-quick: setup
 	$(PY) -m benchmarks --quick

@@ -28,7 +28,7 @@ from typing import Any
 
 from edge_common.cli import ArgumentParser, run_command
 
-DEFAULT_FILE = Path("runs/clothes_lite0/deploy/model_int8.tflite")
+DEFAULT_FILE = "clothes_lite0/deploy/model_int8.tflite"  # in the runs folder
 
 
 def _proc(pid: int) -> tuple[float, float]:
@@ -140,7 +140,9 @@ def _garment_video(path: Path) -> Path:
     import cv2
     import numpy as np
 
-    root = Path("data/clothing-small/test")
+    from train.paths import resolve_folder
+
+    root = resolve_folder("data/clothing-small") / "test"
     shots = [sorted((root / kind).glob("*.jpg"))[0] for kind in ("shoes", "pants", "t-shirt", "dress", "hat")]
     writer = cv2.VideoWriter(str(path), cv2.VideoWriter.fourcc(*"mp4v"), 30.0, (640, 480))
     for shot in shots:
@@ -179,7 +181,7 @@ def summary_lines(report: dict[str, Any]) -> list[str]:
 
 def build_parser() -> ArgumentParser:
     parser = ArgumentParser(prog="python -m benchmarks.cameras", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--model", default=str(DEFAULT_FILE), help="the model file (default: %(default)s)")
+    parser.add_argument("--model", help=f"the model file (default: {DEFAULT_FILE} in the runs folder)")
     parser.add_argument("--seconds", type=float, default=8.0, help="how long each run is measured (default: 8)")
     parser.add_argument("--reports-dir", help="where cameras.json goes (default: reports/ in the checkout)")
     return parser
@@ -192,9 +194,10 @@ def main(argv: list[str] | None = None) -> int:
 def _work(args: argparse.Namespace) -> int:
     from edge_common.errors import EdgeError
     from edge_common.files import atomic_write_text, dump_json
+    from edge_common.paths import default_runs_dir
     from train import paths
 
-    model = Path(args.model)
+    model = Path(args.model) if args.model else default_runs_dir() / DEFAULT_FILE
     if not model.is_file():
         raise EdgeError(f"--model {model}: no such file; run `make convert` or pass a model file")
     if not 1 <= args.seconds <= 600:

@@ -201,3 +201,22 @@ def _real_photos(dataset: str) -> bool:
     from train.datasets import kinds  # the tooling, from the checkout, only when a camera model is measured
 
     return kinds.get(dataset).real_photos
+
+
+def several_cameras(
+    target: ModelTarget | None, config: BenchConfig, progress: Progress, skipped: list[str]
+) -> dict[str, Any]:
+    """Four cameras in one process against one, the frame budget's saving, a swap (benchmarks.cameras)."""
+    from . import cameras
+
+    if target is None or "tflite_int8" not in target.files:
+        return {}
+    progress.step("several cameras")
+    if config.quick:
+        skipped.append("several cameras (full runs only: python -m benchmarks.cameras)")
+        return {}
+    try:
+        return cameras.measure(target.files["tflite_int8"], seconds=8.0)
+    except (OSError, ValueError, KeyError) as exc:
+        skipped.append(f"several cameras ({type(exc).__name__}: {exc})")
+        return {}

@@ -217,6 +217,12 @@ def markdown(report: dict[str, Any]) -> str:
             )
     for camera in camera_sections(report):
         lines += camera_markdown(camera)
+    several = report.get("several_cameras") or {}
+    if several:
+        from .cameras import summary_lines as cameras_lines
+
+        lines += ["", "## Several cameras on this device (640x480 MJPEG streams at 30 FPS)", ""]
+        lines += [f"- {line}" for line in cameras_lines(several)]
     if report.get("skipped"):
         lines += ["", "Skipped: " + "; ".join(report["skipped"])]
     return "\n".join(lines) + "\n"

@@ -57,7 +57,7 @@ def run(config: BenchConfig) -> dict[str, Any]:
     steps = sum(_file_steps(t, config) + (1 if keras_ok and t.keras_file else 0) for t in targets)
     pairs = _pairs(targets)
     camera_target = e2e.e2e_camera(targets)
-    progress = Progress(steps + len(pairs) + (4 if config.e2e and camera_target is not None else 0))
+    progress = Progress(steps + len(pairs) + (5 if config.e2e and camera_target is not None else 0))
     rows: list[dict[str, Any]] = []
     test_sets: dict[str, str] = {}
     with tempfile.TemporaryDirectory(prefix="edge-bench-") as tmp_name:
@@ -78,6 +78,7 @@ def run(config: BenchConfig) -> dict[str, Any]:
         compared = [_paired(pair, config, progress) for pair in pairs]
         end_to_end = e2e.end_to_end(targets, config, keras_ok, tmp, progress, skipped) if config.e2e else {}
         conditions = e2e.camera_conditions(camera_target, config, progress, skipped) if config.e2e else {}
+        several = e2e.several_cameras(camera_target, config, progress, skipped) if config.e2e else {}
     progress.close()
     _mark_pareto(rows, targets, test_sets)
     note = system.int8_note(env["cpu"])
@@ -96,6 +97,7 @@ def run(config: BenchConfig) -> dict[str, Any]:
         "paired": compared,
         "end_to_end": end_to_end,
         "camera_conditions": conditions,
+        "several_cameras": several,
         "verdicts": report.verdicts(rows, note, bool(env["cpu"].get("int8_dot_product"))),
         "int8_note": note,
         "int8_vs_float32": _int8_ratios(rows),

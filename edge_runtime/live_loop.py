@@ -56,14 +56,16 @@ class Loop:
         self.show = self._window_wanted()
         self.several = len(sources) > 1
         inputs: list[tuple[str, Any]] = [("--model", classifier.path)]
-        outputs: dict[str, str | None] = {"--jsonl": config.jsonl, "--summary-json": config.summary_json}
+        outputs: dict[str, str | None] = {}
         for source in sources:
             images: list[Any] = list(source.paths)
             inputs += [("--source", path) for path in images or [source.path]]
             if images:  # the folder, glob or file the images were named by, too: an output must not replace it
                 inputs.append(("--source", source.name))
             if config.output:
-                outputs[f"--output ({source.name})"] = output_for(config.output, source.name, self.several)
+                flag = f"--output ({source.name})" if self.several else "--output"
+                outputs[flag] = output_for(config.output, source.name, self.several)
+        outputs.update({"--jsonl": config.jsonl, "--summary-json": config.summary_json})
         # The one check that no output is an input or another output (the CLI leaves it to the loop).
         check_distinct(inputs, outputs)
         rotate_s = config.rotate_minutes * 60 if config.rotate_minutes else None
