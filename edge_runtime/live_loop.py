@@ -190,6 +190,7 @@ class Loop:
             camera.reset_smoothing(len(new.labels))
         if self.view is not None:
             self.view.set_model(new.metadata.model, new.engine)
+            self.view.add_change({"type": "model", "labels": list(new.labels), **new.identity})
         if self.events is not None:
             self.events.model = new.metadata.model
 

@@ -179,7 +179,7 @@ class _Handler(BaseHTTPRequestHandler):
                 state_seq, state, changes = self.view.next_update(state_seen, change_seen)
                 out = b""
                 for seq, event in changes:  # label changes, and the Teach panel's progress
-                    kind = b"teach" if event.get("type") == "teach" else b"label"
+                    kind = str(event["type"]).encode() if event.get("type") in ("teach", "model") else b"label"
                     out += b"event: " + kind + b"\ndata: " + json.dumps(event).encode() + b"\n\n"
                     change_seen = seq
                 now = time.monotonic()

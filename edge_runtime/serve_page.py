@@ -124,6 +124,7 @@ events.addEventListener("teach", async (message) => {
   if (e.state === "saved" || e.state === "taught") showExamples(await api("examples"));
   showStatus(await api("status"));
 });
+events.addEventListener("model", async () => showStatus(await api("status")));  // a new model swapped in
 api("status").then(showStatus);
 api("examples").then(showExamples);
 </script>"""
