@@ -82,20 +82,39 @@ class IPCamera:
         self.server.server_close()
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.ipcamera", description=__doc__.split("\n\n")[0])
-    parser.add_argument("video")
-    parser.add_argument("--port", type=int, default=8081)
+def build_parser() -> argparse.ArgumentParser:
+    from edge_common.cli import ArgumentParser
+
+    parser = ArgumentParser(prog="python -m benchmarks.ipcamera", description=__doc__.split("\n\n")[0])
+    parser.add_argument("video", help="a video file (its first 300 frames loop)")
+    parser.add_argument("--port", type=int, default=8081, help="the port on 127.0.0.1 (default: 8081)")
     parser.add_argument("--fps", type=float, default=None, help="frame rate (default: the file's)")
-    args = parser.parse_args(argv)
-    camera = IPCamera(args.video, args.fps, args.port)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    from edge_common.cli import run_command
+
+    return run_command(build_parser(), _serve, argv, "stopped")
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from edge_common.errors import EdgeError
+
+    if not Path(args.video).is_file():
+        raise EdgeError(f"{args.video}: no such file; pass a video file")
+    try:
+        camera = IPCamera(args.video, args.fps, args.port)
+    except ValueError as exc:
+        raise EdgeError(f"{exc}; pass a video OpenCV can read") from None
+    except OSError as exc:
+        raise EdgeError(f"--port {args.port}: cannot listen ({exc.strerror or exc}); choose another port") from None
     print(f"serving {args.video} at {camera.fps:g} FPS: {camera.url}", flush=True)
     try:
         while True:
             time.sleep(3600)
-    except KeyboardInterrupt:
+    finally:
         camera.close()
-    return 0
 
 
 if __name__ == "__main__":

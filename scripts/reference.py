@@ -29,6 +29,8 @@ COMMANDS = (
     ("python -m edge_runtime teach", "edge_runtime.teach.command", "build_parser"),
     ("python -m benchmarks", "benchmarks.cli", "build_parser"),
     ("python -m benchmarks.camera", "benchmarks.camera", "build_parser"),
+    ("python -m benchmarks.cameras", "benchmarks.cameras", "build_parser"),
+    ("python -m benchmarks.ipcamera", "benchmarks.ipcamera", "build_parser"),
     ("python -m benchmarks.paired", "benchmarks.paired", "build_parser"),
     ("python -m benchmarks.teach", "benchmarks.teach", "build_parser"),
     ("python -m benchmarks.arm", "benchmarks.arm", "build_parser"),
