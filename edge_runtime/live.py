@@ -146,12 +146,16 @@ def run(
             if teach is not None:
                 teach.publish = view.add_change
             print(f"live view: {view.url}", file=sys.stderr, flush=True)
+        if clips is not None and event_options is None:
+            event_options = EventOptions()  # clips follow label events: debounced as the defaults say
         wanted = event_options is not None and (event_options.webhook or event_options.mqtt or view or clips)
         if events is None and wanted:
             assert event_options is not None
             extra = ([view.add_change] if view else []) + list(listeners or [])
             before: list[Callable[[dict], None]] | None = [clips.on_event] if clips else None
             events = made_events = Events(event_options, names[0], model.metadata.model, extra=extra, before=before)
+        elif events is not None and clips is not None:
+            events.before.append(clips.on_event)  # the caller's events name their clips too
         loop = Loop(slot, sources, reopens, config, stop or threading.Event(), on_frame, view, events, service, clips)
         if teach is not None:
             loop.taps.append(teach.frame)

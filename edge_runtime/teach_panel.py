@@ -181,6 +181,10 @@ class TeachPanel:
     def _write(self) -> None:
         import cv2
 
+        try:  # Linux schedules threads apart: encoding and saving yield to the loop's inference
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 10)
+        except (AttributeError, OSError):
+            pass
         while True:
             item = self._writes.get()
             if item is None:

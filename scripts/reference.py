@@ -33,6 +33,7 @@ COMMANDS = (
     ("python -m benchmarks.ipcamera", "benchmarks.ipcamera", "build_parser"),
     ("python -m benchmarks.paired", "benchmarks.paired", "build_parser"),
     ("python -m benchmarks.teach", "benchmarks.teach", "build_parser"),
+    ("python -m benchmarks.teach_panel", "benchmarks.teach_panel", "build_parser"),
     ("python -m benchmarks.arm", "benchmarks.arm", "build_parser"),
     ("python -m benchmarks.demo", "benchmarks.demo", "build_parser"),
 )

@@ -295,19 +295,14 @@ def _photo_data(config: "ResolvedTrainConfig", spec: InputSpec, batch_size: int)
     _log_counts(str(root), names, len(photos), len(y_val), len(y_test), train_set, val_set, test_set)
     seed, size, camera = config.seed, (spec.height, spec.width), config.augment == "camera"
 
-    def make_batch(epoch: int, index: int) -> tuple[np.ndarray, np.ndarray]:
+    def make_batch(epoch: int, index: int, clutter: bool = True) -> tuple[np.ndarray, np.ndarray]:
         order = np.random.default_rng([seed, epoch]).permutation(len(photos))
         chosen = order[index * batch_size : (index + 1) * batch_size]
         rng = np.random.default_rng([seed, epoch, index, 1])
         if camera:  # half of each batch framed by a camera: near or far, on a background, with webcam faults
-            return camera_augment.camera_batch(photos, chosen, spec, rng)[0], y_train[chosen]
+            frames = camera_augment.CameraAugment() if clutter else camera_augment.UNCLUTTERED
+            return camera_augment.camera_batch(photos, chosen, spec, rng, frames)[0], y_train[chosen]
         return augment.photo_batch([photos[i] for i in chosen], size, rng), y_train[chosen]
-
-    def prototype_batch(epoch: int, index: int) -> tuple[np.ndarray, np.ndarray]:
-        order = np.random.default_rng([seed, epoch]).permutation(len(photos))
-        chosen = order[index * batch_size : (index + 1) * batch_size]
-        rng = np.random.default_rng([seed, epoch, index, 1])
-        return camera_augment.camera_batch(photos, chosen, spec, rng, camera_augment.UNCLUTTERED)[0], y_train[chosen]
 
     sample_rng, shown = np.random.default_rng([seed, 25]), _shown(len(photos), seed)
     return TrainData(
@@ -327,7 +322,7 @@ def _photo_data(config: "ResolvedTrainConfig", spec: InputSpec, batch_size: int)
         test_name=f"folder dataset {config.folder} ({len(y_test)} held-out photos)",
         val_photos=val_photos,
         test_photos=test_photos,
-        prototype_batch=prototype_batch if camera else None,
+        prototype_batch=(lambda epoch, index: make_batch(epoch, index, clutter=False)) if camera else None,
     )
 
 
