@@ -256,3 +256,34 @@ def test_the_panel_refuses_what_cannot_work_at_start_up(tmp_path):
         assert "Traceback" not in result.stderr
     assert (tmp_path / "notes.tflite").read_text() == "my notes"
     shutil.rmtree(tmp_path / "ex", ignore_errors=True)
+
+
+def test_a_full_disk_and_a_failing_teach_are_reported_in_words_and_the_model_keeps_running(tmp_path):
+    """The examples folder on a real, small filesystem (a 3 MB tmpfs)."""
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=3m", "tmpfs", str(disk)], check=True)
+    try:
+        device = Device(tmp_path, disk / "examples")
+        try:
+            for camera, name in (("a", "boots"), ("b", "caps")):
+                assert device.post("capture", {"class": name, "count": 5, "seconds": 0.5, "camera": camera})[0] == 200
+                assert _wait(lambda n=name: len(list((disk / "examples" / n).glob("*.jpg"))) == 5, 20)
+            (disk / "filler").write_bytes(b"\0" * (shutil.disk_usage(disk).free - 200_000))
+            assert device.post("teach")[0] == 200  # the taught file (4 MB) cannot be written here
+            assert _wait(lambda: device.post("status")[1]["error"] is not None, 60)
+            status = device.post("status")[1]
+            assert "teaching failed" in status["error"] or "No space" in status["error"], status
+            assert status["model"] == "clothes_lite0" and not (disk / "examples" / "taught.tflite").exists()
+            filler = disk / "filler"
+            filler.write_bytes(b"\0" * (filler.stat().st_size + shutil.disk_usage(disk).free - 8192))  # full
+            assert device.post("capture", {"class": "boots", "count": 10, "seconds": 1, "camera": "a"})[0] == 200
+            assert _wait(lambda: "disk is full" in (device.post("status")[1]["error"] or ""), 30)
+            assert not list((disk / "examples" / "boots").glob(".*partial*"))  # no half-written example
+            frames = len(device.records)
+            assert _wait(lambda: len(device.records) > frames + 10, 20)  # the loop goes on
+        finally:
+            stderr = device.stop()
+    finally:
+        subprocess.run(["umount", str(disk)], check=False)
+    assert all(r["model"] == "clothes_lite0" for r in device.records) and "Traceback" not in stderr
