@@ -204,23 +204,37 @@ def main(argv: list[str] | None = None) -> int:
     return run_command(build_parser(), _work, argv, "nothing was written")
 
 
-def _work(args: argparse.Namespace) -> int:
+def model_file(given: str | None) -> Path:
+    """``--model``, else clothes_lite0's int8 TFLite file in the runs folder; refused when missing."""
     from edge_common.errors import EdgeError
-    from edge_common.files import atomic_write_text, dump_json
     from edge_common.paths import default_runs_dir
-    from train import paths
 
-    model = Path(args.model) if args.model else default_runs_dir() / DEFAULT_FILE
+    model = Path(given) if given else default_runs_dir() / DEFAULT_FILE
     if not model.is_file():
         raise EdgeError(f"--model {model}: no such file; run `make convert` or pass a model file")
+    return model
+
+
+def write_report(report: dict[str, Any], name: str, reports_dir: str | None, lines: list[str]) -> None:
+    """``reports_dir/name`` (default: reports/ in the checkout), written atomically; then the summary lines."""
+    from edge_common.files import atomic_write_text, dump_json
+    from train import paths
+
+    folder = Path(reports_dir).expanduser() if reports_dir else paths.default_reports_dir()
+    folder.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(folder / name, dump_json(report))
+    print("\n".join(lines))
+    print(f"wrote {folder / name}")
+
+
+def _work(args: argparse.Namespace) -> int:
+    from edge_common.errors import EdgeError
+
+    model = model_file(args.model)
     if not 1 <= args.seconds <= 600:
         raise EdgeError(f"--seconds {args.seconds:g}: expected 1 to 600")
     report = measure(model, args.seconds)
-    folder = Path(args.reports_dir).expanduser() if args.reports_dir else paths.default_reports_dir()
-    folder.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(folder / "cameras.json", dump_json(report))
-    print("\n".join(summary_lines(report)))
-    print(f"wrote {folder / 'cameras.json'}")
+    write_report(report, "cameras.json", args.reports_dir, summary_lines(report))
     return 0
 
 

@@ -141,23 +141,14 @@ def main(argv: list[str] | None = None) -> int:
 
 def _work(args: argparse.Namespace) -> int:
     from edge_common.errors import EdgeError
-    from edge_common.files import atomic_write_text, dump_json
-    from edge_common.paths import default_runs_dir
-    from train import paths
 
-    from .cameras import DEFAULT_FILE
+    from .cameras import model_file, write_report
 
-    model = Path(args.model) if args.model else default_runs_dir() / DEFAULT_FILE
-    if not model.is_file():
-        raise EdgeError(f"--model {model}: no such file; run `make convert` or pass a model file")
+    model = model_file(args.model)
     if not 5 <= args.shots <= 50:
         raise EdgeError(f"--shots {args.shots}: expected 5 to 50")
     report = measure(model, args.shots)
-    folder = Path(args.reports_dir).expanduser() if args.reports_dir else paths.default_reports_dir()
-    folder.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(folder / "teach_panel.json", dump_json(report))
-    print("\n".join(summary_lines(report)))
-    print(f"wrote {folder / 'teach_panel.json'}")
+    write_report(report, "teach_panel.json", args.reports_dir, summary_lines(report))
     return 0
 
 

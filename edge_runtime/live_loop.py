@@ -261,11 +261,12 @@ class Loop:
         stages = dict(zip(STAGES, (capture_ms, (t1 - t0) * 1e3, (t2 - t1) * 1e3, (t3 - t2) * 1e3, (t4 - t3) * 1e3)))
         for name, value in stages.items():
             self.stats.stages[name].add(value)
-        record = self._record(camera, event, answer, top, stages, unknown, unknown_score, look, classifier)
-        if self.records:
-            self.records.write(record, time.time())
-        if self.view:
-            self.view.publish(frame, {**record, "score": round(top[0][1], 5), "fps": fps}, camera.name)
+        if self.records or self.view:  # built only for someone who reads it
+            record = self._record(camera, event, answer, top, stages, unknown, unknown_score, look, classifier)
+            if self.records:
+                self.records.write(record, time.time())
+            if self.view:
+                self.view.publish(frame, {**record, "score": round(top[0][1], 5), "fps": fps}, camera.name)
         if self.events:
             self.events.observe(answer, top[0][1], unknown, event.index, camera.name)
         if self.clips is not None:

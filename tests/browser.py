@@ -27,7 +27,8 @@ class Browser:
     def __init__(self, width: int = 1200, height: int = 900) -> None:
         chromium = shutil.which("chromium") or shutil.which("chromium-browser")
         assert chromium, "Chromium is installed by .ci/run (Debian's chromium package)"
-        self.profile = tempfile.TemporaryDirectory(prefix="edge-chromium-")
+        # Chromium's helpers may still be writing its profile as it is killed: cleaned as far as possible.
+        self.profile = tempfile.TemporaryDirectory(prefix="edge-chromium-", ignore_cleanup_errors=True)
         with socket.socket() as probe:
             probe.bind(("127.0.0.1", 0))
             port = probe.getsockname()[1]

@@ -5,7 +5,9 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
+from typing import Callable
 
 ROOT = Path(__file__).resolve().parent.parent
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
@@ -22,3 +24,13 @@ def run_cli(
     return subprocess.run(
         [sys.executable, *args], capture_output=True, text=True, timeout=timeout, env=full_env, cwd=cwd or ROOT
     )
+
+
+def wait_for(condition: Callable[[], object], timeout: float = 20.0) -> bool:
+    """Whether ``condition()`` became true within ``timeout`` seconds (polled every 50 ms)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.05)
+    return False

@@ -16,12 +16,13 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-import cv2
 import numpy as np
 import pytest
 
 from benchmarks.ipcamera import IPCamera
 from tests.edge_runtime.garments import MODEL, OTHER, frame_of, photos, write_video
+from tests.edge_runtime.test_live import read_video
+from tests.helpers import wait_for
 
 KINDS = ("shoes", "pants", "t-shirt", "dress")
 
@@ -65,15 +66,6 @@ class Running:
         if self.process.poll() is None:
             self.process.kill()
             self.process.wait(10)
-
-
-def _wait(condition, timeout: float) -> bool:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if condition():
-            return True
-        time.sleep(0.05)
-    return False
 
 
 @pytest.fixture(scope="module")
@@ -138,10 +130,10 @@ def test_a_camera_that_dies_ends_alone_and_the_summary_counts_it(videos, tmp_pat
         "--reconnect-timeout", "1", "--summary-json", str(summary),
     )  # fmt: skip
     try:
-        assert _wait(lambda: any(r["camera"] == "dying" for r in run.records), 60)
+        assert wait_for(lambda: any(r["camera"] == "dying" for r in run.records), 60)
         dying.close()  # the camera goes away for good: its reader gives up after --reconnect-timeout
         died = time.time()
-        assert _wait(lambda: any(r["camera"] == "good" and r["time"] > died + 3 for r in run.records), 60)
+        assert wait_for(lambda: any(r["camera"] == "good" and r["time"] > died + 3 for r in run.records), 60)
         stderr = run.stop()
     finally:
         run.kill()
@@ -187,11 +179,11 @@ def test_a_new_model_file_is_checked_and_swapped_in_between_two_frames(tmp_path)
     shutil.copyfile(MODEL, model)
     run = Running("--model", str(model), "--source", str(video), "--watch-model", "--max-fps", "40")
     try:
-        assert _wait(lambda: len(run.records) > 5, 60)
+        assert wait_for(lambda: len(run.records) > 5, 60)
         staged = tmp_path / "staged.tflite"
         shutil.copyfile(OTHER, staged)
         os.replace(staged, model)  # a new model, renamed into place as a deploy tool does
-        assert _wait(lambda: len({r["model_sha256"] for r in run.records}) == 2, 30), "no swap"
+        assert wait_for(lambda: len({r["model_sha256"] for r in run.records}) == 2, 30), "no swap"
         (tmp_path / "broken.tflite").write_bytes(b"TFL3" + os.urandom(5000))
         os.replace(tmp_path / "broken.tflite", model)  # a corrupt replacement
         stderr = run.stop(None, timeout=60)
@@ -215,10 +207,10 @@ def test_sighup_swaps_the_model_file_in(tmp_path):
     shutil.copyfile(MODEL, model)
     run = Running("--model", str(model), "--source", camera.url)
     try:
-        assert _wait(lambda: len(run.records) > 5, 60)
+        assert wait_for(lambda: len(run.records) > 5, 60)
         shutil.copyfile(OTHER, model)
         run.process.send_signal(signal.SIGHUP)
-        assert _wait(lambda: len({r["model_sha256"] for r in run.records}) == 2, 30), "no swap on SIGHUP"
+        assert wait_for(lambda: len({r["model_sha256"] for r in run.records}) == 2, 30), "no swap on SIGHUP"
         run.stop()
     finally:
         run.kill()
@@ -299,13 +291,7 @@ def test_a_clip_holds_the_seconds_before_and_after_a_label_change(tmp_path):
     assert len(written) == 2 and all(Path(f).name.startswith("porch-") for f in written)
     assert written[0].endswith("-shoes.mp4") and written[1].endswith("-pants.mp4")
     assert sorted(p.name for p in clips.iterdir()) == sorted(Path(f).name for f in written)  # no partial left
-    cap = cv2.VideoCapture(written[1])
-    frames = []
-    while True:
-        ok, frame = cap.read()
-        if not ok:
-            break
-        frames.append(frame)
+    frames = read_video(written[1])
     # The change is at frame 20 (2.0 s): 1 s before it (frames 10-19) and 1 s from it (frames 20-30).
     assert len(frames) == 21
     before, after = frame_of(shoes).astype(np.float32), frame_of(pants).astype(np.float32)

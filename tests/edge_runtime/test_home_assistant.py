@@ -9,13 +9,13 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 
 import paho.mqtt.client as paho
 import pytest
 
 from benchmarks.ipcamera import IPCamera
 from tests.edge_runtime.garments import MODEL, photos, write_video
+from tests.helpers import wait_for
 
 LABELS = ("dress", "hat", "longsleeve", "outwear", "pants", "shirt", "shoes", "shorts", "skirt", "t-shirt")
 # The keys Home Assistant's MQTT sensor and binary sensor document for discovery.
@@ -24,15 +24,6 @@ DOCUMENTED = {
     "payload_not_available", "device", "json_attributes_topic", "icon", "payload_on", "payload_off",
 }  # fmt: skip
 DEVICE_KEYS = {"identifiers", "name", "model", "manufacturer", "sw_version"}
-
-
-def _wait(condition, timeout: float) -> bool:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if condition():
-            return True
-        time.sleep(0.05)
-    return False
 
 
 @pytest.fixture
@@ -53,7 +44,7 @@ def broker(tmp_path):
         except OSError:
             return False
 
-    assert _wait(up, 20), "mosquitto did not start"
+    assert wait_for(up, 20), "mosquitto did not start"
     yield port
     process.terminate()
     process.wait(10)
@@ -99,10 +90,10 @@ def test_discovery_state_last_will_and_removal_against_a_real_broker(broker, tmp
     seen = Retained(broker, "homeassistant/#", "edge_classify/#")
     process = _run(broker, f"door={door.url}", f"rack={rack.url}")
     try:
-        assert _wait(lambda: seen.messages.get("edge_classify/shop/availability") == b"online", 60)
-        assert _wait(lambda: len([t for t in seen.messages if t.endswith("/config")]) == 2 * (1 + len(LABELS)), 30)
+        assert wait_for(lambda: seen.messages.get("edge_classify/shop/availability") == b"online", 60)
+        assert wait_for(lambda: len([t for t in seen.messages if t.endswith("/config")]) == 2 * (1 + len(LABELS)), 30)
         # State as events arrive: the door sees shoes and pants in turn (a 4 s loop at 10 FPS).
-        assert _wait(
+        assert wait_for(
             lambda: (
                 {json.loads(p)["label"] for t, p in seen.log if t == "edge_classify/shop/door/state"}
                 >= {"shoes", "pants"}
@@ -111,7 +102,7 @@ def test_discovery_state_last_will_and_removal_against_a_real_broker(broker, tmp
         )
         process.send_signal(signal.SIGKILL)  # no clean exit: the broker's last will says offline
         process.wait(10)
-        assert _wait(lambda: seen.messages.get("edge_classify/shop/availability") == b"offline", 30)
+        assert wait_for(lambda: seen.messages.get("edge_classify/shop/availability") == b"offline", 30)
     finally:
         process.kill()
     configs = {t: json.loads(p) for t, p in seen.messages.items() if t.endswith("/config") and p}
@@ -134,8 +125,8 @@ def test_discovery_state_last_will_and_removal_against_a_real_broker(broker, tmp
     # The rack camera is gone from the next run: its retained configs are cleared, the door's stay.
     process = _run(broker, f"door={door.url}")
     try:
-        assert _wait(lambda: seen.messages.get("homeassistant/sensor/shop/rack_label/config") == b"", 60)
-        assert _wait(lambda: seen.messages.get("edge_classify/shop/availability") == b"online", 30)
+        assert wait_for(lambda: seen.messages.get("homeassistant/sensor/shop/rack_label/config") == b"", 60)
+        assert wait_for(lambda: seen.messages.get("edge_classify/shop/availability") == b"online", 30)
         process.send_signal(signal.SIGTERM)
         stderr = process.communicate(timeout=30)[1]
     finally:

@@ -25,7 +25,7 @@ from edge_runtime.live import LiveConfig, run
 from edge_runtime.serve import LiveView, ServeOptions, parse_bind
 from edge_runtime.sources import open_source
 from tests.edge_runtime.test_live import write_video
-from tests.helpers import run_cli
+from tests.helpers import run_cli, wait_for
 
 pytestmark = pytest.mark.dataset
 REPORTS = Path(__file__).resolve().parents[2] / "reports"  # train.paths.default_reports_dir(), as the ledger
@@ -107,19 +107,10 @@ def _read_parts(url: str, count: int) -> list[bytes]:
         return parts
 
 
-def _wait(predicate, seconds: float = 20.0) -> bool:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.05)
-    return False
-
-
 def test_every_route_serves_what_it_says_and_nothing_else(model, video, ledger):
     running = Running(model, video, ServeOptions(serve="127.0.0.1:0"))
     try:
-        assert _wait(lambda: running.view.state()["frame"] is not None)
+        assert wait_for(lambda: running.view.state()["frame"] is not None)
         code, body, headers = _get(running.url("/state.json"))
         state = json.loads(body)
         assert code == 200 and headers["Cache-Control"] == "no-store"
@@ -185,15 +176,15 @@ def test_a_token_guards_every_route_and_viewers_are_bounded(model, video, ledger
         # viewer (never reading) does not stop inference.
         stalled = socket.create_connection(("127.0.0.1", running.view.port))
         stalled.sendall(b"GET /stream.mjpg?token=s3cret HTTP/1.1\r\nHost: x\r\n\r\n")
-        assert _wait(lambda: running.view.clients == 1)
+        assert wait_for(lambda: running.view.clients == 1)
         with ledger.case("live view: more viewers than --serve-clients (503)"):
             assert _get(running.url("/stream.mjpg?token=s3cret"))[0] == 503
-        assert _wait(lambda: running.view.state()["frame"] is not None, 30)  # the loop has published
+        assert wait_for(lambda: running.view.state()["frame"] is not None, 30)  # the loop has published
         before = running.view.state()["frame"]
         with ledger.case("live view: a stalled viewer never slows inference"):
-            assert _wait(lambda: running.view.state()["frame"] > before + 50, 30)
+            assert wait_for(lambda: running.view.state()["frame"] > before + 50, 30)
         stalled.close()
-        assert _wait(lambda: running.view.clients == 0, 30), "a viewer that went away is released"
+        assert wait_for(lambda: running.view.clients == 0, 30), "a viewer that went away is released"
         # A flood: 1,000 connections that send nothing, then half a request each; the view keeps answering.
         flood = []
         with ledger.case("live view: 1,000 idle and half-sent connections (no stack trace, still answering)"):
@@ -279,7 +270,7 @@ def test_label_changes_reach_a_webhook_with_retries(model, video, ledger):
     running = Running(model, video, ServeOptions(serve="127.0.0.1:0"), options)
     try:
         with ledger.case("events: a webhook that fails twice, then accepts"):
-            assert _wait(lambda: len(receiver.events) >= 1, 30), "the first change arrives despite two failures"
+            assert wait_for(lambda: len(receiver.events) >= 1, 30), "the first change arrives despite two failures"
     finally:
         running.close()
         receiver.close()
@@ -377,7 +368,7 @@ def test_label_changes_reach_a_real_mqtt_broker(model, video, tmp_path, ledger):
     subscriber = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
     subscriber.on_message = lambda client, userdata, message: received.append(json.loads(message.payload))
     try:
-        assert _wait(lambda: _connects(port), 20), "mosquitto did not start"
+        assert wait_for(lambda: _connects(port), 20), "mosquitto did not start"
         subscriber.connect("127.0.0.1", port)
         subscriber.subscribe("edge/camera", qos=1)
         subscriber.loop_start()
@@ -398,7 +389,7 @@ def test_label_changes_reach_a_real_mqtt_broker(model, video, tmp_path, ledger):
         )
         with ledger.case("events: label changes published to a real MQTT broker"):
             assert result.returncode == 0, result.stderr
-            assert _wait(lambda: len(received) >= 1, 20)
+            assert wait_for(lambda: len(received) >= 1, 20)
     finally:
         subscriber.loop_stop()
         broker.terminate()
@@ -419,7 +410,7 @@ def test_the_page_in_a_real_browser_shows_the_stream_and_the_answer(model, video
     assert chromium, "Chromium is installed by .ci/run (Debian's chromium package)"
     running = Running(model, video, ServeOptions(serve="127.0.0.1:0", serve_token="t0ken"))
     try:
-        assert _wait(lambda: running.view.state()["frame"] is not None)
+        assert wait_for(lambda: running.view.state()["frame"] is not None)
         browser = [
             chromium,
             "--headless=new",

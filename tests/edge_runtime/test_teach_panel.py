@@ -21,7 +21,7 @@ import pytest
 from benchmarks.ipcamera import IPCamera
 from tests.browser import Browser
 from tests.edge_runtime.garments import MODEL, photos, write_video
-from tests.helpers import ROOT
+from tests.helpers import ROOT, wait_for
 
 TOKEN = "s3cret-token"
 REPORTS = ROOT / "reports" / "tests"
@@ -113,7 +113,7 @@ def test_capture_two_classes_and_teach_them_in_a_real_browser(tmp_path, ledger):
         pressed = time.time()
         browser.js("document.getElementById('t-teach').click(); true")
         browser.wait("document.body.dataset.labels === 'boots,caps'", 60)
-        assert _wait(lambda: any(r["model"] == "taught" for r in device.records), 30)
+        assert wait_for(lambda: any(r["model"] == "taught" for r in device.records), 30)
         first_answer = next(r["time"] for r in device.records if r["model"] == "taught")
         time.sleep(3)  # about 30 frames of each camera from the taught file
         shown = browser.js("[...document.querySelectorAll('.tile span')].map((s) => s.textContent)")
@@ -132,15 +132,6 @@ def test_capture_two_classes_and_teach_them_in_a_real_browser(tmp_path, ledger):
         assert shown == ["boots", "caps"]
         assert [c["label"] for c in state["cameras"]] == ["boots", "caps"] and state["model"] == "taught"
     ledger.note(f"teach panel: pressing teach to the first answer from the taught file: {first_answer - pressed:.2f} s")
-
-
-def _wait(condition, timeout: float) -> bool:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if condition():
-            return True
-        time.sleep(0.05)
-    return False
 
 
 def test_every_action_is_guarded_and_bounded_and_errors_are_words(tmp_path):
@@ -176,9 +167,9 @@ def test_every_action_is_guarded_and_bounded_and_errors_are_words(tmp_path):
         for bad, words in (("", "type a name"), ("../etc", "no /"), ("<b>x</b>", "no /"), ("a\x1b[31m", "no /")):
             code, answer = device.post("capture", {"class": bad, "camera": "a"})
             assert code == 400 and words in answer["error"], (bad, answer)
-        assert _wait(lambda: len(list((examples / "boots").glob("*.jpg"))) == 6, 20)
+        assert wait_for(lambda: len(list((examples / "boots").glob("*.jpg"))) == 6, 20)
         assert device.post("capture", {"class": "caps", "count": 3, "seconds": 0.5, "camera": "b"})[0] == 200
-        assert _wait(lambda: len(list((examples / "caps").glob("*.jpg"))) == 3, 20)
+        assert wait_for(lambda: len(list((examples / "caps").glob("*.jpg"))) == 3, 20)
         code, answer = device.post("teach")
         assert code == 400 and "too few examples: caps (3)" in answer["error"] and "at least 5" in answer["error"]
         listed = device.post("examples")[1]["classes"]
@@ -203,9 +194,9 @@ def test_examples_survive_a_restart_and_teaching_again_from_the_folder_gives_the
         (tmp_path / "page").mkdir()
         for camera, name in (("a", "boots"), ("b", "caps")):
             assert device.post("capture", {"class": name, "count": 6, "seconds": 1, "camera": camera})[0] == 200
-            assert _wait(lambda n=name: len(list((examples / n).glob("*.jpg"))) == 6, 20)
+            assert wait_for(lambda n=name: len(list((examples / n).glob("*.jpg"))) == 6, 20)
         assert device.post("teach")[0] == 200
-        assert _wait(lambda: device.post("status")[1]["labels"] == ["boots", "caps"], 60)
+        assert wait_for(lambda: device.post("status")[1]["labels"] == ["boots", "caps"], 60)
     finally:
         device.stop()
     again = Device(tmp_path, examples, "--teach-output", str(tmp_path / "page" / "mine.tflite"))
@@ -268,20 +259,20 @@ def test_a_full_disk_and_a_failing_teach_are_reported_in_words_and_the_model_kee
         try:
             for camera, name in (("a", "boots"), ("b", "caps")):
                 assert device.post("capture", {"class": name, "count": 5, "seconds": 0.5, "camera": camera})[0] == 200
-                assert _wait(lambda n=name: len(list((disk / "examples" / n).glob("*.jpg"))) == 5, 20)
+                assert wait_for(lambda n=name: len(list((disk / "examples" / n).glob("*.jpg"))) == 5, 20)
             (disk / "filler").write_bytes(b"\0" * (shutil.disk_usage(disk).free - 200_000))
             assert device.post("teach")[0] == 200  # the taught file (4 MB) cannot be written here
-            assert _wait(lambda: device.post("status")[1]["error"] is not None, 60)
+            assert wait_for(lambda: device.post("status")[1]["error"] is not None, 60)
             status = device.post("status")[1]
             assert "teaching failed" in status["error"] or "No space" in status["error"], status
             assert status["model"] == "clothes_lite0" and not (disk / "examples" / "taught.tflite").exists()
             filler = disk / "filler"
             filler.write_bytes(b"\0" * (filler.stat().st_size + shutil.disk_usage(disk).free - 8192))  # full
             assert device.post("capture", {"class": "boots", "count": 10, "seconds": 1, "camera": "a"})[0] == 200
-            assert _wait(lambda: "disk is full" in (device.post("status")[1]["error"] or ""), 30)
+            assert wait_for(lambda: "disk is full" in (device.post("status")[1]["error"] or ""), 30)
             assert not list((disk / "examples" / "boots").glob(".*partial*"))  # no half-written example
             frames = len(device.records)
-            assert _wait(lambda: len(device.records) > frames + 10, 20)  # the loop goes on
+            assert wait_for(lambda: len(device.records) > frames + 10, 20)  # the loop goes on
         finally:
             stderr = device.stop()
     finally:
