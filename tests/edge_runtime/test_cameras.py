@@ -165,7 +165,8 @@ def test_max_fps_takes_the_newest_frame_at_most_n_times_a_second(videos, tmp_pat
     finally:
         camera.close()
     assert len(gaps["5"]) == 11 and float(np.min(gaps["5"])) >= 0.15  # 0.2 s a frame, give or take the clock
-    assert float(np.median(gaps[None])) < 0.1  # uncapped: every frame the 30 FPS camera sends
+    # Without a budget the loop takes frames as the camera sends them: far closer together than the cap's.
+    assert float(np.median(gaps[None])) < float(np.median(gaps["5"])) / 2
 
 
 def _swap_video(tmp_path: Path) -> Path:
